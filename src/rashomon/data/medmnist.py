@@ -1,0 +1,143 @@
+"""MedMNIST tasks from the official npz layout; missing files come through the `medmnist` package."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rashomon.data.groups import add_derived_attributes
+from rashomon.data.task import Split, Task, TaskKind, images_to_tensor
+from rashomon.errors import RashomonError
+
+SIZES = (28, 64, 128, 224)
+SPLITS = ("train", "val", "test")
+DATA_ENV = "RASHOMON_DATA"
+
+
+def _info() -> dict:
+    from medmnist import INFO
+
+    return INFO
+
+
+def dataset_names() -> list[str]:
+    """Every 2D MedMNIST dataset the installed `medmnist` package knows."""
+    return sorted(name for name in _info() if not name.endswith("3d"))
+
+
+def task_kind(medmnist_task: str) -> TaskKind:
+    if medmnist_task.startswith("multi-label"):
+        return "multilabel"
+    if medmnist_task == "binary-class":
+        return "binary"
+    return "multiclass"  # multi-class and ordinal-regression
+
+
+def default_root() -> Path:
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    from medmnist.info import DEFAULT_ROOT
+
+    return Path(DEFAULT_ROOT)
+
+
+def npz_filename(name: str, size: int) -> str:
+    return f"{name}.npz" if size == 28 else f"{name}_{size}.npz"
+
+
+def _download(name: str, size: int, root: Path) -> None:
+    import medmnist
+
+    cls = getattr(medmnist, _info()[name]["python_class"])
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        cls(split="test", download=True, root=str(root), size=size)
+    except Exception as exc:  # network errors come in many types
+        raise RashomonError(
+            f"could not download {npz_filename(name, size)} ({type(exc).__name__}); offline, put the "
+            f"official file at {root / npz_filename(name, size)} or set {DATA_ENV} to its folder"
+        ) from exc
+
+
+def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Read and check the six arrays of the official layout."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise RashomonError(
+            f"{path} is not a readable npz file ({exc}); delete it and download it again"
+        ) from exc
+    missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in arrays]
+    if missing:
+        raise RashomonError(
+            f"{path} lacks {', '.join(missing)}; a MedMNIST npz holds train/val/test _images and _labels"
+        )
+    for s in SPLITS:
+        n_img, n_lab = len(arrays[f"{s}_images"]), len(arrays[f"{s}_labels"])
+        if n_img != n_lab:
+            raise RashomonError(
+                f"{path}: {s} has {n_img} images but {n_lab} labels; the file is damaged, replace it"
+            )
+    return arrays
+
+
+def split_from_arrays(images: np.ndarray, labels: np.ndarray, kind: TaskKind, n_out: int) -> Split:
+    labels = np.asarray(labels)
+    if kind == "multilabel":
+        y = torch.from_numpy(labels.reshape(len(labels), -1).astype(np.int64))
+        bad = ~np.isin(labels, (0, 1))
+    else:
+        flat = labels.reshape(len(labels), -1)[:, 0].astype(np.int64)
+        y = torch.from_numpy(flat)
+        bad = (flat < 0) | (flat >= n_out)
+    if bad.any():
+        raise RashomonError(
+            f"labels out of range: found {np.unique(labels[bad] if labels.ndim == 1 else labels)[:5]} "
+            f"but this {kind} task has {n_out} {'labels' if kind == 'multilabel' else 'classes'}; "
+            "check the label file"
+        )
+    images = np.asarray(images, dtype=np.uint8)
+    return Split(x=images_to_tensor(images), y=y, raw=images)
+
+
+def load_medmnist(
+    name: str, root: str | Path | None = None, size: int = 28, seed: int = 0
+) -> Task:
+    """Load a 2D MedMNIST dataset as a Task, with the derived `intensity` and `random` attributes."""
+    name = name.lower()
+    names = dataset_names()
+    if name not in names:
+        raise RashomonError(f"unknown dataset {name!r}; choose one of: {', '.join(names)}")
+    if size not in SIZES:
+        raise RashomonError(f"size {size} is not a MedMNIST size; use one of {SIZES}")
+    info = _info()[name]
+    folder = Path(root).expanduser() if root is not None else default_root()
+    path = folder / npz_filename(name, size)
+    if not path.exists():
+        _download(name, size, folder)
+    if not path.exists():
+        raise RashomonError(f"{path} is missing; download it or set {DATA_ENV} to its folder")
+    arrays = load_npz_arrays(path)
+    kind = task_kind(info["task"])
+    labels = info["label"]
+    n_out = len(labels)
+    splits = {
+        s: split_from_arrays(arrays[f"{s}_images"], arrays[f"{s}_labels"], kind, n_out) for s in SPLITS
+    }
+    task = Task(
+        name=name,
+        kind=kind,
+        num_classes=n_out,
+        class_names=tuple(labels[str(i)] for i in range(n_out)),
+        size=size,
+        source=str(path),
+        **splits,
+    )
+    add_derived_attributes(task, seed=seed)
+    return task

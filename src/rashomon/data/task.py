@@ -1,0 +1,105 @@
+"""The Task: train/val/test splits of one classification problem, with patient groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+TaskKind = Literal["binary", "multiclass", "multilabel"]
+
+
+@dataclass(frozen=True)
+class GroupAttribute:
+    """A patient attribute used to split metrics by group.
+
+    `derived` is True for attributes computed from the images or drawn at random
+    (`intensity`, `random`): they are proxies or null controls, never demographics,
+    and every output labels them so.
+    """
+
+    name: str
+    levels: tuple[str, ...]
+    derived: bool
+    description: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (derived)" if self.derived else self.name
+
+
+@dataclass
+class Split:
+    """One split. `x` is float32 [N, C, H, W] scaled as the models expect; `y` is int64 [N]
+    (or [N, L] 0/1 for multilabel); `groups` maps attribute name to int codes [N];
+    `raw` keeps the uint8 images [N, H, W] or [N, H, W, C] for corruptions."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    groups: dict[str, torch.Tensor] = field(default_factory=dict)
+    raw: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Task:
+    name: str
+    kind: TaskKind
+    num_classes: int  # classes for binary/multiclass, labels for multilabel
+    train: Split
+    val: Split
+    test: Split
+    class_names: tuple[str, ...] = ()
+    attributes: dict[str, GroupAttribute] = field(default_factory=dict)
+    size: int = 28
+    source: str = ""
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train.x.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train.x.shape[-1])
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the model's last layer: classes, or labels for multilabel."""
+        return self.num_classes
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}: use train, val or test")
+        return getattr(self, name)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "size": self.size,
+            "sizes": {s: len(self.split(s)) for s in ("train", "val", "test")},
+            "attributes": {
+                a.name: {"levels": list(a.levels), "derived": a.derived, "description": a.description}
+                for a in self.attributes.values()
+            },
+            "source": self.source,
+        }
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W] or [N, H, W, C] → float32 [N, C, H, W] in [-1, 1] (MedMNIST's usual scaling)."""
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[:, None, :, :]
+    elif arr.ndim == 4:
+        arr = arr.transpose(0, 3, 1, 2)
+    else:
+        raise ValueError(f"images must be [N, H, W] or [N, H, W, C], got shape {arr.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0)
+    return x.sub_(0.5).div_(0.5)
