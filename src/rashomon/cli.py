@@ -1,0 +1,367 @@
+"""`rashomon` command line: a thin layer over the Python API and the staged run."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rashomon.errors import RashomonError
+
+app = typer.Typer(
+    help="Audit predictive multiplicity and desiderata (fairness, robustness, calibration) "
+    "across Rashomon sets of medical imaging models, sampled from one trained network with "
+    "(Riemannian) Laplace approximations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": os.environ.get("RASHOMON_DEBUG") == "1"}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = _state["debug"] or debug
+
+
+def guarded(fn):
+    """One-line errors and a non-zero exit instead of tracebacks (unless --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished stages are kept; re-run the command to resume")
+            raise typer.Exit(130) from None
+        except RashomonError as exc:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except Exception as exc:  # unexpected: still one line by default
+            if _state["debug"]:
+                raise
+            err_console.print(
+                f"[red]error:[/red] {type(exc).__name__}: {exc} (re-run with --debug for the "
+                "traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+# Flags shared by `run` and the stage commands, mapped to dotted config keys.
+FLAG_KEYS = {
+    "dataset": "data.dataset",
+    "data_root": "data.root",
+    "size": "data.size",
+    "attributes": "data.attributes_csv",
+    "arch": "train.arch",
+    "width": "train.width",
+    "dropout": "train.dropout",
+    "activation": "train.activation",
+    "epochs": "train.epochs",
+    "lr": "train.lr",
+    "seed": "seed",
+    "device": "device",
+    "source": "sample.source",
+    "models": "sample.models",
+    "subset": "sample.subset",
+    "hessian": "sample.hessian",
+    "prior": "sample.prior",
+    "kind": "sample.kind",
+    "linearized": "sample.linearized",
+    "epsilon": "sample.epsilon",
+    "max_memory": "sample.max_memory",
+}
+
+ConfigArg = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config; flags override it.")
+]
+Dataset = Annotated[str | None, typer.Option(help="MedMNIST name or image folder with labels.csv.")]
+DataRoot = Annotated[
+    str | None, typer.Option(help="Folder of MedMNIST npz files (default $RASHOMON_DATA).")
+]
+Size = Annotated[int | None, typer.Option(help="Image size: 28, 64, 128 or 224.")]
+Attributes = Annotated[
+    str | None, typer.Option(help="CSV of patient attributes: split,index,<attribute>...")
+]
+Arch = Annotated[str | None, typer.Option(help="Architecture: cnn-small, cnn, resnet18, mlp.")]
+Width = Annotated[float | None, typer.Option(help="Width multiplier (arch cnn).")]
+Dropout = Annotated[float | None, typer.Option(help="Dropout before the head (dropout sets).")]
+Activation = Annotated[str | None, typer.Option(help="relu, tanh or gelu.")]
+Epochs = Annotated[int | None, typer.Option(help="Maximum training epochs.")]
+Lr = Annotated[float | None, typer.Option(help="Learning rate.")]
+Seed = Annotated[int | None, typer.Option(help="Seed fixing every draw.")]
+Device = Annotated[str | None, typer.Option(help="cpu or cuda.")]
+Source = Annotated[
+    str | None, typer.Option(help="Model set: laplace, riemannian, retrain or dropout.")
+]
+Models = Annotated[int | None, typer.Option(help="Number of models M in the set.")]
+Subset = Annotated[str | None, typer.Option(help="Weights that vary: last_layer, all, subnetwork.")]
+Hessian = Annotated[str | None, typer.Option(help="Laplace Hessian: diag, kron, full, lowrank.")]
+Prior = Annotated[str | None, typer.Option(help="Prior precision: marglik, grid or a number.")]
+Kind = Annotated[str | None, typer.Option(help="nn (sampled networks) or glm (linearized).")]
+Linearized = Annotated[
+    bool | None, typer.Option("--linearized/--exact", help="Riemannian: linearized network.")
+]
+Epsilon = Annotated[float | None, typer.Option(help="Rashomon ε (relative validation loss).")]
+MaxMemory = Annotated[str | None, typer.Option(help="Memory budget for predictions, e.g. 4GB.")]
+Force = Annotated[bool, typer.Option("--force", help="Redo stages even if up to date.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+
+
+def _overrides(flags: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in flags.items():
+        if value is None or name not in FLAG_KEYS:
+            continue
+        if name == "prior":
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[FLAG_KEYS[name]] = value
+    return out
+
+
+def _default_out(cfg) -> Path:
+    name = cfg.name or f"{Path(cfg.data.dataset).name}-{cfg.train.arch}-seed{cfg.seed}"
+    return Path("runs") / name
+
+
+def _resolve(config: Path | None, flags: dict[str, Any], run_dir: Path | None = None):
+    from rashomon.config import load_config
+
+    if config is None and run_dir is not None and (run_dir / "config.yaml").exists():
+        config = run_dir / "config.yaml"
+    return load_config(config, _overrides(flags))
+
+
+def _show_summary(results: dict[str, dict | None], run_dir: Path) -> None:
+    table = Table(title=f"rashomon run: {run_dir}", show_lines=False)
+    table.add_column("stage")
+    table.add_column("result")
+    for stage, summary in results.items():
+        if summary is None:
+            table.add_row(stage, "[dim]up to date[/dim]")
+            continue
+        shown = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+        text = ", ".join(f"{k}={v}" for k, v in list(shown.items())[:8])
+        table.add_row(stage, text)
+    console.print(table)
+    headline = run_dir / "report" / "summary.txt"
+    if headline.exists():
+        console.print(headline.read_text().strip())
+
+
+@app.command()
+@guarded
+def run(
+    config_file: Annotated[
+        Path | None, typer.Argument(help="YAML config (optional); flags override it.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
+    dataset: Dataset = None,
+    data_root: DataRoot = None,
+    size: Size = None,
+    attributes: Attributes = None,
+    arch: Arch = None,
+    width: Width = None,
+    dropout: Dropout = None,
+    activation: Activation = None,
+    epochs: Epochs = None,
+    lr: Lr = None,
+    seed: Seed = None,
+    device: Device = None,
+    source: Source = None,
+    models: Models = None,
+    subset: Subset = None,
+    hessian: Hessian = None,
+    prior: Prior = None,
+    kind: Kind = None,
+    linearized: Linearized = None,
+    epsilon: Epsilon = None,
+    max_memory: MaxMemory = None,
+    stages: Annotated[
+        str | None, typer.Option(help="Comma-separated stages to run (default all).")
+    ] = None,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Run every stage: train → sample → evaluate → decide → report. Finished stages whose
+    inputs are unchanged are skipped, so an interrupted run resumes where it stopped."""
+    from rashomon.run import STAGE_ORDER, run_pipeline
+
+    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
+    cfg = _resolve(config_file, flags, out)
+    run_dir = out or _default_out(cfg)
+    chosen = STAGE_ORDER
+    if stages:
+        chosen = tuple(s.strip() for s in stages.split(","))
+        unknown = [s for s in chosen if s not in STAGE_ORDER]
+        if unknown:
+            raise RashomonError(f"unknown stage(s) {unknown}; choose from {list(STAGE_ORDER)}")
+    results = run_pipeline(run_dir, cfg, chosen, force=force, progress=not no_progress,
+                           console=console)
+    _show_summary(results, run_dir)
+
+
+def _stage_command(name: str, run_dir: Path, config: Path | None, flags: dict[str, Any],
+                   force: bool, no_progress: bool) -> None:
+    from rashomon.run import prepare_run_dir, run_stage
+
+    cfg = _resolve(config, flags, run_dir)
+    prepare_run_dir(run_dir, cfg)
+    summary = run_stage(run_dir, cfg, name, force=force, progress=not no_progress,
+                        console=console)
+    _show_summary({name: summary}, run_dir)
+
+
+RunDirArg = Annotated[Path, typer.Argument(help="Run directory.")]
+
+
+@app.command()
+@guarded
+def train(
+    run_dir: RunDirArg,
+    config: ConfigArg = None,
+    dataset: Dataset = None,
+    data_root: DataRoot = None,
+    size: Size = None,
+    arch: Arch = None,
+    width: Width = None,
+    dropout: Dropout = None,
+    activation: Activation = None,
+    epochs: Epochs = None,
+    lr: Lr = None,
+    seed: Seed = None,
+    device: Device = None,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Train the MAP model into RUN_DIR/train (checkpoint, history, val/test scores)."""
+    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
+    _stage_command("train", run_dir, config, flags, force, no_progress)
+
+
+@app.command()
+@guarded
+def sample(
+    run_dir: RunDirArg,
+    config: ConfigArg = None,
+    source: Source = None,
+    models: Models = None,
+    subset: Subset = None,
+    hessian: Hessian = None,
+    prior: Prior = None,
+    kind: Kind = None,
+    linearized: Linearized = None,
+    epsilon: Epsilon = None,
+    max_memory: MaxMemory = None,
+    device: Device = None,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Build the model set from the trained model and store val/test predictions."""
+    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
+    _stage_command("sample", run_dir, config, flags, force, no_progress)
+
+
+@app.command()
+@guarded
+def evaluate(
+    run_dir: RunDirArg,
+    config: ConfigArg = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated: multiplicity,performance,calibration,"
+                         "fairness,robustness.")
+    ] = None,
+    groups: Annotated[str | None, typer.Option(help="Comma-separated attributes.")] = None,
+    corruptions: Annotated[
+        str | None, typer.Option(help="Comma-separated MedMNIST-C corruptions; 'none' for none.")
+    ] = None,
+    attacks: Annotated[str | None, typer.Option(help="Comma-separated: fgsm,pgd; 'none'.")] = None,
+    device: Device = None,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Multiplicity, performance, calibration, fairness and robustness across the set."""
+    flags = {"device": device}
+    for key, value in (("metrics", metrics), ("groups", groups), ("corruptions", corruptions),
+                       ("attacks", attacks)):
+        if value is not None:
+            items = [] if value == "none" else [v.strip() for v in value.split(",") if v.strip()]
+            FLAG_KEYS.setdefault(key, f"evaluate.{key}")
+            flags[key] = items
+    _stage_command("evaluate", run_dir, config, flags, force, no_progress)
+
+
+@app.command()
+@guarded
+def decide(
+    run_dir: RunDirArg,
+    config: ConfigArg = None,
+    device: Device = None,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Best-in-set selection, ensembles with abstention and Laplace Sample Information."""
+    _stage_command("decide", run_dir, config, {"device": device}, force, no_progress)
+
+
+@app.command()
+@guarded
+def report(
+    run_dir: RunDirArg,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Write RUN_DIR/report/report.html (self-contained) with its PNGs and tables."""
+    _stage_command("report", run_dir, None, {}, force, no_progress)
+
+
+@app.command()
+@guarded
+def datasets(
+    data_root: DataRoot = None,
+) -> None:
+    """List the MedMNIST datasets and whether their 28 px file is present locally."""
+    from rashomon.data.medmnist import _info, dataset_names, default_root, npz_filename
+
+    root = Path(data_root) if data_root else default_root()
+    table = Table(title=f"MedMNIST 2D datasets (data root {root})")
+    for col in ("name", "task", "classes", "local"):
+        table.add_column(col)
+    info = _info()
+    for name in dataset_names():
+        present = (root / npz_filename(name, 28)).exists()
+        table.add_row(name, info[name]["task"], str(len(info[name]["label"])),
+                      "yes" if present else "no")
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as exc:
+        sys.exit(exc.code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The resolved configuration of a run: pydantic models, loaded from YAML and overridden by flags.
+
+The resolved config is saved in the run directory; each stage's input hash is computed from the
+sections it reads, so changing a late stage's options never invalidates earlier stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rashomon.errors import RashomonError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Section):
+    dataset: str = "pneumoniamnist"
+    root: str | None = None  # default: $RASHOMON_DATA, else the medmnist default root
+    size: int = 28
+    attributes_csv: str | None = None
+
+
+class TrainSection(Section):
+    arch: str = "cnn-small"
+    width: float | None = None  # width multiplier, for arch "cnn"
+    activation: str | None = None
+    dropout: float | None = None
+    epochs: int = 20
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    patience: int = 5
+    class_weights: bool = False
+    augment: bool = False
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("epochs must be at least 1")
+        return v
+
+    def arch_options(self) -> dict[str, Any]:
+        opts = {"width": self.width, "activation": self.activation, "dropout": self.dropout}
+        return {k: v for k, v in opts.items() if v is not None}
+
+
+class SampleSection(Section):
+    source: Literal["laplace", "riemannian", "retrain", "dropout"] = "laplace"
+    models: int = 1000
+    subset: str = "last_layer"  # last_layer | all | subnetwork
+    hessian: str = "kron"  # diag | kron | full | lowrank
+    prior: str = "marglik"  # marglik | grid | a number
+    kind: Literal["nn", "glm"] = "nn"
+    temperature: float = 1.0
+    linearized: bool = False  # riemannian only
+    retrain_models: int = 10  # retrain source: K seeds
+    epsilons: list[float] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
+    epsilon: float = 0.02  # the ε the audit uses
+    on: Literal["loss", "accuracy"] = "loss"
+    max_memory: str | None = None  # e.g. "4GB"; default a safe share of RAM/VRAM
+
+    @field_validator("models", "retrain_models")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("the number of models must be positive")
+        return v
+
+
+class EvaluateSection(Section):
+    metrics: list[str] = Field(
+        default_factory=lambda: ["multiplicity", "performance", "calibration", "fairness"]
+    )
+    groups: list[str] | None = None  # default: every attribute of the task
+    corruptions: list[str] | None = None  # default: the dataset's MedMNIST-C list; [] = none
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    attacks: list[str] = Field(default_factory=lambda: ["fgsm", "pgd"])
+    attack_epsilons: list[float] = Field(default_factory=lambda: [0.0, 1 / 255, 2 / 255, 4 / 255])
+    threshold: float = 0.5
+    target_sensitivity: float = 0.9
+    bootstrap: int = 1000
+
+
+class DecideSection(Section):
+    ensemble_sizes: list[int] = Field(default_factory=lambda: [1, 3, 5, 10, 20])
+    agreement: list[float] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    alpha: float = 0.05
+    constrained_baseline: bool = True
+    lsi: bool = True
+
+
+class RunConfig(Section):
+    name: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    sample: SampleSection = Field(default_factory=SampleSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    decide: DecideSection = Field(default_factory=DecideSection)
+
+    def section_hash(self, *sections: str) -> str:
+        """Hash of the named sections (plus seed and data), the identity of a stage's inputs."""
+        payload = {"seed": self.seed, "data": self.data.model_dump()}
+        payload.update({s: getattr(self, s).model_dump() for s in sections})
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"config field {where!r}: {err['msg']}"
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config (optional) and apply dotted overrides such as {"train.epochs": 5}."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise RashomonError(f"config file {path} does not exist; check the path")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise RashomonError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise RashomonError(f"config file {path} must hold a mapping of sections")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise RashomonError(
+            _format_validation_error(exc) + "; fix the config file or flag"
+        ) from exc
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
