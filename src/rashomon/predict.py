@@ -1,0 +1,295 @@
+"""Evaluate every model of a ModelSet on inputs, in chunks of models and inputs under a budget.
+
+Strategies (``strategy="auto"`` picks one from the set and the device):
+- ``head``: only the last layer varies. The body runs once per input chunk; the M heads are one
+  batched matrix product. Same result for kind nn and glm (the net is linear in its head).
+- ``loop``: sampled networks, one plain forward per model (functional_call with the model's
+  weights, no copy). Chosen on the CPU: DESIGN.md measured `vmap` over conv weights 3× slower
+  than a loop of forwards on this 2-core CPU (benchmarks/bench_sets.py re-measures it).
+- ``vmap``: sampled networks, `torch.func.vmap(functional_call)` over a chunk of models, one
+  kernel launch for many models. Chosen on CUDA, where launches, not arithmetic, dominate.
+- ``jacobian``: linearised networks. Per input chunk the per-sample Jacobian J [n, C, P] is
+  materialised once (vmap of jacrev over samples) and applied to all M deviations as one matmul:
+  cost C backward passes + n·C·P·M multiply-adds, against M forward-mode passes (each ≈ 2-3
+  forwards) for a batched jvp. For convolutional nets a forward costs far more than C·P
+  multiply-adds per image (weights are reused over positions), so J wins by a wide margin
+  whenever one image's J fits in the budget.
+- ``jvp``: linearised networks whose single-image Jacobian does not fit the budget: one batched
+  `torch.func.jvp` with a chunk of deviation vectors as tangents.
+
+Computation is float32. Outputs are float32 on the CPU: float16 keeps ~3 significant digits, so
+a probability of 0.9996 rounds to 1.0 and its complement's log (NLL, Rashomon capacity) breaks;
+the arrays are small (1000 models × 624 images × 2 classes = 5 MB), so halving them buys nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch.func import functional_call, jacrev, jvp, vmap
+
+from rashomon.errors import RashomonError
+from rashomon.memory import format_bytes, memory_budget
+
+if TYPE_CHECKING:
+    from rashomon.sets.base import ModelSet
+
+STRATEGIES = ("auto", "head", "loop", "vmap", "jacobian", "jvp")
+FLOAT = 4  # bytes per float32
+
+
+def default_device(mset: ModelSet) -> torch.device:
+    return next(mset.base.parameters()).device
+
+
+def _activation_bytes(mset: ModelSet, x: torch.Tensor, device: torch.device) -> int:
+    """Bytes of activations one image produces in a forward pass (sum of every module's output),
+    measured once with hooks and cached on the set."""
+    key = (tuple(x.shape[1:]), str(device))
+    cache = mset.__dict__.setdefault("_act_bytes", {})
+    if key in cache:
+        return cache[key]
+    total = 0
+
+    def hook(_mod, _inp, out):
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in mset.base.modules()]
+    try:
+        with torch.no_grad():
+            mset.base(x[:1].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+    cache[key] = max(total, 1) * FLOAT + int(x[:1].numel()) * FLOAT
+    return cache[key]
+
+
+def choose_strategy(mset: ModelSet, device: torch.device) -> str:
+    if mset.head_only:
+        return "head"
+    if mset.kind == "glm":
+        return "jacobian"
+    return "vmap" if device.type == "cuda" else "loop"
+
+
+def predict_logits(
+    mset: ModelSet,
+    x: torch.Tensor,
+    device: str | torch.device | None = None,
+    max_memory: str | int | None = None,
+    strategy: str = "auto",
+) -> torch.Tensor:
+    """Logits of every model of `mset` on `x`: float32 [M, N, C] on the CPU."""
+    if strategy not in STRATEGIES:
+        raise RashomonError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
+    x = torch.as_tensor(x)
+    spec = mset.spec
+    if x.ndim < 2 or (x.ndim == 4 and x.shape[1] != spec["in_channels"]):
+        raise RashomonError(
+            f"inputs of shape {tuple(x.shape)} do not fit the set's model "
+            f"({spec['in_channels']} channels, {spec['size']} px); check the task"
+        )
+    dev = torch.device(device) if device is not None else default_device(mset)
+    budget = memory_budget(max_memory, dev)
+    if strategy == "auto":
+        strategy = choose_strategy(mset, dev)
+    if strategy == "head" and not mset.head_only:
+        raise RashomonError("strategy 'head' needs a set where only the head varies")
+    if strategy in ("jacobian", "jvp") and mset.kind != "glm":
+        raise RashomonError(f"strategy {strategy!r} is for linearised (glm) sets")
+    if strategy in ("loop", "vmap") and mset.kind == "glm" and not mset.head_only:
+        raise RashomonError(f"strategy {strategy!r} is for sampled-network (nn) sets")
+    mset.base.to(dev).eval()
+    x = x.float()
+    if len(x) == 0:
+        return torch.empty(len(mset), 0, spec["num_classes"])
+    act = _activation_bytes(mset, x, dev)
+    if strategy == "head":
+        return _predict_head(mset, x, dev, budget, act)
+    if strategy == "loop":
+        return _predict_loop(mset, x, dev, budget, act)
+    if strategy == "vmap":
+        return _predict_vmap(mset, x, dev, budget, act)
+    if strategy == "jacobian":
+        per_image = spec["num_classes"] * mset.num_varied * FLOAT * 2
+        if per_image + act * (spec["num_classes"] + 2) > budget:
+            strategy = "jvp"  # one image's Jacobian alone exceeds the budget
+        else:
+            return _predict_glm_jacobian(mset, x, dev, budget, act)
+    return _predict_glm_jvp(mset, x, dev, budget, act)
+
+
+def predict_probs(
+    mset: ModelSet,
+    x: torch.Tensor,
+    device: str | torch.device | None = None,
+    max_memory: str | int | None = None,
+    strategy: str = "auto",
+) -> torch.Tensor:
+    """Probabilities [M, N, C] (softmax) or [M, N, L] (sigmoid, multilabel), float32, CPU."""
+    logits = predict_logits(mset, x, device, max_memory, strategy)
+    return torch.sigmoid(logits) if mset.multilabel else torch.softmax(logits, dim=-1)
+
+
+def _chunk(total: int, size: int):
+    size = max(1, int(size))
+    for i in range(0, total, size):
+        yield slice(i, min(total, i + size))
+
+
+def _too_small(budget: int, need: int, what: str) -> RashomonError:
+    return RashomonError(
+        f"memory budget {format_bytes(budget)} is below the {format_bytes(need)} that {what} "
+        "needs; raise --max-memory"
+    )
+
+
+def _head_weights(mset: ModelSet) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Every model's head weight [M, C, D] and bias [M, C] (MAP values where not varied)."""
+    parts = mset.unflatten(mset.samples)
+    head = mset.base.head
+    M = len(mset)
+    w = parts.get("head.weight")
+    if w is None:
+        w = head.weight.detach().cpu()[None].expand(M, -1, -1)
+    b = parts.get("head.bias")
+    if b is None and head.bias is not None:
+        b = head.bias.detach().cpu()[None].expand(M, -1)
+    return w, b
+
+
+@torch.no_grad()
+def _predict_head(mset, x, dev, budget, act) -> torch.Tensor:
+    w, b = _head_weights(mset)
+    M, C, D = w.shape
+    N = len(x)
+    out = torch.empty(M, N, C)
+    # Working set: the weights of a model chunk, its logits for an input chunk, the body's
+    # activations for that input chunk.
+    n_chunk = max(1, min(N, (budget // 2) // act))
+    if act > budget // 2:
+        raise _too_small(budget, 2 * act, "one image's forward pass")
+    per_model = C * D * FLOAT + n_chunk * C * FLOAT * 2
+    m_chunk = max(1, min(M, (budget // 2) // per_model))
+    for xs in _chunk(N, n_chunk):
+        feats = mset.base.features(x[xs].to(dev))
+        for ms in _chunk(M, m_chunk):
+            logits = torch.matmul(feats[None], w[ms].to(dev).transpose(1, 2))
+            if b is not None:
+                logits = logits + b[ms].to(dev)[:, None, :]
+            out[ms, xs] = logits.float().cpu()
+    return out
+
+
+def _model_state(mset: ModelSet, m: int | slice, dev) -> dict[str, torch.Tensor]:
+    state = mset.unflatten(mset.samples[m].to(dev))
+    if mset.buffer_names:
+        state.update(mset.unflatten_buffers(mset.buffer_samples[m].to(dev)))
+    return state
+
+
+@torch.no_grad()
+def _predict_loop(mset, x, dev, budget, act) -> torch.Tensor:
+    N, M = len(x), len(mset)
+    if act * 2 > budget:
+        raise _too_small(budget, 2 * act, "one image's forward pass")
+    n_chunk = max(1, min(N, (budget // 2) // act))
+    out = None
+    for xs in _chunk(N, n_chunk):
+        xc = x[xs].to(dev)
+        for m in range(M):
+            logits = functional_call(mset.base, _model_state(mset, m, dev), (xc,))
+            if out is None:
+                out = torch.empty(M, N, logits.shape[-1])
+            out[m, xs] = logits.float().cpu()
+    return out
+
+
+@torch.no_grad()
+def _predict_vmap(mset, x, dev, budget, act) -> torch.Tensor:
+    N, M = len(x), len(mset)
+    if act * 2 > budget:
+        raise _too_small(budget, 2 * act, "one image's forward pass")
+    n_chunk = max(1, min(N, (budget // 2) // act))
+    per_model = mset.num_varied * FLOAT + n_chunk * act
+    m_chunk = max(1, min(M, (budget // 2) // per_model))
+
+    def one(state, xc):
+        return functional_call(mset.base, state, (xc,))
+
+    batched = vmap(one, in_dims=(0, None))
+    out = None
+    for xs in _chunk(N, n_chunk):
+        xc = x[xs].to(dev)
+        for ms in _chunk(M, m_chunk):
+            logits = batched(_model_state(mset, ms, dev), xc)
+            if out is None:
+                out = torch.empty(M, N, logits.shape[-1])
+            out[ms, xs] = logits.float().cpu()
+    return out
+
+
+def _map_params(mset: ModelSet, dev) -> dict[str, torch.Tensor]:
+    params = dict(mset.base.named_parameters())
+    return {n: params[n].detach().to(dev) for n in mset.param_names}
+
+
+def _predict_glm_jacobian(mset, x, dev, budget, act) -> torch.Tensor:
+    N, M, P = len(x), len(mset), mset.num_varied
+    C = mset.spec["num_classes"]
+    theta = _map_params(mset, dev)
+    per_image = C * P * FLOAT * 2 + act * (C + 2)
+    n_chunk = max(1, min(N, (budget // 2) // per_image))
+    delta = mset.deviations()
+    m_chunk = max(1, min(M, (budget // 2) // max(1, (P + n_chunk * C) * FLOAT)))
+
+    def single(params, x1):
+        return functional_call(mset.base, params, (x1[None],))[0]
+
+    per_sample_jac = vmap(jacrev(single), in_dims=(None, 0))
+    out = torch.empty(M, N, C)
+    for xs in _chunk(N, n_chunk):
+        xc = x[xs].to(dev)
+        jac = per_sample_jac(theta, xc)
+        J = torch.cat([jac[n].reshape(len(xc), C, -1) for n in mset.param_names], dim=2)
+        del jac
+        with torch.no_grad():
+            f0 = mset.base(xc)
+            Jf = J.reshape(len(xc) * C, P)
+            for ms in _chunk(M, m_chunk):
+                lin = (Jf @ delta[ms].to(dev).T).T.reshape(-1, len(xc), C)
+                out[ms, xs] = (f0[None] + lin).float().cpu()
+    return out
+
+
+def _predict_glm_jvp(mset, x, dev, budget, act) -> torch.Tensor:
+    N, M = len(x), len(mset)
+    C = mset.spec["num_classes"]
+    theta = _map_params(mset, dev)
+    if act * 4 > budget:
+        raise _too_small(budget, 4 * act, "one image's linearised forward pass")
+    n_chunk = max(1, min(N, (budget // 4) // act))
+    m_chunk = max(1, min(M, (budget // 2) // (n_chunk * act * 3 + mset.num_varied * FLOAT)))
+    delta = mset.deviations()
+
+    out = torch.empty(M, N, C)
+    for xs in _chunk(N, n_chunk):
+        xc = x[xs].to(dev)
+
+        def f(params, xc=xc):
+            return functional_call(mset.base, params, (xc,))
+
+        def lin(tangent, f=f):
+            return jvp(f, (theta,), (tangent,))[1]
+
+        with torch.no_grad():
+            f0 = mset.base(xc)
+        for ms in _chunk(M, m_chunk):
+            tangents = mset.unflatten(delta[ms].to(dev))
+            jd = vmap(lin)(tangents)
+            out[ms, xs] = (f0[None] + jd).detach().float().cpu()
+    return out
