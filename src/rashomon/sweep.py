@@ -1,0 +1,588 @@
+"""Sweeps: a grid of ordinary run directories, one per cell, run as Ray tasks.
+
+A sweep file holds a base config (the RunConfig schema, inline or the path of a config file) and
+a grid over dotted config keys. Every combination of grid values is one cell; each cell is an
+ordinary run directory under `<out>/cells/<name>`, its name derived from its grid values, so
+`rashomon run`, `rashomon report` and `rashomon compare` work on it directly.
+
+    name: capacity
+    base: {data: {dataset: breastmnist}, train: {arch: cnn, epochs: 10}}
+    grid:
+      train.width: [0.25, 0.5, 1, 2]
+      seed: [0, 1, 2]
+      set:                       # a bundle axis: each value sets several keys together
+        - {label: ll-kron, sample.subset: last_layer, sample.hessian: kron}
+        - {label: all-diag, sample.subset: all, sample.hessian: diag}
+    stages: [train, sample, evaluate]   # default: every stage
+    resources: {num_cpus: 1, num_gpus: 0}   # reserved per cell
+    max_memory: 8GB              # shared by the cells running at once (default: sample's default)
+
+Cells whose requested stages are all current are skipped without launching a task. A failing
+cell is recorded with its one-line error (traceback in its `error.txt`) and the others go on.
+After the run, `<out>/status.csv` lists every cell and its status, `<out>/sweep.csv` is the tidy
+table of every cell's results and `<out>/sweep.html` the sweep report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+
+from rashomon.config import RunConfig, load_config
+from rashomon.errors import RashomonError
+
+CELLS_DIR = "cells"
+STATUS_FILE = "status.csv"
+TABLE_FILE = "sweep.csv"
+REPORT_FILE = "sweep.html"
+CELL_LOG = "cell.log"
+CELL_ERROR = "error.txt"
+ERROR_CHARS = 300  # a one-line error longer than this is cut (the full text is in error.txt)
+# Keep a local Ray small and offline: no dashboard, no usage reporting, a small object store
+# (cells exchange only small status dicts; their arrays go to disk).
+OBJECT_STORE_BYTES = 200 * 2**20
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+
+class SweepSpec(BaseModel):
+    """The sweep file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    base: dict[str, Any] | str = Field(default_factory=dict)
+    grid: dict[str, Any] = Field(default_factory=dict)
+    stages: list[str] | None = None
+    resources: Resources = Field(default_factory=Resources)
+    max_memory: str | None = None
+
+
+@dataclass
+class Cell:
+    """One grid point: its name, its axis labels, the dotted overrides and the resolved config."""
+
+    name: str
+    labels: dict[str, Any]
+    overrides: dict[str, Any]
+    cfg: RunConfig | None = None
+    error: str = ""  # set when the config itself is invalid: the cell fails without a task
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- reading the sweep
+
+
+def load_sweep(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
+    """Read a sweep file; returns the spec and the base config as a raw mapping."""
+    path = Path(path)
+    if not path.exists():
+        raise RashomonError(f"sweep file {path} does not exist; check the path")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RashomonError(f"sweep file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RashomonError(f"sweep file {path} must hold a mapping with 'base' and 'grid'")
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise RashomonError(f"sweep file {path}, field {where!r}: {err['msg']}") from exc
+    base = spec.base
+    if isinstance(base, str):
+        base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+        if not base_path.exists():
+            raise RashomonError(f"base config {base_path} named in {path} does not exist")
+        base = yaml.safe_load(base_path.read_text()) or {}
+    if spec.stages is not None:
+        from rashomon.run import STAGE_ORDER
+
+        unknown = [s for s in spec.stages if s not in STAGE_ORDER]
+        if unknown:
+            raise RashomonError(
+                f"sweep file {path}: unknown stage(s) {unknown}; choose from {list(STAGE_ORDER)}"
+            )
+    load_config(None, _flatten(base))  # the base alone must be a valid run config
+    return spec, base
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"epochs": 2}} → {"train.epochs": 2} (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _axis_values(axis: str, values: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """(label, dotted overrides) for every value of one grid axis."""
+    if not isinstance(values, list):
+        values = [values]
+    if not values:
+        raise RashomonError(f"grid axis {axis!r} has no values; give at least one")
+    out = []
+    for v in values:
+        if isinstance(v, Mapping):  # bundle axis: several keys set together
+            v = dict(v)
+            label = v.pop("label", None)
+            if not v:
+                raise RashomonError(f"grid axis {axis!r} has an empty bundle; give dotted keys")
+            if label is None:
+                label = "-".join(_label_text(x) for x in v.values())
+            out.append((str(label), {str(k): x for k, x in v.items()}))
+        else:
+            if "." not in axis and axis not in RunConfig.model_fields:
+                raise RashomonError(
+                    f"grid axis {axis!r} is not a config key; use a dotted key such as "
+                    "'train.arch', or give mappings of dotted keys as its values"
+                )
+            out.append((v, {axis: v}))
+    return out
+
+
+def _label_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value)
+    if "/" in text:  # a dataset folder: its name says enough
+        text = Path(text).name
+    return re.sub(r"[^A-Za-z0-9.+=-]+", "", text) or "x"
+
+
+def cell_name(labels: Mapping[str, Any]) -> str:
+    """Directory name of a cell from its axis labels, e.g. 'arch-cnn_width-0.5_seed-0'."""
+    shorts = {a: a.split(".")[-1] for a in labels}
+    clashes = {s for s in shorts.values() if list(shorts.values()).count(s) > 1}
+    parts = []
+    for axis, label in labels.items():
+        key = axis.replace(".", "-") if shorts[axis] in clashes else shorts[axis]
+        parts.append(f"{key}-{_label_text(label)}")
+    return "_".join(parts) or "base"
+
+
+def expand_grid(spec: SweepSpec, base: Mapping[str, Any]) -> list[Cell]:
+    """Every combination of grid values as a Cell with its resolved config (or its error)."""
+    axes = {a: _axis_values(a, vals) for a, vals in spec.grid.items()}
+    cells = []
+    names: set[str] = set()
+    for combo in itertools.product(*axes.values()) if axes else [()]:
+        labels = {a: lab for a, (lab, _) in zip(axes, combo, strict=True)}
+        overrides: dict[str, Any] = {}
+        for _, ov in combo:
+            overrides.update(ov)
+        name = cell_name(labels)
+        if name in names:
+            raise RashomonError(
+                f"two grid cells get the directory name {name!r}; give bundle values distinct "
+                "'label's"
+            )
+        names.add(name)
+        cell = Cell(name, labels, overrides, columns={**labels, **overrides})
+        try:
+            cell.cfg = _cell_config(base, overrides, name)
+        except RashomonError as exc:
+            cell.error = str(exc)
+        cells.append(cell)
+    return cells
+
+
+def _cell_config(base: Mapping[str, Any], overrides: Mapping[str, Any], name: str) -> RunConfig:
+    flat = _flatten(base)
+    flat["name"] = name  # the grid may still set its own
+    flat.update(overrides)
+    return load_config(None, flat)
+
+
+# --------------------------------------------------------------------------- finished cells
+
+
+def cell_is_finished(run_dir: Path, cfg: RunConfig, stages: tuple[str, ...]) -> bool:
+    """All requested stages current in the run directory.
+
+    The memory budget a sweep hands each cell depends on how many cells share the machine; it
+    bounds working memory, never results, so a cell finished under another budget is finished.
+    """
+    from rashomon.run import CONFIG_FILE, stage_is_current
+
+    cfg_file = run_dir / CONFIG_FILE
+    if not cfg_file.exists():
+        return False
+    try:
+        old = load_config(cfg_file)
+    except RashomonError:
+        return False
+    check = cfg.model_copy(
+        update={"sample": cfg.sample.model_copy(update={"max_memory": old.sample.max_memory})}
+    )
+    return all(stage_is_current(run_dir, check, s) for s in stages)
+
+
+# --------------------------------------------------------------------------- the Ray task
+
+
+def one_line(exc: BaseException) -> str:
+    """The error of a cell on one line: the message of a RashomonError, else 'Type: message'."""
+    text = str(exc) if isinstance(exc, RashomonError) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+
+
+def run_cell(
+    run_dir: str, cfg: dict[str, Any], stages: list[str], force: bool, threads: int
+) -> dict[str, Any]:
+    """Run one cell's stages (the body of a Ray task); never raises: returns its status."""
+    import resource
+
+    import torch
+
+    from rashomon.run import run_pipeline
+
+    start = time.perf_counter()
+    path = Path(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CELL_ERROR).unlink(missing_ok=True)
+    torch.set_num_threads(max(1, threads))
+    try:
+        with open(path / CELL_LOG, "a") as log:
+            console = Console(file=log, width=120, force_terminal=False)
+            console.print(f"--- sweep cell started {time.strftime('%Y-%m-%dT%H:%M:%S')}")
+            run_pipeline(
+                path,
+                RunConfig.model_validate(cfg),
+                tuple(stages),
+                force=force,
+                progress=False,
+                console=console,
+            )
+        status, error = "done", ""
+    except Exception as exc:
+        (path / CELL_ERROR).write_text(traceback.format_exc())
+        status, error = "failed", one_line(exc)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "status": status,
+        "error": error,
+        "seconds": round(time.perf_counter() - start, 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def start_ray(
+    num_cpus: float | None = None, num_gpus: float | None = None, address: str | None = None
+) -> bool:
+    """Connect to Ray: an existing cluster at `address`, the one this process already holds, or
+    a local Ray started now. Returns True when this call started it (and should shut it down)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **kwargs)
+        return True
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES, **kwargs)
+    return True
+
+
+def concurrent_slots(resources: Resources, cluster: Mapping[str, float]) -> int:
+    """How many cells the cluster runs at once given each cell's reservation."""
+    slots = math.inf
+    if resources.num_cpus > 0:
+        slots = min(slots, cluster.get("CPU", 0) // resources.num_cpus)
+    if resources.num_gpus > 0:
+        slots = min(slots, cluster.get("GPU", 0) // resources.num_gpus)
+    if slots == 0:
+        raise RashomonError(
+            f"each cell asks for {resources.num_cpus} CPU and {resources.num_gpus} GPU but the "
+            f"cluster has {cluster.get('CPU', 0)} CPU and {cluster.get('GPU', 0)} GPU; lower "
+            "'resources' in the sweep file or start Ray with more (--num-cpus/--num-gpus)"
+        )
+    return int(slots) if slots != math.inf else 1
+
+
+def cell_memory_budget(spec: SweepSpec, slots: int, cluster: Mapping[str, float]) -> str | None:
+    """`sample.max_memory` for each cell: the shared budget split over the cells that run at
+    once. Without `max_memory` in the sweep file the sample stage's default share of RAM is
+    taken of the cluster's memory. GPU cells get no default: each picks its share of free VRAM
+    when it starts, so give `max_memory` when several share one GPU."""
+    from rashomon.memory import DEFAULT_RAM_SHARE, MIN_BUDGET, parse_bytes
+
+    if spec.max_memory is not None:
+        total = parse_bytes(spec.max_memory)
+    elif spec.resources.num_gpus > 0:
+        return None
+    else:
+        total = int(cluster.get("memory", 0) * DEFAULT_RAM_SHARE)
+        if total <= 0:
+            return None
+    per_cell = max(MIN_BUDGET, total // max(1, slots))
+    return f"{per_cell // 10**6}MB"  # whole MB: the same budget gives the same config hash
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def run_sweep(
+    sweep_yaml: Path,
+    out: Path | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    force: bool = False,
+    console: Console | None = None,
+) -> pd.DataFrame:
+    """Run every cell of a sweep as a Ray task and return the status table (one row per cell:
+    its grid values, run_dir, status done|skipped|failed, error, seconds, peak_rss_mb).
+
+    Cells whose stages are all current are skipped without a task; a failing cell is recorded
+    with its one-line error and does not stop the others. Writes OUT/status.csv, the tidy table
+    OUT/sweep.csv and the report OUT/sweep.html. A local Ray is started with `num_cpus` /
+    `num_gpus` (default: all of this machine) unless `address` names a running cluster.
+    """
+    console = console or Console()
+    sweep_yaml = Path(sweep_yaml)
+    spec, base = load_sweep(sweep_yaml)
+    out = Path(out) if out is not None else Path("sweeps") / (spec.name or sweep_yaml.stem)
+    from rashomon.run import STAGE_ORDER
+
+    stages = tuple(spec.stages) if spec.stages else STAGE_ORDER
+    cells = expand_grid(spec, base)
+    (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
+
+    status: dict[str, dict[str, Any]] = {}
+    todo: list[Cell] = []
+    for cell in cells:
+        run_dir = out / CELLS_DIR / cell.name
+        row = {
+            "cell": cell.name,
+            **cell.columns,
+            "run_dir": str(run_dir),
+            "status": "pending",
+            "error": "",
+            "seconds": float("nan"),
+            "peak_rss_mb": float("nan"),
+        }
+        status[cell.name] = row
+        if cell.error:
+            row.update(status="failed", error=cell.error)
+        elif not force and cell_is_finished(run_dir, cell.cfg, stages):
+            row["status"] = "skipped"
+        else:
+            todo.append(cell)
+    skipped = sum(r["status"] == "skipped" for r in status.values())
+    invalid = sum(r["status"] == "failed" for r in status.values())
+    console.print(
+        f"sweep {out}: {len(cells)} cells, {skipped} finished (skipped), {invalid} invalid, "
+        f"{len(todo)} to run; stages {', '.join(stages)}"
+    )
+    for row in status.values():
+        if row["status"] == "failed":
+            console.print(f"[red]✗ {row['cell']}[/red]: {row['error']}", highlight=False)
+
+    if todo:
+        _run_cells(
+            todo, status, out, spec, stages, force, num_cpus, num_gpus, address, progress, console
+        )
+
+    table = pd.DataFrame(list(status.values()))
+    _write_csv(table, out / STATUS_FILE)
+    tidy = collect_sweep(out)
+    _write_csv(tidy, out / TABLE_FILE)
+    from rashomon.sweep_report import write_sweep_report
+
+    write_sweep_report(out, table, tidy, axes=list(spec.grid))
+    counts = table["status"].value_counts().to_dict()
+    console.print(
+        f"sweep {out}: done {counts.get('done', 0)}, skipped {counts.get('skipped', 0)}, "
+        f"failed {counts.get('failed', 0)}; table {out / TABLE_FILE}, report {out / REPORT_FILE}"
+    )
+    return table
+
+
+def _run_cells(
+    todo, status, out, spec, stages, force, num_cpus, num_gpus, address, progress, console
+) -> None:
+    import ray
+
+    started = start_ray(num_cpus, num_gpus, address)
+    try:
+        cluster = ray.cluster_resources()
+        slots = concurrent_slots(spec.resources, cluster)
+        budget = cell_memory_budget(spec, slots, cluster)
+        # A fresh worker per cell: its memory is returned, a crash stays local.
+        remote = ray.remote(max_calls=1, max_retries=0)(run_cell).options(
+            num_cpus=spec.resources.num_cpus, num_gpus=spec.resources.num_gpus
+        )
+        threads = max(1, int(spec.resources.num_cpus))
+        refs = {}
+        for cell in todo:
+            cfg = cell.cfg
+            if budget is not None and cfg.sample.max_memory is None:
+                cfg = cfg.model_copy(
+                    update={"sample": cfg.sample.model_copy(update={"max_memory": budget})}
+                )
+            run_dir = status[cell.name]["run_dir"]
+            ref = remote.remote(run_dir, cfg.model_dump(mode="json"), list(stages), force, threads)
+            refs[ref] = cell.name
+            status[cell.name]["status"] = "queued"
+        console.print(
+            f"ray: {cluster.get('CPU', 0):g} CPU, {cluster.get('GPU', 0):g} GPU; {slots} cells "
+            f"at once; per-cell memory budget {budget or 'default'}"
+        )
+        _wait(refs, status, slots, progress, console)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _wait(refs, status, slots, progress, console) -> None:
+    import ray
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = len(refs)
+    counts = {"done": 0, "failed": 0}
+
+    def describe() -> str:
+        pending = len(refs)
+        running = min(pending, slots)
+        return (
+            f"done {counts['done']} · failed {counts['failed']} · running {running} · "
+            f"queued {pending - running}"
+        )
+
+    bar = Progress(
+        TextColumn("cells"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not progress,
+        transient=False,
+    )
+    with bar:
+        task_id = bar.add_task(describe(), total=total)
+        try:
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    name = refs.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as exc:  # the worker died (killed for memory, crashed)
+                        result = {"status": "failed", "error": one_line(exc)}
+                    status[name].update(result)
+                    counts[result["status"]] += 1
+                    if result["status"] == "done":
+                        bar.console.print(f"[green]✓ {name}[/green] ({result['seconds']} s)")
+                    else:
+                        bar.console.print(
+                            f"[red]✗ {name}[/red]: {result['error']}", highlight=False
+                        )
+                    bar.advance(task_id)
+                bar.update(task_id, description=describe())
+        except KeyboardInterrupt:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- the tidy table
+
+TIDY_COLUMNS = ["stage", "metric", "group", "source", "epsilon", "stat", "value"]
+
+
+def cell_rows(run_dir: Path) -> pd.DataFrame:
+    """The tidy result rows of one run directory: train and sample summaries (numbers), the
+    evaluate stage's multiplicity.csv and metrics.csv when present."""
+    frames = []
+    for stage in ("train", "sample"):
+        f = run_dir / stage / "summary.json"
+        if f.exists():
+            summary = json.loads(f.read_text())
+            rows = [
+                {"stage": stage, "metric": k, "group": "all", "stat": "value", "value": v}
+                for k, v in summary.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            ]
+            frames.append(pd.DataFrame(rows, columns=["stage", "metric", "group", "stat", "value"]))
+    mult = run_dir / "evaluate" / "multiplicity.csv"
+    if mult.exists():
+        df = pd.read_csv(mult)
+        df.insert(0, "stage", "evaluate")
+        if "stat" not in df:
+            df["stat"] = "value"
+        frames.append(df)
+    metrics = run_dir / "evaluate" / "metrics.csv"
+    if metrics.exists():
+        df = pd.read_csv(metrics)
+        df.insert(0, "stage", "evaluate")
+        frames.append(df)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=TIDY_COLUMNS)
+    table = pd.concat(frames, ignore_index=True)
+    for col in TIDY_COLUMNS:
+        if col not in table:
+            table[col] = pd.NA
+    extra = [c for c in table.columns if c not in TIDY_COLUMNS]
+    return table[TIDY_COLUMNS + extra]
+
+
+def collect_sweep(out: Path) -> pd.DataFrame:
+    """One tidy table across the cells of a sweep: the cell's grid values, then its rows."""
+    out = Path(out)
+    status_file = out / STATUS_FILE
+    if not status_file.exists():
+        raise RashomonError(f"{out} holds no sweep ({STATUS_FILE} missing); run `rashomon sweep`")
+    status = pd.read_csv(status_file)
+    keys = [
+        c
+        for c in status.columns
+        if c not in ("status", "error", "seconds", "peak_rss_mb", "run_dir")
+    ]
+    frames = []
+    for _, row in status.iterrows():
+        rows = cell_rows(Path(row["run_dir"]))
+        if rows.empty:
+            continue
+        for i, k in enumerate(keys):
+            rows.insert(i, k, row[k])
+        frames.append(rows)
+    if not frames:
+        return pd.DataFrame(columns=keys + TIDY_COLUMNS)
+    return pd.concat(frames, ignore_index=True)

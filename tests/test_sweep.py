@@ -1,0 +1,229 @@
+"""Sweeps: grid expansion, cell names, budgets (pure), and a real 4-cell sweep under local Ray with
+one cell failing on purpose; re-running launches no task for the finished cells."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from rashomon.errors import RashomonError
+from rashomon.sweep import (
+    CELL_LOG,
+    CELLS_DIR,
+    Resources,
+    SweepSpec,
+    cell_is_finished,
+    cell_memory_budget,
+    cell_name,
+    concurrent_slots,
+    expand_grid,
+    load_sweep,
+    one_line,
+    run_sweep,
+)
+from rashomon.sweep_report import axis_study, headline_table
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def test_expand_grid_products_and_bundles():
+    spec = SweepSpec(
+        grid={
+            "train.width": [0.5, 1.0],
+            "seed": [0, 1, 2],
+            "set": [
+                {"label": "ll", "sample.subset": "last_layer"},
+                {"sample.subset": "all", "sample.hessian": "diag"},
+            ],
+        }
+    )
+    cells = expand_grid(spec, {"train": {"arch": "cnn", "epochs": 3}})
+    assert len(cells) == 2 * 3 * 2
+    names = [c.name for c in cells]
+    assert len(set(names)) == 12
+    assert names[0] == "width-0.5_seed-0_set-ll"
+    assert names[-1] == "width-1_seed-2_set-all-diag"  # 1.0 written as 1; label from values
+    last = cells[-1].cfg
+    assert (last.train.width, last.seed, last.sample.subset, last.sample.hessian) == (
+        1.0,
+        2,
+        "all",
+        "diag",
+    )
+    assert last.train.arch == "cnn" and last.train.epochs == 3  # from the base
+    assert last.name == "width-1_seed-2_set-all-diag"
+
+
+def test_cell_name_disambiguates_and_sanitises():
+    assert cell_name({"train.dropout": 0.1, "sample.dropout": 0.2}) == (
+        "train-dropout-0.1_sample-dropout-0.2"
+    )
+    assert cell_name({"data.dataset": "/data/my images/chest"}) == "dataset-chest"
+    assert cell_name({}) == "base"
+
+
+def test_invalid_cell_config_fails_alone():
+    spec = SweepSpec(grid={"train.epochs": [1, 0]})  # epochs 0 is refused by the config
+    ok, bad = expand_grid(spec, {})
+    assert ok.cfg is not None and ok.error == ""
+    assert bad.cfg is None and "epochs" in bad.error
+
+
+def test_grid_axis_must_be_a_key():
+    with pytest.raises(RashomonError, match="not a config key"):
+        expand_grid(SweepSpec(grid={"width": [1, 2]}), {})
+
+
+def test_load_sweep_checks_stages_and_base(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({"base": {"train": {"epochs": 1}}, "stages": ["trian"]}))
+    with pytest.raises(RashomonError, match="unknown stage"):
+        load_sweep(f)
+    f.write_text(yaml.safe_dump({"base": {"trian": {"epochs": 1}}}))
+    with pytest.raises(RashomonError, match="trian"):
+        load_sweep(f)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"train": {"epochs": 2}}))
+    f.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"seed": [0, 1]}}))
+    _, base = load_sweep(f)
+    assert base == {"train": {"epochs": 2}}
+
+
+def test_slots_and_memory_budget():
+    cluster = {"CPU": 8.0, "GPU": 2.0, "memory": 16e9}
+    assert concurrent_slots(Resources(num_cpus=2), cluster) == 4
+    assert concurrent_slots(Resources(num_cpus=1, num_gpus=0.5), cluster) == 4
+    assert concurrent_slots(Resources(num_cpus=1, num_gpus=1), cluster) == 2
+    with pytest.raises(RashomonError, match="cluster has"):
+        concurrent_slots(Resources(num_cpus=16), cluster)
+    # the sweep's budget split over the cells that run at once, in whole MB
+    assert cell_memory_budget(SweepSpec(max_memory="8GB"), 4, cluster) == "2000MB"
+    # default: the sample stage's 25 % share of the cluster's memory, split likewise
+    assert cell_memory_budget(SweepSpec(), 4, cluster) == "1000MB"
+    assert cell_memory_budget(SweepSpec(resources=Resources(num_gpus=1)), 2, cluster) is None
+
+
+def test_one_line():
+    assert one_line(RashomonError("bad arch; use cnn")) == "bad arch; use cnn"
+    assert one_line(ValueError("a\n  b")) == "ValueError: a b"
+    assert len(one_line(ValueError("x" * 1000))) == 300
+
+
+def test_headline_and_axis_study():
+    tidy = pd.DataFrame(
+        [
+            {
+                "cell": c,
+                "train.width": w,
+                "stage": "evaluate",
+                "metric": "ambiguity",
+                "group": "all",
+                "stat": "value",
+                "value": v,
+            }
+            for c, w, v in (("a", 0.5, 0.2), ("b", 0.5, 0.4), ("c", 2.0, 0.1))
+        ]
+        + [
+            {
+                "cell": "a",
+                "train.width": 0.5,
+                "stage": "evaluate",
+                "metric": "ambiguity",
+                "group": "random=0",
+                "stat": "value",
+                "value": 9.0,
+            }
+        ]
+    )
+    head = headline_table(tidy, ["cell", "train.width"])
+    assert head.set_index("cell")["ambiguity"].to_dict() == {"a": 0.2, "b": 0.4, "c": 0.1}
+    study = axis_study(head, "train.width")
+    assert study["mean"].round(6).tolist() == [0.3, 0.1]
+    assert study["n"].tolist() == [2, 1]
+
+
+# --------------------------------------------------------------------------- real Ray
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from rashomon.sweep import start_ray
+
+    started = start_ray(num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def _sweep_file(tmp_path: Path, root: Path) -> Path:
+    sweep = {
+        "name": "tiny",
+        "base": {
+            "data": {"dataset": "breastmnist", "root": str(root)},
+            "train": {"epochs": 1, "batch_size": 64, "patience": 1},
+        },
+        "grid": {"train.arch": ["cnn-small", "mlp", "no-such-arch", "cnn"], "seed": [0]},
+        "stages": ["train"],
+        "resources": {"num_cpus": 1},
+        "max_memory": "1GB",
+    }
+    f = tmp_path / "sweep.yaml"
+    f.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return f
+
+
+@pytest.mark.slow
+def test_sweep_runs_cells_reports_failure_and_skips_on_rerun(tmp_path, tiny_root, ray_local):
+    sweep_yaml = _sweep_file(tmp_path, tiny_root)
+    out = tmp_path / "out"
+    status = run_sweep(sweep_yaml, out, progress=False).set_index("cell")
+
+    bad = "arch-no-such-arch_seed-0"
+    good = ["arch-cnn-small_seed-0", "arch-mlp_seed-0", "arch-cnn_seed-0"]
+    assert status.loc[good, "status"].tolist() == ["done"] * 3
+    assert status.loc[bad, "status"] == "failed"
+    assert "no-such-arch" in status.loc[bad, "error"] and "\n" not in status.loc[bad, "error"]
+    assert (out / CELLS_DIR / bad / "error.txt").exists()
+    for name in good:  # ordinary run directories with the sweep's per-cell memory budget
+        run_dir = out / CELLS_DIR / name
+        assert json.loads((run_dir / "stages.json").read_text()).keys() == {"train"}
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert cfg["sample"]["max_memory"] == "500MB"  # 1GB over the 2 cells running at once
+
+    # the tidy table holds each finished cell's train summary, keyed by its grid values
+    tidy = pd.read_csv(out / "sweep.csv")
+    assert set(tidy["cell"]) == set(good)
+    for name in good:
+        summary = json.loads((out / CELLS_DIR / name / "train" / "summary.json").read_text())
+        row = tidy[(tidy["cell"] == name) & (tidy["metric"] == "test_accuracy")]
+        assert row["value"].item() == pytest.approx(summary["test_accuracy"])
+        assert row["train.arch"].item() == name.split("_")[0].removeprefix("arch-")
+    page = (out / "sweep.html").read_text()
+    assert "no-such-arch" in page and "test_accuracy" in page
+
+    # re-run: the finished cells are skipped without a task (their logs gain no new start line);
+    # the failed cell is tried again and fails again
+    again = run_sweep(sweep_yaml, out, progress=False).set_index("cell")
+    assert again.loc[good, "status"].tolist() == ["skipped"] * 3
+    assert again.loc[bad, "status"] == "failed"
+    for name in good:
+        log = (out / CELLS_DIR / name / CELL_LOG).read_text()
+        assert log.count("sweep cell started") == 1
+    assert (out / CELLS_DIR / bad / CELL_LOG).read_text().count("sweep cell started") == 2
+
+    # a cell finished under another memory budget is still finished
+    spec, base = load_sweep(sweep_yaml)
+    cell = next(c for c in expand_grid(spec, base) if c.name == good[0])
+    other = cell.cfg.model_copy(
+        update={"sample": cell.cfg.sample.model_copy(update={"max_memory": "3GB"})}
+    )
+    assert cell_is_finished(out / CELLS_DIR / good[0], other, ("train",))
+    changed = cell.cfg.model_copy(update={"train": cell.cfg.train.model_copy(update={"epochs": 2})})
+    assert not cell_is_finished(out / CELLS_DIR / good[0], changed, ("train",))
