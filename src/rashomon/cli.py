@@ -217,19 +217,25 @@ def run(
         unknown = [s for s in chosen if s not in STAGE_ORDER]
         if unknown:
             raise RashomonError(f"unknown stage(s) {unknown}; choose from {list(STAGE_ORDER)}")
-    results = run_pipeline(run_dir, cfg, chosen, force=force, progress=not no_progress,
-                           console=console)
+    results = run_pipeline(
+        run_dir, cfg, chosen, force=force, progress=not no_progress, console=console
+    )
     _show_summary(results, run_dir)
 
 
-def _stage_command(name: str, run_dir: Path, config: Path | None, flags: dict[str, Any],
-                   force: bool, no_progress: bool) -> None:
+def _stage_command(
+    name: str,
+    run_dir: Path,
+    config: Path | None,
+    flags: dict[str, Any],
+    force: bool,
+    no_progress: bool,
+) -> None:
     from rashomon.run import prepare_run_dir, run_stage
 
     cfg = _resolve(config, flags, run_dir)
     prepare_run_dir(run_dir, cfg)
-    summary = run_stage(run_dir, cfg, name, force=force, progress=not no_progress,
-                        console=console)
+    summary = run_stage(run_dir, cfg, name, force=force, progress=not no_progress, console=console)
     _show_summary({name: summary}, run_dir)
 
 
@@ -289,8 +295,10 @@ def evaluate(
     run_dir: RunDirArg,
     config: ConfigArg = None,
     metrics: Annotated[
-        str | None, typer.Option(help="Comma-separated: multiplicity,performance,calibration,"
-                         "fairness,robustness.")
+        str | None,
+        typer.Option(
+            help="Comma-separated: multiplicity,performance,calibration,fairness,robustness."
+        ),
     ] = None,
     groups: Annotated[str | None, typer.Option(help="Comma-separated attributes.")] = None,
     corruptions: Annotated[
@@ -303,8 +311,12 @@ def evaluate(
 ) -> None:
     """Multiplicity, performance, calibration, fairness and robustness across the set."""
     flags = {"device": device}
-    for key, value in (("metrics", metrics), ("groups", groups), ("corruptions", corruptions),
-                       ("attacks", attacks)):
+    for key, value in (
+        ("metrics", metrics),
+        ("groups", groups),
+        ("corruptions", corruptions),
+        ("attacks", attacks),
+    ):
         if value is not None:
             items = [] if value == "none" else [v.strip() for v in value.split(",") if v.strip()]
             FLAG_KEYS.setdefault(key, f"evaluate.{key}")
@@ -351,8 +363,9 @@ def datasets(
     info = _info()
     for name in dataset_names():
         present = (root / npz_filename(name, 28)).exists()
-        table.add_row(name, info[name]["task"], str(len(info[name]["label"])),
-                      "yes" if present else "no")
+        table.add_row(
+            name, info[name]["task"], str(len(info[name]["label"])), "yes" if present else "no"
+        )
     console.print(table)
 
 

@@ -123,7 +123,9 @@ def _format_validation_error(exc: ValidationError) -> str:
     return f"config field {where!r}: {err['msg']}"
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
     """Read a YAML config (optional) and apply dotted overrides such as {"train.epochs": 5}."""
     raw: dict[str, Any] = {}
     if path is not None:

@@ -100,7 +100,10 @@ class StageContext:
 
             d = self.cfg.data
             self._task = load_task(
-                d.dataset, root=d.root, size=d.size, seed=self.cfg.seed,
+                d.dataset,
+                root=d.root,
+                size=d.size,
+                seed=self.cfg.seed,
                 attributes_csv=d.attributes_csv,
             )
         return self._task
@@ -124,8 +127,20 @@ class StageContext:
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ["rashomon", "torch", "torchvision", "laplace-torch", "medmnist", "medmnistc",
-             "numpy", "scipy", "scikit-learn", "fairlearn", "pandas", "ray"]
+    names = [
+        "rashomon",
+        "torch",
+        "torchvision",
+        "laplace-torch",
+        "medmnist",
+        "medmnistc",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "fairlearn",
+        "pandas",
+        "ray",
+    ]
     out = {}
     for n in names:
         try:

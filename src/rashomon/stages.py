@@ -28,7 +28,9 @@ def map_scores(probs: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:
 
     if kind == "multilabel":
         acc = float(((probs > 0.5) == y).mean())
-        aucs = [roc_auc_score(y[:, j], probs[:, j]) for j in range(y.shape[1]) if len(set(y[:, j])) > 1]
+        aucs = [
+            roc_auc_score(y[:, j], probs[:, j]) for j in range(y.shape[1]) if len(set(y[:, j])) > 1
+        ]
         return {"accuracy": acc, "auroc": float(np.mean(aucs))}
     acc = float((probs.argmax(1) == y).mean())
     if probs.shape[1] == 2:
@@ -45,10 +47,21 @@ def run_train(ctx: StageContext) -> None:
     t = ctx.cfg.train
     history: list[dict] = []
     model = train(
-        task, t.arch, t.epochs, ctx.cfg.seed,
-        optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, batch_size=t.batch_size,
-        patience=t.patience, class_weights=t.class_weights, augment=t.augment,
-        arch_options=t.arch_options(), device=ctx.device, progress=ctx.progress, history=history,
+        task,
+        t.arch,
+        t.epochs,
+        ctx.cfg.seed,
+        optimizer=t.optimizer,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        batch_size=t.batch_size,
+        patience=t.patience,
+        class_weights=t.class_weights,
+        augment=t.augment,
+        arch_options=t.arch_options(),
+        device=ctx.device,
+        progress=ctx.progress,
+        history=history,
     )
     save_checkpoint(model, ctx.out / "model.pt", task)
     pd.DataFrame(history).to_csv(ctx.out / "history.csv", index=False)
@@ -58,7 +71,9 @@ def run_train(ctx: StageContext) -> None:
     ctx.summary["epochs_run"] = len(history)
     for split in ("val", "test"):
         s = task.split(split)
-        scores = map_scores(predict_probs(model, s.x, task.kind, ctx.device), s.y.numpy(), task.kind)
+        scores = map_scores(
+            predict_probs(model, s.x, task.kind, ctx.device), s.y.numpy(), task.kind
+        )
         for k, v in scores.items():
             ctx.summary[f"{split}_{k}"] = round(v, 4)
 

@@ -73,7 +73,7 @@ def add_attributes_from_frame(task: Task, frame: pd.DataFrame, columns: list[str
                     f"images; give one row per image with index 0..{n - 1}"
                 )
             codes = rows[col].astype(str).map(lookup).to_numpy(np.int64)
-            task.split(s).groups[col] = torch.from_numpy(codes)
+            task.split(s).groups[col] = torch.tensor(codes, dtype=torch.int64)
         task.attributes[col] = GroupAttribute(col, levels, derived=False, description="from CSV")
 
 

@@ -106,9 +106,7 @@ def split_from_arrays(images: np.ndarray, labels: np.ndarray, kind: TaskKind, n_
     return Split(x=images_to_tensor(images), y=y, raw=images)
 
 
-def load_medmnist(
-    name: str, root: str | Path | None = None, size: int = 28, seed: int = 0
-) -> Task:
+def load_medmnist(name: str, root: str | Path | None = None, size: int = 28, seed: int = 0) -> Task:
     """Load a 2D MedMNIST dataset as a Task, with the derived `intensity` and `random` attributes."""
     name = name.lower()
     names = dataset_names()
@@ -128,7 +126,8 @@ def load_medmnist(
     labels = info["label"]
     n_out = len(labels)
     splits = {
-        s: split_from_arrays(arrays[f"{s}_images"], arrays[f"{s}_labels"], kind, n_out) for s in SPLITS
+        s: split_from_arrays(arrays[f"{s}_images"], arrays[f"{s}_labels"], kind, n_out)
+        for s in SPLITS
     }
     task = Task(
         name=name,

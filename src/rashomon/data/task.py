@@ -85,7 +85,11 @@ class Task:
             "size": self.size,
             "sizes": {s: len(self.split(s)) for s in ("train", "val", "test")},
             "attributes": {
-                a.name: {"levels": list(a.levels), "derived": a.derived, "description": a.description}
+                a.name: {
+                    "levels": list(a.levels),
+                    "derived": a.derived,
+                    "description": a.description,
+                }
                 for a in self.attributes.values()
             },
             "source": self.source,

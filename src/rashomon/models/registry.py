@@ -127,7 +127,9 @@ def _resnet18(in_channels, num_classes, size, dropout=0.0):
 
 
 def _mlp(in_channels, num_classes, size, hidden=(256, 128), activation="relu", dropout=0.0):
-    return MLP(in_channels, num_classes, size, tuple(hidden), activation=activation, dropout=dropout)
+    return MLP(
+        in_channels, num_classes, size, tuple(hidden), activation=activation, dropout=dropout
+    )
 
 
 ARCHITECTURES: dict[str, Callable[..., Classifier]] = {

@@ -137,11 +137,23 @@ def train(
     if optimizer not in ("adam", "sgd"):
         raise RashomonError(f"unknown optimizer {optimizer!r}; use adam or sgd")
     cfg = TrainConfig(
-        arch, epochs, seed, optimizer, lr, weight_decay, batch_size, patience, class_weights,
-        group_balanced, augment, dict(arch_options or {}),
+        arch,
+        epochs,
+        seed,
+        optimizer,
+        lr,
+        weight_decay,
+        batch_size,
+        patience,
+        class_weights,
+        group_balanced,
+        augment,
+        dict(arch_options or {}),
     )
     seed_everything(seed)
-    model = build_model(arch, task.in_channels, task.output_dim, task.image_size, **cfg.arch_options)
+    model = build_model(
+        arch, task.in_channels, task.output_dim, task.image_size, **cfg.arch_options
+    )
     model.to(device)
     weight = class_weight_vector(task).to(device) if class_weights else None
     loss_fn = loss_function(task.kind, weight)
@@ -179,7 +191,12 @@ def train(
             running += float(loss.detach()) * len(idx)
         val_loss, val_acc = evaluate_loss(model, task.val.x, task.val.y, task.kind, device)
         history.append(
-            {"epoch": epoch + 1, "train_loss": running / n, "val_loss": val_loss, "val_acc": val_acc}
+            {
+                "epoch": epoch + 1,
+                "train_loss": running / n,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+            }
         )
         if val_loss < best_loss - 1e-6:
             best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0

@@ -1,0 +1,238 @@
+"""The command line: staged runs, resuming, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def rashomon(*args: str, root: Path, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RASHOMON_DATA": str(root), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "rashomon.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        **kw,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
+    import re
+
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+TRAIN_ARGS = (
+    "--dataset",
+    "breastmnist",
+    "--arch",
+    "mlp",
+    "--epochs",
+    "1",
+    "--stages",
+    "train",
+    "--no-progress",
+)
+
+
+def test_run_writes_run_dir_and_resumes(tiny_root, tmp_path):
+    out = tmp_path / "run"
+    first = rashomon("run", *TRAIN_ARGS, "--out", str(out), root=tiny_root)
+    assert first.returncode == 0, first.stderr
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["data"]["dataset"] == "breastmnist" and cfg["train"]["epochs"] == 1
+    env = json.loads((out / "environment.json").read_text())
+    assert env["seed"] == 0 and env["packages"]["torch"].startswith("2.")
+    summary = json.loads((out / "train" / "summary.json").read_text())
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["epochs_run"] == 1
+    stamp = (out / "train" / "model.pt").stat().st_mtime_ns
+    second = rashomon("run", *TRAIN_ARGS, "--out", str(out), root=tiny_root)
+    assert second.returncode == 0 and "up to date" in second.stdout
+    assert (out / "train" / "model.pt").stat().st_mtime_ns == stamp
+    forced = rashomon("run", *TRAIN_ARGS, "--out", str(out), "--force", root=tiny_root)
+    assert forced.returncode == 0
+    assert (out / "train" / "model.pt").stat().st_mtime_ns != stamp
+    # a changed training option invalidates the stage
+    changed = rashomon(
+        "run",
+        *TRAIN_ARGS[:-3],
+        "--lr",
+        "0.01",
+        "--stages",
+        "train",
+        "--out",
+        str(out),
+        root=tiny_root,
+    )
+    assert changed.returncode == 0 and "up to date" not in changed.stdout
+
+
+def test_config_file_and_flag_override(tiny_root, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {dataset: breastmnist}\ntrain: {arch: mlp, epochs: 3}\nseed: 5\n")
+    out = tmp_path / "run"
+    proc = rashomon(
+        "run",
+        str(cfg),
+        "--epochs",
+        "1",
+        "--stages",
+        "train",
+        "--out",
+        str(out),
+        "--no-progress",
+        root=tiny_root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["seed"] == 5 and saved["train"]["epochs"] == 1 and saved["train"]["arch"] == "mlp"
+
+
+def test_unknown_dataset(tiny_root, tmp_path):
+    proc = rashomon("run", "--dataset", "nomnist", "--out", str(tmp_path / "r"), root=tiny_root)
+    assert_one_line_error(proc, r"unknown dataset 'nomnist'; choose one of: .*breastmnist")
+    assert proc.returncode == 2
+
+
+def test_unknown_architecture(tiny_root, tmp_path):
+    proc = rashomon(
+        "run",
+        "--dataset",
+        "breastmnist",
+        "--arch",
+        "vgg",
+        "--stages",
+        "train",
+        "--out",
+        str(tmp_path / "r"),
+        root=tiny_root,
+    )
+    assert_one_line_error(proc, r"unknown architecture 'vgg'; choose one of: cnn, cnn-small")
+
+
+def test_debug_shows_traceback(tiny_root, tmp_path):
+    proc = rashomon(
+        "--debug", "run", "--dataset", "nomnist", "--out", str(tmp_path / "r"), root=tiny_root
+    )
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_missing_npz_offline(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env_root = empty
+    proc = rashomon(
+        "run",
+        "--dataset",
+        "breastmnist",
+        "--stages",
+        "train",
+        "--out",
+        str(tmp_path / "r"),
+        root=env_root,
+        timeout=120,
+    )
+    assert_one_line_error(proc, r"breastmnist\.npz")
+
+
+def test_bad_config_field(tiny_root, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train: {epochs: 0}\n")
+    proc = rashomon("run", str(cfg), "--out", str(tmp_path / "r"), root=tiny_root)
+    assert_one_line_error(proc, r"config field 'train.epochs'.*at least 1")
+    cfg.write_text("train: {epoch: 3}\n")
+    proc = rashomon("run", str(cfg), "--out", str(tmp_path / "r"), root=tiny_root)
+    assert_one_line_error(proc, r"config field 'train.epoch': Extra inputs")
+
+
+def test_unwritable_out_dir(tiny_root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    proc = rashomon("run", *TRAIN_ARGS, "--out", str(blocker / "r"), root=tiny_root)
+    assert_one_line_error(proc, r"cannot write to .*choose another --out")
+
+
+def test_existing_run_dir_with_other_config(tiny_root, tmp_path):
+    out = tmp_path / "run"
+    assert rashomon("run", *TRAIN_ARGS, "--out", str(out), root=tiny_root).returncode == 0
+    before = (out / "config.yaml").read_text()
+    proc = rashomon("run", *TRAIN_ARGS, "--seed", "9", "--out", str(out), root=tiny_root)
+    assert_one_line_error(proc, r"holds a run of another dataset or seed; use a new --out")
+    assert (out / "config.yaml").read_text() == before
+    assert (out / "train" / "model.pt").exists()
+
+
+def test_stage_needs_earlier_stage(tiny_root, tmp_path):
+    out = tmp_path / "run"
+    proc = rashomon("sample", str(out), "--no-progress", root=tiny_root)
+    assert_one_line_error(proc, r"needs stage 'train'.*rashomon train")
+
+
+def test_interrupted_stage_keeps_earlier_and_resumes(tiny_root, tmp_path):
+    out = tmp_path / "run"
+    args = (
+        "--dataset",
+        "breastmnist",
+        "--arch",
+        "mlp",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--stages",
+        "train",
+        "--no-progress",
+    )
+    assert rashomon("run", *args, root=tiny_root).returncode == 0
+    model = (out / "train" / "model.pt").read_bytes()
+    # Interrupt a forced re-train midway: the finished stage must survive untouched.
+    env = {**os.environ, "RASHOMON_DATA": str(tiny_root)}
+    slow = [a if a != "1" else "200" for a in args]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rashomon.cli", "run", *slow, "--force"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("train.tmp-*")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert (out / "train" / "model.pt").read_bytes() == model
+    assert not list(out.glob("train.tmp-*"))
+    again = rashomon("run", *args, root=tiny_root)
+    assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_help_of_every_command(tiny_root):
+    top = rashomon("--help", root=tiny_root)
+    assert top.returncode == 0
+    for cmd in ("run", "train", "sample", "evaluate", "decide", "report", "datasets"):
+        assert cmd in top.stdout
+        sub = rashomon(cmd, "--help", root=tiny_root)
+        assert sub.returncode == 0 and "Usage" in sub.stdout, cmd
+
+
+def test_datasets_lists_local_files(tiny_root):
+    proc = rashomon("datasets", root=tiny_root)
+    assert proc.returncode == 0
+    line = next(ln for ln in proc.stdout.splitlines() if "breastmnist" in ln)
+    assert "yes" in line
