@@ -119,7 +119,7 @@ class StageContext:
         p = p.joinpath(*parts)
         if parts and not p.exists():
             raise RashomonError(
-                f"{p} is missing; re-run stage {stage!r} with `rashomon {stage} {self.run_dir} --force`"
+                f"{p} is missing; re-run stage {stage!r}: `rashomon {stage} {self.run_dir} --force`"
             )
         return p
 

@@ -1,4 +1,4 @@
-"""MedMNIST tasks from the official npz layout; missing files come through the `medmnist` package."""
+"""MedMNIST tasks from the official npz layout; missing files download via the `medmnist` package."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def _download(name: str, size: int, root: Path) -> None:
         cls(split="test", download=True, root=str(root), size=size)
     except Exception as exc:  # network errors come in many types
         raise RashomonError(
-            f"could not download {npz_filename(name, size)} ({type(exc).__name__}); offline, put the "
+            f"could not download {npz_filename(name, size)} ({type(exc).__name__}); offline, put "
+            "the "
             f"official file at {root / npz_filename(name, size)} or set {DATA_ENV} to its folder"
         ) from exc
 
@@ -76,13 +77,15 @@ def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in arrays]
     if missing:
         raise RashomonError(
-            f"{path} lacks {', '.join(missing)}; a MedMNIST npz holds train/val/test _images and _labels"
+            f"{path} lacks {', '.join(missing)}; a MedMNIST npz holds train/val/test "
+            "_images and _labels"
         )
     for s in SPLITS:
         n_img, n_lab = len(arrays[f"{s}_images"]), len(arrays[f"{s}_labels"])
         if n_img != n_lab:
             raise RashomonError(
-                f"{path}: {s} has {n_img} images but {n_lab} labels; the file is damaged, replace it"
+                f"{path}: {s} has {n_img} images but {n_lab} labels; the file is damaged, "
+                "replace it"
             )
     return arrays
 
@@ -98,7 +101,7 @@ def split_from_arrays(images: np.ndarray, labels: np.ndarray, kind: TaskKind, n_
         bad = (flat < 0) | (flat >= n_out)
     if bad.any():
         raise RashomonError(
-            f"labels out of range: found {np.unique(labels[bad] if labels.ndim == 1 else labels)[:5]} "
+            f"labels out of range: found {np.unique(labels)[:5]} "
             f"but this {kind} task has {n_out} {'labels' if kind == 'multilabel' else 'classes'}; "
             "check the label file"
         )
@@ -107,7 +110,7 @@ def split_from_arrays(images: np.ndarray, labels: np.ndarray, kind: TaskKind, n_
 
 
 def load_medmnist(name: str, root: str | Path | None = None, size: int = 28, seed: int = 0) -> Task:
-    """Load a 2D MedMNIST dataset as a Task, with the derived `intensity` and `random` attributes."""
+    """Load a 2D MedMNIST dataset as a Task with the derived `intensity` and `random` attributes."""
     name = name.lower()
     names = dataset_names()
     if name not in names:

@@ -97,7 +97,7 @@ class Task:
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N, H, W] or [N, H, W, C] → float32 [N, C, H, W] in [-1, 1] (MedMNIST's usual scaling)."""
+    """uint8 [N, H, W] or [N, H, W, C] → float32 [N, C, H, W] in [-1, 1] (MedMNIST's scaling)."""
     arr = np.asarray(images)
     if arr.ndim == 3:
         arr = arr[:, None, :, :]
