@@ -1,4 +1,4 @@
-"""MedMNIST tasks from the official npz layout; missing files download via the `medmnist` package."""
+"""MedMNIST tasks from the official npz layout; missing files download through `medmnist`."""
 
 from __future__ import annotations
 
