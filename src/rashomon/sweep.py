@@ -303,7 +303,14 @@ def start_ray(
 
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    import logging
+
+    # Cells log into their own run directories; Ray's own chatter stays off the console.
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+    }
     if address:
         ray.init(address=address, **kwargs)
         return True
