@@ -1,0 +1,478 @@
+"""The report's figures: one function per plot, tables in, a matplotlib Figure out.
+
+Figures are built with `matplotlib.figure.Figure` (Agg canvas, no pyplot state), so building a
+report never opens a window and is safe in worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+MAP_COLOR = "#d62728"
+SET_COLOR = "#1f77b4"
+ACCENT = "#ff7f0e"
+GREY = "#7f7f7f"
+STYLE = {
+    "font.size": 9.5,
+    "axes.titlesize": 10.5,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 9.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e6e6e6",
+    "grid.linewidth": 0.8,
+    "axes.axisbelow": True,
+    "legend.frameon": False,
+    "legend.fontsize": 8.5,
+    "savefig.dpi": 110,
+}
+
+
+def figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kw):
+    import matplotlib
+
+    matplotlib.rcParams.update(STYLE)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, format="png", facecolor="white")
+    return path
+
+
+def training_curve(history: pd.DataFrame) -> Figure:
+    fig, ax = figure(6.4, 3.0, 1, 2)
+    ep = history["epoch"]
+    a = ax[0, 0]
+    for col, color, label in (("train_loss", SET_COLOR, "train"), ("val_loss", ACCENT, "val")):
+        if col in history:
+            a.plot(ep, history[col], marker="o", ms=3, color=color, label=label)
+    if "val_loss" in history:
+        best = history["val_loss"].idxmin()
+        a.axvline(ep[best], color=GREY, ls=":", lw=1)
+        a.annotate(
+            "best val",
+            (ep[best], history["val_loss"][best]),
+            xytext=(4, 8),
+            textcoords="offset points",
+            color=GREY,
+            fontsize=8,
+        )
+    a.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
+    a.legend()
+    b = ax[0, 1]
+    acc = next((c for c in ("val_acc", "val_accuracy") if c in history), None)
+    if acc is not None:
+        b.plot(ep, 100 * history[acc], marker="o", ms=3, color=ACCENT)
+    b.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    return fig
+
+
+def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
+    fig, ax = figure(4.2, 3.0)
+    a = ax[0, 0]
+    for on, df in survival.groupby("on") if "on" in survival else [("", survival)]:
+        df = df.sort_values("epsilon")
+        a.plot(
+            df["epsilon"],
+            df["kept"],
+            marker="o",
+            color=SET_COLOR,
+            label=f"filtered on val {on}" if on else None,
+        )
+        for e, k in zip(df["epsilon"], df["kept"], strict=True):
+            a.annotate(
+                str(int(k)),
+                (e, k),
+                xytext=(0, 6),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+            )
+    total = int(survival["total"].max()) if "total" in survival else None
+    if total:
+        a.axhline(total, color=GREY, ls="--", lw=1)
+        a.annotate(
+            f"sampled: {total}",
+            (survival["epsilon"].min(), total),
+            xytext=(0, -12),
+            textcoords="offset points",
+            color=GREY,
+            fontsize=8,
+        )
+        a.set_ylim(0, total * 1.08)
+    if epsilon is not None:
+        a.axvline(epsilon, color=MAP_COLOR, ls=":", lw=1.2, label=f"audit ε = {epsilon:g}")
+    a.set_xscale("log")
+    eps = sorted(survival["epsilon"].astype(float).unique())
+    a.set_xticks(eps, [f"{e:g}" for e in eps])
+    a.minorticks_off()
+    a.set(
+        title="Models in the Rashomon set", xlabel="ε (relative, log scale)", ylabel="models kept"
+    )
+    a.legend(loc="lower right")
+    return fig
+
+
+def set_distance(per_model: pd.DataFrame, epsilon: float | None) -> Figure:
+    fig, ax = figure(4.6, 3.0)
+    a = ax[0, 0]
+    dist = "distance_rel" if "distance_rel" in per_model else "distance_l2"
+    col = f"in_set@{epsilon}" if epsilon is not None else None
+    if col not in per_model:
+        cands = [c for c in per_model.columns if c.startswith("in_set@")]
+        col = cands[-1] if cands else None
+    inside = per_model[col].astype(bool).to_numpy() if col else np.ones(len(per_model), bool)
+    x, y = per_model[dist], per_model["val_loss"]
+    a.scatter(x[~inside], y[~inside], s=12, color=GREY, alpha=0.6, label="outside the set")
+    a.scatter(x[inside], y[inside], s=12, color=SET_COLOR, alpha=0.8, label="in the set")
+    unit = "‖θ − θ*‖ / ‖θ*‖" if dist == "distance_rel" else "‖θ − θ*‖₂"
+    a.set(
+        title="Distance from θ* vs validation loss",
+        xlabel=f"distance from θ* ({unit})",
+        ylabel="validation loss",
+    )
+    a.legend()
+    return fig
+
+
+def multiplicity_hist(per_sample: pd.DataFrame) -> Figure:
+    fig, ax = figure(6.6, 2.9, 1, 2)
+    a = ax[0, 0]
+    d = per_sample["disagreement"].to_numpy(float)
+    a.hist(d, bins=np.linspace(0, 1, 21), color=SET_COLOR, edgecolor="white")
+    a.set_yscale("log")
+    a.set(
+        title="Per-patient disagreement",
+        xlabel="disagreement 4·p̂·(1−p̂)",
+        ylabel="test patients (log scale)",
+    )
+    b = ax[0, 1]
+    if "capacity" in per_sample:
+        c = per_sample["capacity"].to_numpy(float)
+        hi = max(2.0, float(np.nanmax(c)))
+        b.hist(c, bins=np.linspace(1, hi, 21), color=ACCENT, edgecolor="white")
+        b.set_yscale("log")
+        b.set(
+            title="Per-patient Rashomon capacity",
+            xlabel="2^capacity (1 = all agree)",
+            ylabel="test patients (log scale)",
+        )
+    else:
+        b.set_axis_off()
+    return fig
+
+
+def convergence(conv: pd.DataFrame) -> Figure:
+    fig, ax = figure(6.6, 2.9, 1, 2)
+    a = ax[0, 0]
+    a.plot(conv["n_models"], 100 * conv["ambiguity"], marker="o", color=SET_COLOR)
+    a.set(
+        title="Ambiguity vs models audited",
+        xlabel="models in the set",
+        ylabel="ambiguity (% of patients)",
+    )
+    a.set_ylim(bottom=0)
+    b = ax[0, 1]
+    if "mean_capacity" in conv:
+        b.plot(conv["n_models"], conv["mean_capacity"], marker="o", color=ACCENT)
+    b.set(
+        title="Mean capacity vs models audited",
+        xlabel="models in the set",
+        ylabel="mean 2^capacity",
+    )
+    ticks = sorted(conv["n_models"].astype(int).unique())
+    for x in (a, b):
+        x.set_xscale("log")
+        x.set_xticks(ticks, [str(t) for t in ticks])
+        x.minorticks_off()
+    return fig
+
+
+def group_bars(per_sample: pd.DataFrame, attributes: dict[str, dict]) -> Figure:
+    names = list(attributes)
+    fig, ax = figure(3.0 * len(names) + 0.6, 3.0, 1, len(names), sharey=True)
+    arbitrary = per_sample["arbitrary"].to_numpy(bool)
+    overall = 100 * arbitrary.mean()
+    for i, name in enumerate(names):
+        a = ax[0, i]
+        info = attributes[name]
+        levels = list(info.get("levels") or [])
+        codes = per_sample[name].to_numpy()
+        uniq = np.unique(codes)
+        shares = [100 * arbitrary[codes == u].mean() for u in uniq]
+        counts = [int((codes == u).sum()) for u in uniq]
+        labels = [
+            f"{levels[int(u)] if 0 <= int(u) < len(levels) else u}\n(n={n})"
+            for u, n in zip(uniq, counts, strict=True)
+        ]
+        bars = a.bar(labels, shares, color=SET_COLOR if not info.get("derived") else "#6baed6")
+        for bar, v in zip(bars, shares, strict=True):
+            a.annotate(
+                f"{v:.0f} %",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+            )
+        a.axhline(overall, color=MAP_COLOR, ls="--", lw=1, label="all patients")
+        tag = " (derived proxy)" if info.get("derived") else ""
+        a.set(title=f"{name}{tag}", xlabel=name)
+        if i == 0:
+            a.set_ylabel("arbitrary patients (%)")
+            a.legend(loc="upper right")
+        a.set_ylim(0, max(max(shares), overall) * 1.25 + 1)
+    return fig
+
+
+def desiderata_strips(per_model: pd.DataFrame, metrics: Sequence[str]) -> Figure:
+    n = len(metrics)
+    ncols = min(4, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, ax = figure(2.05 * ncols + 0.4, 2.5 * nrows, nrows, ncols)
+    is_map = per_model["model"].to_numpy() == -1
+    rng = np.random.default_rng(0)
+    for i, metric in enumerate(metrics):
+        a = ax[i // ncols, i % ncols]
+        v = per_model.loc[~is_map, metric].to_numpy(float)
+        jitter = rng.uniform(-0.18, 0.18, len(v))
+        if len(v) > 3:
+            parts = a.violinplot(v, positions=[0], widths=0.8, showextrema=False)
+            for body in parts["bodies"]:
+                body.set_facecolor(SET_COLOR)
+                body.set_alpha(0.18)
+        a.scatter(jitter, v, s=7, color=SET_COLOR, alpha=0.55, lw=0, label="Rashomon set")
+        if is_map.any():
+            m = float(per_model.loc[is_map, metric].iloc[0])
+            a.scatter(
+                [0],
+                [m],
+                s=70,
+                marker="D",
+                color=MAP_COLOR,
+                zorder=3,
+                edgecolor="white",
+                label="MAP model",
+            )
+        a.set_xlim(-0.6, 0.6)
+        a.set_xticks([])
+        a.set_title(metric.replace(":", "\n"), fontsize=9.5)
+        a.grid(axis="x", visible=False)
+        if i == 0:
+            a.legend(loc="best", fontsize=7.5)
+    for j in range(n, nrows * ncols):
+        ax[j // ncols, j % ncols].set_axis_off()
+    return fig
+
+
+def selection_gains(selection: pd.DataFrame, name_col: str) -> Figure:
+    df = selection.iloc[::-1]
+    fig, ax = figure(6.4, 0.42 * len(df) + 1.3)
+    a = ax[0, 0]
+    y = np.arange(len(df))
+    gain = df["gain"].to_numpy(float)
+    colors = []
+    for v in df.get("verdict", pd.Series([""] * len(df))).astype(str).str.lower():
+        bad = "worse" in v or "loss" in v
+        colors.append(MAP_COLOR if bad else ("#2ca02c" if "gain" in v else GREY))
+    if {"gain_low", "gain_high"} <= set(df.columns):
+        lo = gain - df["gain_low"].to_numpy(float)
+        hi = df["gain_high"].to_numpy(float) - gain
+        for i in range(len(df)):
+            a.errorbar(
+                gain[i], y[i], xerr=[[lo[i]], [hi[i]]], fmt="o", color=colors[i], capsize=3, ms=5
+            )
+    else:
+        a.scatter(gain, y, color=colors)
+    a.axvline(0, color="black", lw=0.8)
+    a.set_yticks(y, df[name_col].astype(str))
+    a.set(
+        title="Best-in-set model vs MAP model on test",
+        xlabel="test gain (positive = better), 95 % interval",
+    )
+    a.grid(axis="y", visible=False)
+    return fig
+
+
+def ensemble_curves(ens: pd.DataFrame) -> Figure:
+    """Coverage and residual ambiguity against k, one line per abstention rule and threshold
+    (for the first combine rule only, when the table holds several)."""
+    from rashomon.report.summary import rule_label
+
+    if "combine" in ens and ens["combine"].nunique() > 1:
+        ens = ens[ens["combine"] == ens["combine"].iloc[0]]
+    fig, ax = figure(6.8, 3.0, 1, 2)
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    keys = [c for c in ("rule", "threshold") if c in ens]
+    groups = list(ens.groupby(keys, dropna=False, sort=False)) if keys else [((), ens)]
+    for i, (key, df) in enumerate(groups):
+        key = key if isinstance(key, tuple) else (key,)
+        rule = key[0] if "rule" in ens else "share"
+        thr = key[-1] if "threshold" in ens else None
+        label = rule_label(rule, thr)
+        color = GREY if label == "no abstention" else cmap(i / max(1, len(groups) - 1) * 0.9)
+        ls = "--" if label == "no abstention" else "-"
+        df = df.sort_values("k")
+        ax[0, 0].plot(
+            df["k"], 100 * df["coverage"], marker="o", ms=3, color=color, ls=ls, label=label
+        )
+        ax[0, 1].plot(df["k"], 100 * df["residual_ambiguity"], marker="o", ms=3, color=color, ls=ls)
+    ax[0, 0].set(
+        title="Coverage (patients decided)", xlabel="ensemble size k", ylabel="coverage (%)"
+    )
+    ax[0, 1].set(
+        title="Residual ambiguity",
+        xlabel="ensemble size k",
+        ylabel="decided patients that differ (%)",
+    )
+    ax[0, 0].legend(fontsize=7.5, loc="lower left")
+    ks = sorted(ens["k"].unique())
+    for a in ax[0]:
+        a.set_xscale("log")
+        a.set_xticks(ks, [str(int(k)) for k in ks])
+        a.minorticks_off()
+    return fig
+
+
+def lsi_scatter(lsi: pd.DataFrame) -> Figure:
+    fig, ax = figure(4.6, 3.1)
+    a = ax[0, 0]
+    x = lsi["lsi"].to_numpy(float)
+    y = lsi["disagreement"].to_numpy(float)
+    a.scatter(x, y, s=5, alpha=0.35, color=SET_COLOR, lw=0)
+    if (x > 0).all() and x.max() / max(x.min(), 1e-12) > 100:
+        a.set_xscale("log")
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(x, y).statistic if len(x) > 2 else float("nan")
+    a.set(
+        title=f"LSI vs disagreement (Spearman ρ = {rho:.2f})",
+        xlabel="Laplace Sample Information",
+        ylabel="disagreement on the sample",
+    )
+    return fig
+
+
+def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 8) -> Figure:
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, ax = figure(1.15 * ncols, 1.55 * nrows, nrows, ncols)
+    for i in range(nrows * ncols):
+        a = ax[i // ncols, i % ncols]
+        a.set_axis_off()
+        if i < n:
+            a.imshow(
+                images[i], cmap="gray" if images[i].ndim == 2 else None, interpolation="nearest"
+            )
+            a.set_title(titles[i], fontsize=7.5, fontweight="normal", linespacing=1.1)
+    return fig
+
+
+def patient_ranges(
+    rows: pd.DataFrame, images: Sequence[np.ndarray] | None, positive: str, threshold: float = 0.5
+) -> Figure:
+    """One row per patient: its image, the range of P(positive) over the Rashomon set (bar) with
+    the MAP model's probability (diamond), and a caption (`rows["caption"]`)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(STYLE)
+    n = len(rows)
+    has_img = images is not None
+    fig = Figure(figsize=(8.2, 0.56 * n + 0.9), layout="constrained")
+    ratios = ([0.8] if has_img else []) + [7, 2.6]
+    gs = fig.add_gridspec(n, len(ratios), width_ratios=ratios)
+    bar_axes = []
+    for i, (_, r) in enumerate(rows.iterrows()):
+        if has_img:
+            ia = fig.add_subplot(gs[i, 0])
+            ia.imshow(images[i], cmap="gray", interpolation="nearest")
+            ia.set_axis_off()
+        a = fig.add_subplot(gs[i, -2], sharex=bar_axes[0] if bar_axes else None)
+        bar_axes.append(a)
+        lo, hi = float(r["vpr_min"]), float(r["vpr_max"])
+        a.barh([0], [hi - lo], left=[lo], height=0.55, color=SET_COLOR, alpha=0.35)
+        a.plot([lo, hi], [0, 0], "|", color=SET_COLOR, ms=12, mew=2)
+        if "map_prob" in r and pd.notna(r["map_prob"]):
+            a.plot([r["map_prob"]], [0], "D", color=MAP_COLOR, ms=6)
+        a.axvline(threshold, color="black", lw=0.8, ls="--")
+        a.set_yticks([])
+        a.set_xlim(0, 1)
+        a.set_ylim(-0.6, 0.6)
+        a.grid(axis="y", visible=False)
+        if i < n - 1:
+            a.tick_params(labelbottom=False)
+        ta = fig.add_subplot(gs[i, -1])
+        ta.set_axis_off()
+        ta.text(
+            0.0, 0.5, r["caption"], va="center", ha="left", fontsize=8.5, transform=ta.transAxes
+        )
+    bar_axes[0].set_title(
+        f"Viable range of P({positive}) across the Rashomon set", fontsize=10, loc="left"
+    )
+    bar_axes[-1].set_xlabel(f"predicted probability of {positive}")
+    return fig
+
+
+def robustness_corruptions(rob: pd.DataFrame, metric: str) -> Figure:
+    corrs = list(dict.fromkeys(rob["corruption"]))
+    ncols = min(4, len(corrs))
+    nrows = int(np.ceil(len(corrs) / ncols))
+    fig, ax = figure(2.3 * ncols + 0.4, 2.4 * nrows, nrows, ncols, sharey=True)
+    for i, c in enumerate(corrs):
+        a = ax[i // ncols, i % ncols]
+        _band(a, rob[rob["corruption"] == c], scale=100)
+        a.set_title(c.replace("_", " "))
+        a.set_xlabel("severity")
+        if i % ncols == 0:
+            a.set_ylabel(f"{metric} (%)")
+        if i == 0:
+            a.legend(fontsize=7.5)
+    for j in range(len(corrs), nrows * ncols):
+        ax[j // ncols, j % ncols].set_axis_off()
+    return fig
+
+
+def robustness_attacks(rob: pd.DataFrame, metric: str) -> Figure:
+    attacks = list(dict.fromkeys(rob["corruption"]))
+    fig, ax = figure(3.2 * len(attacks) + 0.4, 2.8, 1, len(attacks), sharey=True)
+    for i, c in enumerate(attacks):
+        a = ax[0, i]
+        df = rob[rob["corruption"] == c].copy()
+        df["severity"] = df["severity"].astype(float) * 255
+        _band(a, df, scale=100)
+        a.set_title(c.upper())
+        a.set_xlabel("ε (× 1/255, L∞)")
+        if i == 0:
+            a.set_ylabel(f"{metric} (%)")
+            a.legend(fontsize=7.5)
+    return fig
+
+
+def _band(a, df: pd.DataFrame, scale: float) -> None:
+    is_map = df["model"] == -1
+    s = df[~is_map].groupby("severity")["value"]
+    x = s.min().index.to_numpy(float)
+    if len(x):
+        a.fill_between(
+            x, scale * s.min(), scale * s.max(), color=SET_COLOR, alpha=0.2, label="set (min–max)"
+        )
+        a.plot(x, scale * s.median(), color=SET_COLOR, lw=1, label="set median")
+    m = df[is_map].sort_values("severity")
+    if len(m):
+        a.plot(
+            m["severity"].astype(float),
+            scale * m["value"],
+            marker="o",
+            ms=3,
+            color=MAP_COLOR,
+            label="MAP model",
+        )

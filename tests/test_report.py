@@ -1,0 +1,236 @@
+"""The HTML report: built from a synthetic run directory (tests/fake_run.py), checked for its
+numbers, its behaviour with missing stages, and rendered in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from html import escape as html_escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from browser import BrowserError, find_chromium, inspect_page, screenshot_stats
+from fake_run import write_fake_run
+
+from rashomon.errors import RashomonError
+from rashomon.report import build_report
+from rashomon.report.load import load_run
+
+FIGURES = {
+    "training_curve",
+    "set_survival",
+    "set_distance",
+    "multiplicity_hist",
+    "convergence",
+    "multiplicity_groups",
+    "desiderata",
+    "selection",
+    "ensembles",
+    "lsi",
+    "lsi_top_images",
+    "patients",
+    "robustness_corruptions",
+    "robustness_attacks",
+}
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory, task_pneumonia, data_root) -> Path:
+    run = tmp_path_factory.mktemp("fake") / "run"
+    return write_fake_run(run, task_pneumonia, data_root=str(data_root))
+
+
+@pytest.fixture(scope="module")
+def report(fake_run, task_pneumonia) -> Path:
+    return build_report(fake_run, fake_run / "report", task=task_pneumonia)
+
+
+def _minimal_run(
+    root: Path, per_sample: pd.DataFrame, extra: dict[str, pd.DataFrame] | None = None
+) -> Path:
+    """Only what the required stages must hold; no config, no checkpoint, no decide stage."""
+    for stage in ("train", "sample", "evaluate"):
+        (root / stage).mkdir(parents=True)
+    (root / "train" / "summary.json").write_text('{"test_accuracy": 0.8, "test_auroc": 0.9}')
+    (root / "sample" / "summary.json").write_text(
+        '{"source": "laplace", "M": 50, "kept": 40, "epsilon": 0.01, "on": "loss"}'
+    )
+    per_sample.to_csv(root / "evaluate" / "per_sample.csv", index=False)
+    for name, df in (extra or {}).items():
+        stage, file = name.split("/")
+        (root / stage).mkdir(exist_ok=True)
+        df.to_csv(root / stage / file, index=False)
+    return root
+
+
+def test_summary_numbers_come_from_per_sample(tmp_path):
+    # 10 patients: 3 flipped by some model; disagreement >= 0.64 for 2 of them (4·0.2·0.8).
+    ps = pd.DataFrame(
+        {
+            "index": range(10),
+            "label": [0, 1] * 5,
+            "map_pred": [0, 1] * 5,
+            "disagreement": [0, 0, 0.64, 1.0, 0.1, 0, 0, 0, 0, 0],
+            "capacity": [1, 1, 1.2, 1.9, 1.01, 1, 1, 1, 1, 1],
+            "vpr_min": [0.1] * 10,
+            "vpr_max": [0.2, 0.3, 0.7, 0.9, 0.45, 0.2, 0.3, 0.2, 0.1, 0.2],
+            "flips": [0, 0, 8, 20, 1, 0, 0, 0, 0, 0],
+            "sex": [0, 0, 1, 1, 1, 0, 0, 0, 0, 0],
+        }
+    )
+    run = _minimal_run(tmp_path / "run", ps)
+    page = build_report(run, tmp_path / "out", load_images=False)
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    assert lines[0] == (
+        "30 % of test patients (3 of 10) would receive a different diagnosis from at least one "
+        "equally good model (validation loss within ε = 0.01 of the trained model's; 40 of 50 "
+        "sampled models)."
+    )
+    assert lines[1].startswith("For 20 % of test patients at least one in five")
+    assert "test accuracy is 80.0 % (AUROC 0.900)" in lines[2]
+    # sex=1 holds patients 2, 3, 4: all three arbitrary (100 %), against 30 % overall.
+    assert "sex = 1: 100 % of its 3 patients, against 30 % overall" in lines[3]
+    html = page.read_text()
+    assert "30 % of test patients (3 of 10)" in html
+    # Missing optional stages name the command that produces them.
+    assert "rashomon decide RUN_DIR" in html
+    assert "robustness.csv is written by" in html
+
+
+def test_library_column_names_are_accepted(tmp_path):
+    """The names rashomon.metrics / rashomon.decide produce (aliases) give the same numbers."""
+    ps = pd.DataFrame(
+        {
+            "sample": range(4),
+            "true_label": [0, 1, 1, 0],
+            "ref_label": [0, 1, 0, 0],
+            "flip_rate": [0.0, 0.5, 0.25, 0.0],
+            "ambiguous": [False, True, True, False],
+            "disagreement": [0.0, 1.0, 0.75, 0.0],
+            "capacity": [1.0, 1.5, 1.2, 1.0],
+            "vpr_low": [0.1, 0.3, 0.4, 0.0],
+            "vpr_high": [0.2, 0.8, 0.6, 0.1],
+        }
+    )
+    sel = pd.DataFrame(
+        {
+            "desideratum": ["accuracy"],
+            "higher_is_better": [True],
+            "chosen": [3],
+            "chosen_test": [0.81],
+            "map_test": [0.8],
+            "test_gain": [0.01],
+            "gain_ci_low": [0.002],
+            "gain_ci_high": [0.02],
+            "spearman_rho": [0.5],
+            "verdict": ["real gain"],
+        }
+    )
+    ens = pd.DataFrame(
+        {
+            "combine": "vote",
+            "rule": ["none", "share", "binomial"] * 2,
+            "threshold": [np.nan, 0.8, 0.05] * 2,
+            "k": [1, 1, 1, 5, 5, 5],
+            "coverage": [1, 0.9, 0.8, 1, 0.95, 0.9],
+            "covered_accuracy": [0.8, 0.85, 0.86, 0.82, 0.84, 0.85],
+            "residual_ambiguity": [0.2, 0.1, 0.1, 0.05, 0.005, 0.0],
+        }
+    )
+    run = _minimal_run(
+        tmp_path / "run", ps, {"decide/selection.csv": sel, "decide/ensembles.csv": ens}
+    )
+    data = load_run(run, load_images=False)
+    assert data.table("per_sample")["arbitrary"].tolist() == [False, True, True, False]
+    assert {"vpr_min", "vpr_max", "map_pred", "label", "index"} <= set(data.table("per_sample"))
+    assert data.table("selection")["direction"].tolist() == ["max"]
+    page = build_report(run, tmp_path / "out", load_images=False)
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    assert lines[0].startswith("50 % of test patients (2 of 4)")
+    assert any("real test gain for: accuracy" in s for s in lines)
+    assert any(
+        s.startswith("An ensemble of k = 5 models that abstains unless at least 80 %")
+        for s in lines
+    )
+    html = page.read_text()
+    assert "accuracy ↑" in html and "[+0.0020, +0.0200]" in html
+    assert "binomial test, α = 0.05" in html and "no abstention" in html
+
+
+def test_missing_required_stage_names_the_command(fake_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(fake_run, run, ignore=shutil.ignore_patterns("report", "*.npy", "*.pt"))
+    shutil.rmtree(run / "evaluate")
+    with pytest.raises(RashomonError, match=r"rashomon evaluate .*first"):
+        build_report(run, tmp_path / "out", load_images=False)
+    with pytest.raises(RashomonError, match="does not exist"):
+        build_report(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_report_files_and_numbers(report, fake_run):
+    out = report.parent
+    html = report.read_text()
+    pngs = {p.stem for p in out.glob("*.png")}
+    assert pngs == FIGURES
+    for name in FIGURES:  # every PNG on disk is the one embedded in the page
+        b64 = base64.b64encode((out / f"{name}.png").read_bytes()).decode()
+        assert b64 in html, name
+    # Self-contained: no scripts, no external resources.
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    # The headline is computed from per_sample.csv.
+    ps = pd.read_csv(fake_run / "evaluate" / "per_sample.csv")
+    share = (ps["flips"] > 0).mean()
+    n = int((ps["flips"] > 0).sum())
+    headline = (out / "summary.txt").read_text().splitlines()[0]
+    assert headline.startswith(f"{100 * share:.0f} % of test patients ({n} of {len(ps)})")
+    assert html_escape(headline) in html
+    # Derived attributes are marked as proxies; tables are copied next to the page.
+    assert "intensity (derived proxy)" in html
+    assert (out / "tables" / "evaluate_per_sample.csv").exists()
+    kept = pd.read_csv(fake_run / "sample" / "survival.csv").set_index("epsilon")["kept"]
+    assert f"{kept[0.02]} / 200" in html
+
+
+def test_report_stage_through_run_stage(fake_run, tmp_path):
+    from rashomon.config import load_config
+    from rashomon.run import run_stage
+
+    run = tmp_path / "run"
+    # Without the optional LSI and robustness tables (also keeps this test short).
+    shutil.copytree(
+        fake_run, run, ignore=shutil.ignore_patterns("report", "lsi.csv", "robustness.csv", "*.npy")
+    )
+    cfg = load_config(run / "config.yaml")
+    summary = run_stage(run, cfg, "report", progress=False)
+    html = (run / "report" / "report.html").read_text()
+    optional = {"lsi", "lsi_top_images", "robustness_corruptions", "robustness_attacks"}
+    assert {p.stem for p in (run / "report").glob("*.png")} == FIGURES - optional
+    assert summary["figures"] == len(FIGURES - optional)
+    assert "No LSI table" in html and "No robustness results" in html
+    assert summary["headline"] == (run / "report" / "summary.txt").read_text().splitlines()[0]
+
+
+def test_report_renders_in_headless_chromium(report):
+    if find_chromium() is None:
+        pytest.fail(
+            "headless Chromium is required for this test and was not found; install "
+            "Debian's chromium (apt-get install -y chromium) or set $CHROMIUM"
+        )
+    try:
+        page = inspect_page(report, width=1280, height=2400)  # screenshot: the top 2400 px
+    except BrowserError as exc:
+        pytest.fail(f"Chromium could not render the report: {exc}")
+    assert page.console_errors == []
+    assert page.title.startswith("Rashomon audit")
+    assert len(page.images) == len(FIGURES)
+    broken = [im for im in page.images if not im["complete"] or im["naturalWidth"] == 0]
+    assert broken == []
+    # Nothing but the page itself and its embedded images was requested.
+    assert all(u.startswith(("file:", "data:")) for u in page.requests), page.requests
+    colours, ink = screenshot_stats(page.screenshot)
+    assert page.height > 5000  # the whole page laid out, not an error page
+    assert colours > 500 and ink > 0.05, (colours, ink)
