@@ -134,15 +134,20 @@ class ModelSet:
 
     @classmethod
     def from_models(
-        cls, models: Sequence[torch.nn.Module], *, source: str = "retrain", **kwargs: Any
+        cls,
+        models: Sequence[torch.nn.Module],
+        *,
+        base: Classifier | None = None,
+        source: str = "retrain",
+        **kwargs: Any,
     ) -> ModelSet:
         """A set holding every parameter (and float buffer) of several trained networks of one
-        architecture; the first model is the base."""
+        architecture. `base` (default: the first model) is θ*, the reference of distances."""
         if not models:
             raise RashomonError("from_models needs at least one model")
-        base = models[0]
+        base = base if base is not None else models[0]
         spec = base.spec
-        for m in models[1:]:
+        for m in models:
             if getattr(m, "spec", None) != spec:
                 raise RashomonError("all models of a set must share one architecture spec")
         names = [n for n, _ in base.named_parameters()]

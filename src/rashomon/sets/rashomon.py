@@ -1,0 +1,149 @@
+"""The empirical Rashomon set: models whose VALIDATION loss or accuracy is within ε of a
+reference (the MAP model), and how many of M survive each ε.
+
+Pure functions of arrays (NumPy or torch in, NumPy out). `probs` is [M, N, C] softmax
+probabilities, or [M, N, L] sigmoid probabilities for multilabel tasks (then `y` is [N, L] and
+loss/accuracy are averaged over labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rashomon.errors import RashomonError
+
+ON = ("loss", "accuracy")
+DEFAULT_EPSILONS = (0.005, 0.01, 0.02, 0.05)
+EPS_PROB = 1e-12  # floor on probabilities inside log: a 0 would make one model's NLL infinite
+
+
+def _np(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _check_probs(probs: np.ndarray, y: np.ndarray) -> None:
+    if probs.ndim != 3:
+        raise RashomonError(f"probs must be [M, N, C], got shape {probs.shape}")
+    if y.ndim not in (1, 2) or y.shape[0] != probs.shape[1]:
+        raise RashomonError(
+            f"labels of shape {y.shape} do not match probs {probs.shape}; pass the labels of "
+            "the split the probabilities were computed on"
+        )
+    if y.ndim == 2 and y.shape[1] != probs.shape[2]:
+        raise RashomonError(f"multilabel y has {y.shape[1]} labels but probs {probs.shape[2]}")
+
+
+def model_scores(probs: Any, y: Any) -> dict[str, np.ndarray]:
+    """Per-model mean NLL ("loss") and accuracy, each float64 [M]. y [N] ints: softmax
+    probabilities; y [N, L] 0/1: sigmoid probabilities per label (multilabel)."""
+    p = _np(probs).astype(np.float64)
+    y = _np(y)
+    _check_probs(p, y)
+    if y.ndim == 2:
+        pc = np.clip(p, EPS_PROB, 1 - EPS_PROB)
+        nll = -(y * np.log(pc) + (1 - y) * np.log1p(-pc)).mean(axis=(1, 2))
+        acc = ((p > 0.5) == (y > 0.5)).mean(axis=(1, 2))
+        return {"loss": nll, "accuracy": acc}
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= p.shape[2]:
+        raise RashomonError(f"labels must lie in [0, {p.shape[2]}); got {y.min()}..{y.max()}")
+    p_true = p[:, np.arange(len(y)), y]
+    nll = -np.log(np.clip(p_true, EPS_PROB, None)).mean(axis=1)
+    acc = (p.argmax(axis=2) == y[None]).mean(axis=1)
+    return {"loss": nll, "accuracy": acc}
+
+
+def _reference(scores: np.ndarray, ref: Any, y: np.ndarray, on: str) -> float:
+    """The reference value: MAP probabilities [N, C] → their score; a number → itself;
+    None → the best model of the set (lowest loss / highest accuracy)."""
+    if ref is None:
+        return float(scores.min() if on == "loss" else scores.max())
+    arr = _np(ref)
+    if arr.ndim == 0:
+        return float(arr)
+    if arr.ndim == 2:
+        arr = arr[None]
+    return float(model_scores(arr, y)[on][0])
+
+
+def threshold(ref_value: float, epsilon: float, on: str, relative: bool) -> float:
+    """The loss a model may not exceed, or the accuracy it must reach."""
+    if on == "loss":
+        return ref_value * (1 + epsilon) if relative else ref_value + epsilon
+    return ref_value * (1 - epsilon) if relative else ref_value - epsilon
+
+
+def _validate(epsilon: float, on: str) -> None:
+    if on not in ON:
+        raise RashomonError(f"unknown criterion on={on!r}; choose one of: {', '.join(ON)}")
+    if not np.isfinite(epsilon) or epsilon < 0:
+        raise RashomonError(f"epsilon must be a non-negative number, got {epsilon}")
+
+
+def rashomon_mask(
+    P_val: Any,
+    y_val: Any,
+    epsilon: float,
+    on: str = "loss",
+    relative: bool = True,
+    ref: Any = None,
+    min_models: int = 2,
+) -> np.ndarray:
+    """Boolean [M]: models whose validation loss (mean NLL) is at most ref·(1+ε) (relative) or
+    ref+ε (absolute), or whose accuracy is at least ref·(1−ε) or ref−ε.
+
+    `ref`: the MAP model's validation probabilities [N, C] (recommended) or its score; None uses
+    the best model of the set. Filter on validation data only, never on test data.
+    Fewer than `min_models` kept raises RashomonError (min_models=0 never raises).
+    """
+    _validate(epsilon, on)
+    y = _np(y_val)
+    scores = model_scores(P_val, y)[on]
+    bound = threshold(_reference(scores, ref, y, on), epsilon, on, relative)
+    # Tolerance: the MAP model's own score recomputed from stored float32 probabilities must
+    # pass its own bound.
+    tol = 1e-9 * max(1.0, abs(bound))
+    keep = scores <= bound + tol if on == "loss" else scores >= bound - tol
+    if int(keep.sum()) < min_models:
+        raise RashomonError(
+            f"epsilon {epsilon} on {on} keeps {int(keep.sum())} of {len(keep)} models; "
+            "use a larger epsilon or more models"
+        )
+    return keep
+
+
+def survival_table(
+    P_val: Any,
+    y_val: Any,
+    map_probs: Any = None,
+    epsilons: Sequence[float] = DEFAULT_EPSILONS,
+    on: str | Sequence[str] = ("loss", "accuracy"),
+    relative: bool = True,
+) -> list[dict[str, Any]]:
+    """How many of M models survive each ε (rows: epsilon, on, kept, total, threshold)."""
+    y = _np(y_val)
+    crits = [on] if isinstance(on, str) else list(on)
+    all_scores = model_scores(P_val, y)
+    rows = []
+    for crit in crits:
+        for eps in epsilons:
+            _validate(eps, crit)
+            scores = all_scores[crit]
+            bound = threshold(_reference(scores, map_probs, y, crit), eps, crit, relative)
+            tol = 1e-9 * max(1.0, abs(bound))
+            keep = scores <= bound + tol if crit == "loss" else scores >= bound - tol
+            rows.append(
+                {
+                    "epsilon": float(eps),
+                    "on": crit,
+                    "kept": int(keep.sum()),
+                    "total": int(len(keep)),
+                    "threshold": float(bound),
+                }
+            )
+    return rows

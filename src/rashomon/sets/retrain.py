@@ -1,0 +1,120 @@
+"""Retrained model sets: K networks trained independently, differing by seed (initialisation and
+data order) and optionally by other development choices. The expensive ground truth.
+
+Each model's checkpoint is cached under `<cache_dir>/<config hash>/seed_<s>[_<choice>].pt`
+(default cache_dir ~/.cache/rashomon/retrain, or $RASHOMON_CACHE/retrain), so an interrupted run
+resumes and a later run of the same config reuses the models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from rashomon.errors import RashomonError
+from rashomon.sets.base import ModelSet, task_description
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("RASHOMON_CACHE")
+    return Path(root) / "retrain" if root else Path.home() / ".cache" / "rashomon" / "retrain"
+
+
+def config_hash(task: Any, arch: str, epochs: int, train_kwargs: dict[str, Any]) -> str:
+    """Identity of the shared training config (task data + architecture + options)."""
+    d = task.describe()
+    payload = {
+        "task": {k: d[k] for k in ("name", "kind", "num_classes", "size", "sizes", "source")},
+        "arch": arch,
+        "epochs": epochs,
+        "train": train_kwargs,
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _variant(choices: dict[str, Sequence[Any]], k: int) -> dict[str, Any]:
+    """Model k's development choices: each option cycles through its listed values."""
+    return {key: list(values)[k % len(values)] for key, values in choices.items()}
+
+
+def retrain(
+    task: Any,
+    k: int = 10,
+    arch: str = "cnn-small",
+    epochs: int = 20,
+    *,
+    seed: int = 0,
+    base: nn.Module | None = None,
+    choices: dict[str, Sequence[Any]] | None = None,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    **train_kwargs: Any,
+) -> ModelSet:
+    """K models trained with seeds seed, seed+1, ..., seed+K−1 (`rashomon.models.train.train`).
+
+    `choices` varies other options per model, e.g. {"augment": [False, True]} (model k takes
+    value k mod len). `base` is θ* for distances (default: the first model). `train_kwargs` go to
+    `train` (lr, weight_decay, arch_options, ...). Checkpoints are cached and reused.
+    """
+    from rashomon.models.train import load_checkpoint, save_checkpoint, train
+
+    if not isinstance(k, int) or k <= 0:
+        raise RashomonError(f"the number of retrained models must be a positive integer, got {k}")
+    choices = dict(choices or {})
+    for key, values in choices.items():
+        if not list(values):
+            raise RashomonError(f"choices[{key!r}] lists no value; give at least one")
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = folder / config_hash(task, arch, epochs, train_kwargs)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RashomonError(f"cannot create cache folder {folder} ({exc.strerror})") from exc
+    models, seeds, reused, seconds = [], [], 0, 0.0
+    for i in range(k):
+        s = seed + i
+        variant = _variant(choices, i)
+        tag = "".join(f"_{a}-{b}" for a, b in sorted(variant.items()))
+        path = folder / f"seed_{s}{tag}.pt"
+        if path.exists():
+            model, _ = load_checkpoint(path, device="cpu")
+            reused += 1
+        else:
+            start = time.perf_counter()
+            model = train(
+                task,
+                arch,
+                epochs,
+                s,
+                device=device,
+                progress=progress,
+                **{**train_kwargs, **variant},
+            )
+            seconds += time.perf_counter() - start
+            save_checkpoint(model, path, task, variant=variant)
+        models.append(model.cpu().eval())
+        seeds.append(s)
+    meta = {
+        "seeds": seeds,
+        "epochs": epochs,
+        "choices": choices,
+        "cache": str(folder),
+        "reused": reused,
+        "train_seconds": round(seconds, 2),
+    }
+    return ModelSet.from_models(
+        models,
+        base=base.cpu() if base is not None else None,
+        source="retrain",
+        task=task_description(task),
+        meta=meta,
+    )

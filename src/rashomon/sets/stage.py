@@ -1,0 +1,206 @@
+"""The `sample` stage: build the model set, predict val/test (and train for last-layer sets), and
+record per-model validation scores, distances from θ* and Rashomon-set survival per ε.
+
+Outputs in the stage folder:
+- set.pt                       the ModelSet (loadable alone with ModelSet.load)
+- probs_val.npy, probs_test.npy   [M, N, C] float32 (multilabel: [M, N, L] sigmoid)
+- map_probs_val.npy, map_probs_test.npy   the MAP model's [N, C]
+- probs_train.npy              only for last-layer sets (cheap; per-training-sample analyses)
+- per_model.csv                model, val_loss, val_accuracy, test_loss, test_accuracy,
+                               distance_l2, distance_rel, in_set@ε per ε of the grid
+- survival.csv                 epsilon, on, kept, total, threshold
+- in_set.npy                   bool [M] at the configured ε
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rashomon.errors import RashomonError
+from rashomon.sets.base import ModelSet
+from rashomon.sets.rashomon import model_scores, rashomon_mask, survival_table
+
+TRAIN_PROBS_LIMIT = 256 * 2**20  # bytes: store train predictions only when this cheap
+
+
+def build_set(ctx: Any, model: torch.nn.Module, task: Any) -> ModelSet:
+    """The ModelSet the config asks for (source laplace | riemannian | retrain | dropout)."""
+    s = ctx.cfg.sample
+    seed = ctx.cfg.seed
+    if s.source == "laplace":
+        from rashomon.sets.laplace import laplace
+
+        post = laplace(
+            model,
+            task,
+            subset=s.subset,
+            hessian=s.hessian,
+            prior=s.prior,
+            temperature=s.temperature,
+            device=ctx.device,
+            max_memory=s.max_memory,
+            seed=seed,
+        )
+        return post.sample(s.models, seed=seed, kind=s.kind)
+    if s.source == "riemannian":
+        try:
+            from rashomon.sets.riemannian import riemannian
+        except ImportError as exc:
+            raise RashomonError(
+                "the riemannian source is not available in this installation yet "
+                f"({exc}); use --source laplace"
+            ) from exc
+        options = {
+            "subset": s.subset,
+            "hessian": s.hessian,
+            "prior": s.prior,
+            "temperature": s.temperature,
+            "linearized": s.linearized,
+            "seed": seed,
+            "device": ctx.device,
+            "max_memory": s.max_memory,
+            "kind": s.kind,
+            "n": s.models,
+            "models": s.models,
+            "progress": ctx.progress,
+        }
+        params = inspect.signature(riemannian).parameters
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            options = {k: v for k, v in options.items() if k in params}
+        out = riemannian(model, task, **options)
+        return out if isinstance(out, ModelSet) else out.sample(s.models, seed=seed)
+    if s.source == "retrain":
+        from rashomon.sets.retrain import retrain
+
+        t = ctx.cfg.train
+        return retrain(
+            task,
+            s.retrain_models,
+            arch=t.arch,
+            epochs=t.epochs,
+            seed=seed,
+            base=model,
+            device=ctx.device,
+            progress=ctx.progress,
+            optimizer=t.optimizer,
+            lr=t.lr,
+            weight_decay=t.weight_decay,
+            batch_size=t.batch_size,
+            patience=t.patience,
+            class_weights=t.class_weights,
+            augment=t.augment,
+            arch_options=t.arch_options(),
+        )
+    if s.source == "dropout":
+        from rashomon.sets.dropout import dropout
+
+        return dropout(model, s.models, seed=seed, task=task)
+    raise RashomonError(
+        f"unknown source {s.source!r}; choose one of laplace, riemannian, retrain, dropout"
+    )
+
+
+def _map_probs(model: torch.nn.Module, x: torch.Tensor, multilabel: bool, device: str):
+    from rashomon.stages import predict_probs
+
+    return predict_probs(model, x, "multilabel" if multilabel else "multiclass", device)
+
+
+def run_sample_stage(ctx: Any) -> None:
+    from rashomon.models.train import load_checkpoint
+
+    s = ctx.cfg.sample
+    task = ctx.task()
+    model, meta = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
+    trained_on = meta.get("task", {}).get("name")
+    if trained_on and trained_on != task.name:
+        raise RashomonError(
+            f"the MAP model was trained on {trained_on!r}, not {task.name!r}; re-run `train`"
+        )
+    start = time.perf_counter()
+    mset = build_set(ctx, model, task)
+    build_seconds = time.perf_counter() - start
+    mset.validate(task=task, model=model)
+    mset.save(ctx.out / "set.pt")
+
+    start = time.perf_counter()
+    probs = {}
+    for split in ("val", "test"):
+        probs[split] = mset.predict(
+            task.split(split).x, device=ctx.device, max_memory=s.max_memory
+        ).numpy()
+        np.save(ctx.out / f"probs_{split}.npy", probs[split].astype(np.float32))
+        map_p = _map_probs(model, task.split(split).x, mset.multilabel, ctx.device)
+        np.save(ctx.out / f"map_probs_{split}.npy", map_p.astype(np.float32))
+        probs[f"map_{split}"] = map_p
+    n_train = len(task.train)
+    if mset.head_only and len(mset) * n_train * probs["val"].shape[2] * 4 <= TRAIN_PROBS_LIMIT:
+        p_train = mset.predict(task.train.x, device=ctx.device, max_memory=s.max_memory)
+        np.save(ctx.out / "probs_train.npy", p_train.numpy().astype(np.float32))
+    predict_seconds = time.perf_counter() - start
+
+    y_val, y_test = task.val.y.numpy(), task.test.y.numpy()
+    val = model_scores(probs["val"], y_val)
+    test = model_scores(probs["test"], y_test)
+    dist = mset.distances()
+    table = pd.DataFrame(
+        {
+            "model": np.arange(len(mset)),
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "distance_l2": dist["l2"],
+            "distance_rel": dist["relative"],
+        }
+    )
+    epsilons = sorted(set(map(float, s.epsilons)) | {float(s.epsilon)})
+    for eps in epsilons:
+        table[f"in_set@{eps:g}"] = rashomon_mask(
+            probs["val"], y_val, eps, on=s.on, ref=probs["map_val"], min_models=0
+        )
+    table.to_csv(ctx.out / "per_model.csv", index=False)
+    rows = survival_table(probs["val"], y_val, probs["map_val"], epsilons, on=s.on)
+    pd.DataFrame(rows).to_csv(ctx.out / "survival.csv", index=False)
+    keep = rashomon_mask(probs["val"], y_val, s.epsilon, on=s.on, ref=probs["map_val"])
+    np.save(ctx.out / "in_set.npy", keep)
+
+    map_val = model_scores(probs["map_val"][None], y_val)
+    ctx.summary.update(
+        source=mset.source,
+        kind=mset.kind,
+        M=len(mset),
+        varied_parameters=mset.num_varied,
+        epsilon=float(s.epsilon),
+        on=s.on,
+        kept=int(keep.sum()),
+        survival={f"{r['epsilon']:g}": r["kept"] for r in rows},
+        map_val_loss=round(float(map_val["loss"][0]), 5),
+        map_val_accuracy=round(float(map_val["accuracy"][0]), 5),
+        set_val_loss_median=round(float(np.median(val["loss"])), 5),
+        build_seconds=round(build_seconds, 2),
+        predict_seconds=round(predict_seconds, 2),
+        **{
+            k: v
+            for k, v in mset.meta.items()
+            if k
+            in (
+                "subset",
+                "hessian",
+                "prior",
+                "prior_precision",
+                "temperature",
+                "fit_seconds",
+                "prior_seconds",
+                "sample_seconds",
+                "dropout",
+                "seeds",
+            )
+        },
+    )
