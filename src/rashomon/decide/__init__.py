@@ -1,0 +1,261 @@
+"""Decisions over a Rashomon set: best-in-set selection (validation -> test), Pareto selection,
+ensembles with abstention, and the link between Laplace Sample Information and multiplicity.
+
+``decide_all`` is the whole ``decide`` stage as a pure function of arrays; the stage wrapper only
+loads the arrays written by ``sample``/``evaluate`` and writes the returned DataFrames as CSV
+(``<key>.csv``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rashomon.decide._arrays import check_probs, check_vector, to_numpy
+from rashomon.decide.desiderata import (
+    Desideratum,
+    default_desiderata,
+    metric_table,
+    single_model_values,
+)
+from rashomon.decide.ensemble import (
+    arbitrary_patients,
+    binomial_pvalues,
+    draw_ensembles,
+    ensemble_curves,
+    ensemble_predict,
+    smallest_k,
+)
+from rashomon.decide.pareto import pareto_choice, pareto_front, pareto_selection
+from rashomon.decide.selection import best_in_set, bootstrap_gain, compare_with_baseline, spearman
+from rashomon.errors import RashomonError
+
+__all__ = [
+    "Desideratum",
+    "arbitrary_patients",
+    "best_in_set",
+    "binomial_pvalues",
+    "bootstrap_gain",
+    "compare_with_baseline",
+    "decide_all",
+    "default_desiderata",
+    "draw_ensembles",
+    "ensemble_curves",
+    "ensemble_predict",
+    "metric_table",
+    "pareto_choice",
+    "pareto_front",
+    "pareto_selection",
+    "smallest_k",
+    "spearman",
+]
+
+
+def decide_all(
+    *,
+    val_probs: Any,
+    val_y: Any,
+    test_probs: Any,
+    test_y: Any,
+    map_val_probs: Any,
+    map_test_probs: Any,
+    val_groups: Mapping[str, Any] | None = None,
+    test_groups: Mapping[str, Any] | None = None,
+    rashomon_mask: Any | None = None,
+    kind: str = "binary",
+    desiderata: Sequence[Desideratum] | None = None,
+    val_values: pd.DataFrame | None = None,
+    test_values: pd.DataFrame | None = None,
+    map_val: Mapping[str, float] | None = None,
+    map_test: Mapping[str, float] | None = None,
+    ensemble_sizes: Sequence[int] = (1, 3, 5, 10, 20),
+    taus: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    alphas: Sequence[float] = (0.05,),
+    n_partitions: int = 5,
+    ambiguity_target: float = 0.01,
+    patient_threshold: float = 0.8,
+    pareto_epsilon: float = 0.01,
+    n_boot: int = 1000,
+    rho_min: float = 0.2,
+    baseline_test: Mapping[str, float] | None = None,
+    lsi: Any | None = None,
+    train_preds: Any | None = None,
+    map_train_preds: Any | None = None,
+    lsi_top_k: int = 16,
+    seed: int = 0,
+) -> dict[str, pd.DataFrame]:
+    """The ``decide`` stage.
+
+    Inputs (NumPy arrays or tensors):
+      - ``val_probs [M, N_val, C]``, ``test_probs [M, N_test, C]``: the model set's
+        probabilities (multilabel: ``[M, N, L]`` sigmoid probabilities, audited per label);
+        ``rashomon_mask [M]`` (bool) keeps the Rashomon set, None = all models already are;
+      - ``val_y``, ``test_y``: labels; ``map_val_probs``, ``map_test_probs``: the MAP model's
+        ``[N, C]`` (or ``[N, L]``); ``val_groups``/``test_groups``: attribute -> ``[N]`` codes;
+      - ``desiderata``: default accuracy, balanced accuracy, NLL, Brier, ECE and per attribute
+        worst-group accuracy and TPR / demographic-parity gaps (binary);
+      - ``val_values``/``test_values`` (optional, ``[M_set rows]``, Rashomon-set models only)
+        and ``map_val``/``map_test``: extra per-model desiderata computed elsewhere (e.g.
+        robustness); give them a ``Desideratum`` without metric in ``desiderata`` (no CI);
+      - ``baseline_test``: test values of a constrained baseline (desideratum -> value);
+      - ``lsi [N_train]`` with ``train_preds [M, N_train]`` (set labels on the training images,
+        mask applied here too) and ``map_train_preds [N_train]``.
+
+    Returns DataFrames (write each as ``<key>.csv``): ``selection`` (best-in-set per
+    desideratum), ``selection_values`` (long: model, desideratum, val, test), ``pareto``,
+    ``pareto_front``, ``ensemble_curves``, ``ensemble_min_k``, ``arbitrary_patients``, and with
+    LSI inputs ``lsi`` (per training sample) and ``lsi_summary``; ``notes`` lists what was
+    skipped and why. Multilabel tasks get a ``label`` column in every table."""
+    if kind == "multilabel":
+        return _per_label(locals())
+    mask = None if rashomon_mask is None else np.asarray(to_numpy(rashomon_mask), bool)
+    vp = check_probs(val_probs, "val_probs")
+    tp = check_probs(test_probs, "test_probs")
+    if mask is not None:
+        if mask.shape != (vp.shape[0],):
+            raise RashomonError(f"rashomon_mask must be [{vp.shape[0]}] booleans, got {mask.shape}")
+        vp, tp = vp[mask], tp[mask]
+    m = vp.shape[0]
+    if m < 2:
+        raise RashomonError(f"the Rashomon set has {m} model(s); use a larger epsilon")
+    vy = check_vector(val_y, vp.shape[1], "val_y").astype(np.int64)
+    ty = check_vector(test_y, tp.shape[1], "test_y").astype(np.int64)
+    vg = {k: np.asarray(to_numpy(v)) for k, v in (val_groups or {}).items()}
+    tg = {k: np.asarray(to_numpy(v)) for k, v in (test_groups or {}).items()}
+    mvp = np.asarray(to_numpy(map_val_probs), np.float64)
+    mtp = np.asarray(to_numpy(map_test_probs), np.float64)
+    des = (
+        list(desiderata)
+        if desiderata is not None
+        else default_desiderata(sorted(set(vg) & set(tg)), vp.shape[2])
+    )
+    notes: list[dict[str, str]] = []
+
+    computed = [
+        d for d in des if d.metric is not None and (val_values is None or d.name not in val_values)
+    ]
+    vv = metric_table(vp, vy, vg, computed)
+    tv = metric_table(tp, ty, tg, computed)
+    mv = single_model_values(mvp, vy, vg, computed)
+    mt = single_model_values(mtp, ty, tg, computed)
+    if val_values is not None:
+        vv = pd.concat([vv, val_values.reset_index(drop=True)], axis=1)
+        tv = pd.concat([tv, test_values.reset_index(drop=True)], axis=1)
+        mv.update(map_val or {})
+        mt.update(map_test or {})
+    out: dict[str, pd.DataFrame] = {}
+    sel = best_in_set(
+        vv,
+        tv,
+        mv,
+        mt,
+        des,
+        test_probs=tp,
+        map_test_probs=mtp,
+        test_y=ty,
+        test_groups=tg,
+        n_boot=n_boot,
+        seed=seed,
+        rho_min=rho_min,
+    )
+    if baseline_test:
+        sel = compare_with_baseline(sel, baseline_test)
+    out["selection"] = sel
+    out["selection_values"] = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "model": np.arange(m),
+                    "desideratum": d.name,
+                    "val": vv[d.name].to_numpy(),
+                    "test": tv[d.name].to_numpy(),
+                }
+            )
+            for d in des
+        ],
+        ignore_index=True,
+    )
+    if "accuracy" in vv:
+        out["pareto"], out["pareto_front"] = pareto_selection(
+            vv, tv, mv, mt, des, epsilon=pareto_epsilon
+        )
+    else:
+        notes.append({"part": "pareto", "note": "skipped: no 'accuracy' desideratum"})
+
+    ks = sorted({int(k) for k in ensemble_sizes})
+    feasible = [k for k in ks if k <= m]
+    for k in sorted(set(ks) - set(feasible)):
+        notes.append(
+            {"part": "ensembles", "note": f"k={k} skipped: the Rashomon set has only {m} models"}
+        )
+    curves = ensemble_curves(tp, ty, feasible, taus, alphas, n_partitions=n_partitions, seed=seed)
+    out["ensemble_curves"] = curves
+    out["ensemble_min_k"] = smallest_k(curves, ambiguity_target)
+    pick = out["ensemble_min_k"]
+    row = pick[
+        (pick["combine"] == "vote")
+        & (pick["rule"] == "share")
+        & np.isclose(pick["threshold"], patient_threshold)
+    ]
+    k_pat = (
+        int(row["k_min"].iloc[0])
+        if len(row) and np.isfinite(row["k_min"].iloc[0])
+        else (feasible[-1])
+    )
+    out["arbitrary_patients"] = arbitrary_patients(
+        tp, ty, mtp.argmax(-1), k=k_pat, rule="share", threshold=patient_threshold, seed=seed
+    ).assign(k=k_pat, threshold=patient_threshold)
+
+    if lsi is not None:
+        out.update(_lsi_tables(lsi, train_preds, map_train_preds, mask, lsi_top_k))
+    out["notes"] = pd.DataFrame(notes, columns=["part", "note"])
+    return out
+
+
+def _lsi_tables(lsi, train_preds, map_train_preds, mask, top_k) -> dict[str, pd.DataFrame]:
+    from rashomon.lsi import lsi_vs_multiplicity, top_lsi, training_multiplicity
+
+    v = np.asarray(to_numpy(lsi, "lsi"), np.float64).reshape(-1)
+    table = pd.DataFrame({"sample": np.arange(len(v)), "lsi": v})
+    table["top_lsi"] = False
+    table.loc[top_lsi(v, min(top_k, len(v))), "top_lsi"] = True
+    out = {}
+    if train_preds is not None and map_train_preds is not None:
+        tp = np.asarray(to_numpy(train_preds, "train_preds"))
+        if mask is not None:
+            tp = tp[mask]
+        tm = training_multiplicity(tp, map_train_preds)
+        table = pd.concat([table, tm], axis=1)
+        out["lsi_summary"] = lsi_vs_multiplicity(v, tm["disagreement"].to_numpy())
+    out["lsi"] = table
+    return out
+
+
+def _per_label(args: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Multilabel: run every label as a binary task ([M, N, 2] from column l) and stack."""
+    args = dict(args)
+    args.pop("kind")
+    vp = np.asarray(to_numpy(args["val_probs"]), np.float64)
+    n_labels = vp.shape[-1]
+    tables: dict[str, list[pd.DataFrame]] = {}
+
+    def binary(a):
+        return np.stack([1 - a, a], -1).astype(np.float64)
+
+    for label in range(n_labels):
+        sub = dict(args)
+        for key in ("val_probs", "test_probs", "map_val_probs", "map_test_probs"):
+            sub[key] = binary(np.asarray(to_numpy(args[key]))[..., label])
+        for key in ("val_y", "test_y"):
+            sub[key] = np.asarray(to_numpy(args[key]))[:, label]
+        if args.get("train_preds") is not None:
+            sub["train_preds"] = np.asarray(to_numpy(args["train_preds"]))[..., label]
+            sub["map_train_preds"] = np.asarray(to_numpy(args["map_train_preds"]))[:, label]
+        if args.get("lsi") is not None and label > 0:
+            sub["lsi"] = None  # LSI is per training sample, not per label: report it once
+        res = decide_all(kind="binary", **sub)
+        for key, df in res.items():
+            tables.setdefault(key, []).append(df.assign(label=label))
+    return {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}

@@ -1,0 +1,144 @@
+"""Desiderata as per-split metric functions ``metric(probs [N, C], y [N], groups) -> float``.
+
+Selection needs each metric as a function of one model's test probabilities so that test patients
+can be resampled (bootstrap CI of the gain). These are small, self-contained definitions; any
+callable with the same signature (e.g. from ``rashomon.metrics``) can replace them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rashomon.decide._arrays import check_probs, check_vector, to_numpy
+from rashomon.errors import RashomonError
+
+Metric = Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]
+
+
+@dataclass(frozen=True)
+class Desideratum:
+    """A named property of a model; ``metric`` evaluates one model on one split (needed for the
+    bootstrap CI; without it selection still runs, minus the CI)."""
+
+    name: str
+    higher_is_better: bool
+    metric: Metric | None = None
+
+
+def accuracy(probs: np.ndarray, y: np.ndarray, groups: Mapping[str, np.ndarray] | None = None):
+    return float((probs.argmax(-1) == y).mean())
+
+
+def balanced_accuracy(probs, y, groups=None) -> float:
+    pred = probs.argmax(-1)
+    recalls = [(pred[y == c] == c).mean() for c in np.unique(y)]
+    return float(np.mean(recalls))
+
+
+def nll(probs, y, groups=None) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def brier(probs, y, groups=None) -> float:
+    onehot = np.eye(probs.shape[-1])[y]
+    return float(((probs - onehot) ** 2).sum(-1).mean())
+
+
+def ece(probs, y, groups=None, bins: int = 15) -> float:
+    """Expected calibration error of the top-class confidence, equal-width bins."""
+    conf = probs.max(-1)
+    correct = probs.argmax(-1) == y
+    edges = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(edges):
+        sel = edges == b
+        total += sel.sum() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(total / len(y))
+
+
+def tpr_gap(attribute: str, positive: int = 1) -> Metric:
+    """Largest difference in true-positive rate (sensitivity) between groups of ``attribute``
+    (equal-opportunity gap); groups without positives are skipped, NaN if fewer than two remain."""
+
+    def metric(probs, y, groups) -> float:
+        g = np.asarray(groups[attribute])
+        pred = probs.argmax(-1)
+        rates = [
+            (pred[(g == v) & (y == positive)] == positive).mean()
+            for v in np.unique(g)
+            if ((g == v) & (y == positive)).any()
+        ]
+        return float(max(rates) - min(rates)) if len(rates) > 1 else float("nan")
+
+    metric.__name__ = f"tpr_gap_{attribute}"
+    return metric
+
+
+def dp_gap(attribute: str, positive: int = 1) -> Metric:
+    """Largest difference in positive-prediction rate between groups (demographic parity gap)."""
+
+    def metric(probs, y, groups) -> float:
+        g = np.asarray(groups[attribute])
+        pred = probs.argmax(-1) == positive
+        rates = [pred[g == v].mean() for v in np.unique(g)]
+        return float(max(rates) - min(rates)) if len(rates) > 1 else float("nan")
+
+    metric.__name__ = f"dp_gap_{attribute}"
+    return metric
+
+
+def worst_group_accuracy(attribute: str) -> Metric:
+    def metric(probs, y, groups) -> float:
+        g = np.asarray(groups[attribute])
+        pred = probs.argmax(-1)
+        return float(min((pred[g == v] == y[g == v]).mean() for v in np.unique(g)))
+
+    metric.__name__ = f"worst_group_accuracy_{attribute}"
+    return metric
+
+
+def default_desiderata(attributes: Sequence[str] = (), num_classes: int = 2) -> list[Desideratum]:
+    """Accuracy, balanced accuracy, NLL, Brier, ECE, and per attribute the worst-group accuracy
+    (plus TPR and demographic-parity gaps for binary tasks)."""
+    out = [
+        Desideratum("accuracy", True, accuracy),
+        Desideratum("balanced_accuracy", True, balanced_accuracy),
+        Desideratum("nll", False, nll),
+        Desideratum("brier", False, brier),
+        Desideratum("ece", False, ece),
+    ]
+    for a in attributes:
+        out.append(Desideratum(f"worst_group_accuracy:{a}", True, worst_group_accuracy(a)))
+        if num_classes == 2:
+            out.append(Desideratum(f"tpr_gap:{a}", False, tpr_gap(a)))
+            out.append(Desideratum(f"dp_gap:{a}", False, dp_gap(a)))
+    return out
+
+
+def metric_table(
+    probs: Any,
+    y: Any,
+    groups: Mapping[str, Any] | None,
+    desiderata: Sequence[Desideratum],
+) -> pd.DataFrame:
+    """Per-model values ``[M rows x desiderata]`` of every desideratum with a metric function."""
+    p = check_probs(probs)
+    yy = check_vector(y, p.shape[1], "y").astype(np.int64)
+    gg = {k: check_vector(v, p.shape[1], f"groups[{k!r}]") for k, v in (groups or {}).items()}
+    cols = {}
+    for d in desiderata:
+        if d.metric is None:
+            raise RashomonError(f"desideratum {d.name!r} has no metric function; give one")
+        cols[d.name] = [d.metric(p[m], yy, gg) for m in range(p.shape[0])]
+    return pd.DataFrame(cols)
+
+
+def single_model_values(probs: Any, y: Any, groups, desiderata) -> dict[str, float]:
+    """The desiderata of one model (``probs [N, C]``), e.g. the MAP model."""
+    p = to_numpy(probs, "probs")
+    return metric_table(p[None], y, groups, desiderata).iloc[0].to_dict()

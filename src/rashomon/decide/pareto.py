@@ -1,0 +1,132 @@
+"""Multi-objective selection: the validation Pareto front of accuracy vs a desideratum.
+
+Model a dominates model b when a is at least as good on every objective and strictly better on
+one. The front is the set of models no other model dominates (exact duplicates both stay). On the
+front, the chosen model is the one with the best desideratum among front models whose validation
+accuracy is within ``epsilon`` of the MAP model's (accuracy >= MAP accuracy - epsilon): accuracy
+is traded for the desideratum only up to epsilon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rashomon.decide._arrays import to_numpy
+from rashomon.decide.desiderata import Desideratum
+from rashomon.errors import RashomonError
+
+
+def pareto_front(objectives: Any, maximize: Sequence[bool] | None = None) -> np.ndarray:
+    """Sorted indices of the non-dominated rows of ``objectives [M, K]`` (NaN rows excluded).
+
+    ``maximize[j]`` says whether objective j is larger-is-better (default: all)."""
+    obj = np.asarray(to_numpy(objectives, "objectives"), dtype=np.float64)
+    if obj.ndim != 2:
+        raise RashomonError(f"objectives must be [M, K], got shape {obj.shape}")
+    mx = np.ones(obj.shape[1], bool) if maximize is None else np.asarray(maximize, bool)
+    if mx.shape != (obj.shape[1],):
+        raise RashomonError(f"maximize needs {obj.shape[1]} flags, got {len(mx)}")
+    s = np.where(mx, obj, -obj)  # everything larger-is-better
+    finite = np.isfinite(s).all(1)
+    s = s[finite]
+    # [M, M] comparisons per objective; for M = 1000 this is a few MB of booleans.
+    ge = np.ones((len(s), len(s)), bool)
+    gt = np.zeros((len(s), len(s)), bool)
+    for j in range(s.shape[1]):
+        col = s[:, j]
+        ge &= col[:, None] >= col[None, :]
+        gt |= col[:, None] > col[None, :]
+    dominated = (ge & gt).any(0)  # column b is dominated by some row a
+    return np.flatnonzero(finite)[~dominated]
+
+
+def pareto_choice(
+    val_accuracy: Any,
+    val_value: Any,
+    map_val_accuracy: float,
+    *,
+    higher_is_better: bool,
+    epsilon: float = 0.01,
+) -> tuple[np.ndarray, int | None]:
+    """(front indices, chosen index or None when no front model is within epsilon of the MAP's
+    validation accuracy)."""
+    acc = np.asarray(to_numpy(val_accuracy, "val_accuracy"), dtype=np.float64)
+    val = np.asarray(to_numpy(val_value, "val_value"), dtype=np.float64)
+    front = pareto_front(np.stack([acc, val], 1), [True, higher_is_better])
+    ok = front[acc[front] >= map_val_accuracy - epsilon - 1e-12]
+    if len(ok) == 0:
+        return front, None
+    score = val[ok] if higher_is_better else -val[ok]
+    return front, int(ok[np.argmax(score)])
+
+
+def pareto_selection(
+    val_values: pd.DataFrame | Mapping[str, Any],
+    test_values: pd.DataFrame | Mapping[str, Any],
+    map_val: Mapping[str, float],
+    map_test: Mapping[str, float],
+    desiderata: Sequence[Desideratum],
+    *,
+    accuracy: str = "accuracy",
+    epsilon: float = 0.01,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For every desideratum other than ``accuracy``: the validation front of accuracy vs it and
+    the chosen model (module docstring), judged on test.
+
+    Returns (summary: one row per desideratum with n_front, chosen, chosen val/test accuracy and
+    value, MAP's, oriented test gain of the value, test accuracy change; front: long table of
+    front members, columns desideratum, model, val_accuracy, val_value, test_accuracy,
+    test_value, chosen)."""
+    if accuracy not in val_values or accuracy not in test_values:
+        raise RashomonError(f"the Pareto front needs per-model {accuracy!r} on validation and test")
+    va = np.asarray(val_values[accuracy], dtype=np.float64)
+    ta = np.asarray(test_values[accuracy], dtype=np.float64)
+    rows, members = [], []
+    for d in desiderata:
+        if d.name == accuracy:
+            continue
+        vv = np.asarray(val_values[d.name], dtype=np.float64)
+        tv = np.asarray(test_values[d.name], dtype=np.float64)
+        front, chosen = pareto_choice(
+            va, vv, float(map_val[accuracy]), higher_is_better=d.higher_is_better, epsilon=epsilon
+        )
+        sign = 1.0 if d.higher_is_better else -1.0
+        c = chosen if chosen is not None else None
+        rows.append(
+            {
+                "desideratum": d.name,
+                "higher_is_better": d.higher_is_better,
+                "epsilon": epsilon,
+                "n_front": len(front),
+                "chosen": -1 if c is None else c,
+                "chosen_val_accuracy": np.nan if c is None else va[c],
+                "chosen_val": np.nan if c is None else vv[c],
+                "chosen_test_accuracy": np.nan if c is None else ta[c],
+                "chosen_test": np.nan if c is None else tv[c],
+                "map_val_accuracy": float(map_val[accuracy]),
+                "map_val": float(map_val[d.name]),
+                "map_test_accuracy": float(map_test[accuracy]),
+                "map_test": float(map_test[d.name]),
+                "test_gain": np.nan if c is None else sign * (tv[c] - float(map_test[d.name])),
+                "test_accuracy_change": np.nan if c is None else ta[c] - float(map_test[accuracy]),
+            }
+        )
+        members.append(
+            pd.DataFrame(
+                {
+                    "desideratum": d.name,
+                    "model": front,
+                    "val_accuracy": va[front],
+                    "val_value": vv[front],
+                    "test_accuracy": ta[front],
+                    "test_value": tv[front],
+                    "chosen": front == (-1 if c is None else c),
+                }
+            )
+        )
+    front_table = pd.concat(members, ignore_index=True) if members else pd.DataFrame()
+    return pd.DataFrame(rows), front_table

@@ -1,0 +1,249 @@
+"""Best-in-set selection: pick the model best on VALIDATION, judge it on TEST.
+
+For each desideratum the model of the Rashomon set with the best validation value is chosen and
+its test value is reported next to the MAP model's and the set's test distribution. Whether the
+choice is more than noise is judged two ways:
+
+- the Spearman rank correlation between validation and test values across the set's models: if
+  validation does not rank models as test does, picking the validation best is picking at random;
+- a paired bootstrap CI of the test gain over the MAP model, resampling test patients (needs the
+  desideratum's metric function and the test probabilities of the chosen and MAP models).
+
+Verdict rule (column ``verdict``; ``selection_noise`` is its boolean):
+``"selection noise"`` when rho is NaN or rho < ``rho_min`` (0.2 by default), or when the CI of
+the gain includes 0; otherwise ``"real gain"`` (CI above 0) or ``"real loss"`` (CI below 0); and
+``"ranks transfer (no CI)"`` when rho >= rho_min but no CI could be computed.
+
+Gains are oriented: positive means better (higher for larger-is-better, lower otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rashomon.decide._arrays import check_probs, check_vector, to_numpy
+from rashomon.decide.desiderata import Desideratum, Metric
+from rashomon.errors import RashomonError
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def pick_on_validation(val: Any, higher_is_better: bool) -> tuple[int, int]:
+    """Index of the best model on validation and how many models tie with it.
+
+    Ties are broken by the lowest index: the set's models are exchangeable draws, so this is as
+    good as a random tie-break; the tie count tells how much of the choice is arbitrary."""
+    v = np.asarray(to_numpy(val, "validation values"), dtype=np.float64)
+    if not np.isfinite(v).any():
+        raise RashomonError("every validation value is NaN; cannot select a model")
+    score = np.where(np.isfinite(v), v if higher_is_better else -v, -np.inf)
+    best = int(np.argmax(score))
+    return best, int(np.isclose(score, score[best], rtol=0, atol=1e-12).sum())
+
+
+def spearman(val: Any, test: Any) -> tuple[float, float]:
+    """Spearman rho and its two-sided p-value between validation and test values across models
+    (NaN pairs dropped; NaN when fewer than 3 models or a constant column)."""
+    v = np.asarray(to_numpy(val, "val"), dtype=np.float64)
+    t = np.asarray(to_numpy(test, "test"), dtype=np.float64)
+    ok = np.isfinite(v) & np.isfinite(t)
+    v, t = v[ok], t[ok]
+    if len(v) < 3 or np.ptp(v) == 0 or np.ptp(t) == 0:
+        return float("nan"), float("nan")
+    res = stats.spearmanr(v, t)
+    return float(res.statistic), float(res.pvalue)
+
+
+def bootstrap_gain(
+    metric: Metric,
+    probs_chosen: Any,
+    probs_ref: Any,
+    y: Any,
+    groups: Mapping[str, Any] | None = None,
+    *,
+    higher_is_better: bool = True,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float, np.ndarray]:
+    """Paired bootstrap over test patients of the oriented gain ``metric(chosen) - metric(ref)``.
+
+    Each replicate resamples N patients with replacement (same indices for both models and for
+    every group attribute). Returns (gain on the full test set, CI low, CI high, replicates);
+    replicates where the metric is undefined (NaN, e.g. a group missing) are dropped."""
+    pc = np.asarray(to_numpy(probs_chosen, "probs_chosen"), dtype=np.float64)
+    pr = np.asarray(to_numpy(probs_ref, "probs_ref"), dtype=np.float64)
+    if pc.shape != pr.shape or pc.ndim != 2:
+        raise RashomonError(f"probs_chosen {pc.shape} and probs_ref {pr.shape} must both be [N, C]")
+    n = len(pc)
+    yy = check_vector(y, n, "y").astype(np.int64)
+    gg = {k: check_vector(v, n, f"groups[{k!r}]") for k, v in (groups or {}).items()}
+    sign = 1.0 if higher_is_better else -1.0
+    gain = sign * (metric(pc, yy, gg) - metric(pr, yy, gg))
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        i = rng.integers(0, n, n)
+        gb = {k: v[i] for k, v in gg.items()}
+        reps[b] = sign * (metric(pc[i], yy[i], gb) - metric(pr[i], yy[i], gb))
+    reps = reps[np.isfinite(reps)]
+    if len(reps) == 0:
+        return float(gain), float("nan"), float("nan"), reps
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(reps, [tail, 100 - tail])
+    return float(gain), float(lo), float(hi), reps
+
+
+def verdict(rho: float, ci_low: float, ci_high: float, rho_min: float = 0.2) -> str:
+    """The rule in the module docstring."""
+    if not np.isfinite(rho) or rho < rho_min:
+        return "selection noise"
+    if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+        return "ranks transfer (no CI)"
+    if ci_low > 0:
+        return "real gain"
+    if ci_high < 0:
+        return "real loss"
+    return "selection noise"
+
+
+def select_one(
+    val: Any,
+    test: Any,
+    map_val: float,
+    map_test: float,
+    desideratum: Desideratum,
+    *,
+    test_probs: Any = None,
+    map_test_probs: Any = None,
+    test_y: Any = None,
+    test_groups: Mapping[str, Any] | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    rho_min: float = 0.2,
+) -> dict[str, Any]:
+    """One row of :func:`best_in_set` (see there)."""
+    v = np.asarray(to_numpy(val, "val"), dtype=np.float64)
+    t = np.asarray(to_numpy(test, "test"), dtype=np.float64)
+    if v.shape != t.shape or v.ndim != 1:
+        raise RashomonError(
+            f"validation {v.shape} and test {t.shape} values of {desideratum.name!r} must both "
+            "be [M] over the same models"
+        )
+    hib = desideratum.higher_is_better
+    best, n_tied = pick_on_validation(v, hib)
+    sign = 1.0 if hib else -1.0
+    rho, rho_p = spearman(v, t)
+    ft = t[np.isfinite(t)]
+    q = np.quantile(ft, QUANTILES) if len(ft) else np.full(len(QUANTILES), np.nan)
+    gain, lo, hi = sign * (t[best] - map_test), float("nan"), float("nan")
+    if desideratum.metric is not None and test_probs is not None and map_test_probs is not None:
+        probs = check_probs(test_probs, "test_probs")
+        gain, lo, hi, _ = bootstrap_gain(
+            desideratum.metric,
+            probs[best],
+            map_test_probs,
+            test_y,
+            test_groups,
+            higher_is_better=hib,
+            n_boot=n_boot,
+            level=level,
+            seed=seed,
+        )
+    beaten = float(np.mean(sign * ft <= sign * t[best])) if len(ft) else float("nan")
+    row: dict[str, Any] = {
+        "desideratum": desideratum.name,
+        "higher_is_better": hib,
+        "n_models": len(v),
+        "chosen": best,
+        "n_tied_on_val": n_tied,
+        "chosen_val": v[best],
+        "map_val": map_val,
+        "chosen_test": t[best],
+        "map_test": map_test,
+        "test_gain": gain,
+        "gain_ci_low": lo,
+        "gain_ci_high": hi,
+        "oracle_test": float(np.max(sign * ft) * sign) if len(ft) else float("nan"),
+        "chosen_test_percentile": beaten,
+    }
+    row.update(
+        {f"set_test_q{int(round(100 * a)):02d}": x for a, x in zip(QUANTILES, q, strict=True)}
+    )
+    row.update({"spearman_rho": rho, "spearman_p": rho_p})
+    row["verdict"] = verdict(rho, lo, hi, rho_min)
+    row["selection_noise"] = row["verdict"] == "selection noise"
+    return row
+
+
+def best_in_set(
+    val_values: pd.DataFrame | Mapping[str, Any],
+    test_values: pd.DataFrame | Mapping[str, Any],
+    map_val: Mapping[str, float],
+    map_test: Mapping[str, float],
+    desiderata: Sequence[Desideratum],
+    *,
+    test_probs: Any = None,
+    map_test_probs: Any = None,
+    test_y: Any = None,
+    test_groups: Mapping[str, Any] | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    rho_min: float = 0.2,
+) -> pd.DataFrame:
+    """Best-in-set selection for every desideratum, one row each.
+
+    Inputs: per-model values over the Rashomon set on validation and on test (DataFrames or
+    mappings, one column ``[M]`` per desideratum name, rows = the same models in the same order),
+    the MAP model's values, and optionally ``test_probs [M, N, C]`` (the set's test
+    probabilities, same model order), ``map_test_probs [N, C]``, ``test_y``, ``test_groups`` for
+    the bootstrap CI (each desideratum's ``metric`` is then evaluated on resampled patients).
+
+    Columns: desideratum, higher_is_better, n_models, chosen (row index of the chosen model),
+    n_tied_on_val, chosen_val, map_val, chosen_test, map_test, test_gain (oriented: > 0 better),
+    gain_ci_low/high, oracle_test (best test value in the set, unreachable without test labels),
+    chosen_test_percentile (share of the set the chosen model matches or beats on test),
+    set_test_q05..q95, spearman_rho, spearman_p, verdict, selection_noise."""
+    rows = []
+    for i, d in enumerate(desiderata):
+        for name, table in (("validation", val_values), ("test", test_values)):
+            if d.name not in table:
+                raise RashomonError(f"{name} values have no column {d.name!r}; compute it first")
+        rows.append(
+            select_one(
+                np.asarray(val_values[d.name], dtype=np.float64),
+                np.asarray(test_values[d.name], dtype=np.float64),
+                float(map_val[d.name]),
+                float(map_test[d.name]),
+                d,
+                test_probs=test_probs,
+                map_test_probs=map_test_probs,
+                test_y=test_y,
+                test_groups=test_groups,
+                n_boot=n_boot,
+                level=level,
+                seed=seed + i,
+                rho_min=rho_min,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def compare_with_baseline(
+    selection: pd.DataFrame, baseline_test: Mapping[str, float], name: str = "constrained"
+) -> pd.DataFrame:
+    """Free selection next to a constrained baseline (e.g. a group-balanced retrain): adds
+    ``<name>_test`` and ``selection_minus_<name>`` (oriented, > 0: free selection is better)."""
+    out = selection.copy()
+    base = out["desideratum"].map(lambda d: baseline_test.get(d, np.nan)).astype(float)
+    sign = np.where(out["higher_is_better"], 1.0, -1.0)
+    out[f"{name}_test"] = base
+    out[f"selection_minus_{name}"] = sign * (out["chosen_test"] - base)
+    return out
