@@ -274,7 +274,8 @@ def smallest_k(curves: pd.DataFrame, target: float = 0.01) -> pd.DataFrame:
     """Per (combine, rule, threshold): the smallest k whose residual ambiguity is below ``target``
     while still covering something (coverage > 0), with the coverage it keeps and the coverage it
     costs relative to the plain single model (1 - coverage). ``k_min`` is NaN when no k reaches
-    the target."""
+    the target. ``single_model_ambiguity`` is the residual ambiguity of single models without
+    abstention (k = 1, rule ``none``), the starting point."""
     plain = curves[(curves["rule"] == "none") & (curves["k"] == 1)]
     single = dict(zip(plain["combine"], plain["residual_ambiguity"], strict=True))
     rows = []
