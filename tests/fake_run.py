@@ -100,8 +100,8 @@ def _per_model_metrics(probs: np.ndarray, y: np.ndarray, groups: dict) -> pd.Dat
         for attr, g in groups.items():
             accs = [correct[g == k].mean() for k in np.unique(g)]
             tprs = [pred[(g == k) & (y == 1)].mean() for k in np.unique(g)]
-            row[f"accuracy_gap:{attr}"] = max(accs) - min(accs)
-            row[f"tpr_gap:{attr}"] = max(tprs) - min(tprs)
+            row[f"accuracy_gap[{attr}]"] = max(accs) - min(accs)
+            row[f"tpr_gap[{attr}]"] = max(tprs) - min(tprs)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -442,8 +442,8 @@ def _write_decide(d, pm_val, pm_test, kept_pt, map_pred, y, flips, disagreement,
         "accuracy": 1,
         "auroc": 1,
         "ece": -1,
-        "accuracy_gap:intensity": -1,
-        "tpr_gap:random": -1,
+        "accuracy_gap[intensity]": -1,
+        "tpr_gap[random]": -1,
     }
     rows = []
     for name, sign in desiderata.items():
@@ -475,7 +475,7 @@ def _write_decide(d, pm_val, pm_test, kept_pt, map_pred, y, flips, disagreement,
     pd.DataFrame(rows).to_csv(d / "selection.csv", index=False)
 
     vals = pm_val.iloc[1:]
-    a, g = vals["accuracy"].to_numpy(), vals["accuracy_gap:intensity"].to_numpy()
+    a, g = vals["accuracy"].to_numpy(), vals["accuracy_gap[intensity]"].to_numpy()
     front = [
         i
         for i in range(len(a))
@@ -483,10 +483,10 @@ def _write_decide(d, pm_val, pm_test, kept_pt, map_pred, y, flips, disagreement,
     ]
     pd.DataFrame(
         {
-            "front": "accuracy vs accuracy_gap:intensity",
+            "front": "accuracy vs accuracy_gap[intensity]",
             "model": vals["model"].to_numpy()[front],
             "accuracy": a[front],
-            "accuracy_gap:intensity": g[front],
+            "accuracy_gap[intensity]": g[front],
         }
     ).to_csv(d / "pareto.csv", index=False)
 

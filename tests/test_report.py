@@ -140,8 +140,27 @@ def test_library_column_names_are_accepted(tmp_path):
             "residual_ambiguity": [0.2, 0.1, 0.1, 0.05, 0.005, 0.0],
         }
     )
+    rob = pd.DataFrame(
+        {
+            "model": [-1, 0, 1, -1, 0, 1, -1, 0, -1, 0],
+            "is_map": [True, False, False] * 2 + [True, False] * 2,
+            "family": ["clean"] * 3 + ["corruption"] * 3 + ["attack"] * 4,
+            "corruption": ["clean"] * 3 + ["pixelate"] * 3 + ["fgsm"] * 4,
+            "severity": [0, 0, 0, 1, 1, 1] + [np.nan] * 4,
+            "epsilon": [np.nan] * 6 + [0.0, 0.0, 2 / 255, 2 / 255],
+            "mode": [""] * 6 + ["whitebox", "transfer", "whitebox", "transfer"],
+            "metric": "accuracy",
+            "value": [0.9, 0.88, 0.89, 0.7, 0.72, 0.69, 0.9, 0.88, 0.3, 0.5],
+        }
+    )
     run = _minimal_run(
-        tmp_path / "run", ps, {"decide/selection.csv": sel, "decide/ensembles.csv": ens}
+        tmp_path / "run",
+        ps,
+        {
+            "decide/selection.csv": sel,
+            "decide/ensembles.csv": ens,
+            "evaluate/robustness.csv": rob,
+        },
     )
     data = load_run(run, load_images=False)
     assert data.table("per_sample")["arbitrary"].tolist() == [False, True, True, False]
@@ -158,6 +177,8 @@ def test_library_column_names_are_accepted(tmp_path):
     html = page.read_text()
     assert "accuracy ↑" in html and "[+0.0020, +0.0200]" in html
     assert "binomial test, α = 0.05" in html and "no abstention" in html
+    pngs = {p.stem for p in (tmp_path / "out").glob("*.png")}
+    assert {"robustness_corruptions", "robustness_attacks", "patients"} <= pngs
 
 
 def test_missing_required_stage_names_the_command(fake_run, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -404,9 +405,51 @@ def section_multiplicity(b: ReportBuilder) -> Section:
     return Section("multiplicity", "Predictive multiplicity", "".join(parts))
 
 
+OVERALL_ORDER = (
+    "accuracy",
+    "balanced_accuracy",
+    "auroc",
+    "auprc",
+    "sensitivity",
+    "specificity",
+    "ece",
+    "nll",
+    "brier",
+)
+GAP_ORDER = (
+    "accuracy_gap",
+    "tpr_gap",
+    "fpr_gap",
+    "auroc_gap",
+    "ece_gap",
+    "equalized_odds_diff",
+    "demographic_parity_diff",
+)
+MAX_STRIPS = 16
+
+
 def _desiderata_metrics(pm: pd.DataFrame) -> list[str]:
-    cols = [c for c in pm.columns if c != "model" and pd.api.types.is_numeric_dtype(pm[c])]
-    return [c for c in cols if pm[c].notna().any()]
+    """The metrics drawn as strips: overall ones, then fairness gaps per attribute; per-group
+    values (`metric[attr=level]`) and per-label columns stay in the CSV."""
+    cols = [
+        c
+        for c in pm.columns
+        if c not in ("model", "is_map")
+        and pd.api.types.is_numeric_dtype(pm[c])
+        and pm[c].notna().any()
+        and "=" not in c
+        and not c.startswith("label")
+    ]
+
+    def rank(c: str) -> tuple[int, int, str]:
+        base = re.split(r"[\[:]", c)[0]
+        if base in OVERALL_ORDER:
+            return (0, OVERALL_ORDER.index(base), c)
+        if base in GAP_ORDER:
+            return (1, GAP_ORDER.index(base), c)
+        return (2, 0, c)
+
+    return sorted(cols, key=rank)[:MAX_STRIPS]
 
 
 def section_desiderata(b: ReportBuilder) -> Section:
@@ -435,6 +478,8 @@ def section_desiderata(b: ReportBuilder) -> Section:
         if "epsilon" in mt and d.epsilon is not None:
             at = mt[np.isclose(mt["epsilon"].astype(float), d.epsilon)]
             sub = at if len(at) else mt
+        if "group" in sub:  # per-group values stay in the CSV; overall metrics and gaps here
+            sub = sub[~sub["group"].astype(str).str.contains("=")]
         index = [
             c
             for c in ("metric", "group", "source", "epsilon")
@@ -445,7 +490,7 @@ def section_desiderata(b: ReportBuilder) -> Section:
         ).reset_index()
         order = [
             c
-            for c in ("map", "mean", "std", "min", "q05", "median", "q95", "max")
+            for c in ("map", "map_rank", "mean", "std", "min", "q05", "q50", "q95", "max")
             if c in pivot.columns
         ]
         pivot = pivot[index + order + [c for c in pivot.columns if c not in index + order]]
@@ -718,7 +763,23 @@ def section_robustness(b: ReportBuilder) -> Section:
         rob = rob[rob["metric"] == metric]
     ev = d.config.get("evaluate") or {}
     attacks = {a.lower() for a in (ev.get("attacks") or [])} | set(DEFAULT_ATTACKS)
-    if "kind" in rob:
+    if "family" in rob:  # rashomon.metrics.robustness: clean | corruption | summary | attack
+        fam = rob["family"].astype(str).str.lower()
+        clean = rob[fam == "clean"]
+        rob = rob[fam.isin(["corruption", "attack"])].copy()
+        att_rows = rob["family"] == "attack"
+        if "epsilon" in rob:  # attacks: the budget is the x axis
+            rob.loc[att_rows, "severity"] = rob.loc[att_rows, "epsilon"]
+        if "mode" in rob:  # the set's band: transfer attacks from the MAP model when present
+            transfer = att_rows & (rob["mode"] == "transfer")
+            if transfer.any():
+                rob = rob[~(att_rows & (rob["model"] != -1) & ~transfer)]
+        corr_names = rob.loc[rob["family"] == "corruption", "corruption"].unique()
+        if len(clean) and len(corr_names):  # severity 0 = clean images on every curve
+            zero = [clean.assign(corruption=c, severity=0, family="corruption") for c in corr_names]
+            rob = pd.concat([rob, *zero], ignore_index=True)
+        is_attack = rob["family"] == "attack"
+    elif "kind" in rob:
         is_attack = rob["kind"].astype(str).str.lower().str.contains("attack")
     else:
         is_attack = rob["corruption"].astype(str).str.lower().isin(attacks)

@@ -265,7 +265,7 @@ def desiderata_strips(per_model: pd.DataFrame, metrics: Sequence[str]) -> Figure
             )
         a.set_xlim(-0.6, 0.6)
         a.set_xticks([])
-        a.set_title(metric.replace(":", "\n"), fontsize=9.5)
+        a.set_title(metric.replace(":", "\n").replace("[", "\n").rstrip("]"), fontsize=9.5)
         a.grid(axis="x", visible=False)
         if i == 0:
             a.legend(loc="best", fontsize=7.5)
@@ -459,6 +459,7 @@ def robustness_attacks(rob: pd.DataFrame, metric: str) -> Figure:
 
 def _band(a, df: pd.DataFrame, scale: float) -> None:
     is_map = df["model"] == -1
+    df = df.assign(severity=df["severity"].astype(float))
     s = df[~is_map].groupby("severity")["value"]
     x = s.min().index.to_numpy(float)
     if len(x):
