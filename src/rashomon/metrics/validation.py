@@ -20,9 +20,7 @@ PROBS_NDIM = (
     "probs must be [M, N, C] (models, samples, classes), got shape {shape}; "
     "stack one [N, C] array per model along a new first axis"
 )
-PROBS_FEW_CLASSES = (
-    "probs has {classes} class column(s); binary tasks need 2 columns [1 - p, p]"
-)
+PROBS_FEW_CLASSES = "probs has {classes} class column(s); binary tasks need 2 columns [1 - p, p]"
 PROBS_RANGE = "probs has values outside [0, 1] (min {lo:.3g}, max {hi:.3g}); pass probabilities"
 PROBS_NOT_NORMALISED = (
     "probs rows sum to between {lo:.6g} and {hi:.6g}, not 1 (tolerance {tol:g}); "
