@@ -173,6 +173,7 @@ def _sweep_file(tmp_path: Path, root: Path) -> Path:
         "stages": ["train"],
         "resources": {"num_cpus": 1},
         "max_memory": "1GB",
+        "reuse_workers": True,  # the import start-up once per worker keeps this test short
     }
     f = tmp_path / "sweep.yaml"
     f.write_text(yaml.safe_dump(sweep, sort_keys=False))
@@ -187,7 +188,7 @@ def test_sweep_runs_cells_reports_failure_and_skips_on_rerun(tmp_path, tiny_root
 
     bad = "arch-no-such-arch_seed-0"
     good = ["arch-cnn-small_seed-0", "arch-mlp_seed-0", "arch-cnn_seed-0"]
-    assert status.loc[good, "status"].tolist() == ["done"] * 3
+    assert status.loc[good, "status"].tolist() == ["done"] * 3, status["error"].to_dict()
     assert status.loc[bad, "status"] == "failed"
     assert "no-such-arch" in status.loc[bad, "error"] and "\n" not in status.loc[bad, "error"]
     assert (out / CELLS_DIR / bad / "error.txt").exists()
@@ -211,7 +212,7 @@ def test_sweep_runs_cells_reports_failure_and_skips_on_rerun(tmp_path, tiny_root
     # re-run: the finished cells are skipped without a task (their logs gain no new start line);
     # the failed cell is tried again and fails again
     again = run_sweep(sweep_yaml, out, progress=False).set_index("cell")
-    assert again.loc[good, "status"].tolist() == ["skipped"] * 3
+    assert again.loc[good, "status"].tolist() == ["skipped"] * 3, again["error"].to_dict()
     assert again.loc[bad, "status"] == "failed"
     for name in good:
         log = (out / CELLS_DIR / name / CELL_LOG).read_text()

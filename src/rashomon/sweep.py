@@ -16,6 +16,7 @@ ordinary run directory under `<out>/cells/<name>`, its name derived from its gri
     stages: [train, sample, evaluate]   # default: every stage
     resources: {num_cpus: 1, num_gpus: 0}   # reserved per cell
     max_memory: 8GB              # shared by the cells running at once (default: sample's default)
+    reuse_workers: false         # true: one Ray worker runs several cells (faster start)
 
 Cells whose requested stages are all current are skipped without launching a task. A failing
 cell is recorded with its one-line error (traceback in its `error.txt`) and the others go on.
@@ -73,6 +74,9 @@ class SweepSpec(BaseModel):
     stages: list[str] | None = None
     resources: Resources = Field(default_factory=Resources)
     max_memory: str | None = None
+    # Reuse Ray workers across cells: saves the start-up (imports) of each cell, but a worker
+    # keeps what its earlier cells allocated. Default: a fresh worker per cell.
+    reuse_workers: bool = False
 
 
 @dataclass
@@ -444,8 +448,10 @@ def _run_cells(
         cluster = ray.cluster_resources()
         slots = concurrent_slots(spec.resources, cluster)
         budget = cell_memory_budget(spec, slots, cluster)
-        # A fresh worker per cell: its memory is returned, a crash stays local.
-        remote = ray.remote(max_calls=1, max_retries=0)(run_cell).options(
+        # A fresh worker per cell returns its memory and keeps a crash local (max_calls=0:
+        # unlimited reuse).
+        max_calls = 0 if spec.reuse_workers else 1
+        remote = ray.remote(max_calls=max_calls, max_retries=0)(run_cell).options(
             num_cpus=spec.resources.num_cpus, num_gpus=spec.resources.num_gpus
         )
         threads = max(1, int(spec.resources.num_cpus))
