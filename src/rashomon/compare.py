@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 from rashomon.errors import RashomonError
-from rashomon.metrics.multiplicity import (
+from rashomon.metrics import (
     ambiguity,
     disagreement,
     discrepancy,
@@ -390,24 +390,24 @@ def run_compare(
 def _print_table(table: pd.DataFrame, console: Any) -> None:
     from rich.table import Table
 
-    cols = [
-        "set",
-        "kept",
-        "ambiguity",
-        "discrepancy",
-        "mean_disagreement",
-        "mean_capacity",
-        "spearman_disagreement",
-        "flag_precision",
-        "flag_recall",
-        "cost:seconds",
-    ]
-    cols = [c for c in cols if c in table.columns]
+    shown = {
+        "set": "set",
+        "kept": "kept",
+        "ambiguity": "ambig.",
+        "discrepancy": "discr.",
+        "mean_disagreement": "disagr.",
+        "mean_capacity": "capac.",
+        "spearman_disagreement": "rho",
+        "flag_precision": "prec.",
+        "flag_recall": "recall",
+        "cost:seconds": "sec.",
+    }
+    cols = [c for c in shown if c in table.columns]
     t = Table(title=f"rashomon compare at ε={table['epsilon'].iloc[0]:g}")
     for c in cols:
-        t.add_column(c.replace("cost:", ""))
+        t.add_column(shown[c], overflow="fold", min_width=22 if c == "set" else None)
     for _, row in table.iterrows():
-        t.add_row(*[f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+        t.add_row(*[f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in cols])
     console.print(t)
 
 
