@@ -228,3 +228,14 @@ def test_sweep_runs_cells_reports_failure_and_skips_on_rerun(tmp_path, tiny_root
     assert cell_is_finished(out / CELLS_DIR / good[0], other, ("train",))
     changed = cell.cfg.model_copy(update={"train": cell.cfg.train.model_copy(update={"epochs": 2})})
     assert not cell_is_finished(out / CELLS_DIR / good[0], changed, ("train",))
+
+
+def test_budget_of_an_earlier_run_is_kept_when_smaller(tmp_path):
+    from rashomon.config import dump_config, load_config
+    from rashomon.sweep import _keep_smaller_budget
+
+    assert _keep_smaller_budget(tmp_path / "new", "500MB") == "500MB"
+    cfg = load_config(None, {"sample.max_memory": "300MB"})
+    (tmp_path / "config.yaml").write_text(dump_config(cfg))
+    assert _keep_smaller_budget(tmp_path, "500MB") == "300MB"  # sample stays current
+    assert _keep_smaller_budget(tmp_path, "200MB") == "200MB"  # never above the shared budget

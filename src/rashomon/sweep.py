@@ -458,11 +458,12 @@ def _run_cells(
         refs = {}
         for cell in todo:
             cfg = cell.cfg
-            if budget is not None and cfg.sample.max_memory is None:
-                cfg = cfg.model_copy(
-                    update={"sample": cfg.sample.model_copy(update={"max_memory": budget})}
-                )
             run_dir = status[cell.name]["run_dir"]
+            if budget is not None and cfg.sample.max_memory is None:
+                cell_budget = _keep_smaller_budget(Path(run_dir), budget)
+                cfg = cfg.model_copy(
+                    update={"sample": cfg.sample.model_copy(update={"max_memory": cell_budget})}
+                )
             ref = remote.remote(run_dir, cfg.model_dump(mode="json"), list(stages), force, threads)
             refs[ref] = cell.name
             status[cell.name]["status"] = "queued"
@@ -474,6 +475,22 @@ def _run_cells(
     finally:
         if started:
             ray.shutdown()
+
+
+def _keep_smaller_budget(run_dir: Path, budget: str) -> str:
+    """The budget a cell ran with before when it is no larger than `budget`: the budget is part
+    of the sample stage's config hash, so keeping it spares a finished sample stage a re-run
+    (the default budget follows the memory free when Ray starts and moves between runs)."""
+    from rashomon.memory import parse_bytes
+    from rashomon.run import CONFIG_FILE
+
+    try:
+        old = load_config(run_dir / CONFIG_FILE).sample.max_memory
+    except RashomonError:
+        return budget
+    if old is not None and parse_bytes(old) <= parse_bytes(budget):
+        return old
+    return budget
 
 
 def _wait(refs, status, slots, progress, console) -> None:
