@@ -1,0 +1,87 @@
+"""Retrain and dropout sets: exact functions, caching, and the shared downstream path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import rashomon as rs
+from rashomon.errors import RashomonError
+from rashomon.models.registry import build_model
+from rashomon.models.train import load_checkpoint
+from rashomon.sets.base import ModelSet
+from rashomon.sets.dropout import dropout
+from rashomon.sets.retrain import retrain
+
+
+@pytest.fixture(scope="module")
+def retrained(tiny_task, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("retrain-cache")
+    opts = dict(arch="cnn", epochs=1, arch_options={"width": 0.25}, cache_dir=cache)
+    first = retrain(tiny_task, 2, **opts)
+    return first, opts
+
+
+def test_retrain_models_are_the_trained_networks(retrained, tiny_task):
+    mset, opts = retrained
+    assert len(mset) == 2 and mset.source == "retrain" and mset.meta["seeds"] == [0, 1]
+    assert mset.param_names == [n for n, _ in mset.base.named_parameters()]
+    x = tiny_task.test.x[:12]
+    probs = mset.predict(x)
+    for k, seed in enumerate((0, 1)):
+        net, _ = load_checkpoint(f"{mset.meta['cache']}/seed_{seed}.pt")
+        with torch.no_grad():
+            ref = torch.softmax(net(x), -1)
+        assert (probs[k] - ref).abs().max() < 1e-5
+    # seed 0 is the base (θ*): zero distance; seed 1 moved
+    d = mset.distances()
+    assert d["l2"][0] == 0 and d["l2"][1] > 0
+
+
+def test_retrain_reuses_cached_checkpoints(retrained, tiny_task):
+    mset, opts = retrained
+    again = retrain(tiny_task, 2, **opts)
+    assert again.meta["reused"] == 2 and again.meta["train_seconds"] == 0
+    assert torch.equal(again.samples, mset.samples)
+    with pytest.raises(RashomonError, match="positive"):
+        retrain(tiny_task, 0, **opts)
+
+
+def test_dropout_masks_are_fixed_and_exact(tiny_task):
+    torch.manual_seed(0)
+    net = build_model("cnn", 1, 2, width=0.25, dropout=0.5).eval()
+    mset = dropout(net, 5, seed=7, task=tiny_task)
+    assert mset.source == "dropout" and mset.head_only
+    x = tiny_task.test.x[:9]
+    gen = torch.Generator().manual_seed(7)
+    keep = (torch.rand(5, net.head.in_features, generator=gen) >= 0.5).float() / 0.5
+    with torch.no_grad():
+        feats = net.body(x)
+        ref = torch.stack([net.head(feats * keep[m]) for m in range(5)])
+    assert (mset.logits(x) - ref).abs().max() < 1e-5
+    assert torch.equal(dropout(net, 5, seed=7).samples, mset.samples)
+    with pytest.raises(RashomonError, match="dropout"):
+        dropout(build_model("cnn", 1, 2, width=0.25), 5)
+
+
+@pytest.mark.parametrize("source", ["laplace", "retrain", "dropout"])
+def test_same_downstream_path(source, retrained, tiny_task, tmp_path):
+    if source == "retrain":
+        mset = retrained[0]
+    elif source == "dropout":
+        mset = dropout(build_model("cnn", 1, 2, width=0.25, dropout=0.3), 6, task=tiny_task)
+    else:
+        net = build_model("cnn", 1, 2, width=0.25)
+        mset = rs.laplace(net, tiny_task, prior=1.0).sample(6, seed=0)
+    p_val = mset.predict(tiny_task.val.x)
+    assert p_val.shape == (len(mset), len(tiny_task.val), 2) and p_val.dtype == torch.float32
+    keep = rs.rashomon_mask(p_val, tiny_task.val.y, 10.0, min_models=0)
+    keep[0] = True
+    kept = mset.subset(keep)
+    kept.save(tmp_path / "set.pt")
+    loaded = ModelSet.load(tmp_path / "set.pt", task=tiny_task)
+    assert loaded.source == source and len(loaded) == int(keep.sum())
+    np.testing.assert_allclose(
+        loaded.predict(tiny_task.val.x), p_val[torch.as_tensor(keep)], atol=1e-6
+    )
