@@ -89,6 +89,7 @@ class EvaluateSection(Section):
     threshold: float = 0.5
     target_sensitivity: float = 0.9
     bootstrap: int = 1000
+    robustness_images: int | None = 200  # seeded subset of test images for corruptions/attacks
 
 
 class DecideSection(Section):
@@ -96,6 +97,9 @@ class DecideSection(Section):
     agreement: list[float] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     alpha: float = 0.05
     constrained_baseline: bool = True
+    constrained_method: Literal["reweight", "penalty"] = "reweight"
+    constrained_attribute: str | None = None  # default: the first real attribute, else intensity
+    pareto_epsilon: float = 0.01
     lsi: bool = True
 
 

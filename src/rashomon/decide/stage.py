@@ -1,0 +1,135 @@
+"""The `decide` stage: best-in-set selection (validation → test), the constrained baseline,
+ensembles with abstention and Laplace Sample Information, as tables for the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rashomon.decide import decide_all
+from rashomon.decide.constrained import train_constrained_baseline
+from rashomon.decide.desiderata import default_desiderata, single_model_values
+from rashomon.errors import RashomonError
+from rashomon.run import StageContext
+from rashomon.stages import predict_probs
+
+
+def baseline_attribute(task, requested: str | None) -> str:
+    """The attribute the constrained baseline balances: the configured one, else the first real
+    (non-derived) attribute, else the derived intensity proxy."""
+    if requested is not None:
+        if requested not in task.attributes:
+            raise RashomonError(
+                f"unknown constrained_attribute {requested!r}; this task has "
+                f"{sorted(task.attributes)}"
+            )
+        return requested
+    real = [a for a, info in task.attributes.items() if not info.derived]
+    return real[0] if real else "intensity"
+
+
+def run_decide_stage(ctx: StageContext) -> None:
+    from rashomon.lsi import model_lsi
+    from rashomon.models.train import load_checkpoint
+
+    cfg, d = ctx.cfg, ctx.cfg.decide
+    task = ctx.task()
+    s = ctx.path("sample")
+    ctx.path("evaluate")
+    load = lambda name: np.load(s / name)  # noqa: E731
+    keep = load("in_set.npy")
+    groups = {
+        split: {a: g.numpy() for a, g in task.split(split).groups.items()}
+        for split in ("val", "test")
+    }
+    model, _ = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
+    t = cfg.train
+
+    baseline_test = None
+    if d.constrained_baseline and task.kind != "multilabel":
+        attribute = baseline_attribute(task, d.constrained_attribute)
+        baseline = train_constrained_baseline(
+            task,
+            t.arch,
+            attribute,
+            t.epochs,
+            cfg.seed,
+            ctx.device,
+            method=d.constrained_method,
+            optimizer=t.optimizer,
+            lr=t.lr,
+            weight_decay=t.weight_decay,
+            batch_size=t.batch_size,
+            patience=t.patience,
+            arch_options=t.arch_options(),
+            progress=ctx.progress,
+        )
+        probs = predict_probs(baseline, task.test.x, task.kind, ctx.device)
+        des = default_desiderata(sorted(groups["test"]), probs.shape[1])
+        baseline_test = single_model_values(probs, task.test.y.numpy(), groups["test"], des)
+        ctx.summary["constrained_baseline"] = f"{d.constrained_method} on {attribute}"
+
+    lsi = train_preds = map_train_preds = None
+    if d.lsi and (s / "probs_train.npy").exists():
+        prior = len(task.train) * t.weight_decay  # mean loss + weight decay wd ⇔ prior N·wd
+        lsi = model_lsi(
+            model,
+            task.train.x,
+            task.train.y,
+            kind=task.kind,
+            prior_precision=prior,
+            device=ctx.device,
+        )
+        p_train = np.load(s / "probs_train.npy", mmap_mode="r")
+        map_p_train = predict_probs(model, task.train.x, task.kind, ctx.device)
+        if task.kind == "multilabel":
+            train_preds, map_train_preds = p_train > 0.5, map_p_train > 0.5
+        else:
+            train_preds, map_train_preds = p_train.argmax(-1), map_p_train.argmax(-1)
+    elif d.lsi:
+        ctx.summary["lsi"] = "skipped: the sample stage stored no training predictions"
+
+    per_model_test = pd.read_csv(ctx.path("evaluate", "per_model_test.csv"))
+    if "corruption_accuracy" in per_model_test.columns:
+        # Robustness is measured on test images only, so selecting on it would peek at test.
+        ctx.summary["robustness_selection"] = "shown in evaluate, not selected on (test only)"
+
+    out = decide_all(
+        val_probs=load("probs_val.npy"),
+        val_y=task.val.y,
+        test_probs=load("probs_test.npy"),
+        test_y=task.test.y,
+        map_val_probs=load("map_probs_val.npy"),
+        map_test_probs=load("map_probs_test.npy"),
+        val_groups=groups["val"],
+        test_groups=groups["test"],
+        rashomon_mask=keep,
+        kind=task.kind,
+        ensemble_sizes=d.ensemble_sizes,
+        taus=d.agreement,
+        alphas=[d.alpha],
+        pareto_epsilon=d.pareto_epsilon,
+        n_boot=cfg.evaluate.bootstrap,
+        baseline_test=baseline_test,
+        lsi=lsi,
+        train_preds=train_preds,
+        map_train_preds=map_train_preds,
+        seed=cfg.seed,
+    )
+    for name, frame in out.items():
+        frame.to_csv(ctx.out / f"{name}.csv", index=False)
+    # The report's canonical names (docs/run-directory.md).
+    for src, dst in (("ensemble_curves", "ensembles"), ("arbitrary_patients", "patients")):
+        if src in out:
+            out[src].to_csv(ctx.out / f"{dst}.csv", index=False)
+    sel = out.get("selection")
+    if sel is not None and len(sel):
+        ctx.summary["selection"] = {
+            r["desideratum"]: r.get("verdict", "") for _, r in sel.iterrows()
+        }
+    mk = out.get("ensemble_min_k")
+    if mk is not None and len(mk):
+        ctx.summary["ensemble_min_k"] = mk.iloc[0].to_dict()
+    notes = out.get("notes")
+    if notes is not None and len(notes):
+        ctx.summary["notes"] = notes.to_dict("records")
