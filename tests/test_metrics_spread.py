@@ -119,3 +119,14 @@ def test_null_control_warning_rule():
     assert rm.null_control_warning(tidy, "sex") is None
     with pytest.raises(RashomonError, match="not in the per-model table"):
         rm.null_control_warning(gap_frame(real, quiet_null), "age")
+
+
+def test_null_control_is_silent_when_no_gap_exists_anywhere():
+    import pandas as pd
+
+    from rashomon.metrics import null_control_warning
+
+    flat = pd.DataFrame({"tpr_gap[intensity]": [0.0, 0.0, 0.0], "tpr_gap[random]": [0.0] * 3})
+    assert null_control_warning(flat, "intensity") is None
+    noisy = pd.DataFrame({"tpr_gap[intensity]": [0.0, 0.0, 0.0], "tpr_gap[random]": [0.1] * 3})
+    assert "Null control" in null_control_warning(noisy, "intensity")

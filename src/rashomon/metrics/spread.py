@@ -235,12 +235,13 @@ def null_control_warning(
     null_spread, null_mean = _gap_stats(table, gap, null_attribute)
     real_spread, real_mean = _gap_stats(table, gap, real_attribute)
     reasons = []
-    if np.isfinite(null_spread) and null_spread >= ratio * real_spread:
+    # Both zero means no gap anywhere: nothing to warn about.
+    if np.isfinite(null_spread) and null_spread > 0 and null_spread >= ratio * real_spread:
         reasons.append(
             f"its 5-95% spread across the set ({null_spread:.3f}) is as large as under "
             f"{real_attribute!r} ({real_spread:.3f})"
         )
-    if np.isfinite(null_mean) and null_mean >= ratio * real_mean:
+    if np.isfinite(null_mean) and null_mean > 0 and null_mean >= ratio * real_mean:
         reasons.append(
             f"its mean gap ({null_mean:.3f}) is as large as under {real_attribute!r} "
             f"({real_mean:.3f})"
