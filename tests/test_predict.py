@@ -131,3 +131,33 @@ def test_parse_bytes():
     assert parse_bytes("512MiB") == 512 * 2**20
     assert parse_bytes("1.5 kb") == 1500
     assert parse_bytes(2e6) == 2_000_000
+
+
+@pytest.mark.parametrize("with_norm", [False, True])
+def test_per_sample_jacobian_hooks_and_fallback(with_norm):
+    """Hooked Linear/Conv2d Jacobians, and the vmap(jacrev) fallback for other layers, equal
+    autograd's Jacobian."""
+    from rashomon.predict import per_sample_jacobian
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(1, 3, 3, padding=1, stride=2)]
+    layers += [torch.nn.BatchNorm2d(3)] if with_norm else []
+    layers += [torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2)]
+    net = torch.nn.Sequential(*layers).eval()
+    if with_norm:
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].weight.data.uniform_(0.5, 1.5)
+    names = [n for n, _ in net.named_parameters()]
+    x = torch.randn(5, 1, 8, 8)
+    theta = torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    def f(vec):
+        params, i = {}, 0
+        for n, p in net.named_parameters():
+            params[n] = vec[i : i + p.numel()].reshape(p.shape)
+            i += p.numel()
+        return torch.func.functional_call(net, params, (x,))
+
+    ref = torch.autograd.functional.jacobian(f, theta)
+    got = per_sample_jacobian(net, names, x)
+    assert (got - ref).abs().max() < 1e-5
