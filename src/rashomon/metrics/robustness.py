@@ -1,0 +1,359 @@
+"""Robustness of every model of a set: MedMNIST-C corruptions and L∞ adversarial attacks.
+
+What each number is (rows of `robustness_tables`, model = -1 is the MAP model):
+
+- family "clean" / "corruption": `accuracy` and `auroc` of each model on the test split, clean
+  (corruption "clean", severity 0) and under each MedMNIST-C corruption at each severity
+  (`rashomon.data.corruptions`; the same seeded corrupted images for every model).
+- family "summary":
+  - `ce` per corruption: corruption error as Hendrycks & Dietterich (ICLR 2019),
+    CE_c(f) = Σ_s E_{s,c}(f) / Σ_s E_{s,c}(MAP), errors E = 1 − accuracy over the severities
+    s ≥ 1 audited; the MAP model is the baseline (their AlexNet), so its CE is 1.
+  - `mce` (corruption "all"): mean of CE_c over corruptions. Below 1 = more robust than MAP.
+  - `relative_ce` / `relative_mce`: Σ_s (E_{s,c}(f) − E_clean(f)) / Σ_s (E_{s,c}(MAP) −
+    E_clean(MAP)), the degradation relative to the model's own clean error. NaN for a corruption
+    whose MAP degradation is ≤ 0 (the ratio has no meaning there); the mean skips NaNs.
+  - `accuracy` (corruption "all"): mean corrupted accuracy over corruptions and severities ≥ 1.
+- family "attack": `accuracy` on adversarial test images (a seeded subset of
+  `attack_max_images` of the audited images), ε on the [0, 1] pixel scale, FGSM or PGD
+  (`rashomon.attacks`: 10 steps, α = 2.5 ε / 10, seeded random start), loss = cross-entropy:
+  - mode "whitebox", model -1: the MAP model on its own FGSM/PGD examples.
+  - mode "transfer": every set model on the MAP model's adversarial examples (black-box
+    transfer from the MAP model; the attack every deployed alternative would face if the
+    attacker knew only the MAP model).
+  - mode "whitebox", model m ≥ 0: model m attacked with its own gradients, for a seeded subset
+    of `whitebox_models` models (all M white-box attacks cost M× the MAP's).
+  At ε = 0 every number equals the clean accuracy on the attack subset. Sets whose models are
+  not plain networks (linearised "glm" sets varying more than the head) get no white-box rows.
+
+Pure arithmetic (`multilabel_accuracy`, `corruption_errors`, `mean_corruption_error`,
+`relative_corruption_errors`) takes arrays; the functions that run networks take a `device`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rashomon.attacks import ATTACKS, attack
+from rashomon.errors import RashomonError
+from rashomon.metrics import validation as v
+from rashomon.metrics.performance import accuracy as _accuracy
+from rashomon.metrics.performance import auroc as _auroc
+from rashomon.metrics.performance import multilabel_auroc
+
+if TYPE_CHECKING:
+    from rashomon.data.task import Task
+    from rashomon.sets.base import ModelSet
+
+COLUMNS = [
+    "model", "is_map", "family", "corruption", "severity", "epsilon", "mode", "metric", "value"
+]  # fmt: skip
+MAP_INDEX = -1
+# Defaults sized for a 2-core CPU run (measured in the module's report): one forward+backward
+# of a cnn-small on 624 images takes ~0.5 s, and a white-box model costs 11 of them per ε (FGSM 1,
+# PGD 10). On a GPU raise them (e.g. 20 models, all images).
+WHITEBOX_MODELS = 5
+ATTACK_IMAGES = 256
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def multilabel_accuracy(probs: Any, y: Any, threshold: float = 0.5) -> np.ndarray:
+    """[M] share of (sample, label) pairs decided right, for [M, N, L] sigmoid probabilities."""
+    p = v.check_probs(probs, multilabel=True)
+    yy = v.check_multilabel_targets(y, p.shape[1], p.shape[2])
+    return ((p >= v.check_threshold(threshold)) == yy[None].astype(bool)).mean(axis=(1, 2))
+
+
+def model_accuracy(probs: Any, y: Any, kind: str) -> np.ndarray:
+    """[M] accuracy; multilabel tasks count each label of each sample."""
+    if v.check_kind(kind) == "multilabel":
+        return multilabel_accuracy(probs, y)
+    return _accuracy(probs, y)
+
+
+def model_auroc(probs: Any, y: Any, kind: str) -> np.ndarray:
+    """[M] AUROC (binary; one-vs-rest macro for multiclass; mean over labels for multilabel)."""
+    if v.check_kind(kind) == "multilabel":
+        return multilabel_auroc(probs, y)
+    return _auroc(probs, y)
+
+
+def _check_errors(errors: Any, baseline: Any) -> tuple[np.ndarray, np.ndarray]:
+    e = np.asarray(v.as_numpy(errors), dtype=np.float64)
+    b = np.asarray(v.as_numpy(baseline), dtype=np.float64)
+    if e.ndim != 3 or b.shape != e.shape[1:]:
+        raise RashomonError(
+            f"errors must be [M, K, S] and the baseline [K, S]; got {e.shape} and {b.shape}"
+        )
+    if ((e < 0) | (e > 1)).any() or ((b < 0) | (b > 1)).any():
+        raise RashomonError("errors must be error rates in [0, 1]; pass 1 - accuracy")
+    return e, b
+
+
+def corruption_errors(errors: Any, baseline: Any) -> np.ndarray:
+    """CE [M, K]: Σ_s errors[m, k, s] / Σ_s baseline[k, s] (Hendrycks & Dietterich, 2019).
+
+    `errors` [M, K, S] are the models' error rates under K corruptions at S severities,
+    `baseline` [K, S] the baseline model's. A corruption on which the baseline makes no error
+    at any severity gives NaN."""
+    e, b = _check_errors(errors, baseline)
+    denom = b.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, e.sum(axis=2) / denom, np.nan)
+
+
+def mean_corruption_error(errors: Any, baseline: Any) -> np.ndarray:
+    """mCE [M]: the mean of `corruption_errors` over corruptions (NaNs skipped)."""
+    return _nanmean_last(corruption_errors(errors, baseline))
+
+
+def relative_corruption_errors(
+    errors: Any, clean_errors: Any, baseline: Any, baseline_clean: float
+) -> np.ndarray:
+    """Relative CE [M, K]: Σ_s (errors[m,k,s] − clean_errors[m]) / Σ_s (baseline[k,s] −
+    baseline_clean); NaN where the baseline's summed degradation is ≤ 0."""
+    e, b = _check_errors(errors, baseline)
+    c = np.asarray(v.as_numpy(clean_errors), dtype=np.float64)
+    if c.shape != e.shape[:1]:
+        raise RashomonError(f"clean_errors must be [M] = [{e.shape[0]}], got shape {c.shape}")
+    num = (e - c[:, None, None]).sum(axis=2)
+    denom = (b - float(baseline_clean)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, num / denom, np.nan)
+
+
+def _nanmean_last(a: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(a)
+    counts = finite.sum(axis=-1)
+    sums = np.where(finite, a, 0.0).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+@torch.no_grad()
+def model_probs(
+    model: torch.nn.Module, x: torch.Tensor, kind: str, device: str | torch.device, batch: int = 512
+) -> torch.Tensor:
+    """Probabilities of one network as a [1, N, C] set (softmax; sigmoid for multilabel)."""
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(x), batch):
+        logits = model(x[i : i + batch].to(device)).float()
+        out.append((torch.sigmoid(logits) if kind == "multilabel" else logits.softmax(-1)).cpu())
+    return torch.cat(out)[None]
+
+
+def whitebox_subset(num_models: int, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of the `count` set models attacked white-box (seeded; all if fewer)."""
+    if count >= num_models:
+        return np.arange(num_models)
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xA77AC])
+    return np.sort(rng.choice(num_models, size=max(0, count), replace=False))
+
+
+class _Rows:
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def add(self, values: np.ndarray, models: Sequence[int], **key: Any) -> None:
+        for m, val in zip(models, np.asarray(values, dtype=np.float64).ravel(), strict=True):
+            self.rows.append(
+                (
+                    int(m), bool(m == MAP_INDEX), key["family"], key["corruption"],
+                    key.get("severity", math.nan), key.get("epsilon", math.nan),
+                    key.get("mode", ""), key["metric"], float(val),
+                )
+            )  # fmt: skip
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=COLUMNS)
+
+
+def _scores(probs: torch.Tensor, y: torch.Tensor, kind: str) -> dict[str, np.ndarray]:
+    return {"accuracy": model_accuracy(probs, y, kind), "auroc": model_auroc(probs, y, kind)}
+
+
+def robustness_tables(
+    mset: ModelSet,
+    map_model: torch.nn.Module,
+    task: Task,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    attacks: Sequence[str] = ATTACKS,
+    attack_epsilons: Sequence[float] = (0.0, 1 / 255, 2 / 255, 4 / 255),
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    max_images: int | None = None,
+    *,
+    whitebox_models: int = WHITEBOX_MODELS,
+    attack_max_images: int | None = ATTACK_IMAGES,
+    split: str = "test",
+    max_memory: str | int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Tidy robustness table of the MAP model (model -1) and every model of `mset`.
+
+    Columns: model, is_map, family (clean | corruption | summary | attack), corruption (name,
+    "clean", an attack name, or "all"), severity, epsilon (pixel scale), mode (attacks:
+    whitebox | transfer), metric, value; the module docstring says what each number is.
+    `corruptions=None` takes the dataset's MedMNIST-C list, `[]` none; corrupted images are
+    cached in `cache_dir`. `max_images` audits a seeded subset of the split; attacks run on a
+    further seeded subset of `attack_max_images` of those (None = all), their ε = 0 rows being
+    the clean accuracy on that subset. `df.attrs["timings"]` holds seconds per phase and the
+    sizes audited (images, attack_images, models, whitebox_models).
+    """
+    from rashomon.data.corruptions import corrupted_raw, corruption_names, subset_indices
+    from rashomon.data.task import images_to_tensor
+
+    kind = task.kind
+    multilabel = kind == "multilabel"
+    names = corruption_names(task.name) if corruptions is None else list(corruptions)
+    sevs = [int(s) for s in severities]
+    for a in attacks:
+        if a not in ATTACKS:
+            raise RashomonError(f"unknown attack {a!r}; choose from: {', '.join(ATTACKS)}")
+    s = task.split(split)
+    idx = subset_indices(len(s), max_images, seed)
+    x, y = s.x[idx], s.y[idx]
+    set_ids = list(range(len(mset)))
+    rows, timings = _Rows(), {"images": len(idx), "models": len(mset)}
+
+    def predict_all(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            model_probs(map_model, inputs, kind, device),
+            mset.predict(inputs, device=device, max_memory=max_memory),
+        )
+
+    def add_scores(map_p, set_p, **key) -> dict[str, np.ndarray]:
+        out = {}
+        for who, probs, ids in (("map", map_p, [MAP_INDEX]), ("set", set_p, set_ids)):
+            for metric, vals in _scores(probs, y, kind).items():
+                rows.add(vals, ids, metric=metric, **key)
+                out[f"{who}_{metric}"] = vals
+        return out
+
+    t0 = time.perf_counter()
+    clean = add_scores(*predict_all(x), family="clean", corruption="clean", severity=0)
+    timings["clean_s"] = time.perf_counter() - t0
+
+    # ---- corruptions
+    gen_s = pred_s = 0.0
+    audited = [sv for sv in sevs if sv >= 1]
+    set_err = np.full((len(mset), len(names), len(audited)), np.nan)
+    map_err = np.full((len(names), len(audited)), np.nan)
+    combos = [(c, sv) for c in names for sv in sevs]
+    if progress and combos:
+        from tqdm.auto import tqdm
+
+        combos = tqdm(combos, desc="corruptions", leave=False)
+    for name, sv in combos:
+        t = time.perf_counter()
+        raw = corrupted_raw(task, split, name, sv, seed, cache_dir, max_images)
+        xc = images_to_tensor(raw)
+        gen_s += time.perf_counter() - t
+        t = time.perf_counter()
+        sc = add_scores(*predict_all(xc), family="corruption", corruption=name, severity=sv)
+        pred_s += time.perf_counter() - t
+        if sv >= 1:
+            k, j = names.index(name), audited.index(sv)
+            set_err[:, k, j] = 1 - sc["set_accuracy"]
+            map_err[k, j] = 1 - sc["map_accuracy"][0]
+    timings["corruption_generate_s"], timings["corruption_predict_s"] = gen_s, pred_s
+    if names and audited:
+        all_err = np.concatenate([map_err[None], set_err])
+        all_ids = [MAP_INDEX, *set_ids]
+        clean_err = 1 - np.concatenate([clean["map_accuracy"], clean["set_accuracy"]])
+        ce = corruption_errors(all_err, map_err)
+        rce = relative_corruption_errors(all_err, clean_err, map_err, clean_err[0])
+        for k, name in enumerate(names):
+            rows.add(ce[:, k], all_ids, family="summary", corruption=name, metric="ce")
+            rows.add(rce[:, k], all_ids, family="summary", corruption=name, metric="relative_ce")
+        for metric, vals in (
+            ("mce", _nanmean_last(ce)),
+            ("relative_mce", _nanmean_last(rce)),
+            ("accuracy", 1 - all_err.reshape(len(all_ids), -1).mean(axis=1)),
+        ):
+            rows.add(vals, all_ids, family="summary", corruption="all", metric=metric)
+
+    # ---- attacks
+    att = subset_indices(len(idx), attack_max_images, seed + 1)
+    timings["attack_images"] = len(att)
+    _attack_rows(
+        rows, timings, mset, map_model, x[att], y[att], attacks, attack_epsilons, seed, device,
+        multilabel, whitebox_models, max_memory,
+    )  # fmt: skip
+    df = rows.frame()
+    df.attrs["timings"] = {
+        k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()
+    }
+    return df
+
+
+def _attack_rows(
+    rows, timings, mset, map_model, x, y, attacks, epsilons, seed, device, multilabel,
+    whitebox_models, max_memory,
+) -> None:  # fmt: skip
+    kind = "multilabel" if multilabel else "multiclass"
+    set_ids = list(range(len(mset)))
+    can_whitebox = not (mset.kind == "glm" and not mset.head_only)
+    chosen = whitebox_subset(len(mset), whitebox_models, seed) if can_whitebox else np.arange(0)
+    timings["whitebox_models"] = len(chosen)
+    map_model.eval().to(device)
+    nets = {}  # white-box models, built once
+    t_map = t_transfer = t_white = 0.0
+    clean: dict[str, np.ndarray] = {}
+    for name in attacks:
+        for eps in epsilons:
+            key = {
+                "family": "attack",
+                "corruption": name,
+                "epsilon": float(eps),
+                "metric": "accuracy",
+            }
+            if eps == 0 and clean:  # no perturbation: same numbers for every attack
+                rows.add(clean["map"], [MAP_INDEX], mode="whitebox", **key)
+                rows.add(clean["transfer"], set_ids, mode="transfer", **key)
+                rows.add(clean["whitebox"], chosen, mode="whitebox", **key)
+                continue
+            t = time.perf_counter()
+            adv = attack(
+                name, map_model, x, y, eps, seed=seed, device=device, multilabel=multilabel
+            )
+            map_acc = model_accuracy(model_probs(map_model, adv, kind, device), y, kind)
+            t_map += time.perf_counter() - t
+            t = time.perf_counter()
+            set_acc = model_accuracy(
+                mset.predict(adv, device=device, max_memory=max_memory), y, kind
+            )
+            t_transfer += time.perf_counter() - t
+            t = time.perf_counter()
+            white = []
+            for m in chosen:
+                net = nets.setdefault(int(m), mset.model(int(m)).to(device))
+                adv_m = attack(
+                    name, net, x, y, eps, seed=seed, device=device, multilabel=multilabel
+                )
+                white.append(model_accuracy(model_probs(net, adv_m, kind, device), y, kind)[0])
+            t_white += time.perf_counter() - t
+            white_acc = np.asarray(white, dtype=np.float64)
+            rows.add(map_acc, [MAP_INDEX], mode="whitebox", **key)
+            rows.add(set_acc, set_ids, mode="transfer", **key)
+            rows.add(white_acc, chosen, mode="whitebox", **key)
+            if eps == 0:
+                clean = {"map": map_acc, "transfer": set_acc, "whitebox": white_acc}
+    timings["attack_map_s"] = t_map
+    timings["attack_transfer_s"] = t_transfer
+    timings["attack_whitebox_s"] = t_white
