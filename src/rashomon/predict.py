@@ -178,10 +178,14 @@ def _predict_head(mset, x, dev, budget, act) -> torch.Tensor:
     for xs in _chunk(N, n_chunk):
         feats = mset.base.features(x[xs].to(dev))
         for ms in _chunk(M, m_chunk):
-            logits = torch.matmul(feats[None], w[ms].to(dev).transpose(1, 2))
+            wc = w[ms].to(dev)
+            m = wc.shape[0]
+            # One GEMM [n, D] x [D, m·C]; a broadcast batched matmul would copy the features
+            # once per model.
+            logits = (feats @ wc.reshape(m * C, D).T).reshape(-1, m, C)
             if b is not None:
-                logits = logits + b[ms].to(dev)[:, None, :]
-            out[ms, xs] = logits.float().cpu()
+                logits = logits + b[ms].to(dev)[None]
+            out[ms, xs] = logits.transpose(0, 1).float().cpu()
     return out
 
 
@@ -295,7 +299,13 @@ def per_sample_jacobian(base: torch.nn.Module, names: list[str], x: torch.Tensor
             logits = base(x)
             C = logits.shape[1]
             order = list(modules)
-            per_param: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+            sizes = dict(base.named_parameters())
+            offsets, i = {}, 0
+            for n in names:
+                offsets[n] = slice(i, i + sizes[n].numel())
+                i += sizes[n].numel()
+            # Written in place: no per-class lists and no concatenated copy of J.
+            J = torch.empty(len(x), C, i, device=x.device)
             for c in range(C):
                 grads = torch.autograd.grad(
                     logits[:, c].sum(), [outputs[n] for n in order], retain_graph=c < C - 1
@@ -318,12 +328,12 @@ def per_sample_jacobian(base: torch.nn.Module, names: list[str], x: torch.Tensor
                         gb = g.sum(-1)
                     for p_name, value in (("weight", gw), ("bias", gb)):
                         full = f"{mod_name}.{p_name}"
-                        if full in per_param:
-                            per_param[full].append(value.reshape(len(x), -1))
+                        if full in offsets:
+                            J[:, c, offsets[full]] = value.reshape(len(x), -1)
     finally:
         for h in handles:
             h.remove()
-    return torch.cat([torch.stack(per_param[n], dim=1) for n in names], dim=2).detach()
+    return J
 
 
 def _predict_glm_jacobian(mset, x, dev, budget, act) -> torch.Tensor:
@@ -331,8 +341,8 @@ def _predict_glm_jacobian(mset, x, dev, budget, act) -> torch.Tensor:
     C = mset.spec["num_classes"]
     per_image = C * P * FLOAT * 2 + act * (C + 2)
     n_chunk = max(1, min(N, (budget // 2) // per_image))
-    delta = mset.deviations()
-    m_chunk = max(1, min(M, (budget // 2) // max(1, (P + n_chunk * C) * FLOAT)))
+    theta = mset.theta_map.to(dev)
+    m_chunk = max(1, min(M, (budget // 4) // max(1, (P + n_chunk * C) * FLOAT)))
 
     out = torch.empty(M, N, C)
     for xs in _chunk(N, n_chunk):
@@ -342,7 +352,8 @@ def _predict_glm_jacobian(mset, x, dev, budget, act) -> torch.Tensor:
             f0 = mset.base(xc)
             Jf = J.reshape(len(xc) * C, P)
             for ms in _chunk(M, m_chunk):
-                lin = (Jf @ delta[ms].to(dev).T).T.reshape(-1, len(xc), C)
+                delta = mset.samples[ms].to(dev) - theta[None]
+                lin = (Jf @ delta.T).T.reshape(-1, len(xc), C)
                 out[ms, xs] = (f0[None] + lin).float().cpu()
     return out
 
@@ -355,7 +366,7 @@ def _predict_glm_jvp(mset, x, dev, budget, act) -> torch.Tensor:
         raise _too_small(budget, 4 * act, "one image's linearised forward pass")
     n_chunk = max(1, min(N, (budget // 4) // act))
     m_chunk = max(1, min(M, (budget // 2) // (n_chunk * act * 3 + mset.num_varied * FLOAT)))
-    delta = mset.deviations()
+    theta_flat = mset.theta_map.to(dev)
 
     out = torch.empty(M, N, C)
     for xs in _chunk(N, n_chunk):
@@ -370,7 +381,7 @@ def _predict_glm_jvp(mset, x, dev, budget, act) -> torch.Tensor:
         with torch.no_grad():
             f0 = mset.base(xc)
         for ms in _chunk(M, m_chunk):
-            tangents = mset.unflatten(delta[ms].to(dev))
+            tangents = mset.unflatten(mset.samples[ms].to(dev) - theta_flat[None])
             jd = vmap(lin)(tangents)
             out[ms, xs] = (f0[None] + jd).detach().float().cpu()
     return out
