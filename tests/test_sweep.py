@@ -239,3 +239,18 @@ def test_budget_of_an_earlier_run_is_kept_when_smaller(tmp_path):
     (tmp_path / "config.yaml").write_text(dump_config(cfg))
     assert _keep_smaller_budget(tmp_path, "500MB") == "300MB"  # sample stays current
     assert _keep_smaller_budget(tmp_path, "200MB") == "200MB"  # never above the shared budget
+
+
+def test_a_cell_run_elsewhere_is_refused(tmp_path):
+    import fcntl
+
+    from rashomon.config import load_config
+    from rashomon.sweep import CELL_LOCK, run_cell
+
+    tmp_path.joinpath(CELL_LOCK).touch()
+    with open(tmp_path / CELL_LOCK) as held:  # another process runs this cell
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        cfg = load_config(None, {}).model_dump(mode="json")
+        result = run_cell(str(tmp_path), cfg, ["train"], False, 1)
+    assert result["status"] == "failed" and "another process" in result["error"]
+    assert not (tmp_path / "stages.json").exists()

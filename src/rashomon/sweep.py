@@ -26,6 +26,7 @@ table of every cell's results and `<out>/sweep.html` the sweep report.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import math
@@ -52,6 +53,7 @@ TABLE_FILE = "sweep.csv"
 REPORT_FILE = "sweep.html"
 CELL_LOG = "cell.log"
 CELL_ERROR = "error.txt"
+CELL_LOCK = ".sweep.lock"
 ERROR_CHARS = 300  # a one-line error longer than this is cut (the full text is in error.txt)
 # Keep a local Ray small and offline: no dashboard, no usage reporting, a small object store
 # (cells exchange only small status dicts; their arrays go to disk).
@@ -267,6 +269,20 @@ def run_cell(
     start = time.perf_counter()
     path = Path(run_dir)
     path.mkdir(parents=True, exist_ok=True)
+    # One process per cell: a worker left running by an interrupted sweep would otherwise
+    # share the run directory (each run removes the other's temporary stage folder).
+    lock = open(path / CELL_LOCK, "w")  # noqa: SIM115 - held until the cell ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return {
+            "status": "failed",
+            "error": f"{path} is being run by another process (an earlier, interrupted sweep?); "
+            "wait for it to end or end it, then re-run",
+            "seconds": 0.0,
+            "peak_rss_mb": float("nan"),
+        }
     (path / CELL_ERROR).unlink(missing_ok=True)
     torch.set_num_threads(max(1, threads))
     try:
@@ -285,6 +301,8 @@ def run_cell(
     except Exception as exc:
         (path / CELL_ERROR).write_text(traceback.format_exc())
         status, error = "failed", one_line(exc)
+    finally:
+        lock.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "status": status,
