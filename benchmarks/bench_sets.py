@@ -46,6 +46,19 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def interleaved(fns: dict, rounds: int = 2) -> dict:
+    """Best seconds and peak RSS (MB) per function, calling them in turn for `rounds` rounds so
+    that load drift on a shared machine hits every contender alike."""
+    best = {k: float("inf") for k in fns}
+    peak = {k: 0.0 for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            _, seconds, mb = measured(fn)
+            best[k] = min(best[k], seconds)
+            peak[k] = max(peak[k], mb)
+    return {"s": best, "mb": peak}
+
+
 def measured(fn, repeats: int = 1):
     """(output, best seconds of `repeats` calls, peak RSS in MB during them): VmHWM is reset
     first (clear_refs), so the peak is this part's (on top of what the process already holds)."""
@@ -157,11 +170,21 @@ def row_last_layer(args) -> dict:
 
     ours()  # warm-up (allocator, activation-size probe), both sides
     theirs()
-    p, t_ours, m_ours = measured(ours, 2)
-    _, t_theirs, m_theirs = measured(theirs, 2)
-    _, t_floor, m_floor = measured(floor, 2)
     premade = post.sample(M, seed=0)
-    _, t_predict, _ = measured(lambda: premade.predict(x, device=args.device), 2)
+    r = interleaved(
+        {
+            "ours": ours,
+            "floor": floor,
+            "theirs": theirs,
+            "predict": lambda: premade.predict(x, device=args.device),
+        },
+        rounds=3,
+    )
+    t_ours, t_floor, t_theirs = r["s"]["ours"], r["s"]["floor"], r["s"]["theirs"]
+    m_ours, m_floor, m_theirs = r["mb"]["ours"], r["mb"]["floor"], r["mb"]["theirs"]
+    t_predict = r["s"]["predict"]
+    p = premade.predict(x[:1])
+    p = p.new_empty(M, len(x), p.shape[-1])
     return {
         "row": "last-layer kron M=1000, 624 images",
         "fit_s": fit_s,
@@ -204,9 +227,9 @@ def row_all_nn(args) -> dict:
     post.sample(2, seed=0).predict(x[:8])
     model(x[:8])
     post.la.predictive_samples(x[:8], pred_type="nn", n_samples=2)
-    _, t_floor, m_floor = measured(floor, 2)
-    _, t_ours, m_ours = measured(ours, 2)
-    _, t_theirs, m_theirs = measured(theirs, 2)
+    r = interleaved({"ours": ours, "floor": floor, "theirs": theirs})
+    t_ours, t_floor, t_theirs = r["s"]["ours"], r["s"]["floor"], r["s"]["theirs"]
+    m_ours, m_floor, m_theirs = r["mb"]["ours"], r["mb"]["floor"], r["mb"]["theirs"]
     # loop vs vmap over conv weights on this device (10 models, 128 images)
     small = post.sample(10, seed=1)
     xs = x[:128]
@@ -252,8 +275,9 @@ def row_all_glm(args) -> dict:
 
     post.sample(2, seed=0, kind="glm").predict(x64[:2])  # warm-up, both sides
     post.la.predictive_samples(x64[:2], pred_type="glm", n_samples=2)
-    _, t_ours, m_ours = measured(ours, 2)
-    _, t_theirs, m_theirs = measured(theirs)
+    r = interleaved({"ours": ours, "theirs": theirs})
+    t_ours, t_theirs = r["s"]["ours"], r["s"]["theirs"]
+    m_ours, m_theirs = r["mb"]["ours"], r["mb"]["theirs"]
     out, t_big, m_big = measured(big)
     return {
         "row": "all-weights kron glm",
