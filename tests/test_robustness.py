@@ -139,11 +139,13 @@ def test_pgd_at_most_fgsm_at_most_clean(trained):
     x, y = task.test.x, task.test.y
     clean = _acc(model, x, y)
     assert _acc(model, attack("fgsm", model, x, y, 0.0), y) == clean
-    for eps in (2 / 255, 4 / 255):
+    accs = []
+    for eps in (2 / 255, 4 / 255, 16 / 255):
         f = _acc(model, attack("fgsm", model, x, y, eps), y)
         p = _acc(model, attack("pgd", model, x, y, eps, seed=0), y)
         assert p <= f <= clean
-    assert p < clean  # 4/255 hurts a trained model
+        accs.append(p)
+    assert accs[-1] < clean  # 16/255 hurts a trained model (4/255 already does on BreastMNIST)
 
 
 def test_robustness_tables_values(trained, head_set, tmp_path):
@@ -191,10 +193,14 @@ def test_robustness_tables_values(trained, head_set, tmp_path):
                     for s in (1, 5)
                 )
             )
-    ce1 = [err[1][k] / err[-1][k] for k in range(2)]
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN where the MAP makes no error
+        ce1 = np.array([err[1][k] / err[-1][k] if err[-1][k] > 0 else np.nan for k in range(2)])
     np.testing.assert_allclose(rows(family="summary", metric="ce").loc[1].to_numpy(), ce1)
     mce = rows(family="summary", corruption="all", metric="mce")
-    assert mce[1] == pytest.approx(np.mean(ce1)) and mce[-1] == pytest.approx(1.0)
+    if np.isfinite(ce1).any():
+        assert mce[1] == pytest.approx(np.nanmean(ce1)) and mce[-1] == pytest.approx(1.0)
+    else:
+        assert np.isnan(mce[1]) and np.isnan(mce[-1])
 
     # attacks: ε = 0 equals clean; transfer = set on the MAP model's adversarial examples
     for name in ("fgsm", "pgd"):
@@ -213,3 +219,11 @@ def test_robustness_tables_values(trained, head_set, tmp_path):
     net = mset.model(m)
     assert white[m] == pytest.approx(_acc(net, attack("fgsm", net, x, y, 2 / 255), y))
     assert df.loc[df.model == -1, "is_map"].all() and not df.loc[df.model >= 0, "is_map"].any()
+
+
+def test_head_set_probs_match_separate_predictions(trained, head_set):
+    task, model = trained
+    x = task.test.x[:50]
+    map_p, set_p = R.head_set_probs(head_set, x, task.kind, "cpu", batch=16)
+    torch.testing.assert_close(map_p, R.model_probs(model, x, task.kind, "cpu"))
+    torch.testing.assert_close(set_p, head_set.predict(x), rtol=1e-5, atol=1e-6)
