@@ -225,7 +225,17 @@ def test_interrupted_stage_keeps_earlier_and_resumes(tiny_root, tmp_path):
 def test_help_of_every_command(tiny_root):
     top = rashomon("--help", root=tiny_root)
     assert top.returncode == 0
-    for cmd in ("run", "train", "sample", "evaluate", "decide", "report", "datasets"):
+    for cmd in (
+        "run",
+        "train",
+        "sample",
+        "evaluate",
+        "decide",
+        "report",
+        "datasets",
+        "sweep",
+        "compare",
+    ):
         assert cmd in top.stdout
         sub = rashomon(cmd, "--help", root=tiny_root)
         assert sub.returncode == 0 and "Usage" in sub.stdout, cmd

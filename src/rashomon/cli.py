@@ -204,8 +204,10 @@ def run(
     force: Force = False,
     no_progress: NoProgress = False,
 ) -> None:
-    """Run every stage: train → sample → evaluate → decide → report. Finished stages whose
-    inputs are unchanged are skipped, so an interrupted run resumes where it stopped."""
+    """Run every stage: train, sample, evaluate, decide, report (finished stages are skipped).
+
+    Stages whose inputs are unchanged are skipped, so an interrupted run resumes where it
+    stopped; --force redoes them."""
     from rashomon.run import STAGE_ORDER, run_pipeline
 
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
@@ -367,6 +369,72 @@ def datasets(
             name, info[name]["task"], str(len(info[name]["label"])), "yes" if present else "no"
         )
     console.print(table)
+
+
+@app.command()
+@guarded
+def sweep(
+    sweep_file: Annotated[
+        Path, typer.Argument(help="Sweep YAML: base config, grid over dotted keys, resources.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Sweep directory (default sweeps/<name>).")
+    ] = None,
+    num_cpus: Annotated[
+        float | None, typer.Option(help="CPUs of the local Ray (default all).")
+    ] = None,
+    num_gpus: Annotated[
+        float | None, typer.Option(help="GPUs of the local Ray (default all).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="A running Ray cluster ('auto' or host:port).")
+    ] = None,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Run a grid of runs as Ray tasks, one run directory per cell. Finished cells are skipped;
+    a failed cell is reported with its error and the others go on. Writes OUT/status.csv,
+    OUT/sweep.csv (one tidy table across cells) and OUT/sweep.html."""
+    from rashomon.sweep import run_sweep
+
+    status = run_sweep(
+        sweep_file,
+        out,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        address=address,
+        progress=not no_progress,
+        force=force,
+        console=console,
+    )
+    if (status["status"] == "failed").any():
+        raise typer.Exit(1)
+
+
+@app.command()
+@guarded
+def compare(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run directories with a finished sample stage, or sweeps.")
+    ],
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory of the retrained set (default: the run whose source is retrain)."
+        ),
+    ] = None,
+    epsilon: Annotated[
+        float | None, typer.Option(help="Matched ε for every set (default the truth's).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for compare.csv, per_patient.csv, compare.html.")
+    ] = Path("compare"),
+) -> None:
+    """Compare model sets with the retrained set (the ground truth) on the same test patients
+    at one ε: multiplicity, per-patient agreement, spread of each desideratum, cost."""
+    from rashomon.compare import run_compare
+
+    run_compare(run_dirs, out, truth=truth, epsilon=epsilon, console=console)
 
 
 def main() -> None:

@@ -79,7 +79,13 @@ class SampleSection(Section):
 
 class EvaluateSection(Section):
     metrics: list[str] = Field(
-        default_factory=lambda: ["multiplicity", "performance", "calibration", "fairness"]
+        default_factory=lambda: [
+            "multiplicity",
+            "performance",
+            "calibration",
+            "fairness",
+            "robustness",
+        ]
     )
     groups: list[str] | None = None  # default: every attribute of the task
     corruptions: list[str] | None = None  # default: the dataset's MedMNIST-C list; [] = none
@@ -89,7 +95,10 @@ class EvaluateSection(Section):
     threshold: float = 0.5
     target_sensitivity: float = 0.9
     bootstrap: int = 1000
-    robustness_images: int | None = 200  # seeded subset of test images for corruptions/attacks
+    robustness_images: int | None = None  # seeded subset of test images for corruptions
+    robustness_models: int = 100  # cap for sets whose body varies (each model is a full forward)
+    whitebox_models: int = 20  # models attacked with their own gradients (the rest: transfer)
+    attack_images: int | None = 256  # seeded subset of test images for attacks
 
 
 class DecideSection(Section):

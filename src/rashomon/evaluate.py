@@ -201,7 +201,13 @@ def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
     from rashomon.sets.base import ModelSet
 
     e = ctx.cfg.evaluate
-    mset = ModelSet.load(ctx.path("sample", "set.pt")).subset(idx)
+    mset = ModelSet.load(ctx.path("sample", "set.pt"))
+    if not mset.head_only and len(idx) > e.robustness_models:
+        # A full forward per model and per corrupted split: audit a seeded subset of the set.
+        rng = np.random.default_rng(ctx.cfg.seed)
+        idx = np.sort(rng.choice(idx, e.robustness_models, replace=False))
+        ctx.summary["robustness_models"] = f"{len(idx)} of the set (seeded subset)"
+    mset = mset.subset(idx)
     model, _ = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
     table = robustness_tables(
         mset,
