@@ -267,7 +267,8 @@ def robustness_tables(
     idx = subset_indices(len(s), max_images, seed)
     x, y = s.x[idx], s.y[idx]
     set_ids = list(range(len(mset)))
-    rows, timings = _Rows(), {"images": len(idx), "models": len(mset)}
+    rows = _Rows()
+    timings: dict[str, float] = {"images": len(idx), "models": len(mset)}
 
     shared_body = _same_network(map_model, mset.base) and mset.head_only
 
@@ -276,7 +277,7 @@ def robustness_tables(
             return head_set_probs(mset, inputs, kind, device)
         return (
             model_probs(map_model, inputs, kind, device),
-            mset.predict(inputs, device=device, max_memory=max_memory),
+            mset.predict(inputs, device=str(device), max_memory=max_memory),
         )
 
     def add_scores(map_p, set_p, **key) -> dict[str, np.ndarray]:
@@ -354,7 +355,7 @@ def _attack_rows(
     chosen = whitebox_subset(len(mset), whitebox_models, seed) if can_whitebox else np.arange(0)
     timings["whitebox_models"] = len(chosen)
     map_model.eval().to(device)
-    nets = {}  # white-box models, built once
+    nets: dict[int, torch.nn.Module] = {}  # white-box models, built once
     t_map = t_transfer = t_white = 0.0
     clean: dict[str, np.ndarray] = {}
     for name in attacks:
