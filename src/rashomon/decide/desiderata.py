@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rashomon import metrics as rm
 from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.errors import RashomonError
 
@@ -30,35 +31,27 @@ class Desideratum:
     metric: Metric | None = None
 
 
+# One model's value of the per-model metrics of `rashomon.metrics`, so selection ranks models by
+# exactly the numbers the evaluate stage reports.
 def accuracy(probs: np.ndarray, y: np.ndarray, groups: Mapping[str, np.ndarray] | None = None):
-    return float((probs.argmax(-1) == y).mean())
+    return float(rm.accuracy(probs[None], y)[0])
 
 
 def balanced_accuracy(probs, y, groups=None) -> float:
-    pred = probs.argmax(-1)
-    recalls = [(pred[y == c] == c).mean() for c in np.unique(y)]
-    return float(np.mean(recalls))
+    return float(rm.balanced_accuracy(probs[None], y)[0])
 
 
 def nll(probs, y, groups=None) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+    return float(rm.nll(probs[None], y)[0])
 
 
 def brier(probs, y, groups=None) -> float:
-    onehot = np.eye(probs.shape[-1])[y]
-    return float(((probs - onehot) ** 2).sum(-1).mean())
+    return float(rm.brier(probs[None], y)[0])
 
 
-def ece(probs, y, groups=None, bins: int = 15) -> float:
-    """Expected calibration error of the top-class confidence, equal-width bins."""
-    conf = probs.max(-1)
-    correct = probs.argmax(-1) == y
-    edges = np.minimum((conf * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in np.unique(edges):
-        sel = edges == b
-        total += sel.sum() * abs(correct[sel].mean() - conf[sel].mean())
-    return float(total / len(y))
+def ece(probs, y, groups=None) -> float:
+    """Expected calibration error of the top-class confidence, 15 equal-width bins."""
+    return float(rm.ece(probs[None], y)[0])
 
 
 def tpr_gap(attribute: str, positive: int = 1) -> Metric:
