@@ -28,6 +28,7 @@ def test_full_pipeline(tiny_root, tmp_path):
             "evaluate.severities": [1, 3],
             "evaluate.attacks": ["fgsm"],
             "evaluate.whitebox_models": 2,
+            "evaluate.attack_images": 30,
             "evaluate.bootstrap": 50,
             "decide.ensemble_sizes": [1, 3, 5],
         },
@@ -61,6 +62,10 @@ def test_full_pipeline(tiny_root, tmp_path):
     assert float(acc_mean.iloc[0]) == pytest.approx((preds == y_test).mean(), abs=1e-6)
     rob = pd.read_csv(run_dir / "evaluate" / "robustness.csv")
     assert {"speckle_noise", "fgsm"} <= set(rob["corruption"])
+    white = rob[(rob["mode"] == "whitebox") & (rob["model"] >= 0)]["model"].nunique()
+    assert white == 2  # evaluate.whitebox_models reaches the attack
+    timings = summary["robustness_timings"]
+    assert timings["attack_images"] == 30 and timings["images"] == 40
 
     d = run_dir / "decide"
     for name in ("selection.csv", "ensembles.csv", "patients.csv", "lsi.csv"):

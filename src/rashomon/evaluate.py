@@ -223,7 +223,12 @@ def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
         max_images=e.robustness_images,
         max_memory=ctx.cfg.sample.max_memory,
         progress=ctx.progress,
+        whitebox_models=e.whitebox_models,
+        attack_max_images=e.attack_images,
     )
+    ctx.summary["robustness_timings"] = {
+        k: round(float(v), 2) for k, v in table.attrs.get("timings", {}).items()
+    }
     # robustness_tables numbers the set's models 0..M'-1; map back to the sample stage's ids.
     set_rows = table["model"] >= 0
     table.loc[set_rows, "model"] = idx[table.loc[set_rows, "model"].to_numpy()]
