@@ -438,6 +438,10 @@ def compare(
 
 
 def main() -> None:
+    import warnings
+
+    # laplace-torch's dependencies call torch.jit.script; the deprecation is theirs, not the user's.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     try:
         app()
     except SystemExit as exc:
