@@ -55,3 +55,27 @@ def test_reweight_and_penalty_baselines_train():
         train_constrained_baseline(task, attribute="sex", epochs=1)
     with pytest.raises(RashomonError, match="unknown constrained method"):
         train_constrained_baseline(task, attribute="site", epochs=1, method="oracle")
+
+
+def test_baseline_options_fit_each_method(tiny_task):
+    """The decide stage hands the MAP model's training options to the baseline; the penalty loop
+    accepts only its own subset, and both methods train with them."""
+    from rashomon.config import TrainSection
+    from rashomon.decide.stage import baseline_options
+
+    fit = TrainSection(epochs=1, optimizer="sgd", lr=0.01).fit_options()
+    assert baseline_options(fit, "reweight") == fit
+    penalty = baseline_options(fit, "penalty")
+    assert set(penalty) == {"lr", "weight_decay", "batch_size", "patience", "arch_options"}
+    for method in ("reweight", "penalty"):
+        model = train_constrained_baseline(
+            tiny_task,
+            "mlp",
+            "random",
+            1,
+            0,
+            "cpu",
+            method=method,
+            **baseline_options(fit, method),
+        )
+        assert model(tiny_task.test.x[:2]).shape == (2, 2)

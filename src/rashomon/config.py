@@ -49,6 +49,19 @@ class TrainSection(Section):
             raise ValueError("epochs must be at least 1")
         return v
 
+    def fit_options(self) -> dict[str, Any]:
+        """Keyword arguments of `rashomon.models.train.train` beyond arch, epochs and seed."""
+        return {
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "patience": self.patience,
+            "class_weights": self.class_weights,
+            "augment": self.augment,
+            "arch_options": self.arch_options(),
+        }
+
     def arch_options(self) -> dict[str, Any]:
         opts = {"width": self.width, "activation": self.activation, "dropout": self.dropout}
         return {k: v for k, v in opts.items() if v is not None}
@@ -136,21 +149,25 @@ def _format_validation_error(exc: ValidationError) -> str:
     return f"config field {where!r}: {err['msg']}"
 
 
+def read_yaml_mapping(path: str | Path, what: str, expected: str) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; one-line errors name the file and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise RashomonError(f"{what} {path} does not exist; check the path")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RashomonError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RashomonError(f"{what} {path} must hold {expected}")
+    return raw
+
+
 def load_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> RunConfig:
     """Read a YAML config (optional) and apply dotted overrides such as {"train.epochs": 5}."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise RashomonError(f"config file {path} does not exist; check the path")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise RashomonError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise RashomonError(f"config file {path} must hold a mapping of sections")
+    raw = read_yaml_mapping(path, "config file", "a mapping of sections") if path else {}
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue

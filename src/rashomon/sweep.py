@@ -44,7 +44,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from rashomon.config import RunConfig, load_config
+from rashomon.config import RunConfig, load_config, read_yaml_mapping
 from rashomon.errors import RashomonError
 
 CELLS_DIR = "cells"
@@ -99,14 +99,7 @@ class Cell:
 def load_sweep(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
     """Read a sweep file; returns the spec and the base config as a raw mapping."""
     path = Path(path)
-    if not path.exists():
-        raise RashomonError(f"sweep file {path} does not exist; check the path")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise RashomonError(f"sweep file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise RashomonError(f"sweep file {path} must hold a mapping with 'base' and 'grid'")
+    raw = read_yaml_mapping(path, "sweep file", "a mapping with 'base' and 'grid'")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:

@@ -28,6 +28,17 @@ def baseline_attribute(task, requested: str | None) -> str:
     return real[0] if real else "intensity"
 
 
+# The penalty loop is Adam on plain cross-entropy: it takes only these training options.
+PENALTY_OPTIONS = ("lr", "weight_decay", "batch_size", "patience", "arch_options")
+
+
+def baseline_options(fit_options: dict, method: str) -> dict:
+    """The MAP model's training options that the constrained baseline's method accepts."""
+    if method == "penalty":
+        return {k: fit_options[k] for k in PENALTY_OPTIONS}
+    return fit_options
+
+
 def run_decide_stage(ctx: StageContext) -> None:
     from rashomon.lsi import model_lsi
     from rashomon.models.train import load_checkpoint
@@ -56,12 +67,7 @@ def run_decide_stage(ctx: StageContext) -> None:
             cfg.seed,
             ctx.device,
             method=d.constrained_method,
-            optimizer=t.optimizer,
-            lr=t.lr,
-            weight_decay=t.weight_decay,
-            batch_size=t.batch_size,
-            patience=t.patience,
-            arch_options=t.arch_options(),
+            **baseline_options(t.fit_options(), d.constrained_method),
             progress=ctx.progress,
         )
         probs = predict_probs(baseline, task.test.x, task.kind, ctx.device)

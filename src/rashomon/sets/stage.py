@@ -88,14 +88,7 @@ def build_set(ctx: Any, model: torch.nn.Module, task: Any) -> ModelSet:
             base=model,
             device=ctx.device,
             progress=ctx.progress,
-            optimizer=t.optimizer,
-            lr=t.lr,
-            weight_decay=t.weight_decay,
-            batch_size=t.batch_size,
-            patience=t.patience,
-            class_weights=t.class_weights,
-            augment=t.augment,
-            arch_options=t.arch_options(),
+            **t.fit_options(),
         )
     if s.source == "dropout":
         from rashomon.sets.dropout import dropout
