@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from rashomon.errors import RashomonError
 from rashomon.memory import format_bytes, memory_budget
 from rashomon.sets.base import KINDS, ModelSet, ordered_names, task_description
+from rashomon.sets.curvature import PerSampleGGN
 
 SUBSETS = ("last_layer", "all", "subnetwork")
 HESSIANS = ("diag", "kron", "full", "lowrank")
@@ -39,6 +40,9 @@ NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 # Bytes of one chunk of draws: bounds the [chunk, P] buffers while keeping calls few (each
 # laplace-torch `sample` call has a fixed cost of ~0.1 s on this CPU).
 SAMPLE_CHUNK_BYTES = 256 * 2**20
+# Copies of one sample's Jacobian [C, P] alive at once while fitting a diagonal GGN (per-parameter
+# grads, their concatenation, the einsum product), plus one for slack.
+JACOBIAN_COPIES = 4
 
 
 def _check_choice(value: Any, valid: Sequence[str], what: str) -> None:
@@ -203,6 +207,18 @@ def _subnetwork_modules(model: nn.Module, modules: Sequence[str]) -> list[str]:
     return ordered_names(model, names)
 
 
+def _fit_batch_size(
+    jacobian_params: int, num_classes: int, batch_size: int, max_memory, dev
+) -> int:
+    """The fit batch: `batch_size`, shrunk so that the per-sample Jacobians [batch, C, P] of a
+    fit that materialises them (diagonal GGN, index subnetworks) stay within the memory budget.
+    `jacobian_params` 0: the fit holds no such Jacobian (kron and full go through curvlinops)."""
+    if jacobian_params <= 0:
+        return batch_size
+    per_sample = JACOBIAN_COPIES * num_classes * jacobian_params * 4
+    return max(1, min(batch_size, memory_budget(max_memory, dev) // per_sample))
+
+
 def _estimate_full_bytes(n_params: int) -> int:
     # H, the posterior precision and its inverse square root, float32 each.
     return 3 * n_params * n_params * 4
@@ -283,7 +299,7 @@ def laplace(
     start = time.perf_counter()
     columns = None
     common = dict(temperature=float(temperature))
-    loader = _loader(task.train.x, task.train.y, batch_size)
+    n_classes = int(task.num_classes)
 
     if subset == "last_layer":
         names = ordered_names(model, [f"head.{n}" for n, _ in model.head.named_parameters()])
@@ -294,8 +310,10 @@ def laplace(
             subset_of_weights="last_layer",
             hessian_structure=hessian,
             last_layer_name="head",
+            backend=PerSampleGGN,
             **common,
         )
+        loader = _loader(task.train.x, task.train.y, batch_size)
     elif subset == "all" or (subset == "subnetwork" and not _is_count(subnetwork)):
         if subset == "all":
             names = all_names
@@ -307,16 +325,24 @@ def laplace(
                 p.requires_grad_(n in set(names))
         if hessian == "kron":
             _refuse_norm_layers(model, names)
-        _check_full_fits(
-            hessian,
-            sum(p.numel() for n, p in model.named_parameters() if n in set(names)),
-            max_memory,
-            dev,
-        )
+        n_varied = sum(p.numel() for n, p in model.named_parameters() if n in set(names))
+        _check_full_fits(hessian, n_varied, max_memory, dev)
+        jac = n_varied if hessian == "diag" else 0
+        fit_batch = _fit_batch_size(jac, n_classes, batch_size, max_memory, dev)
+        loader = _loader(task.train.x, task.train.y, fit_batch)
         la = Laplace(
-            model, "classification", subset_of_weights="all", hessian_structure=hessian, **common
+            model,
+            "classification",
+            subset_of_weights="all",
+            hessian_structure=hessian,
+            backend=PerSampleGGN,
+            **common,
         )
     else:
+        # Both the diagonal mask and the subnetwork fit take Jacobians over every weight.
+        n_all = sum(p.numel() for p in model.parameters())
+        fit_batch = _fit_batch_size(n_all, n_classes, batch_size, max_memory, dev)
+        loader = _loader(task.train.x, task.train.y, fit_batch)
         names, columns, la = _largest_variance_subnetwork(
             model, loader, hessian, int(subnetwork or 1000), common, max_memory, dev
         )
@@ -360,6 +386,7 @@ def laplace(
         prior_precision=post.prior_precision,
         temperature=float(temperature),
         num_params=post.num_params,
+        fit_batch_size=int(loader.batch_size),
         fit_seconds=round(fit_seconds, 3),
         prior_seconds=round(time.perf_counter() - start, 3),
         grid_nll={f"{k:.3g}": v for k, v in grid_nll.items()},
@@ -401,7 +428,13 @@ def _largest_variance_subnetwork(model, loader, hessian, n_sub, common, max_memo
     _check_full_fits(hessian, n_sub, max_memory, dev)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        diag = Laplace(model, "classification", subset_of_weights="all", hessian_structure="diag")
+        diag = Laplace(
+            model,
+            "classification",
+            subset_of_weights="all",
+            hessian_structure="diag",
+            backend=PerSampleGGN,
+        )
         mask = LargestVarianceDiagLaplaceSubnetMask(model, n_sub, diag)
         indices = mask.select(loader).cpu()
     la = Laplace(
@@ -410,6 +443,7 @@ def _largest_variance_subnetwork(model, loader, hessian, n_sub, common, max_memo
         subset_of_weights="subnetwork",
         hessian_structure=hessian,
         subnetwork_indices=indices.long(),
+        backend=PerSampleGGN,
         **common,
     )
     # The varied parameters are the tensors holding a selected weight; their other entries
