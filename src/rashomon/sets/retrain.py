@@ -80,7 +80,10 @@ def retrain(
     except OSError as exc:
         raise RashomonError(f"cannot create cache folder {folder} ({exc.strerror})") from exc
     models, seeds, reused, seconds = [], [], 0, 0.0
-    for i in range(k):
+    from tqdm.auto import tqdm
+
+    # One bar over the K models (each training run shows its own epoch bar beneath it).
+    for i in tqdm(range(k), desc=f"retrain {k} models", disable=not progress):
         s = seed + i
         variant = _variant(choices, i)
         tag = "".join(f"_{a}-{b}" for a, b in sorted(variant.items()))
