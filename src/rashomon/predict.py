@@ -170,9 +170,7 @@ def _predict_head(mset, x, dev, budget, act) -> torch.Tensor:
     out = torch.empty(M, N, C)
     # Working set: the weights of a model chunk, its logits for an input chunk, the body's
     # activations for that input chunk.
-    n_chunk = max(1, min(N, (budget // 2) // act))
-    if act > budget // 2:
-        raise _too_small(budget, 2 * act, "one image's forward pass")
+    n_chunk = _input_chunk(N, budget, act)
     per_model = C * D * FLOAT + n_chunk * C * FLOAT * 2
     m_chunk = max(1, min(M, (budget // 2) // per_model))
     for xs in _chunk(N, n_chunk):
@@ -189,6 +187,13 @@ def _predict_head(mset, x, dev, budget, act) -> torch.Tensor:
     return out
 
 
+def _input_chunk(n: int, budget: int, act: int) -> int:
+    """Images per chunk when half the budget holds the body's activations (`act` per image)."""
+    if act * 2 > budget:
+        raise _too_small(budget, 2 * act, "one image's forward pass")
+    return max(1, min(n, (budget // 2) // act))
+
+
 def _model_state(mset: ModelSet, m: int | slice, dev) -> dict[str, torch.Tensor]:
     state = mset.unflatten(mset.samples[m].to(dev))
     if mset.buffer_names:
@@ -199,9 +204,7 @@ def _model_state(mset: ModelSet, m: int | slice, dev) -> dict[str, torch.Tensor]
 @torch.no_grad()
 def _predict_loop(mset, x, dev, budget, act) -> torch.Tensor:
     N, M = len(x), len(mset)
-    if act * 2 > budget:
-        raise _too_small(budget, 2 * act, "one image's forward pass")
-    n_chunk = max(1, min(N, (budget // 2) // act))
+    n_chunk = _input_chunk(N, budget, act)
     out = None
     for xs in _chunk(N, n_chunk):
         xc = x[xs].to(dev)
@@ -216,9 +219,7 @@ def _predict_loop(mset, x, dev, budget, act) -> torch.Tensor:
 @torch.no_grad()
 def _predict_vmap(mset, x, dev, budget, act) -> torch.Tensor:
     N, M = len(x), len(mset)
-    if act * 2 > budget:
-        raise _too_small(budget, 2 * act, "one image's forward pass")
-    n_chunk = max(1, min(N, (budget // 2) // act))
+    n_chunk = _input_chunk(N, budget, act)
     per_model = mset.num_varied * FLOAT + n_chunk * act
     m_chunk = max(1, min(M, (budget // 2) // per_model))
 

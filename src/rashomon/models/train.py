@@ -16,6 +16,7 @@ from torch import nn
 from rashomon.data.task import Task
 from rashomon.errors import RashomonError
 from rashomon.models.registry import Classifier, build_from_spec, build_model
+from rashomon.torchio import load_payload, save_atomic
 
 CHECKPOINT_VERSION = 1
 
@@ -243,21 +244,12 @@ def save_checkpoint(model: Classifier, path: str | Path, task: Task | None = Non
         "task": task.describe() if task is not None else {"name": getattr(model, "task_name", "")},
         **extra,
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_atomic(payload, path)
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Classifier, dict]:
     """Rebuild the model from a checkpoint; returns it (eval mode) and the checkpoint metadata."""
-    path = Path(path)
-    if not path.exists():
-        raise RashomonError(f"checkpoint {path} does not exist; run `rashomon train` first")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise RashomonError(f"checkpoint {path} is unreadable ({exc}); train again") from exc
+    payload = load_payload(path, "checkpoint", "run `rashomon train`")
     model = build_from_spec(payload["spec"])
     model.load_state_dict(payload["state_dict"])
     model.train_config = payload.get("train_config", {})

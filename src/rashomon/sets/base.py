@@ -25,6 +25,7 @@ import torch
 
 from rashomon.errors import RashomonError
 from rashomon.models.registry import Classifier, build_from_spec
+from rashomon.torchio import load_payload, save_atomic
 
 SET_VERSION = 1
 KINDS = ("nn", "glm")
@@ -334,22 +335,14 @@ class ModelSet:
             "meta": self.meta,
         }
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        save_atomic(payload, path)
 
     @classmethod
     def load(
         cls, path: str | Path, task: Any = None, model: torch.nn.Module | None = None
     ) -> ModelSet:
         """Load a saved set; with `task`/`model`, check that it belongs to them."""
-        path = Path(path)
-        if not path.exists():
-            raise RashomonError(f"model set {path} does not exist; run `rashomon sample` first")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise RashomonError(f"model set {path} is unreadable ({exc}); sample again") from exc
+        payload = load_payload(path, "model set", "run `rashomon sample`")
         if not isinstance(payload, dict) or "samples" not in payload:
             raise RashomonError(f"{path} is not a rashomon model set; sample again")
         base = build_from_spec(payload["spec"])
