@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,6 +19,13 @@ from rashomon.errors import RashomonError
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # Fields that bound how a stage runs (working memory) but never what it computes: left out
+    # of the stage hash, so changing them does not redo a finished stage.
+    operational: ClassVar[frozenset[str]] = frozenset()
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine a stage's outputs."""
+        return self.model_dump(exclude=set(self.operational))
 
 
 class DataConfig(Section):
@@ -81,6 +88,7 @@ class SampleSection(Section):
     epsilon: float = 0.02  # the ε the audit uses
     on: Literal["loss", "accuracy"] = "loss"
     max_memory: str | None = None  # e.g. "4GB"; default a safe share of RAM/VRAM
+    operational: ClassVar[frozenset[str]] = frozenset({"max_memory"})
 
     @field_validator("models", "retrain_models")
     @classmethod
@@ -136,9 +144,10 @@ class RunConfig(Section):
     decide: DecideSection = Field(default_factory=DecideSection)
 
     def section_hash(self, *sections: str) -> str:
-        """Hash of the named sections (plus seed and data), the identity of a stage's inputs."""
-        payload = {"seed": self.seed, "data": self.data.model_dump()}
-        payload.update({s: getattr(self, s).model_dump() for s in sections})
+        """Hash of the named sections (plus seed and data), the identity of a stage's inputs;
+        operational fields such as the memory budget are left out."""
+        payload = {"seed": self.seed, "data": self.data.identity()}
+        payload.update({s: getattr(self, s).identity() for s in sections})
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
