@@ -230,15 +230,14 @@ def test_sweep_runs_cells_reports_failure_and_skips_on_rerun(tmp_path, tiny_root
     assert not cell_is_finished(out / CELLS_DIR / good[0], changed, ("train",))
 
 
-def test_budget_of_an_earlier_run_is_kept_when_smaller(tmp_path):
-    from rashomon.config import dump_config, load_config
-    from rashomon.sweep import _keep_smaller_budget
+def test_memory_budget_is_not_part_of_a_stage_identity():
+    from rashomon.config import load_config
 
-    assert _keep_smaller_budget(tmp_path / "new", "500MB") == "500MB"
-    cfg = load_config(None, {"sample.max_memory": "300MB"})
-    (tmp_path / "config.yaml").write_text(dump_config(cfg))
-    assert _keep_smaller_budget(tmp_path, "500MB") == "300MB"  # sample stays current
-    assert _keep_smaller_budget(tmp_path, "200MB") == "200MB"  # never above the shared budget
+    small = load_config(None, {"sample.max_memory": "300MB"})
+    large = load_config(None, {"sample.max_memory": "8GB"})
+    other = load_config(None, {"sample.models": 999, "sample.max_memory": "300MB"})
+    assert small.section_hash("train", "sample") == large.section_hash("train", "sample")
+    assert small.section_hash("train", "sample") != other.section_hash("train", "sample")
 
 
 def test_a_cell_run_elsewhere_is_refused(tmp_path):
@@ -254,3 +253,44 @@ def test_a_cell_run_elsewhere_is_refused(tmp_path):
         result = run_cell(str(tmp_path), cfg, ["train"], False, 1)
     assert result["status"] == "failed" and "another process" in result["error"]
     assert not (tmp_path / "stages.json").exists()
+
+
+@pytest.mark.slow
+def test_cells_sharing_a_map_model_train_it_once(tmp_path, tiny_root, ray_local):
+    sweep = {
+        "name": "shared-map",
+        "base": {
+            "data": {"dataset": "breastmnist", "root": str(tiny_root)},
+            "train": {"epochs": 1, "batch_size": 64, "patience": 1},
+            "sample": {"epsilon": 0.5, "epsilons": [0.5]},
+        },
+        "grid": {"sample.models": [3, 5], "seed": [0]},
+        "stages": ["train", "sample"],
+        "resources": {"num_cpus": 1},
+        "reuse_workers": True,
+    }
+    sweep_yaml = tmp_path / "sweep.yaml"
+    sweep_yaml.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    out = tmp_path / "out"
+    status = run_sweep(sweep_yaml, out, progress=False).set_index("cell")
+    assert (status["status"] == "done").all(), status["error"].to_dict()
+
+    dirs = [out / CELLS_DIR / name for name in status.index]
+    trained_here = ["▶ train" in (d / CELL_LOG).read_text() for d in dirs]
+    assert sorted(trained_here) == [False, True]  # one cell trained the MAP model, once
+    copied = [json.loads((d / "stages.json").read_text())["train"] for d in dirs]
+    assert sum("copied_from" in rec for rec in copied) == 1
+    checkpoints = [sorted(p.name for p in (d / "train").iterdir()) for d in dirs]
+    assert checkpoints[0] == checkpoints[1]
+    for name in checkpoints[0]:
+        assert (dirs[0] / "train" / name).read_bytes() == (dirs[1] / "train" / name).read_bytes()
+    models = sorted(json.loads((d / "sample" / "summary.json").read_text())["M"] for d in dirs)
+    assert models == [3, 5]
+
+    # adding a cell later reuses the finished MAP model instead of training a third time
+    sweep["grid"]["sample.models"] = [3, 5, 4]
+    sweep_yaml.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    again = run_sweep(sweep_yaml, out, progress=False).set_index("cell")
+    new = [n for n in again.index if again.loc[n, "status"] == "done"]
+    assert again["status"].value_counts().to_dict() == {"skipped": 2, "done": 1}
+    assert "▶ train" not in (out / CELLS_DIR / new[0] / CELL_LOG).read_text()

@@ -246,6 +246,14 @@ def run_stage(
     seconds = time.perf_counter() - start
     ctx.summary.setdefault("seconds", round(seconds, 2))
     (tmp / "summary.json").write_text(json.dumps(ctx.summary, indent=2, default=str))
+    _commit_stage(run_dir, cfg, name, tmp, {"seconds": round(seconds, 2)})
+    return ctx.summary
+
+
+def _commit_stage(
+    run_dir: Path, cfg: RunConfig, name: str, tmp: Path, record: dict[str, Any]
+) -> None:
+    """Rename a stage's finished temporary folder into place and write its completion record."""
     final = run_dir / name
     # Later stages read this one's outputs: drop their records so they re-run.
     records = read_records(run_dir)
@@ -257,12 +265,26 @@ def run_stage(
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     records[name] = {
-        "hash": cfg.section_hash(*stage.sections),
+        "hash": cfg.section_hash(*STAGES[name].sections),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "seconds": round(seconds, 2),
+        **record,
     }
     write_text_atomic(run_dir / RECORDS_FILE, json.dumps(records, indent=2))
-    return ctx.summary
+
+
+def adopt_stage(source: Path, run_dir: Path, cfg: RunConfig, name: str) -> None:
+    """Copy a finished stage from another run directory whose inputs are the same (the MAP model
+    shared by the cells of a sweep), so it is computed once; the record names where it came from."""
+    if not stage_is_current(source, cfg, name):
+        raise RashomonError(
+            f"{source} has no current {name!r} stage for this config; run it there first"
+        )
+    prepare_run_dir(run_dir, cfg)
+    tmp = run_dir / f"{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source / name, tmp)
+    seconds = read_records(source)[name].get("seconds")
+    _commit_stage(run_dir, cfg, name, tmp, {"seconds": seconds, "copied_from": str(source)})
 
 
 def run_pipeline(

@@ -219,24 +219,11 @@ def _cell_config(base: Mapping[str, Any], overrides: Mapping[str, Any], name: st
 
 
 def cell_is_finished(run_dir: Path, cfg: RunConfig, stages: tuple[str, ...]) -> bool:
-    """All requested stages current in the run directory.
+    """All requested stages current in the run directory. The memory budget a sweep hands each
+    cell is not part of a stage's identity, so a cell finished under another budget is finished."""
+    from rashomon.run import stage_is_current
 
-    The memory budget a sweep hands each cell depends on how many cells share the machine; it
-    bounds working memory, never results, so a cell finished under another budget is finished.
-    """
-    from rashomon.run import CONFIG_FILE, stage_is_current
-
-    cfg_file = run_dir / CONFIG_FILE
-    if not cfg_file.exists():
-        return False
-    try:
-        old = load_config(cfg_file)
-    except RashomonError:
-        return False
-    check = cfg.model_copy(
-        update={"sample": cfg.sample.model_copy(update={"max_memory": old.sample.max_memory})}
-    )
-    return all(stage_is_current(run_dir, check, s) for s in stages)
+    return all(stage_is_current(run_dir, cfg, s) for s in stages)
 
 
 # --------------------------------------------------------------------------- the Ray task
@@ -431,7 +418,18 @@ def run_sweep(
 
     if todo:
         _run_cells(
-            todo, status, out, spec, stages, force, num_cpus, num_gpus, address, progress, console
+            todo,
+            status,
+            out,
+            spec,
+            stages,
+            force,
+            num_cpus,
+            num_gpus,
+            address,
+            progress,
+            console,
+            cells,
         )
 
     table = pd.DataFrame(list(status.values()))
@@ -450,7 +448,7 @@ def run_sweep(
 
 
 def _run_cells(
-    todo, status, out, spec, stages, force, num_cpus, num_gpus, address, progress, console
+    todo, status, out, spec, stages, force, num_cpus, num_gpus, address, progress, console, cells
 ) -> None:
     import ray
 
@@ -466,42 +464,99 @@ def _run_cells(
             num_cpus=spec.resources.num_cpus, num_gpus=spec.resources.num_gpus
         )
         threads = max(1, int(spec.resources.num_cpus))
-        refs = {}
-        for cell in todo:
-            cfg = cell.cfg
-            run_dir = status[cell.name]["run_dir"]
-            if budget is not None and cfg.sample.max_memory is None:
-                cell_budget = _keep_smaller_budget(Path(run_dir), budget)
-                cfg = cfg.model_copy(
-                    update={"sample": cfg.sample.model_copy(update={"max_memory": cell_budget})}
+
+        def launch(batch, batch_stages, table) -> dict:
+            refs = {}
+            for cell in batch:
+                cfg = cell.cfg
+                if budget is not None and cfg.sample.max_memory is None:
+                    cfg = cfg.model_copy(
+                        update={"sample": cfg.sample.model_copy(update={"max_memory": budget})}
+                    )
+                run_dir = str(out / CELLS_DIR / cell.name)
+                ref = remote.remote(
+                    run_dir, cfg.model_dump(mode="json"), list(batch_stages), force, threads
                 )
-            ref = remote.remote(run_dir, cfg.model_dump(mode="json"), list(stages), force, threads)
-            refs[ref] = cell.name
-            status[cell.name]["status"] = "queued"
+                refs[ref] = cell.name
+                table[cell.name]["status"] = "queued"
+            return refs
+
         console.print(
             f"ray: {cluster.get('CPU', 0):g} CPU, {cluster.get('GPU', 0):g} GPU; {slots} cells "
             f"at once; per-cell memory budget {budget or 'default'}"
         )
+        trained: set[str] = set()  # cells whose train stage is done by the shared step
+        if "train" in stages:
+            trained = _train_shared_maps(
+                todo, cells, status, out, force, progress, console, launch, slots
+            )
+        plain = [c for c in todo if c.name not in trained and status[c.name]["status"] != "failed"]
+        rest = [c for c in todo if c.name in trained and status[c.name]["status"] != "failed"]
+        after_train = tuple(s for s in stages if s != "train")
+        refs = launch(plain, stages, status)
+        if after_train:
+            refs.update(launch(rest, after_train, status))
+        else:
+            for c in rest:
+                status[c.name]["status"] = "done"
         _wait(refs, status, slots, progress, console)
     finally:
         if started:
             ray.shutdown()
 
 
-def _keep_smaller_budget(run_dir: Path, budget: str) -> str:
-    """The budget a cell ran with before when it is no larger than `budget`: the budget is part
-    of the sample stage's config hash, so keeping it spares a finished sample stage a re-run
-    (the default budget follows the memory free when Ray starts and moves between runs)."""
-    from rashomon.memory import parse_bytes
-    from rashomon.run import CONFIG_FILE
+def _train_shared_maps(todo, cells, status, out, force, progress, console, launch, slots) -> set:
+    """Train each MAP model once for all the cells that share it (same data, seed and train
+    section: the cells differ only in the set, evaluation or decision), then copy it into those
+    cells. Returns the names of the cells whose train stage is now in place; a cell whose
+    shared MAP training failed is marked failed with that error."""
+    from rashomon.run import adopt_stage, stage_is_current
 
-    try:
-        old = load_config(run_dir / CONFIG_FILE).sample.max_memory
-    except RashomonError:
-        return budget
-    if old is not None and parse_bytes(old) <= parse_bytes(budget):
-        return old
-    return budget
+    groups: dict[str, list[Cell]] = {}
+    for cell in todo:
+        groups.setdefault(cell.cfg.section_hash("train"), []).append(cell)
+    sources: dict[str, Cell] = {}  # group -> the cell that holds (or will hold) its MAP model
+    leaders = []
+    for key, members in groups.items():
+        finished = [
+            c
+            for c in cells
+            if c.cfg is not None
+            and c.cfg.section_hash("train") == key
+            and stage_is_current(out / CELLS_DIR / c.name, c.cfg, "train")
+        ]
+        if finished and not force:
+            sources[key] = finished[0]
+        elif len(members) > 1:
+            sources[key] = members[0]
+            leaders.append(members[0])
+    if leaders:
+        shared = sum(len(groups[k]) for k, c in sources.items() if c in leaders)
+        console.print(f"training {len(leaders)} MAP model(s) once for {shared} cells")
+        table = {c.name: dict(status[c.name]) for c in leaders}
+        _wait(launch(leaders, ("train",), table), table, slots, progress, console)
+        for c in leaders:
+            if table[c.name]["status"] == "failed":
+                for member in groups[c.cfg.section_hash("train")]:
+                    status[member.name].update(
+                        status="failed", error=f"MAP training failed: {table[c.name]['error']}"
+                    )
+    placed = set()
+    for key, source in sources.items():
+        source_dir = out / CELLS_DIR / source.name
+        for member in groups[key]:
+            if status[member.name]["status"] == "failed":
+                continue
+            run_dir = out / CELLS_DIR / member.name
+            try:
+                if member.name != source.name and (
+                    force or not stage_is_current(run_dir, member.cfg, "train")
+                ):
+                    adopt_stage(source_dir, run_dir, member.cfg, "train")
+                placed.add(member.name)
+            except (RashomonError, OSError) as exc:
+                status[member.name].update(status="failed", error=one_line(exc))
+    return placed
 
 
 def _wait(refs, status, slots, progress, console) -> None:
