@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rashomon.sets.geodesic import ParameterView, flat_loss
+from rashomon.sets.geodesic import MLPMongeMetric, MongeMetric, ParameterView, flat_loss
 from rashomon.sets.riemannian import exp_map
 
 BANANA_CSV = Path(os.environ.get("RASHOMON_DATA", "/work/shared/data")) / "banana.csv"
@@ -131,7 +131,16 @@ def mean_probs(view: ParameterView, thetas: torch.Tensor, x: torch.Tensor, linea
 
 
 # ----------------------------------------------------------------------------------- banana run
-def run_banana(seed: int, samples: int, rtol: float, atol: float, time_single: int) -> dict:
+def banana_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rhs: str):
+    """The exact Monge metric of banana's loss: closed form (default) or autograd."""
+    if rhs == "closed":
+        return MLPMongeMetric(model, x, y, PRIOR_PRECISION)
+    return MongeMetric(flat_loss(ParameterView(model), x, y, PRIOR_PRECISION))
+
+
+def run_banana(
+    seed: int, samples: int, rtol: float, atol: float, time_single: int, rhs: str = "closed"
+) -> dict:
     data = banana_splits()
     (x, y), (x_te, y_te) = data["train"], data["test"]
     t0 = time.perf_counter()
@@ -140,16 +149,19 @@ def run_banana(seed: int, samples: int, rtol: float, atol: float, time_single: i
     view = ParameterView(model)
     theta_star = view.flatten()
     v = euclidean_velocities(model, x, y, samples, seed)
-    loss = flat_loss(view, x, y, PRIOR_PRECISION)
+    metric = banana_metric(model, x, y, rhs)
     lin_loss = flat_loss(view, x, y, PRIOR_PRECISION, theta_star=theta_star)
 
+    def solve(velocity, m=metric):
+        return exp_map(None, theta_star, velocity, rtol=rtol, atol=atol, metric=m, return_info=True)
+
     cpu0 = time.process_time()
-    riem, info = exp_map(loss, theta_star, v, rtol=rtol, atol=atol, return_info=True)
+    riem, info = solve(v)
     cpu_per_geodesic = (time.process_time() - cpu0) / samples
-    lin_riem, lin_info = exp_map(lin_loss, theta_star, v, rtol=rtol, atol=atol, return_info=True)
+    lin_riem, lin_info = solve(v, MongeMetric(lin_loss))
     singles = []
     for i in range(min(time_single, samples)):
-        _, si = exp_map(loss, theta_star, v[i], rtol=rtol, atol=atol, return_info=True)
+        _, si = solve(v[i])
         singles.append(si.seconds)
 
     y_np = y_te.numpy()
@@ -167,6 +179,7 @@ def run_banana(seed: int, samples: int, rtol: float, atol: float, time_single: i
     return {
         "seed": seed,
         "samples": samples,
+        "rhs": rhs,
         "rtol": rtol,
         "atol": atol,
         "train_seconds": train_s,
@@ -234,6 +247,125 @@ def summarise_banana(runs: list[dict]) -> str:
         f"s/geodesic, nfev mean {np.mean([e['nfev_mean'] for e in li]):.0f}, "
         f"failed {sum(e['failed'] for e in li)}"
     )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ banana speed
+def run_speed(args) -> list[dict]:
+    """Seconds per geodesic against batch size, one at a time, and nfev against scipy's RK45.
+
+    One banana model (seed `args.seed`), the exact loss, the reference's tolerances by default.
+    Wall and process CPU seconds are both reported: on a shared machine CPU time is the steadier.
+    """
+    from scipy.integrate import solve_ivp
+
+    data = banana_splits()
+    x, y = data["train"]
+    model = train_banana(x, y, args.seed)
+    theta = ParameterView(model).flatten()
+    p = theta.numel()
+    v = euclidean_velocities(model, x, y, max(max(args.batch_sizes), args.single), args.seed)
+    rows = []
+    for rhs in args.rhs:
+        metric = banana_metric(model, x, y, rhs)
+        for k in args.batch_sizes:
+            cpu0 = time.process_time()
+            _, info = exp_map(
+                None, theta, v[:k], rtol=args.rtol, atol=args.atol, metric=metric, return_info=True
+            )
+            cpu = (time.process_time() - cpu0) / k
+            rows.append(
+                {
+                    "rhs": rhs,
+                    "mode": "batched",
+                    "batch": k,
+                    "seconds_per_geodesic": info.seconds / k,
+                    "cpu_seconds_per_geodesic": cpu,
+                    "nfev_mean": float(info.nfev.float().mean()),
+                    "nfev_max": int(info.nfev.max()),
+                    "failed": info.failed,
+                    "load_average": os.getloadavg()[0],
+                }
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        secs, cpus, nfevs = [], [], []
+        for i in range(args.single):
+            cpu0 = time.process_time()
+            _, info = exp_map(
+                None, theta, v[i], rtol=args.rtol, atol=args.atol, metric=metric, return_info=True
+            )
+            cpus.append(time.process_time() - cpu0)
+            secs.append(info.seconds)
+            nfevs.append(int(info.nfev))
+        if args.single:
+            rows.append(
+                {
+                    "rhs": rhs,
+                    "mode": "single",
+                    "batch": 1,
+                    "seconds_per_geodesic": float(np.mean(secs)),
+                    "cpu_seconds_per_geodesic": float(np.mean(cpus)),
+                    "nfev_mean": float(np.mean(nfevs)),
+                    "nfev_max": int(max(nfevs)),
+                    "failed": 0,
+                    "load_average": os.getloadavg()[0],
+                }
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if args.scipy:
+        # The same ODE (closed-form right-hand side, float32 like ours) under scipy's RK45.
+        metric = banana_metric(model, x, y, "closed")
+
+        def rhs_np(_t, state):
+            s = torch.from_numpy(state).float()[None]
+            acc = metric.acceleration(s[:, :p], s[:, p:])
+            return torch.cat([s[:, p:], acc], dim=1)[0].double().numpy()
+
+        torch.set_flush_denormal(True)
+        torch.set_num_threads(1)
+        for i in range(args.scipy):
+            y0 = torch.cat([theta, v[i]]).double().numpy()
+            ref = solve_ivp(rhs_np, (0.0, 1.0), y0, rtol=args.rtol, atol=args.atol)
+            _, info = exp_map(
+                None, theta, v[i], rtol=args.rtol, atol=args.atol, metric=metric, return_info=True
+            )
+            rows.append(
+                {
+                    "mode": "scipy_rk45",
+                    "velocity": i,
+                    "scipy_nfev": int(ref.nfev),
+                    "scipy_steps": len(ref.t) - 1,
+                    "ours_nfev": int(info.nfev),
+                    "ours_steps": int(info.steps),
+                }
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def summarise_speed(rows: list[dict]) -> str:
+    lines = [
+        "| right-hand side | mode | geodesics per solve | s / geodesic (wall) | CPU s / geodesic "
+        "| vs reference 15.7 s | nfev mean | nfev max | load avg |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["mode"] == "scipy_rk45":
+            continue
+        s = r["seconds_per_geodesic"]
+        lines.append(
+            f"| {r['rhs']} | {r['mode']} | {r['batch']} | {s:.3f} | "
+            f"{r['cpu_seconds_per_geodesic']:.3f} | {REFERENCE_SECONDS_PER_GEODESIC / s:.0f}× | "
+            f"{r['nfev_mean']:.0f} | {r['nfev_max']} | {r['load_average']:.1f} |"
+        )
+    sc = [r for r in rows if r["mode"] == "scipy_rk45"]
+    if sc:
+        lines += ["", "| velocity | scipy RK45 nfev (steps) | ours nfev (steps) |", "|---|---|---|"]
+        lines += [
+            f"| {r['velocity']} | {r['scipy_nfev']} ({r['scipy_steps']}) | "
+            f"{r['ours_nfev']} ({r['ours_steps']}) |"
+            for r in sc
+        ]
     return "\n".join(lines)
 
 
@@ -395,7 +527,17 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--atol", type=float, default=1e-6)
     b.add_argument("--time-single", type=int, default=5, help="geodesics timed one at a time")
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--rhs", choices=("closed", "autograd"), default="closed")
     b.add_argument("--json", type=Path, default=None)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--batch-sizes", type=int, nargs="+", default=[20, 50, 100, 200])
+    sp.add_argument("--single", type=int, default=5, help="geodesics timed one at a time")
+    sp.add_argument("--rhs", nargs="+", default=["closed", "autograd"])
+    sp.add_argument("--scipy", type=int, default=3, help="geodesics solved by scipy RK45 too")
+    sp.add_argument("--rtol", type=float, default=1e-6)
+    sp.add_argument("--atol", type=float, default=1e-3)
+    sp.add_argument("--json", type=Path, default=None)
     q = sub.add_parser("pneumonia")
     q.add_argument("--samples", type=int, default=1000)
     q.add_argument("--epochs", type=int, default=3)
@@ -415,12 +557,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "banana":
         runs = []
         for seed in args.seeds:
-            r = run_banana(seed, args.samples, args.rtol, args.atol, args.time_single)
+            r = run_banana(seed, args.samples, args.rtol, args.atol, args.time_single, args.rhs)
             print(json.dumps(r), file=sys.stderr, flush=True)
             runs.append(r)
         print(summarise_banana(runs))
         if args.json:
             args.json.write_text(json.dumps(runs, indent=1))
+    if args.command == "speed":
+        rows = run_speed(args)
+        print(summarise_speed(rows))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
     if args.command == "pneumonia":
         result = run_pneumonia(args)
         print(json.dumps(result, indent=1))
