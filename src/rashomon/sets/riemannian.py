@@ -11,6 +11,7 @@ reported in the returned info and its end point set to NaN: callers drop it.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -282,6 +283,76 @@ def _cached_features(model, x: torch.Tensor, device: torch.device) -> torch.Tens
     return torch.cat(out).detach()
 
 
+def _refine_head(
+    net,
+    feats: torch.Tensor,
+    y: torch.Tensor,
+    tau: float,
+    mu: torch.Tensor | None,
+    scale: float,
+    max_iter: int,
+) -> dict:
+    """Move `net.head` (in place) to the minimiser of scale·Σ CE(head(feats), y) + (τ/2)‖θ − μ‖²
+    by full-batch L-BFGS in float64; returns ‖∇L‖ and L before and after."""
+    import copy
+
+    from rashomon.sets.geodesic import ParameterView, flat_loss
+
+    head64 = copy.deepcopy(net.head).double()
+    view = ParameterView(head64)
+    mu64 = mu.double() if mu is not None else None
+    loss = flat_loss(view, feats.double(), y, tau, data_scale=scale, prior_mean=mu64)
+    theta = view.flatten().clone().requires_grad_(True)
+
+    def value_and_grad_norm(t: torch.Tensor) -> tuple[float, float]:
+        t = t.detach().requires_grad_(True)
+        value = loss(t)
+        (g,) = torch.autograd.grad(value, t)
+        return float(value.detach()), float(g.norm())
+
+    before = value_and_grad_norm(theta)
+    opt = torch.optim.LBFGS(
+        [theta],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=50,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-14,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        value = loss(theta)
+        value.backward()
+        return value
+
+    start = time.perf_counter()
+    opt.step(closure)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        offset = 0
+        for p in net.head.parameters():  # the flat layout of ParameterView(head)
+            n = p.numel()
+            p.copy_(theta.detach()[offset : offset + n].view_as(p).to(p.dtype))
+            offset += n
+    after = value_and_grad_norm(theta)
+    # What the geodesics see: the head rounded back to its own dtype.
+    after_rounded = value_and_grad_norm(
+        torch.cat([p.detach().double().flatten() for p in net.head.parameters()])
+    )
+    return {
+        "loss_before": before[0],
+        "grad_norm_before": before[1],
+        "loss_after": after[0],
+        "grad_norm_after": after[1],
+        "grad_norm_after_rounded": after_rounded[1],
+        "step_norm": float((theta.detach() - view.flatten()).norm()),
+        "iterations": int(opt.state[opt._params[0]].get("n_iter", 0)),
+        "seconds": round(seconds, 3),
+    }
+
+
 def riemannian(
     model,
     task,
@@ -302,6 +373,8 @@ def riemannian(
     seed: int = 0,
     cpu_threads: int | None = 1,
     closed_form: bool = True,
+    refine_map: bool = False,
+    refine_max_iter: int = 500,
 ) -> RiemannianPosterior:
     """Riemannian Laplace posterior of `model` (a Classifier with a `head`) on `task.train`.
 
@@ -321,6 +394,13 @@ def riemannian(
     linearized over all weights), evaluate the geodesic right-hand side in closed form
     (`MLPMongeMetric`: autograd's values to rounding, several times cheaper); False forces the
     autograd `MongeMetric`.
+    refine_map (last_layer only): the trained head is rarely a stationary point of L (trained on
+    a mean loss, another weight decay, early stopping), so ∇L(θ*) ≠ 0 and geodesics partly
+    descend. With refine_map, after a first Laplace fit gives τ, the head is moved to the
+    minimiser of L (full-batch L-BFGS in float64 on the cached features, at most
+    `refine_max_iter` iterations), and the Laplace approximation is refitted there with τ fixed;
+    velocities and geodesics then start from a stationary θ*. `meta["refine"]` records ‖∇L‖ and
+    L before and after.
     """
     from rashomon.sets.geodesic import MLPMongeMetric, ParameterView, flat_loss
     from rashomon.sets.laplace import laplace as fit_laplace
@@ -336,6 +416,11 @@ def riemannian(
         )
     if not (rtol > 0 and atol > 0 and max_nfev > 0):
         raise RashomonError("rtol, atol and max_nfev must be positive")
+    if refine_map and subset != "last_layer":
+        raise RashomonError(
+            "refine_map is offered for subset='last_layer' (L-BFGS over the head on cached "
+            "features); over all weights train the MAP model on L instead"
+        )
     post = fit_laplace(
         model,
         task,
@@ -357,6 +442,29 @@ def riemannian(
     if post.columns is not None:  # subnetwork posteriors are not offered here
         raise RashomonError("riemannian supports subset last_layer or all")
     y = task.train.y.to(dev)
+    refine: dict | None = None
+    if refine_map:
+        if tau.numel() > 1 and not bool((tau == tau[0]).all()):
+            raise RashomonError("refine_map needs a scalar prior precision")
+        tau_value = float(tau.flatten()[0])
+        feats = _cached_features(net, task.train.x, dev)
+        scale0 = 1.0 / float(temperature)
+        refine = _refine_head(net, feats, y, tau_value, mu, scale0, refine_max_iter)
+        post = fit_laplace(
+            net,
+            task,
+            subset=subset,
+            hessian=hessian,
+            prior=tau_value,
+            temperature=temperature,
+            device=device,
+            max_memory=max_memory,
+            seed=seed,
+        )
+        net = post.model
+        theta_star = post.mean.to(dev)
+        la = post.la
+        tau = la.prior_precision_diag.detach().float().to(dev)
     if subset == "last_layer":
         x = _cached_features(net, task.train.x, dev)
         view = ParameterView(net.head)
@@ -404,6 +512,7 @@ def riemannian(
         "rtol": rtol,
         "atol": atol,
         "max_nfev": max_nfev,
+        "refine": refine,
     }
     return RiemannianPosterior(
         post,
