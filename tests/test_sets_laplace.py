@@ -138,6 +138,11 @@ def test_bad_inputs(model, tiny_task, post_ll):
     resnet = build_model("resnet18", 1, 2)
     with pytest.raises(RashomonError, match="subset='last_layer'"):
         rs.laplace(resnet, tiny_task, subset="all", hessian="kron")
+    from importlib.util import find_spec
+
+    if find_spec("asdfghjkl") is None:  # PyPI's asdfghjkl installs `asdl`, not this module
+        with pytest.raises(RashomonError, match="asdfghjkl backend .*use kron, diag or full"):
+            rs.laplace(model, tiny_task, subset="all", hessian="lowrank")
 
 
 def test_set_of_another_architecture_or_task(post_ll, tiny_task, task_pneumonia, tmp_path):

@@ -278,9 +278,12 @@ def laplace(
         from importlib.util import find_spec
 
         if find_spec("asdfghjkl") is None:
+            # PyPI's asdfghjkl wheels install a module named `asdl`; laplace-torch's
+            # LowRankLaplace imports `asdfghjkl`, published only on GitHub (wiseodd/asdl).
             raise RashomonError(
-                "hessian 'lowrank' needs laplace-torch's optional asdfghjkl backend, which is "
-                "not installed; use kron, diag or full"
+                "hessian 'lowrank' needs laplace-torch's optional asdfghjkl backend (pip install "
+                "git+https://github.com/wiseodd/asdl@asdfghjkl), which is not installed; use "
+                "kron, diag or full"
             )
     if (
         subset == "subnetwork"
