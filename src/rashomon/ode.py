@@ -24,12 +24,14 @@ SUCCESS = 0
 MAX_NFEV = 1  # ran out of its function-evaluation budget (stiff or too long)
 NON_FINITE = 2  # the state or its derivative became NaN / inf
 STEP_TOO_SMALL = 3  # the step size collapsed below min_step (stiff)
+TIMEOUT = 4  # still running when the solve's wall-clock budget ran out
 RUNNING = -1
 STATUS_NAMES = {
     SUCCESS: "success",
     MAX_NFEV: "max_nfev",
     NON_FINITE: "non_finite",
     STEP_TOO_SMALL: "step_too_small",
+    TIMEOUT: "timeout",
 }
 
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
@@ -111,12 +113,15 @@ def solve_batched(
     max_nfev: int = 20_000,
     min_step: float = 1e-9,
     first_step: float | None = None,
+    max_seconds: float | None = None,
 ) -> BatchSolution:
     """Integrate dy/dt = f(y) from t = 0 to t1 for every row of y0 [K, D].
 
     Each row keeps its own step size; rows that finish or fail leave the batch. A row whose
     evaluations exceed `max_nfev`, whose step falls below `min_step`·t1, or whose state turns
-    non-finite stops with that status; callers must drop it.
+    non-finite stops with that status; callers must drop it. With `max_seconds`, rows still
+    running once that much wall-clock time has passed stop with status TIMEOUT (checked after
+    each step, so the solve may overrun by one step).
     """
     if y0.ndim != 2:
         raise ValueError(f"y0 must be [K, D], got shape {tuple(y0.shape)}")
@@ -194,6 +199,9 @@ def solve_batched(
         # A step that keeps producing non-finite values shrinks until here; say why it stopped.
         status[active[tiny]] = torch.where(torch.isinf(err_norm[tiny]), NON_FINITE, STEP_TOO_SMALL)
         active = active[status[active] == RUNNING]
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            status[active] = TIMEOUT
+            break
 
     bad_end = (status == SUCCESS) & ~torch.isfinite(y).all(dim=1)
     status[bad_end] = NON_FINITE

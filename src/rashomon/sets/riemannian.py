@@ -55,6 +55,7 @@ def exp_map(
     batch_size: int | None = None,
     return_info: bool = False,
     cpu_threads: int | None = 1,
+    max_seconds: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, GeodesicInfo]:
     """End points of the geodesics leaving `theta` [P] with `velocity` [P] or [K, P] at time t.
 
@@ -63,6 +64,8 @@ def exp_map(
     index of each geodesic's mini-batch). Velocities with norm < 1e-5 return θ + t·v unsolved.
     `batch_size` caps how many geodesics share one solve (memory); None solves all at once.
     Failed geodesics come back as NaN rows; `return_info=True` also returns a `GeodesicInfo`.
+    `max_seconds` bounds the wall-clock time of all solves together (unfinished geodesics stop
+    with status "timeout").
     Device and dtype follow `theta`. On the CPU the solve runs with `cpu_threads` intra-op
     threads (restored afterwards; None leaves torch's setting): a right-hand side is many tiny
     ops, and on a busy 2-core machine each op's thread barrier made a call 100× slower
@@ -90,6 +93,7 @@ def exp_map(
                 batch_size=batch_size,
                 return_info=return_info,
                 cpu_threads=None,
+                max_seconds=max_seconds,
             )
         finally:
             torch.set_num_threads(previous)
@@ -130,7 +134,8 @@ def exp_map(
             return torch.cat([speed, accel], dim=1)
 
         y0 = torch.cat([theta[None].expand(rows.numel(), p), v[rows]], dim=1)
-        sol = solve_batched(rhs, y0, 1.0, rtol=rtol, atol=atol, max_nfev=max_nfev)
+        left = None if max_seconds is None else max(0.0, max_seconds - seconds)
+        sol = solve_batched(rhs, y0, 1.0, rtol=rtol, atol=atol, max_nfev=max_nfev, max_seconds=left)
         end = sol.y[:, :p]
         end[~sol.ok] = torch.nan
         points[rows] = end
@@ -214,7 +219,7 @@ class RiemannianPosterior:
         return self.laplace.sample_deviations(n, seed)
 
     def end_points(
-        self, velocities: torch.Tensor, seed: int = 0
+        self, velocities: torch.Tensor, seed: int = 0, max_seconds: float | None = None
     ) -> tuple[torch.Tensor, GeodesicInfo]:
         """Exp_θ*(v) for each row of `velocities`, with the solve report (failed rows NaN)."""
         v = velocities.to(self.device, torch.float32)
@@ -238,6 +243,7 @@ class RiemannianPosterior:
             batch_size=self.geodesic_batch,
             return_info=True,
             cpu_threads=self.cpu_threads,
+            max_seconds=max_seconds,
         )
         return points, info
 
