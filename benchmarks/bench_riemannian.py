@@ -310,6 +310,106 @@ def summarise_banana(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------- banana diagnosis
+def run_diagnose(args) -> list[dict]:
+    """Why linearized Riemannian LA is poorly calibrated on banana: for one seed, per set of
+    samples, the geodesics' loss L at the samples, test logits, per-sample and ensemble NLL, and
+    distance from θ*; plus ‖∇L(θ*)‖ and the minimiser of the (convex) linearized loss."""
+    torch.set_num_threads(1)  # small ops: one thread is faster on this shared 2-core machine
+    data = banana_splits()
+    (x, y), (x_te, y_te) = data["train"], data["test"]
+    model = train_banana(x, y, args.seed)
+    refine = refine_banana(model, x, y) if args.refine_map else None
+    view = ParameterView(model)
+    theta = view.flatten()
+    v = euclidean_velocities(model, x, y, args.samples, args.seed)
+    loss = flat_loss(view, x, y, PRIOR_PRECISION)
+    lin = flat_loss(view, x, y, PRIOR_PRECISION, theta_star=theta)
+    riem = exp_map(
+        None, theta, v, rtol=args.rtol, atol=args.atol, metric=banana_metric(model, x, y, "closed")
+    )
+    lin_riem = exp_map(lin, theta, v, rtol=args.rtol, atol=args.atol)
+    t = theta.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS(
+        [t],
+        max_iter=2000,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        value = lin(t)
+        value.backward()
+        return value
+
+    opt.step(closure)
+    lin_opt = t.detach()
+
+    def logits(th: torch.Tensor, xx: torch.Tensor, linear: bool) -> torch.Tensor:
+        if not linear:
+            return view.forward(th, xx)
+        f0, jv = torch.func.jvp(lambda q: view.forward(q, xx), (theta,), (th - theta,))
+        return f0 + jv
+
+    rows = []
+    with torch.no_grad():
+        for name, thetas, linear in (
+            ("MAP", theta[None], False),
+            ("Euclidean LA", theta + v, False),
+            ("linearized LA", theta + v, True),
+            ("Riemannian LA", riem, False),
+            ("linearized Riemannian LA", lin_riem, True),
+            ("minimiser of the linearized loss", lin_opt[None], True),
+        ):
+            big_l = torch.stack([(lin if linear else loss)(q) for q in thetas])
+            lg = torch.stack([logits(q, x_te, linear) for q in thetas])
+            pr = torch.softmax(lg, -1)
+            each = -torch.log(pr[:, torch.arange(len(y_te)), y_te].clamp_min(1e-12)).mean(1)
+            ens = pr.mean(0)
+            rows.append(
+                {
+                    "set": name,
+                    "L_median": float(big_l.median()),
+                    "test_accuracy": float((ens.argmax(1) == y_te).float().mean() * 100),
+                    "test_nll_ensemble": float(
+                        -torch.log(ens[torch.arange(len(y_te)), y_te].clamp_min(1e-12)).mean()
+                    ),
+                    "test_nll_per_sample_median": float(each.median()),
+                    "max_abs_test_logit_median": float(lg.abs().amax(dim=(1, 2)).median()),
+                    "distance_median": float((thetas - theta).norm(dim=1).median()),
+                }
+            )
+    head = {
+        "seed": args.seed,
+        "grad_norm_at_map": float(torch.func.grad(loss)(theta).norm()),
+        "L_at_map": float(loss(theta)),
+        "refine": refine,
+        "velocity_norm_median": float(v.norm(dim=1).median()),
+    }
+    return [head, *rows]
+
+
+def summarise_diagnose(rows: list[dict]) -> str:
+    head, *sets = rows
+    lines = [
+        f"seed {head['seed']}: ‖∇L(θ*)‖ = {head['grad_norm_at_map']:.3g}, L(θ*) = "
+        f"{head['L_at_map']:.2f}, median ‖v‖ = {head['velocity_norm_median']:.1f}",
+        "",
+        "| samples | L at samples (median; linearized L for linearized sets) | test acc % | "
+        "ensemble NLL | per-sample NLL (median) | max abs test logit (median) | ‖θ − θ*‖ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['set']} | {r['L_median']:.1f} | {r['test_accuracy']:.1f} | "
+        f"{r['test_nll_ensemble']:.3f} | {r['test_nll_per_sample_median']:.3f} | "
+        f"{r['max_abs_test_logit_median']:.1f} | {r['distance_median']:.1f} |"
+        for r in sets
+    ]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------ banana speed
 def run_speed(args) -> list[dict]:
     """Seconds per geodesic against batch size, one at a time, and nfev against scipy's RK45.
@@ -319,6 +419,7 @@ def run_speed(args) -> list[dict]:
     """
     from scipy.integrate import solve_ivp
 
+    torch.set_num_threads(1)  # small ops: one thread is faster on this shared 2-core machine
     data = banana_splits()
     x, y = data["train"]
     model = train_banana(x, y, args.seed)
@@ -389,16 +490,26 @@ def run_speed(args) -> list[dict]:
             _, info = exp_map(
                 None, theta, v[i], rtol=args.rtol, atol=args.atol, metric=metric, return_info=True
             )
-            rows.append(
-                {
-                    "mode": "scipy_rk45",
-                    "velocity": i,
-                    "scipy_nfev": int(ref.nfev),
-                    "scipy_steps": len(ref.t) - 1,
-                    "ours_nfev": int(info.nfev),
-                    "ours_steps": int(info.steps),
-                }
-            )
+            row = {
+                "mode": "scipy_rk45",
+                "velocity": i,
+                "scipy_nfev": int(ref.nfev),
+                "scipy_steps": len(ref.t) - 1,
+                "ours_nfev": int(info.nfev),
+                "ours_steps": int(info.steps),
+            }
+            if i < args.tight:
+                # How far both solutions at these tolerances are from the geodesic itself.
+                tight = solve_ivp(rhs_np, (0.0, 1.0), y0, rtol=1e-10, atol=1e-10)
+                end = tight.y[:p, -1]
+                ours = exp_map(None, theta, v[i], rtol=args.rtol, atol=args.atol, metric=metric)
+                row.update(
+                    tight_nfev=int(tight.nfev),
+                    scipy_max_abs_error=float(np.abs(ref.y[:p, -1] - end).max()),
+                    ours_max_abs_error=float(np.abs(ours.double().numpy() - end).max()),
+                    end_point_norm_from_theta=float(np.linalg.norm(end - theta.double().numpy())),
+                )
+            rows.append(row)
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
@@ -420,10 +531,23 @@ def summarise_speed(rows: list[dict]) -> str:
         )
     sc = [r for r in rows if r["mode"] == "scipy_rk45"]
     if sc:
-        lines += ["", "| velocity | scipy RK45 nfev (steps) | ours nfev (steps) |", "|---|---|---|"]
+        lines += [
+            "",
+            "| velocity | scipy RK45 nfev (steps) | ours nfev (steps) | max abs error vs "
+            "rtol=atol=1e-10 (scipy / ours) |",
+            "|---|---|---|---|",
+        ]
         lines += [
             f"| {r['velocity']} | {r['scipy_nfev']} ({r['scipy_steps']}) | "
-            f"{r['ours_nfev']} ({r['ours_steps']}) |"
+            f"{r['ours_nfev']} ({r['ours_steps']}) | "
+            + (
+                f"{r['scipy_max_abs_error']:.2g} / {r['ours_max_abs_error']:.2g} "
+                f"(tight solve {r['tight_nfev']} nfev; ‖θ_end − θ*‖ "
+                f"{r['end_point_norm_from_theta']:.1f})"
+                if "tight_nfev" in r
+                else "–"
+            )
+            + " |"
             for r in sc
         ]
     return "\n".join(lines)
@@ -690,12 +814,22 @@ def main(argv: list[str] | None = None) -> None:
         help="L-BFGS the trained MLP to a stationary point of L before the Laplace fit",
     )
     b.add_argument("--json", type=Path, default=None)
+    dg = sub.add_parser("diagnose")
+    dg.add_argument("--seed", type=int, default=0)
+    dg.add_argument("--samples", type=int, default=20)
+    dg.add_argument("--refine-map", action="store_true")
+    dg.add_argument("--rtol", type=float, default=1e-6)
+    dg.add_argument("--atol", type=float, default=1e-3)
+    dg.add_argument("--json", type=Path, default=None)
     sp = sub.add_parser("speed")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--batch-sizes", type=int, nargs="+", default=[20, 50, 100, 200])
     sp.add_argument("--single", type=int, default=5, help="geodesics timed one at a time")
     sp.add_argument("--rhs", nargs="+", default=["closed", "autograd"])
     sp.add_argument("--scipy", type=int, default=3, help="geodesics solved by scipy RK45 too")
+    sp.add_argument(
+        "--tight", type=int, default=0, help="of those, solved at rtol=atol=1e-10 (slow)"
+    )
     sp.add_argument("--rtol", type=float, default=1e-6)
     sp.add_argument("--atol", type=float, default=1e-3)
     sp.add_argument("--json", type=Path, default=None)
@@ -747,6 +881,11 @@ def main(argv: list[str] | None = None) -> None:
         print(summarise_banana(runs))
         if args.json:
             args.json.write_text(json.dumps(runs, indent=1))
+    if args.command == "diagnose":
+        rows = run_diagnose(args)
+        print(summarise_diagnose(rows))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
     if args.command == "speed":
         rows = run_speed(args)
         print(summarise_speed(rows))
