@@ -18,7 +18,10 @@ ordinary run directory under `<out>/cells/<name>`, its name derived from its gri
     max_memory: 8GB              # shared by the cells running at once (default: sample's default)
     reuse_workers: false         # true: one Ray worker runs several cells (faster start)
 
-Cells whose requested stages are all current are skipped without launching a task. A failing
+Cells that share a MAP model (same data, seed and train section: they differ only in the set,
+evaluation or decision options) train it once: one cell trains it first, the others get a copy of
+its `train/` folder. Cells whose requested stages are all current are skipped without launching
+a task. A failing
 cell is recorded with its one-line error (traceback in its `error.txt`) and the others go on.
 After the run, `<out>/status.csv` lists every cell and its status, `<out>/sweep.csv` is the tidy
 table of every cell's results and `<out>/sweep.html` the sweep report.
