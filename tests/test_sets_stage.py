@@ -68,3 +68,14 @@ def test_sample_stage_dropout_needs_dropout(tiny_root, tmp_path):
             stages=("train", "sample"),
             progress=False,
         )
+
+
+def test_an_empty_rashomon_set_names_the_epsilons_that_keep_models(tiny_root, tmp_path):
+    # A tiny prior precision and a huge temperature make the posterior so wide that no sample
+    # stays within 0.1 % of the MAP validation loss; the error lists what each ε keeps.
+    run = tmp_path / "run"
+    cfg = _config(tiny_root, prior="1e-4", temperature=1e6, epsilon=0.001, epsilons=[0.001, 100.0])
+    with pytest.raises(RashomonError, match=r"keeps 0 of 40 .*0\.001: 0, 100: 40\)"):
+        run_pipeline(run, cfg, stages=("train", "sample"), progress=False)
+    assert (run / "train").is_dir() and not (run / "sample").exists()
+    assert not list(run.glob("sample.tmp-*"))

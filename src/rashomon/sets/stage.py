@@ -161,7 +161,14 @@ def run_sample_stage(ctx: Any) -> None:
     table.to_csv(ctx.out / "per_model.csv", index=False)
     rows = survival_table(probs["val"], y_val, probs["map_val"], epsilons, on=s.on)
     pd.DataFrame(rows).to_csv(ctx.out / "survival.csv", index=False)
-    keep = rashomon_mask(probs["val"], y_val, s.epsilon, on=s.on, ref=probs["map_val"])
+    keep = table[f"in_set@{float(s.epsilon):g}"].to_numpy()
+    if not keep.any():
+        counts = ", ".join(f"{eps:g}: {int(table[f'in_set@{eps:g}'].sum())}" for eps in epsilons)
+        raise RashomonError(
+            f"epsilon {s.epsilon:g} on {s.on} keeps 0 of {len(mset)} models (kept per epsilon: "
+            f"{counts}); use a larger sample.epsilon, more models, or a narrower posterior "
+            "(sample.prior grid or a larger fixed prior precision)"
+        )
     np.save(ctx.out / "in_set.npy", keep)
 
     map_val = model_scores(probs["map_val"][None], y_val)
