@@ -425,7 +425,8 @@ def run_speed(args) -> list[dict]:
     model = train_banana(x, y, args.seed)
     theta = ParameterView(model).flatten()
     p = theta.numel()
-    v = euclidean_velocities(model, x, y, max(max(args.batch_sizes), args.single), args.seed)
+    n_velocities = max(*args.batch_sizes, args.single, args.scipy)
+    v = euclidean_velocities(model, x, y, n_velocities, args.seed)
     rows = []
     for rhs in args.rhs:
         metric = banana_metric(model, x, y, rhs)
@@ -482,6 +483,13 @@ def run_speed(args) -> list[dict]:
             acc = metric.acceleration(s[:, :p], s[:, p:])
             return torch.cat([s[:, p:], acc], dim=1)[0].double().numpy()
 
+        metric64 = MLPMongeMetric(copy.deepcopy(model).double(), x.double(), y, PRIOR_PRECISION)
+
+        def rhs64(_t, state):
+            s = torch.from_numpy(state)[None]
+            acc = metric64.acceleration(s[:, :p], s[:, p:])
+            return torch.cat([s[:, p:], acc], dim=1)[0].numpy()
+
         torch.set_flush_denormal(True)
         torch.set_num_threads(1)
         for i in range(args.scipy):
@@ -499,8 +507,9 @@ def run_speed(args) -> list[dict]:
                 "ours_steps": int(info.steps),
             }
             if i < args.tight:
-                # How far both solutions at these tolerances are from the geodesic itself.
-                tight = solve_ivp(rhs_np, (0.0, 1.0), y0, rtol=1e-10, atol=1e-10)
+                # How far both solutions at these tolerances are from the geodesic itself, solved
+                # in float64 (float32 round-off would stall a 1e-10 error control).
+                tight = solve_ivp(rhs64, (0.0, 1.0), y0, rtol=1e-10, atol=1e-10)
                 end = tight.y[:p, -1]
                 ours = exp_map(None, theta, v[i], rtol=args.rtol, atol=args.atol, metric=metric)
                 row.update(
