@@ -33,7 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from rashomon.sets.geodesic import MLPMongeMetric, MongeMetric, ParameterView, flat_loss
+from rashomon.sets.geodesic import (
+    LinearizedMLPMongeMetric,
+    MLPMongeMetric,
+    MongeMetric,
+    ParameterView,
+    flat_loss,
+)
 from rashomon.sets.riemannian import exp_map
 
 BANANA_CSV = Path(os.environ.get("RASHOMON_DATA", "/work/shared/data")) / "banana.csv"
@@ -214,7 +220,11 @@ def run_banana(
     cpu0 = time.process_time()
     riem, info = solve(v)
     cpu_per_geodesic = (time.process_time() - cpu0) / samples
-    lin_riem, lin_info = solve(v, MongeMetric(lin_loss))
+    if rhs == "closed":
+        lin_metric = LinearizedMLPMongeMetric(model, x, y, theta_star, PRIOR_PRECISION)
+    else:
+        lin_metric = MongeMetric(lin_loss)
+    lin_riem, lin_info = solve(v, lin_metric)
     singles = []
     for i in range(min(time_single, samples)):
         _, si = solve(v[i])
@@ -336,7 +346,14 @@ def run_diagnose(args) -> list[dict]:
     riem = exp_map(
         None, theta, v, rtol=args.rtol, atol=args.atol, metric=banana_metric(model, x, y, "closed")
     )
-    lin_riem = exp_map(lin, theta, v, rtol=args.rtol, atol=args.atol)
+    lin_riem = exp_map(
+        None,
+        theta,
+        v,
+        rtol=args.rtol,
+        atol=args.atol,
+        metric=LinearizedMLPMongeMetric(model, x, y, theta, PRIOR_PRECISION),
+    )
     t = theta.clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
         [t],

@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 import rashomon.sets.geodesic as geodesic
-from rashomon.sets.geodesic import MLPMongeMetric, MongeMetric, ParameterView, flat_loss
+from rashomon.sets.geodesic import (
+    LinearizedMLPMongeMetric,
+    MLPMongeMetric,
+    MongeMetric,
+    ParameterView,
+    flat_loss,
+)
 from rashomon.sets.riemannian import exp_map
 
 DT = torch.float64
@@ -78,3 +84,25 @@ def test_supports():
     assert not MLPMongeMetric.supports(nn.Sequential(nn.Conv1d(1, 1, 1), nn.Linear(2, 2)))
     assert not MLPMongeMetric.supports(nn.Sequential(nn.Linear(2, 3), nn.Tanh()))
     assert not MLPMongeMetric.supports(_mlp(nn.Tanh), ["0.weight"])
+
+
+@pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU])
+@pytest.mark.parametrize("batches", [False, True])
+def test_linearized_matches_autograd(act, batches):
+    model = _mlp(act)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(40, 2, generator=gen, dtype=DT)
+    y = torch.randint(0, 3, (40,), generator=gen)
+    view = ParameterView(model)
+    p = view.size
+    star = view.flatten()
+    tau = torch.rand(p, generator=gen, dtype=DT)
+    kw = {"data_scale": 1.3, "per_geodesic_batches": batches}
+    ref = MongeMetric(flat_loss(view, x, y, tau, theta_star=star, **kw))
+    fast = LinearizedMLPMongeMetric(model, x, y, star, tau, **kw)
+    theta = star + torch.randn(5, p, generator=gen, dtype=DT)
+    vel = torch.randn(5, p, generator=gen, dtype=DT)
+    data = [torch.randint(0, 40, (5, 15), generator=gen)] if batches else []
+    expected = ref.acceleration(theta, vel, data)
+    assert expected.abs().max() > 1e-3
+    np.testing.assert_allclose(fast.acceleration(theta, vel, data), expected, atol=1e-12)

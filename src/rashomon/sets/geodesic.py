@@ -354,3 +354,137 @@ class MLPMongeMetric:
             g, c = self.gradient_and_curvature(theta[i : i + rows], velocity[i : i + rows], part)
             out.append(-g * c[:, None] / (1.0 + (g * g).sum(1, keepdim=True)))
         return out[0] if len(out) == 1 else torch.cat(out)
+
+
+class LinearizedMLPMongeMetric(MLPMongeMetric):
+    """`MLPMongeMetric` for the linearized network f(x; θ*) + J(x)(θ − θ*), without autograd.
+
+    The logits are linear in θ, so f̈ = 0 and θ̇ᵀ∇²Lθ̇ = s·Σ ḟᵀ(diag p − ppᵀ)ḟ + τ‖θ̇‖² (the
+    GGN's quadratic form). J(θ − θ*) and Jθ̇ are one forward-mode pass at the fixed θ* for the 2K
+    tangents; ∇L = s·Jᵀ(p − y) + τ(θ − μ) is one reverse pass through the fixed θ* weights. The
+    activations at θ* are computed once, so every product with a weight matrix is shared by all
+    rows. Same support as `MLPMongeMetric`.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        theta_star: torch.Tensor,
+        prior_precision: float | torch.Tensor,
+        *,
+        data_scale: float = 1.0,
+        prior_mean: torch.Tensor | None = None,
+        per_geodesic_batches: bool = False,
+    ):
+        super().__init__(
+            module,
+            x,
+            y,
+            prior_precision,
+            data_scale=data_scale,
+            prior_mean=prior_mean,
+            per_geodesic_batches=per_geodesic_batches,
+        )
+        self.theta_star = theta_star.detach()
+        self.star_weights: list[torch.Tensor] = []
+        self.star_inputs: list[torch.Tensor] = []  # each layer's input at θ*, [N, in]
+        self.star_slopes: list[torch.Tensor] = []  # σ′(a*) after each hidden layer, [N, out]
+        offset = 0
+        z = x
+        with torch.no_grad():
+            for out_f, in_f, has_bias, act in self.layers:
+                w = self.theta_star[offset : offset + out_f * in_f].view(out_f, in_f)
+                offset += out_f * in_f
+                a = z @ w.T
+                if has_bias:
+                    a = a + self.theta_star[offset : offset + out_f]
+                    offset += out_f
+                self.star_weights.append(w)
+                self.star_inputs.append(z)
+                if act is None:
+                    self.f_star = a
+                    break
+                if act == "tanh":
+                    z = torch.tanh(a)
+                    self.star_slopes.append(1.0 - z * z)
+                elif act == "relu":
+                    slope = (a > 0).to(a.dtype)
+                    z = a * slope
+                    self.star_slopes.append(slope)
+                else:
+                    z = a
+                    self.star_slopes.append(torch.ones_like(a))
+
+    def _tangent_logits(
+        self, u: torch.Tensor, inputs: list[torch.Tensor], slopes: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """J(θ*)·u for every row of u [R, P] on the points whose θ* activations are given."""
+        rows = u.shape[0]
+        zd = None
+        offset = 0
+        for li, (out_f, in_f, has_bias, act) in enumerate(self.layers):
+            uw = u[:, offset : offset + out_f * in_f].view(rows, out_f, in_f)
+            offset += out_f * in_f
+            zin = inputs[li]
+            if zin.ndim == 2 and in_f >= out_f:  # wide shared input: one GEMM for all rows
+                ad = (zin @ uw.reshape(rows * out_f, in_f).T).view(zin.shape[0], rows, out_f)
+                ad = ad.transpose(0, 1).contiguous()
+            else:
+                zb = zin.expand(rows, *zin.shape) if zin.ndim == 2 else zin
+                ad = torch.bmm(zb, uw.mT)
+            if has_bias:
+                ad += u[:, None, offset : offset + out_f]
+                offset += out_f
+            if zd is not None:
+                ad += zd @ self.star_weights[li].T  # fixed weights: one GEMM for all rows
+            if act is None:
+                return ad
+            zd = ad * slopes[li]
+        raise AssertionError("unreachable: the last layer has no activation")
+
+    def gradient_and_curvature(
+        self, theta: torch.Tensor, velocity: torch.Tensor, data: Sequence[torch.Tensor] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        k = theta.shape[0]
+        tangents = torch.cat([theta - self.theta_star, velocity])
+        if self.per_geodesic_batches:
+            index = data[0]
+            inputs = [z[index] for z in self.star_inputs]
+            slopes = [s[index] for s in self.star_slopes]
+            f_star, onehot = self.f_star[index], self.onehot[index]
+            both = self._tangent_logits(
+                tangents,
+                [torch.cat([z, z]) for z in inputs],
+                [torch.cat([s, s]) for s in slopes],
+            )
+        else:
+            inputs, slopes = self.star_inputs, self.star_slopes
+            f_star, onehot = self.f_star, self.onehot
+            both = self._tangent_logits(tangents, inputs, slopes)
+        f, fd = f_star + both[:k], both[k:]
+        p = (f - f.amax(-1, keepdim=True)).exp_()
+        p = p.div_(p.sum(-1, keepdim=True))
+        pfd = (p * fd).sum(-1)
+        curvature = self.scale * ((p * fd * fd).sum(-1) - pfd * pfd).sum(-1)
+
+        delta = self.scale * (p - onehot)
+        grads: list[torch.Tensor] = []
+        for li in range(len(self.star_weights) - 1, -1, -1):
+            _, _, has_bias, _ = self.layers[li]
+            if has_bias:
+                grads.append(delta.sum(-2))
+            zin = inputs[li]
+            if zin.ndim == 2:
+                gw = (delta.transpose(1, 2).reshape(-1, zin.shape[0]) @ zin).view(k, -1)
+            else:
+                gw = (delta.mT @ zin).reshape(k, -1)
+            grads.append(gw)
+            if li > 0:
+                delta = (delta @ self.star_weights[li]) * slopes[li - 1]
+        gradient = torch.cat(grads[::-1], dim=1)
+        d = theta if self.mu is None else theta - self.mu
+        gradient = gradient + self.tau * d
+        curvature = curvature + (self.tau * velocity * velocity).sum(-1)
+        return gradient, curvature

@@ -396,10 +396,10 @@ def riemannian(
     geodesic_batch caps the geodesics solved together (memory); None solves all at once.
     cpu_threads: torch threads during CPU solves (see `exp_map`); None keeps torch's setting.
     closed_form: where the varied parameters form an MLP (always true for the last layer: one
-    `nn.Linear` on cached features) and the loss is softmax cross-entropy (not multilabel, not
-    linearized over all weights), evaluate the geodesic right-hand side in closed form
-    (`MLPMongeMetric`: autograd's values to rounding, several times cheaper); False forces the
-    autograd `MongeMetric`.
+    `nn.Linear` on cached features) and the loss is softmax cross-entropy (not multilabel),
+    evaluate the geodesic right-hand side in closed form (`MLPMongeMetric`, or
+    `LinearizedMLPMongeMetric` for the linearized loss: autograd's values to rounding, several
+    times cheaper); False forces the autograd `MongeMetric`.
     refine_map (last_layer only): the trained head is rarely a stationary point of L (trained on
     a mean loss, another weight decay, early stopping), so ∇L(θ*) ≠ 0 and geodesics partly
     descend. With refine_map, after a first Laplace fit gives τ, the head is moved to the
@@ -408,7 +408,12 @@ def riemannian(
     velocities and geodesics then start from a stationary θ*. `meta["refine"]` records ‖∇L‖ and
     L before and after.
     """
-    from rashomon.sets.geodesic import MLPMongeMetric, ParameterView, flat_loss
+    from rashomon.sets.geodesic import (
+        LinearizedMLPMongeMetric,
+        MLPMongeMetric,
+        ParameterView,
+        flat_loss,
+    )
     from rashomon.sets.laplace import laplace as fit_laplace
 
     if subset not in SUBSETS:
@@ -492,19 +497,20 @@ def riemannian(
     use_closed_form = (
         closed_form
         and task.kind != "multilabel"  # binary and multiclass heads both use softmax CE
-        and not (linearized and subset != "last_layer")
         and MLPMongeMetric.supports(view.module, view.names)
     )
-    if use_closed_form:
-        geodesic_metric: GeodesicMetric = MLPMongeMetric(
-            view.module,
-            x,
-            y,
-            tau if tau.numel() > 1 else float(tau),
-            data_scale=scale,
-            prior_mean=mu,
-            per_geodesic_batches=batch_size is not None,
+    closed_kw = {
+        "data_scale": scale,
+        "prior_mean": mu,
+        "per_geodesic_batches": batch_size is not None,
+    }
+    tau_arg = tau if tau.numel() > 1 else float(tau)
+    if use_closed_form and linearized and subset != "last_layer":
+        geodesic_metric: GeodesicMetric = LinearizedMLPMongeMetric(
+            view.module, x, y, theta_star, tau_arg, **closed_kw
         )
+    elif use_closed_form:
+        geodesic_metric = MLPMongeMetric(view.module, x, y, tau_arg, **closed_kw)
     else:
         geodesic_metric = MongeMetric(loss)
     meta = {
