@@ -458,7 +458,14 @@ def run_speed(args) -> list[dict]:
         for k in args.batch_sizes:
             cpu0 = time.process_time()
             _, info = exp_map(
-                None, theta, v[:k], rtol=args.rtol, atol=args.atol, metric=metric, return_info=True
+                None,
+                theta,
+                v[:k],
+                rtol=args.rtol,
+                atol=args.atol,
+                metric=metric,
+                return_info=True,
+                cpu_threads=args.cpu_threads,
             )
             cpu = (time.process_time() - cpu0) / k
             rows.append(
@@ -479,7 +486,14 @@ def run_speed(args) -> list[dict]:
         for i in range(args.single):
             cpu0 = time.process_time()
             _, info = exp_map(
-                None, theta, v[i], rtol=args.rtol, atol=args.atol, metric=metric, return_info=True
+                None,
+                theta,
+                v[i],
+                rtol=args.rtol,
+                atol=args.atol,
+                metric=metric,
+                return_info=True,
+                cpu_threads=args.cpu_threads,
             )
             cpus.append(time.process_time() - cpu0)
             secs.append(info.seconds)
@@ -521,7 +535,14 @@ def run_speed(args) -> list[dict]:
             y0 = torch.cat([theta, v[i]]).double().numpy()
             ref = solve_ivp(rhs_np, (0.0, 1.0), y0, rtol=args.rtol, atol=args.atol)
             _, info = exp_map(
-                None, theta, v[i], rtol=args.rtol, atol=args.atol, metric=metric, return_info=True
+                None,
+                theta,
+                v[i],
+                rtol=args.rtol,
+                atol=args.atol,
+                metric=metric,
+                return_info=True,
+                cpu_threads=args.cpu_threads,
             )
             row = {
                 "mode": "scipy_rk45",
@@ -861,6 +882,7 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--single", type=int, default=5, help="geodesics timed one at a time")
     sp.add_argument("--rhs", nargs="+", default=["closed", "autograd"])
     sp.add_argument("--scipy", type=int, default=3, help="geodesics solved by scipy RK45 too")
+    sp.add_argument("--cpu-threads", type=int, default=1, help="torch threads during solves")
     sp.add_argument(
         "--tight", type=int, default=0, help="of those, solved at rtol=atol=1e-10 (slow)"
     )
