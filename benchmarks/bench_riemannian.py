@@ -826,9 +826,10 @@ def run_pneumonia_all(model, task, args) -> dict:
         for _ in range(calls):
             post.metric.acceleration(theta, v, [index])
         per_call = (time.perf_counter() - t0) / calls
-        _, info = post.end_points(v, max_seconds=args.all_timeout)
+        points, info = post.end_points(v, max_seconds=args.all_timeout)
         nfev = info.nfev.float()
         done = info.ok
+        shares = all_weights_shares(post, task, v, points, done) if bool(done.any()) else {}
         out[variant] = {
             "batch_size": args.all_batch,
             "samples": k,
@@ -847,8 +848,32 @@ def run_pneumonia_all(model, task, args) -> dict:
             if bool(done.any())
             else None,
             "load_average": os.getloadavg()[0],
+            **shares,
         }
         print(json.dumps({variant: out[variant]}), file=sys.stderr, flush=True)
+    return out
+
+
+def all_weights_shares(post, task, v, points, done) -> dict:
+    """For the geodesics that finished: validation loss relative to the MAP model and the share
+    within ε of it, for the Euclidean samples θ* + v and the Riemannian end points of the same v
+    (both evaluated with the set's own kind: sampled or linearized network)."""
+    from rashomon.sets.rashomon import model_scores
+
+    ok = done.cpu()
+    theta = post.theta_star.detach().cpu()[None]
+    x_val, y_val = task.val.x, task.val.y.numpy()
+    map_loss = None
+    out: dict = {"finished": int(ok.sum())}
+    for name, vectors in (("euclidean", theta + v.cpu()[ok]), ("riemannian", points.cpu()[ok])):
+        mset = post.laplace.to_set(vectors.detach(), kind=post.kind)
+        if map_loss is None:
+            base = post.laplace.to_set(theta, kind=post.kind)
+            map_loss = float(model_scores(base.predict(x_val).numpy(), y_val)["loss"][0])
+        rel = model_scores(mset.predict(x_val).numpy(), y_val)["loss"] / map_loss - 1.0
+        out[f"{name}_val_loss_rise_median"] = float(np.median(rel))
+        for eps in (0.01, 0.02, 0.05):
+            out[f"{name}_in_set_eps_{eps}"] = float((rel <= eps).mean())
     return out
 
 
