@@ -94,3 +94,18 @@ def tiny_task(tiny_root):
     import rashomon as rs
 
     return rs.load_task("breastmnist", root=tiny_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_tanh_cnn(tiny_task):
+    """A small tanh CNN trained for one epoch: smooth, so exact Riemannian geodesics are defined."""
+    import rashomon as rs
+
+    return rs.train(
+        tiny_task,
+        "cnn",
+        epochs=1,
+        seed=0,
+        arch_options={"width": 0.125, "activation": "tanh"},
+        progress=False,
+    )

@@ -10,15 +10,8 @@ from rashomon.errors import RashomonError
 
 
 @pytest.fixture(scope="module")
-def model(tiny_task):
-    return rs.train(
-        tiny_task,
-        "cnn",
-        epochs=1,
-        seed=0,
-        arch_options={"width": 0.125, "activation": "tanh"},
-        progress=False,
-    )
+def model(tiny_tanh_cnn):
+    return tiny_tanh_cnn
 
 
 def test_refined_map_is_stationary(model, tiny_task):

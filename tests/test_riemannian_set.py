@@ -13,15 +13,8 @@ from rashomon.sets.riemannian import exp_map
 
 
 @pytest.fixture(scope="module")
-def model(tiny_task):
-    return rs.train(
-        tiny_task,
-        "cnn",
-        epochs=1,
-        seed=0,
-        arch_options={"width": 0.125, "activation": "tanh"},
-        progress=False,
-    )
+def model(tiny_tanh_cnn):
+    return tiny_tanh_cnn
 
 
 @pytest.fixture(scope="module")
