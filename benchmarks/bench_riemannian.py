@@ -39,6 +39,7 @@ from rashomon.sets.geodesic import (
     MongeMetric,
     ParameterView,
     flat_loss,
+    minimize_flat,
 )
 from rashomon.sets.riemannian import exp_map
 
@@ -92,28 +93,13 @@ def refine_banana(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     model64 = copy.deepcopy(model).double()
     view = ParameterView(model64)
     loss = flat_loss(view, x.double(), y, PRIOR_PRECISION)
-    theta = view.flatten().clone().requires_grad_(True)
+    theta = view.flatten().clone()
 
     def grad_norm(t: torch.Tensor) -> float:
         return float(torch.func.grad(loss)(t.detach()).norm())
 
     before = (float(loss(theta.detach())), grad_norm(theta))
-    opt = torch.optim.LBFGS(
-        [theta],
-        max_iter=5000,
-        history_size=50,
-        tolerance_grad=1e-9,
-        tolerance_change=1e-15,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        opt.zero_grad()
-        value = loss(theta)
-        value.backward()
-        return value
-
-    opt.step(closure)
+    theta, _ = minimize_flat(loss, theta, max_iter=5000, tolerance_change=1e-15)
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(theta.detach().float(), model.parameters())
     rounded = ParameterView(model).flatten().double()
@@ -354,23 +340,7 @@ def run_diagnose(args) -> list[dict]:
         atol=args.atol,
         metric=LinearizedMLPMongeMetric(model, x, y, theta, PRIOR_PRECISION),
     )
-    t = theta.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS(
-        [t],
-        max_iter=2000,
-        tolerance_grad=1e-9,
-        tolerance_change=1e-12,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        opt.zero_grad()
-        value = lin(t)
-        value.backward()
-        return value
-
-    opt.step(closure)
-    lin_opt = t.detach()
+    lin_opt, _ = minimize_flat(lin, theta, max_iter=2000, tolerance_change=1e-12, history_size=100)
 
     def logits(th: torch.Tensor, xx: torch.Tensor, linear: bool) -> torch.Tensor:
         if not linear:

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 from torch import nn
 
 from rashomon.ode import MAX_NFEV, SUCCESS, solve_batched
-from rashomon.sets.geodesic import MongeMetric, ParameterView, flat_loss
+from rashomon.sets.geodesic import MongeMetric, ParameterView, flat_loss, minimize_flat
 from rashomon.sets.riemannian import exp_map
 
 DT = torch.float64
@@ -27,18 +27,14 @@ def logistic():
     model = nn.Linear(2, 2).to(DT)
     view = ParameterView(model)
     loss = flat_loss(view, x, y, prior_precision=1.0)
-    theta = torch.zeros(view.size, dtype=DT).requires_grad_()
-    opt = torch.optim.LBFGS(
-        [theta], max_iter=500, tolerance_grad=1e-12, line_search_fn="strong_wolfe"
+    theta, _ = minimize_flat(
+        loss,
+        torch.zeros(view.size, dtype=DT),
+        max_iter=500,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-9,
+        history_size=100,
     )
-
-    def closure():
-        opt.zero_grad()
-        value = loss(theta)
-        value.backward()
-        return value
-
-    opt.step(closure)
     return {"view": view, "loss": loss, "theta": theta.detach(), "x": x, "y": y}
 
 

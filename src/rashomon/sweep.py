@@ -515,22 +515,22 @@ def _train_shared_maps(todo, cells, status, out, force, progress, console, launc
     shared MAP training failed is marked failed with that error."""
     from rashomon.run import adopt_stage, stage_is_current
 
+    train_key = {c.name: c.cfg.section_hash("train") for c in cells if c.cfg is not None}
     groups: dict[str, list[Cell]] = {}
     for cell in todo:
-        groups.setdefault(cell.cfg.section_hash("train"), []).append(cell)
-    sources: dict[str, Cell] = {}  # group -> the cell that holds (or will hold) its MAP model
+        groups.setdefault(train_key[cell.name], []).append(cell)
+    # group -> the cell holding its MAP model: one finished in any cell of the sweep (a skipped
+    # one too) serves the whole group; otherwise a group of several trains it in its first cell.
+    sources: dict[str, Cell] = {}
+    if not force:
+        for c in cells:
+            key = train_key.get(c.name)
+            if key in groups and key not in sources:
+                if stage_is_current(out / CELLS_DIR / c.name, c.cfg, "train"):
+                    sources[key] = c
     leaders = []
     for key, members in groups.items():
-        finished = [
-            c
-            for c in cells
-            if c.cfg is not None
-            and c.cfg.section_hash("train") == key
-            and stage_is_current(out / CELLS_DIR / c.name, c.cfg, "train")
-        ]
-        if finished and not force:
-            sources[key] = finished[0]
-        elif len(members) > 1:
+        if key not in sources and len(members) > 1:
             sources[key] = members[0]
             leaders.append(members[0])
     if leaders:
@@ -540,7 +540,7 @@ def _train_shared_maps(todo, cells, status, out, force, progress, console, launc
         _wait(launch(leaders, ("train",), table), table, slots, progress, console)
         for c in leaders:
             if table[c.name]["status"] == "failed":
-                for member in groups[c.cfg.section_hash("train")]:
+                for member in groups[train_key[c.name]]:
                     status[member.name].update(
                         status="failed", error=f"MAP training failed: {table[c.name]['error']}"
                     )

@@ -488,3 +488,36 @@ class LinearizedMLPMongeMetric(MLPMongeMetric):
         gradient = gradient + self.tau * d
         curvature = curvature + (self.tau * velocity * velocity).sum(-1)
         return gradient, curvature
+
+
+def minimize_flat(
+    loss: FlatLoss,
+    theta: torch.Tensor,
+    *,
+    max_iter: int = 5000,
+    tolerance_grad: float = 1e-9,
+    tolerance_change: float = 1e-14,
+    history_size: int = 50,
+) -> tuple[torch.Tensor, int]:
+    """Full-batch L-BFGS (strong Wolfe) on a flat loss from `theta`; returns the minimiser and
+    the number of iterations. Used to move θ* to a stationary point of the loss whose geodesics
+    are followed."""
+    t = theta.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS(
+        [t],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=history_size,
+        tolerance_grad=tolerance_grad,
+        tolerance_change=tolerance_change,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        value = loss(t)
+        value.backward()
+        return value
+
+    opt.step(closure)
+    return t.detach(), int(opt.state[opt._params[0]].get("n_iter", 0))

@@ -302,13 +302,13 @@ def _refine_head(
     by full-batch L-BFGS in float64; returns ‖∇L‖ and L before and after."""
     import copy
 
-    from rashomon.sets.geodesic import ParameterView, flat_loss
+    from rashomon.sets.geodesic import ParameterView, flat_loss, minimize_flat
 
     head64 = copy.deepcopy(net.head).double()
     view = ParameterView(head64)
     mu64 = mu.double() if mu is not None else None
     loss = flat_loss(view, feats.double(), y, tau, data_scale=scale, prior_mean=mu64)
-    theta = view.flatten().clone().requires_grad_(True)
+    theta = view.flatten().clone()
 
     def value_and_grad_norm(t: torch.Tensor) -> tuple[float, float]:
         t = t.detach().requires_grad_(True)
@@ -317,24 +317,8 @@ def _refine_head(
         return float(value.detach()), float(g.norm())
 
     before = value_and_grad_norm(theta)
-    opt = torch.optim.LBFGS(
-        [theta],
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=50,
-        tolerance_grad=1e-9,
-        tolerance_change=1e-14,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        value = loss(theta)
-        value.backward()
-        return value
-
     start = time.perf_counter()
-    opt.step(closure)
+    theta, iterations = minimize_flat(loss, theta, max_iter=max_iter)
     seconds = time.perf_counter() - start
     with torch.no_grad():
         offset = 0
@@ -354,7 +338,7 @@ def _refine_head(
         "grad_norm_after": after[1],
         "grad_norm_after_rounded": after_rounded[1],
         "step_norm": float((theta.detach() - view.flatten()).norm()),
-        "iterations": int(opt.state[opt._params[0]].get("n_iter", 0)),
+        "iterations": iterations,
         "seconds": round(seconds, 3),
     }
 
