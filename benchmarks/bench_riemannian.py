@@ -425,18 +425,22 @@ def run_speed(args) -> list[dict]:
     rows = []
     for rhs in args.rhs:
         metric = banana_metric(model, x, y, rhs)
-        for k in args.batch_sizes:
-            cpu0 = time.process_time()
-            _, info = exp_map(
+
+        def solve(velocity: torch.Tensor, metric=metric):
+            return exp_map(
                 None,
                 theta,
-                v[:k],
+                velocity,
                 rtol=args.rtol,
                 atol=args.atol,
                 metric=metric,
                 return_info=True,
                 cpu_threads=args.cpu_threads,
-            )
+            )[1]
+
+        for k in args.batch_sizes:
+            cpu0 = time.process_time()
+            info = solve(v[:k])
             cpu = (time.process_time() - cpu0) / k
             rows.append(
                 {
@@ -455,16 +459,7 @@ def run_speed(args) -> list[dict]:
         secs, cpus, nfevs = [], [], []
         for i in range(args.single):
             cpu0 = time.process_time()
-            _, info = exp_map(
-                None,
-                theta,
-                v[i],
-                rtol=args.rtol,
-                atol=args.atol,
-                metric=metric,
-                return_info=True,
-                cpu_threads=args.cpu_threads,
-            )
+            info = solve(v[i])
             cpus.append(time.process_time() - cpu0)
             secs.append(info.seconds)
             nfevs.append(int(info.nfev))
@@ -504,16 +499,7 @@ def run_speed(args) -> list[dict]:
         for i in range(args.scipy):
             y0 = torch.cat([theta, v[i]]).double().numpy()
             ref = solve_ivp(rhs_np, (0.0, 1.0), y0, rtol=args.rtol, atol=args.atol)
-            _, info = exp_map(
-                None,
-                theta,
-                v[i],
-                rtol=args.rtol,
-                atol=args.atol,
-                metric=metric,
-                return_info=True,
-                cpu_threads=args.cpu_threads,
-            )
+            info = solve(v[i])
             row = {
                 "mode": "scipy_rk45",
                 "velocity": i,
