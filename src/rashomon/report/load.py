@@ -266,7 +266,8 @@ def load_run(run_dir: Path, task: Any = None, load_images: bool = True) -> RunDa
         path = run_dir / stage / name
         if path.exists():
             try:
-                data.tables[key] = normalize_table(key, pd.read_csv(path))
+                # One pass over the whole file, so a column is not typed chunk by chunk.
+                data.tables[key] = normalize_table(key, pd.read_csv(path, low_memory=False))
             except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
                 raise RashomonError(
                     f"{path} is unreadable ({exc}); re-run stage {stage!r} with "
