@@ -12,7 +12,8 @@ import time
 
 import rashomon as rs
 from rashomon.models.registry import count_parameters
-from rashomon.stages import map_scores, predict_probs
+from rashomon.models.stage import map_scores
+from rashomon.predict import model_probs
 
 PAPER_RESNET18_28 = {"pneumoniamnist": (0.854, 0.944), "breastmnist": (0.863, 0.901)}
 
@@ -41,7 +42,7 @@ def main() -> None:
             )
             secs = time.perf_counter() - t0
             s = map_scores(
-                predict_probs(model, task.test.x, task.kind, args.device),
+                model_probs(model, task.test.x, task.kind == "multilabel", args.device).numpy(),
                 task.test.y.numpy(),
                 task.kind,
             )

@@ -285,7 +285,7 @@ def write_fake_run(
         ).to_csv(d / "survival.csv", index=False)
         summary = {
             "source": "laplace",
-            "M": models,
+            "models": models,
             "epsilon": EPSILON,
             "on": "loss",
             "kept": int(keep.sum()),

@@ -56,7 +56,7 @@ def _minimal_run(
         (root / stage).mkdir(parents=True)
     (root / "train" / "summary.json").write_text('{"test_accuracy": 0.8, "test_auroc": 0.9}')
     (root / "sample" / "summary.json").write_text(
-        '{"source": "laplace", "M": 50, "kept": 40, "epsilon": 0.01, "on": "loss"}'
+        '{"source": "laplace", "models": 50, "kept": 40, "epsilon": 0.01, "on": "loss"}'
     )
     per_sample.to_csv(root / "evaluate" / "per_sample.csv", index=False)
     for name, df in (extra or {}).items():

@@ -54,7 +54,7 @@ def test_sample_stage_outputs(tiny_root, tiny_task, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     keep = np.load(out / "in_set.npy")
     assert summary["kept"] == int(keep.sum()) == int(table["in_set@0.05"].sum())
-    assert summary["M"] == 40 and summary["source"] == "laplace"
+    assert summary["models"] == 40 and summary["source"] == "laplace"
     # kept models are those whose validation loss is within 5 % of the MAP model's
     map_loss = model_scores(np.load(out / "map_probs_val.npy")[None], tiny_task.val.y.numpy())
     assert np.array_equal(keep, scores["loss"] <= map_loss["loss"][0] * 1.05 + 1e-9)

@@ -284,7 +284,7 @@ def test_cells_sharing_a_map_model_train_it_once(tmp_path, tiny_root, ray_local)
     assert checkpoints[0] == checkpoints[1]
     for name in checkpoints[0]:
         assert (dirs[0] / "train" / name).read_bytes() == (dirs[1] / "train" / name).read_bytes()
-    models = sorted(json.loads((d / "sample" / "summary.json").read_text())["M"] for d in dirs)
+    models = sorted(json.loads((d / "sample" / "summary.json").read_text())["models"] for d in dirs)
     assert models == [3, 5]
 
     # adding a cell later reuses the finished MAP model instead of training a third time

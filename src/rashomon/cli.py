@@ -80,6 +80,7 @@ FLAG_KEYS = {
     "seed": "seed",
     "device": "device",
     "source": "sample.source",
+    "option": "sample.options",
     "models": "sample.models",
     "subset": "sample.subset",
     "hessian": "sample.hessian",
@@ -109,8 +110,22 @@ Epochs = Annotated[int | None, typer.Option(help="Maximum training epochs.")]
 Lr = Annotated[float | None, typer.Option(help="Learning rate.")]
 Seed = Annotated[int | None, typer.Option(help="Seed fixing every draw.")]
 Device = Annotated[str | None, typer.Option(help="cpu or cuda.")]
-Source = Annotated[
-    str | None, typer.Option(help="Model set: laplace, riemannian, retrain or dropout.")
+
+
+def _source_help() -> str:
+    from rashomon.sets.registry import source_names
+
+    return f"Model set source: {', '.join(source_names())} (any registered source)."
+
+
+Source = Annotated[str | None, typer.Option(help=_source_help())]
+SourceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        help="A source option KEY=VALUE (VALUE read as YAML), repeatable: -o prior=grid.",
+    ),
 ]
 Models = Annotated[int | None, typer.Option(help="Number of models M in the set.")]
 Subset = Annotated[str | None, typer.Option(help="Weights that vary: last_layer, all, subnetwork.")]
@@ -129,6 +144,10 @@ NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress b
 def _overrides(flags: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, value in flags.items():
+        if name == "option" and value:
+            for key, item in _source_options(value).items():
+                out[f"sample.options.{key}"] = item
+            continue
         if value is None or name not in FLAG_KEYS:
             continue
         if name == "prior":
@@ -137,6 +156,21 @@ def _overrides(flags: dict[str, Any]) -> dict[str, Any]:
             except ValueError:
                 pass
         out[FLAG_KEYS[name]] = value
+    return out
+
+
+def _source_options(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RashomonError(f"--option {item!r} is not KEY=VALUE; write e.g. -o prior=grid")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise RashomonError(f"--option {item!r}: the value is not valid YAML ({exc})") from exc
     return out
 
 
@@ -190,6 +224,7 @@ def run(
     seed: Seed = None,
     device: Device = None,
     source: Source = None,
+    option: SourceOption = None,
     models: Models = None,
     subset: Subset = None,
     hessian: Hessian = None,
@@ -274,6 +309,7 @@ def sample(
     run_dir: RunDirArg,
     config: ConfigArg = None,
     source: Source = None,
+    option: SourceOption = None,
     models: Models = None,
     subset: Subset = None,
     hessian: Hessian = None,

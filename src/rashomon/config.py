@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rashomon.errors import RashomonError
 
@@ -74,28 +81,67 @@ class TrainSection(Section):
         return {k: v for k, v in opts.items() if v is not None}
 
 
+# Flat spellings of common source options (CLI flags --subset, --hessian, ...): merged into
+# `sample.options` and validated by the chosen source's options model.
+FLAT_OPTIONS = ("subset", "hessian", "prior", "kind", "temperature", "linearized")
+
+
 class SampleSection(Section):
-    source: Literal["laplace", "riemannian", "retrain", "dropout"] = "laplace"
-    models: int = 1000
-    subset: str = "last_layer"  # last_layer | all | subnetwork
-    hessian: str = "kron"  # diag | kron | full | lowrank
-    prior: str = "marglik"  # marglik | grid | a number
-    kind: Literal["nn", "glm"] = "nn"
-    temperature: float = 1.0
-    linearized: bool = False  # riemannian only
-    retrain_models: int = 10  # retrain source: K seeds
+    source: str = "laplace"  # any registered source: rashomon.sets.available_sources()
+    models: int = 1000  # models the source builds (M), before the Rashomon filter
+    options: dict[str, Any] = Field(default_factory=dict)  # the source's own options
+    subset: str | None = None
+    hessian: str | None = None
+    prior: str | float | None = None  # marglik | grid | a positive precision
+    kind: str | None = None
+    temperature: float | None = None
+    linearized: bool | None = None
     epsilons: list[float] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
     epsilon: float = 0.02  # the ε the audit uses
     on: Literal["loss", "accuracy"] = "loss"
     max_memory: str | None = None  # e.g. "4GB"; default a safe share of RAM/VRAM
     operational: ClassVar[frozenset[str]] = frozenset({"max_memory"})
 
-    @field_validator("models", "retrain_models")
+    @field_validator("models")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v <= 0:
             raise ValueError("the number of models must be positive")
         return v
+
+    @model_validator(mode="after")
+    def _known_source_and_options(self) -> SampleSection:
+        self.source_options()  # a wrong source or option fails when the config loads
+        return self
+
+    def option_values(self) -> dict[str, Any]:
+        """`options` with the flat fields that are set; the same key set twice must agree."""
+        values = dict(self.options)
+        for name in FLAT_OPTIONS:
+            flat = getattr(self, name)
+            if flat is None:
+                continue
+            if name in values and values[name] != flat:
+                raise ValueError(
+                    f"sample.{name} = {flat!r} and sample.options.{name} = {values[name]!r} "
+                    "disagree; set one of them"
+                )
+            values[name] = flat
+        return values
+
+    def source_options(self) -> Any:
+        """The options validated by the source's options model (RashomonError when wrong)."""
+        from rashomon.sets.registry import source_options
+
+        return source_options(self.source, self.option_values())
+
+    def identity(self) -> dict[str, Any]:
+        # The resolved options, so `--hessian kron` and the default kron are the same stage.
+        out = super().identity()
+        for name in (*FLAT_OPTIONS, "options"):
+            out.pop(name, None)
+        out["options"] = self.source_options().model_dump(mode="json")
+        return out
 
 
 class EvaluateSection(Section):

@@ -34,6 +34,7 @@ import torch
 from scipy import stats
 
 from rashomon.errors import RashomonError
+from rashomon.predict import model_features
 
 KINDS = ("binary", "multiclass", "multilabel")
 
@@ -453,25 +454,6 @@ def lsi_vs_multiplicity(lsi: Any, disagreement: Any, *, top_fraction: float = 0.
 
 # --------------------------------------------------------------------------- from a model
 @torch.no_grad()
-def model_features(
-    model: torch.nn.Module, x: torch.Tensor, device: str = "cpu", batch_size: int = 512
-) -> torch.Tensor:
-    """Penultimate activations ``[N, D]`` (``model.features``) in eval mode, on the CPU."""
-    if not hasattr(model, "features") or not isinstance(
-        getattr(model, "head", None), torch.nn.Linear
-    ):
-        raise RashomonError(
-            "LSI needs a model with features(x) and an nn.Linear head (a rashomon Classifier)"
-        )
-    model.eval().to(device)
-    return torch.cat(
-        [
-            model.features(x[i : i + batch_size].to(device)).cpu()
-            for i in range(0, len(x), batch_size)
-        ]
-    )
-
-
 def model_lsi(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -486,7 +468,13 @@ def model_lsi(
     """LSI of the training images ``x`` with labels ``y`` for a Classifier's head at its current
     (MAP) weights. For the Laplace objective of ``rashomon.models.train.train`` (mean loss +
     Adam weight decay wd) the matching prior precision is N * wd."""
-    feats = model_features(model, x, device)
+    if not hasattr(model, "features") or not isinstance(
+        getattr(model, "head", None), torch.nn.Linear
+    ):
+        raise RashomonError(
+            "LSI needs a model with features(x) and an nn.Linear head (a rashomon Classifier)"
+        )
+    feats = model_features(model, x, device).cpu()
     return laplace_sample_information(
         feats,
         y,

@@ -47,7 +47,7 @@ def _activation_bytes(mset: ModelSet, x: torch.Tensor, device: torch.device) -> 
     """Bytes of activations one image produces in a forward pass (sum of every module's output),
     measured once with hooks and cached on the set."""
     key = (tuple(x.shape[1:]), str(device))
-    cache = mset.__dict__.setdefault("_act_bytes", {})
+    cache = mset.activation_bytes
     if key in cache:
         return cache[key]
     total = 0
@@ -83,7 +83,17 @@ def predict_logits(
     max_memory: str | int | None = None,
     strategy: str = "auto",
 ) -> torch.Tensor:
-    """Logits of every model of `mset` on `x`: float32 [M, N, C] on the CPU."""
+    """Logits of every model of `mset` on `x`: float32 [M, N, C] on the CPU. A set of several
+    modes is evaluated mode by mode (each mode's body runs once for its head-only models)."""
+    if mset.num_modes > 1:
+        out = None
+        for idx, part in mset.mode_parts():
+            logits = predict_logits(part, x, device, max_memory, strategy)
+            if out is None:
+                out = torch.empty(len(mset), *logits.shape[1:])
+            out[idx] = logits
+        assert out is not None
+        return out
     if strategy not in STRATEGIES:
         raise RashomonError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
     x = torch.as_tensor(x)
@@ -133,6 +143,41 @@ def predict_probs(
     """Probabilities [M, N, C] (softmax) or [M, N, L] (sigmoid, multilabel), float32, CPU."""
     logits = predict_logits(mset, x, device, max_memory, strategy)
     return torch.sigmoid(logits) if mset.multilabel else torch.softmax(logits, dim=-1)
+
+
+SINGLE_MODEL_BATCH = 512  # images per forward when evaluating one network
+
+
+@torch.no_grad()
+def model_probs(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    multilabel: bool = False,
+    device: str | torch.device = "cpu",
+    batch: int = SINGLE_MODEL_BATCH,
+) -> torch.Tensor:
+    """Probabilities of one network, float32 [N, C] on the CPU: softmax over classes, or
+    sigmoid per label when `multilabel`."""
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(x), batch):
+        logits = model(x[i : i + batch].to(device)).float()
+        out.append((torch.sigmoid(logits) if multilabel else logits.softmax(-1)).cpu())
+    if not out:
+        return torch.empty(0, 0)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def model_features(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    device: str | torch.device = "cpu",
+    batch: int = SINGLE_MODEL_BATCH,
+) -> torch.Tensor:
+    """Penultimate activations of one network (its `features`), float32 [N, D], on `device`."""
+    model.eval().to(device)
+    return torch.cat([model.features(x[i : i + batch].to(device)) for i in range(0, len(x), batch)])
 
 
 def _chunk(total: int, size: int):

@@ -39,31 +39,33 @@ class Stage:
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("train", "rashomon.stages:run_train", ("train",), (), "train the MAP model"),
+        Stage(
+            "train", "rashomon.models.stage:run_train_stage", ("train",), (), "train the MAP model"
+        ),
         Stage(
             "sample",
-            "rashomon.stages:run_sample",
+            "rashomon.sets.stage:run_sample_stage",
             ("train", "sample"),
             ("train",),
             "build the model set and predict val/test",
         ),
         Stage(
             "evaluate",
-            "rashomon.stages:run_evaluate",
+            "rashomon.evaluate:run_evaluate_stage",
             ("train", "sample", "evaluate"),
             ("sample",),
             "multiplicity and desiderata across the Rashomon set",
         ),
         Stage(
             "decide",
-            "rashomon.stages:run_decide",
+            "rashomon.decide.stage:run_decide_stage",
             ("train", "sample", "evaluate", "decide"),
             ("evaluate",),
             "best-in-set selection, ensembles with abstention, LSI",
         ),
         Stage(
             "report",
-            "rashomon.stages:run_report",
+            "rashomon.report.stage:run_report_stage",
             ("train", "sample", "evaluate", "decide"),
             ("decide",),
             "the HTML report",

@@ -11,7 +11,7 @@ from rashomon.decide.constrained import train_constrained_baseline
 from rashomon.decide.desiderata import default_desiderata, single_model_values
 from rashomon.errors import RashomonError
 from rashomon.run import StageContext
-from rashomon.stages import predict_probs
+from rashomon.predict import model_probs
 
 
 def baseline_attribute(task, requested: str | None) -> str:
@@ -70,7 +70,7 @@ def run_decide_stage(ctx: StageContext) -> None:
             **baseline_options(t.fit_options(), d.constrained_method),
             progress=ctx.progress,
         )
-        probs = predict_probs(baseline, task.test.x, task.kind, ctx.device)
+        probs = model_probs(baseline, task.test.x, task.kind == "multilabel", ctx.device).numpy()
         des = default_desiderata(sorted(groups["test"]), probs.shape[1])
         baseline_test = single_model_values(probs, task.test.y.numpy(), groups["test"], des)
         ctx.summary["constrained_baseline"] = f"{d.constrained_method} on {attribute}"
@@ -87,7 +87,9 @@ def run_decide_stage(ctx: StageContext) -> None:
             device=ctx.device,
         )
         p_train = np.load(s / "probs_train.npy", mmap_mode="r")
-        map_p_train = predict_probs(model, task.train.x, task.kind, ctx.device)
+        map_p_train = model_probs(
+            model, task.train.x, task.kind == "multilabel", ctx.device
+        ).numpy()
         if task.kind == "multilabel":
             train_preds, map_train_preds = p_train > 0.5, map_p_train > 0.5
         else:

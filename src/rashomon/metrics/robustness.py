@@ -48,6 +48,7 @@ from rashomon.metrics import validation as v
 from rashomon.metrics.performance import accuracy as _accuracy
 from rashomon.metrics.performance import auroc as _auroc
 from rashomon.metrics.performance import multilabel_auroc
+from rashomon.predict import model_probs
 
 if TYPE_CHECKING:
     from rashomon.data.task import Task
@@ -141,17 +142,9 @@ def _nanmean_last(a: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- networks
 
 
-@torch.no_grad()
-def model_probs(
-    model: torch.nn.Module, x: torch.Tensor, kind: str, device: str | torch.device, batch: int = 512
-) -> torch.Tensor:
-    """Probabilities of one network as a [1, N, C] set (softmax; sigmoid for multilabel)."""
-    model.eval().to(device)
-    out = []
-    for i in range(0, len(x), batch):
-        logits = model(x[i : i + batch].to(device)).float()
-        out.append((torch.sigmoid(logits) if kind == "multilabel" else logits.softmax(-1)).cpu())
-    return torch.cat(out)[None]
+def _one(model: torch.nn.Module, x: torch.Tensor, kind: str, device: str | torch.device):
+    """One network's probabilities as a [1, N, C] set."""
+    return model_probs(model, x, kind == "multilabel", device)[None]
 
 
 def _same_network(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -276,7 +269,7 @@ def robustness_tables(
         if shared_body:
             return head_set_probs(mset, inputs, kind, device)
         return (
-            model_probs(map_model, inputs, kind, device),
+            _one(map_model, inputs, kind, device),
             mset.predict(inputs, device=str(device), max_memory=max_memory),
         )
 
@@ -375,7 +368,7 @@ def _attack_rows(
             adv = attack(
                 name, map_model, x, y, eps, seed=seed, device=device, multilabel=multilabel
             )
-            map_acc = model_accuracy(model_probs(map_model, adv, kind, device), y, kind)
+            map_acc = model_accuracy(_one(map_model, adv, kind, device), y, kind)
             t_map += time.perf_counter() - t
             t = time.perf_counter()
             set_acc = model_accuracy(
@@ -389,7 +382,7 @@ def _attack_rows(
                 adv_m = attack(
                     name, net, x, y, eps, seed=seed, device=device, multilabel=multilabel
                 )
-                white.append(model_accuracy(model_probs(net, adv_m, kind, device), y, kind)[0])
+                white.append(model_accuracy(_one(net, adv_m, kind, device), y, kind)[0])
             t_white += time.perf_counter() - t
             white_acc = np.asarray(white, dtype=np.float64)
             rows.add(map_acc, [MAP_INDEX], mode="whitebox", **key)

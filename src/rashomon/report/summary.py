@@ -54,7 +54,7 @@ def _overall(groups: pd.Series) -> pd.Series:
 def kept_models(data: RunData) -> tuple[int | None, int | None]:
     """(models kept at the configured ε, models sampled)."""
     s = data.summaries.get("sample", {})
-    kept, total = s.get("kept"), s.get("M")
+    kept, total = s.get("kept"), s.get("models")
     surv = data.table("survival")
     if (kept is None or total is None) and surv is not None and data.epsilon is not None:
         row = surv[np.isclose(surv["epsilon"].astype(float), data.epsilon)]

@@ -1,13 +1,18 @@
-"""ModelSet: M models of one architecture, held as the MAP network plus weight samples.
+"""ModelSet: M models of one architecture, held as K base networks (modes) plus weight samples.
 
 Only the parameters that vary are stored: `samples[m]` is model m's flat vector over
 `param_names` (in `base.named_parameters()` order, each tensor flattened row-major, the layout of
-`torch.nn.utils.parameters_to_vector`). Every other parameter keeps its MAP value. The samples are
-drawn once and stored, so model m is the same function on every input and every split.
+`torch.nn.utils.parameters_to_vector`). Every other parameter keeps the value it has in model m's
+base network, `bases[modes[m]]`. The samples are drawn once and stored, so model m is the same
+function on every input and every split.
+
+Modes: a set may hold several bases of one architecture and task, e.g. several trained networks
+with a Laplace set around each (a mixture of Laplace approximations). Mode 0 is the audited
+model; a set built around one network has one mode. `ModelSet.concat` joins sets.
 
 Two kinds of model:
 - ``"nn"``: the sampled weights are plugged into the network, f(x; θ_m).
-- ``"glm"``: the network linearised at θ*, f(x; θ*) + J(x)(θ_m − θ*).
+- ``"glm"``: the network linearised at its mode's θ*, f(x; θ*) + J(x)(θ_m − θ*).
 When only the head varies the two coincide (the network is linear in its last layer).
 
 Probabilities are softmax over classes, ``[M, N, C]`` (binary tasks: C = 2). Multilabel sets
@@ -27,9 +32,8 @@ from rashomon.errors import RashomonError
 from rashomon.models.registry import Classifier, build_from_spec
 from rashomon.torchio import load_payload, save_atomic
 
-SET_VERSION = 1
+SET_VERSION = 2
 KINDS = ("nn", "glm")
-SOURCES = ("laplace", "riemannian", "retrain", "dropout")
 
 
 def flat_parameters(model: torch.nn.Module, names: Sequence[str]) -> torch.Tensor:
@@ -51,17 +55,26 @@ def ordered_names(model: torch.nn.Module, names: Sequence[str]) -> list[str]:
     return [n for n in known if n in wanted]
 
 
-class ModelSet:
-    """M models sharing the base network's architecture; see the module docstring.
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    if a is b:
+        return True
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
-    `task` describes what the models predict: ``{"name", "kind", "num_classes"}``; `kind` of the
-    task decides softmax or sigmoid. `buffer_names`/`buffer_samples` hold per-model buffers
-    (BatchNorm statistics of retrained networks); empty for posterior samples.
+
+class ModelSet:
+    """M models sharing one architecture; see the module docstring.
+
+    `base` is one network, or a sequence of networks (the modes, mode 0 first); `modes` [M]
+    gives each model's mode (default: all mode 0). `task` describes what the models predict:
+    ``{"name", "kind", "num_classes"}``; its `kind` decides softmax or sigmoid.
+    `buffer_names`/`buffer_samples` hold per-model buffers (BatchNorm statistics of retrained
+    networks); empty for posterior samples.
     """
 
     def __init__(
         self,
-        base: Classifier,
+        base: Classifier | Sequence[Classifier],
         samples: torch.Tensor,
         param_names: Sequence[str],
         *,
@@ -71,39 +84,62 @@ class ModelSet:
         meta: dict[str, Any] | None = None,
         buffer_names: Sequence[str] = (),
         buffer_samples: torch.Tensor | None = None,
+        modes: torch.Tensor | Sequence[int] | None = None,
     ):
         if kind not in KINDS:
             raise RashomonError(f"unknown set kind {kind!r}; choose one of {list(KINDS)}")
-        if source not in SOURCES:
-            raise RashomonError(f"unknown set source {source!r}; choose one of {list(SOURCES)}")
-        if not hasattr(base, "spec"):
-            raise RashomonError(
-                "the base model has no `spec`; build it with rashomon.models.build_model "
-                "or load it with rashomon.load_checkpoint"
-            )
+        if not isinstance(source, str) or not source:
+            raise RashomonError("a model set needs the name of its source, e.g. 'laplace'")
+        bases = list(base) if isinstance(base, Sequence) else [base]
+        if not bases:
+            raise RashomonError("a model set needs at least one base network")
+        for net in bases:
+            if not hasattr(net, "spec"):
+                raise RashomonError(
+                    "the base model has no `spec`; build it with rashomon.models.build_model, "
+                    "wrap it with rashomon.models.as_classifier or load it with "
+                    "rashomon.load_checkpoint"
+                )
+            if net.spec != bases[0].spec:
+                raise RashomonError(
+                    "the modes of a model set must share one architecture; got "
+                    f"{bases[0].spec} and {net.spec}"
+                )
         names = list(param_names)
-        if ordered_names(base, names) != names:
+        if ordered_names(bases[0], names) != names:
             raise RashomonError("param_names must follow the order of base.named_parameters()")
         samples = torch.as_tensor(samples).detach().float().cpu()
         if samples.ndim != 2 or samples.shape[0] < 1:
             raise RashomonError(f"samples must be [M, P] with M ≥ 1, got {tuple(samples.shape)}")
-        params = dict(base.named_parameters())
+        params = dict(bases[0].named_parameters())
         size = sum(params[n].numel() for n in names)
         if samples.shape[1] != size:
             raise RashomonError(
                 f"samples have {samples.shape[1]} entries per model but {names} hold {size}"
             )
-        self.base = base.eval()
+        M = samples.shape[0]
+        mode = (
+            torch.zeros(M, dtype=torch.long)
+            if modes is None
+            else torch.as_tensor(np.asarray(modes)).long().flatten().cpu()
+        )
+        if mode.shape != (M,) or (M and (mode.min() < 0 or mode.max() >= len(bases))):
+            raise RashomonError(
+                f"modes must be [M] = [{M}] integers in [0, {len(bases)}), one per model"
+            )
+        self.bases: list[Classifier] = [net.eval() for net in bases]
+        self.modes: torch.Tensor = mode
         self.samples = samples.contiguous()
         self.param_names = names
         self.kind = kind
         self.source = source
+        # Without `task` the kind is unknown ("") until a builder's caller fills it in.
         self.task = dict(
             task
             or {
-                "name": getattr(base, "task_name", ""),
-                "kind": "multiclass",
-                "num_classes": base.spec["num_classes"],
+                "name": getattr(bases[0], "task_name", ""),
+                "kind": "",
+                "num_classes": bases[0].spec["num_classes"],
             }
         )
         self.meta = dict(meta or {})
@@ -114,7 +150,11 @@ class ModelSet:
             self.buffer_samples = torch.as_tensor(buffer_samples).detach().float().cpu()
         else:
             self.buffer_samples = None
-        self.theta_map = flat_parameters(base, names)
+        # θ* of every mode over `param_names`, [K, P]
+        self.theta_maps: torch.Tensor = torch.stack([flat_parameters(b, names) for b in bases])
+        # Prediction state: bytes of activations one image produces, per (input shape, device);
+        # measured once by rashomon.predict and shared by the per-mode views of this set.
+        self.activation_bytes: dict[tuple, int] = {}
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -165,15 +205,86 @@ class ModelSet:
             **kwargs,
         )
 
+    @classmethod
+    def concat(cls, sets: Sequence[ModelSet], source: str | None = None) -> ModelSet:
+        """One set holding every model of `sets` in order (sets of one architecture, task, kind
+        and varied parameters). Bases with equal weights become one mode; the first set's first
+        mode stays mode 0 (the audited model)."""
+        sets = list(sets)
+        if not sets:
+            raise RashomonError("concat needs at least one model set")
+        first = sets[0]
+        for other in sets[1:]:
+            for what, a, b in (
+                ("architecture", first.spec, other.spec),
+                ("task", first.task, other.task),
+                ("kind", first.kind, other.kind),
+                ("varied parameters", first.param_names, other.param_names),
+                ("per-model buffers", first.buffer_names, other.buffer_names),
+            ):
+                if a != b:
+                    raise RashomonError(
+                        f"cannot concat model sets with different {what} ({a} vs {b}); build "
+                        "them for one architecture and task with the same varied parameters"
+                    )
+        bases: list[Classifier] = []
+        modes = []
+        for mset in sets:
+            remap = []
+            for net in mset.bases:
+                found = next((i for i, b in enumerate(bases) if _same_weights(b, net)), None)
+                if found is None:
+                    bases.append(net)
+                    found = len(bases) - 1
+                remap.append(found)
+            modes.append(torch.as_tensor(remap, dtype=torch.long)[mset.modes])
+        sources = list(dict.fromkeys(m.source for m in sets))
+        meta = {
+            "parts": [
+                {"source": m.source, "models": len(m), "modes": m.num_modes, "meta": m.meta}
+                for m in sets
+            ]
+        }
+        buffers = None
+        if first.buffer_names:
+            buffers = torch.cat([m.buffer_samples for m in sets])  # type: ignore[misc]
+        return cls(
+            bases,
+            torch.cat([m.samples for m in sets]),
+            first.param_names,
+            kind=first.kind,
+            source=source or "+".join(sources),
+            task=first.task,
+            meta=meta,
+            buffer_names=first.buffer_names,
+            buffer_samples=buffers,
+            modes=torch.cat(modes),
+        )
+
     # -- what it is ---------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self.samples.shape[0])
 
     def __repr__(self) -> str:
         return (
-            f"ModelSet(M={len(self)}, source={self.source!r}, kind={self.kind!r}, "
-            f"arch={self.base.spec['arch']!r}, varied={self.num_varied} parameters)"
+            f"ModelSet(M={len(self)}, modes={self.num_modes}, source={self.source!r}, "
+            f"kind={self.kind!r}, arch={self.spec['arch']!r}, varied={self.num_varied} "
+            "parameters)"
         )
+
+    @property
+    def base(self) -> Classifier:
+        """Mode 0's network: the audited (MAP) model."""
+        return self.bases[0]
+
+    @property
+    def num_modes(self) -> int:
+        return len(self.bases)
+
+    @property
+    def theta_map(self) -> torch.Tensor:
+        """θ* of mode 0 over `param_names`, [P]."""
+        return self.theta_maps[0]
 
     @property
     def num_varied(self) -> int:
@@ -194,15 +305,42 @@ class ModelSet:
         return self.task.get("kind") == "multilabel"
 
     def deviations(self) -> torch.Tensor:
-        """θ_m − θ* for every model, [M, P]."""
-        return self.samples - self.theta_map[None, :]
+        """θ_m − θ* of model m's own mode, [M, P]."""
+        return self.samples - self.theta_maps[self.modes]
 
     def distances(self) -> dict[str, np.ndarray]:
-        """How far each model moved from θ*: L2 norm of θ_m − θ* over the varied parameters and
-        the same divided by ‖θ*‖ (relative)."""
+        """How far each model moved from its mode's θ*: L2 norm of θ_m − θ* over the varied
+        parameters and the same divided by ‖θ*‖ (relative)."""
         l2 = self.deviations().norm(dim=1).numpy().astype(np.float64)
-        ref = float(self.theta_map.norm())
-        return {"l2": l2, "relative": l2 / ref if ref > 0 else np.full_like(l2, np.nan)}
+        ref = self.theta_maps.norm(dim=1)[self.modes].numpy().astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(ref > 0, l2 / ref, np.nan)
+        return {"l2": l2, "relative": rel}
+
+    def mode_parts(self) -> list[tuple[torch.Tensor, ModelSet]]:
+        """(indices of the models of mode k, a one-mode set of them) for every non-empty mode;
+        one part, the set itself, when the set has one mode."""
+        if self.num_modes == 1:
+            return [(torch.arange(len(self)), self)]
+        parts = []
+        for k, net in enumerate(self.bases):
+            idx = (self.modes == k).nonzero().flatten()
+            if len(idx) == 0:
+                continue
+            part = ModelSet(
+                net,
+                self.samples[idx],
+                self.param_names,
+                kind=self.kind,
+                source=self.source,
+                task=self.task,
+                meta=self.meta,
+                buffer_names=self.buffer_names,
+                buffer_samples=None if self.buffer_samples is None else self.buffer_samples[idx],
+            )
+            part.activation_bytes = self.activation_bytes
+            parts.append((idx, part))
+        return parts
 
     def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
         """A flat vector over `param_names` → {name: tensor view shaped like the parameter}."""
@@ -225,14 +363,18 @@ class ModelSet:
         return out
 
     def model(self, m: int) -> Classifier:
-        """Model m as a standalone network (a copy of the base with its weights)."""
+        """Model m as a standalone network (a copy of its mode's base with its weights)."""
         import copy
 
         if self.kind == "glm" and not self.head_only:
             raise RashomonError(
                 "a linearised (glm) model is not a plain network; use ModelSet.predict"
             )
-        net = copy.deepcopy(self.base)
+        if not -len(self) <= m < len(self):
+            raise RashomonError(
+                f"model {m} does not exist; the set holds models 0..{len(self) - 1}"
+            )
+        net = copy.deepcopy(self.bases[int(self.modes[m])])
         with torch.no_grad():
             for n, v in self.unflatten(self.samples[m]).items():
                 net.get_parameter(n).copy_(v)
@@ -261,7 +403,8 @@ class ModelSet:
 
     # -- selection, validation, persistence ----------------------------------------------------
     def subset(self, mask_or_indices: Any) -> ModelSet:
-        """The models selected by a boolean mask [M] or a list of indices, in that order."""
+        """The models selected by a boolean mask [M] or a list of indices, in that order (every
+        mode is kept, so mode 0 stays the audited model)."""
         sel = torch.as_tensor(np.asarray(mask_or_indices))
         if sel.dtype == torch.bool:
             if sel.shape != (len(self),):
@@ -275,8 +418,8 @@ class ModelSet:
             raise RashomonError("the selection keeps no model; use a larger epsilon or more models")
         meta = dict(self.meta)
         meta["selected_from"] = meta.get("selected_from", len(self))
-        return ModelSet(
-            self.base,
+        out = ModelSet(
+            self.bases,
             self.samples[idx],
             self.param_names,
             kind=self.kind,
@@ -285,7 +428,10 @@ class ModelSet:
             meta=meta,
             buffer_names=self.buffer_names,
             buffer_samples=None if self.buffer_samples is None else self.buffer_samples[idx],
+            modes=self.modes[idx],
         )
+        out.activation_bytes = self.activation_bytes
+        return out
 
     def validate(self, task: Any = None, model: torch.nn.Module | None = None) -> None:
         """Raise RashomonError unless the set belongs to `task` (a Task or its describe() dict)
@@ -320,11 +466,15 @@ class ModelSet:
                 )
 
     def save(self, path: str | Path) -> None:
-        """One .pt file with the base spec and weights, the samples and the metadata."""
+        """One .pt file with the architecture spec, every mode's weights, the samples and the
+        metadata."""
         payload = {
             "version": SET_VERSION,
             "spec": self.spec,
-            "state_dict": {k: v.detach().cpu() for k, v in self.base.state_dict().items()},
+            "bases": [
+                {k: v.detach().cpu() for k, v in net.state_dict().items()} for net in self.bases
+            ],
+            "modes": self.modes,
             "param_names": self.param_names,
             "samples": self.samples,
             "buffer_names": self.buffer_names,
@@ -334,8 +484,7 @@ class ModelSet:
             "task": self.task,
             "meta": self.meta,
         }
-        path = Path(path)
-        save_atomic(payload, path)
+        save_atomic(payload, Path(path))
 
     @classmethod
     def load(
@@ -345,11 +494,15 @@ class ModelSet:
         payload = load_payload(path, "model set", "run `rashomon sample`")
         if not isinstance(payload, dict) or "samples" not in payload:
             raise RashomonError(f"{path} is not a rashomon model set; sample again")
-        base = build_from_spec(payload["spec"])
-        base.load_state_dict(payload["state_dict"])
-        base.task_name = payload["task"].get("name", "")
+        states = payload["bases"] if "bases" in payload else [payload["state_dict"]]
+        bases = []
+        for state in states:
+            net = build_from_spec(payload["spec"])
+            net.load_state_dict(state)
+            net.task_name = payload["task"].get("name", "")
+            bases.append(net)
         mset = cls(
-            base,
+            bases,
             payload["samples"],
             payload["param_names"],
             kind=payload["kind"],
@@ -358,6 +511,7 @@ class ModelSet:
             meta=payload["meta"],
             buffer_names=payload.get("buffer_names", ()),
             buffer_samples=payload.get("buffer_samples"),
+            modes=payload.get("modes"),
         )
         mset.validate(task=task, model=model)
         return mset

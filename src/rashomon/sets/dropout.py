@@ -23,10 +23,11 @@ def dropout_rate(model: nn.Module) -> float:
     return float(drop.p) if isinstance(drop, nn.Dropout) else 0.0
 
 
-def dropout(model: nn.Module, n: int, seed: int = 0, task: Any = None) -> ModelSet:
-    """A ModelSet of n MC-dropout models of `model`, mask m drawn from `seed`."""
-    if not isinstance(n, int) or n <= 0:
-        raise RashomonError(f"the number of models must be a positive integer, got {n!r}")
+def dropout(model: nn.Module, models: int, seed: int = 0, task: Any = None) -> ModelSet:
+    """A ModelSet of `models` MC-dropout models of `model`, mask m drawn from `seed`."""
+    if not isinstance(models, int) or models <= 0:
+        raise RashomonError(f"the number of models must be a positive integer, got {models!r}")
+    n = models
     p = dropout_rate(model)
     if p <= 0:
         raise RashomonError(

@@ -121,10 +121,11 @@ class LaplacePosterior:
         p = self.la.prior_precision.detach().cpu().flatten()
         return float(p[0]) if p.numel() == 1 else p.tolist()
 
-    def sample_deviations(self, n: int, seed: int = 0) -> torch.Tensor:
-        """n draws of v ~ N(0, Σ) over `param_names`, float32 [n, P] on the CPU."""
-        if not isinstance(n, (int, np.integer)) or n <= 0:
-            raise RashomonError(f"the number of models must be a positive integer, got {n!r}")
+    def sample_deviations(self, models: int, seed: int = 0) -> torch.Tensor:
+        """`models` draws of v ~ N(0, Σ) over `param_names`, float32 [models, P] on the CPU."""
+        if not isinstance(models, (int, np.integer)) or models <= 0:
+            raise RashomonError(f"the number of models must be a positive integer, got {models!r}")
+        n = int(models)
         gen = torch.Generator(device=self.la._device).manual_seed(int(seed))
         full_mean = self.la.mean.detach()
         out = []
@@ -169,11 +170,11 @@ class LaplacePosterior:
             base, vectors, self.param_names, kind=kind, source=source, task=self.task, meta=info
         )
 
-    def sample(self, n: int, seed: int = 0, kind: str = "nn") -> ModelSet:
-        """A ModelSet of n weight vectors θ* + v, v ~ N(0, Σ), drawn once with `seed`."""
+    def sample(self, models: int, seed: int = 0, kind: str = "nn") -> ModelSet:
+        """A ModelSet of `models` weight vectors θ* + v, v ~ N(0, Σ), drawn once with `seed`."""
         _check_choice(kind, KINDS, "kind")
         start = time.perf_counter()
-        dev = self.sample_deviations(n, seed)
+        dev = self.sample_deviations(models, seed)
         seconds = time.perf_counter() - start
         return self.to_set(self.mean[None] + dev, kind, seed=seed, sample_seconds=seconds)
 

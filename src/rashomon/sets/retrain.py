@@ -47,7 +47,7 @@ def _variant(choices: dict[str, Sequence[Any]], k: int) -> dict[str, Any]:
 
 def retrain(
     task: Any,
-    k: int = 10,
+    models: int = 10,
     arch: str = "cnn-small",
     epochs: int = 20,
     *,
@@ -59,7 +59,7 @@ def retrain(
     progress: bool = False,
     **train_kwargs: Any,
 ) -> ModelSet:
-    """K models trained with seeds seed, seed+1, ..., seed+K−1 (`rashomon.models.train.train`).
+    """`models` networks trained with seeds seed, seed+1, … (`rashomon.models.train.train`).
 
     `choices` varies other options per model, e.g. {"augment": [False, True]} (model k takes
     value k mod len). `base` is θ* for distances (default: the first model). `train_kwargs` go to
@@ -67,8 +67,11 @@ def retrain(
     """
     from rashomon.models.train import load_checkpoint, save_checkpoint, train
 
-    if not isinstance(k, int) or k <= 0:
-        raise RashomonError(f"the number of retrained models must be a positive integer, got {k}")
+    if not isinstance(models, int) or models <= 0:
+        raise RashomonError(
+            f"the number of retrained models must be a positive integer, got {models!r}"
+        )
+    k = models
     choices = dict(choices or {})
     for key, values in choices.items():
         if not list(values):
@@ -79,7 +82,7 @@ def retrain(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RashomonError(f"cannot create cache folder {folder} ({exc.strerror})") from exc
-    models, seeds, reused, seconds = [], [], 0, 0.0
+    nets, seeds, reused, seconds = [], [], 0, 0.0
     from tqdm.auto import tqdm
 
     # One bar over the K models (each training run shows its own epoch bar beneath it).
@@ -104,7 +107,7 @@ def retrain(
             )
             seconds += time.perf_counter() - start
             save_checkpoint(model, path, task, variant=variant)
-        models.append(model.cpu().eval())
+        nets.append(model.cpu().eval())
         seeds.append(s)
     meta = {
         "seeds": seeds,
@@ -115,7 +118,7 @@ def retrain(
         "train_seconds": round(seconds, 2),
     }
     return ModelSet.from_models(
-        models,
+        nets,
         base=base.cpu() if base is not None else None,
         source="retrain",
         task=task_description(task),

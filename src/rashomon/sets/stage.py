@@ -14,7 +14,6 @@ Outputs in the stage folder:
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
 
@@ -23,86 +22,33 @@ import pandas as pd
 import torch
 
 from rashomon.errors import RashomonError
+from rashomon.predict import model_probs
 from rashomon.sets.base import ModelSet
 from rashomon.sets.rashomon import model_scores, rashomon_mask, survival_table
+from rashomon.sets.registry import BuildContext, build_model_set
 
 TRAIN_PROBS_LIMIT = 256 * 2**20  # bytes: store train predictions only when this cheap
 
 
-def build_set(ctx: Any, model: torch.nn.Module, task: Any) -> ModelSet:
-    """The ModelSet the config asks for (source laplace | riemannian | retrain | dropout)."""
-    s = ctx.cfg.sample
-    seed = ctx.cfg.seed
-    if s.source == "laplace":
-        from rashomon.sets.laplace import laplace
-
-        post = laplace(
-            model,
-            task,
-            subset=s.subset,
-            hessian=s.hessian,
-            prior=s.prior,
-            temperature=s.temperature,
-            device=ctx.device,
-            max_memory=s.max_memory,
-            seed=seed,
-        )
-        return post.sample(s.models, seed=seed, kind=s.kind)
-    if s.source == "riemannian":
-        try:
-            from rashomon.sets.riemannian import riemannian
-        except ImportError as exc:
-            raise RashomonError(
-                "the riemannian source is not available in this installation yet "
-                f"({exc}); use --source laplace"
-            ) from exc
-        options = {
-            "subset": s.subset,
-            "hessian": s.hessian,
-            "prior": s.prior,
-            "temperature": s.temperature,
-            "linearized": s.linearized,
-            "seed": seed,
-            "device": ctx.device,
-            "max_memory": s.max_memory,
-            "kind": s.kind,
-            "n": s.models,
-            "models": s.models,
-            "progress": ctx.progress,
-        }
-        params = inspect.signature(riemannian).parameters
-        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            options = {k: v for k, v in options.items() if k in params}
-        out = riemannian(model, task, **options)
-        return out if isinstance(out, ModelSet) else out.sample(s.models, seed=seed)
-    if s.source == "retrain":
-        from rashomon.sets.retrain import retrain
-
-        t = ctx.cfg.train
-        return retrain(
-            task,
-            s.retrain_models,
-            arch=t.arch,
-            epochs=t.epochs,
-            seed=seed,
-            base=model,
-            device=ctx.device,
-            progress=ctx.progress,
-            **t.fit_options(),
-        )
-    if s.source == "dropout":
-        from rashomon.sets.dropout import dropout
-
-        return dropout(model, s.models, seed=seed, task=task)
-    raise RashomonError(
-        f"unknown source {s.source!r}; choose one of laplace, riemannian, retrain, dropout"
+def build_context(ctx: Any) -> BuildContext:
+    """What the chosen source's builder gets from the run: seed, M, device, budget, training."""
+    cfg = ctx.cfg
+    t = cfg.train
+    return BuildContext(
+        seed=cfg.seed,
+        models=cfg.sample.models,
+        device=ctx.device,
+        max_memory=cfg.sample.max_memory,
+        progress=ctx.progress,
+        train={"arch": t.arch, "epochs": t.epochs, "fit_options": t.fit_options()},
+        run_dir=ctx.run_dir,
     )
 
 
-def _map_probs(model: torch.nn.Module, x: torch.Tensor, multilabel: bool, device: str):
-    from rashomon.stages import predict_probs
-
-    return predict_probs(model, x, "multilabel" if multilabel else "multiclass", device)
+def build_set(ctx: Any, model: torch.nn.Module, task: Any) -> ModelSet:
+    """The ModelSet of the configured source (any registered one, see rashomon.sets.registry)."""
+    s = ctx.cfg.sample
+    return build_model_set(s.source, model, task, s.source_options(), build_context(ctx))
 
 
 def run_sample_stage(ctx: Any) -> None:
@@ -129,7 +75,7 @@ def run_sample_stage(ctx: Any) -> None:
             task.split(split).x, device=ctx.device, max_memory=s.max_memory
         ).numpy()
         np.save(ctx.out / f"probs_{split}.npy", probs[split].astype(np.float32))
-        map_p = _map_probs(model, task.split(split).x, mset.multilabel, ctx.device)
+        map_p = model_probs(model, task.split(split).x, mset.multilabel, ctx.device).numpy()
         np.save(ctx.out / f"map_probs_{split}.npy", map_p.astype(np.float32))
         probs[f"map_{split}"] = map_p
     n_train = len(task.train)
@@ -145,6 +91,7 @@ def run_sample_stage(ctx: Any) -> None:
     table = pd.DataFrame(
         {
             "model": np.arange(len(mset)),
+            "mode": mset.modes.numpy(),
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "test_loss": test["loss"],
@@ -174,8 +121,10 @@ def run_sample_stage(ctx: Any) -> None:
     map_val = model_scores(probs["map_val"][None], y_val)
     ctx.summary.update(
         source=mset.source,
+        options=s.source_options().model_dump(mode="json"),
         kind=mset.kind,
-        M=len(mset),
+        models=len(mset),
+        modes=mset.num_modes,
         varied_parameters=mset.num_varied,
         epsilon=float(s.epsilon),
         on=s.on,

@@ -1,0 +1,48 @@
+"""The `train` stage: the MAP model's checkpoint, its training history and its val/test scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rashomon import metrics as rm
+from rashomon.models.registry import count_parameters
+from rashomon.models.train import save_checkpoint, train
+from rashomon.predict import model_probs
+
+
+def map_scores(probs: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:
+    """Accuracy and AUROC of one model's [N, C] probabilities (macro one-vs-rest for multiclass,
+    mean over labels for multilabel)."""
+    p = probs[None]
+    if kind == "multilabel":
+        acc = float(((probs > 0.5) == (y > 0.5)).mean())
+        return {"accuracy": acc, "auroc": float(rm.multilabel_auroc(p, y)[0])}
+    return {"accuracy": float(rm.accuracy(p, y)[0]), "auroc": float(rm.auroc(p, y)[0])}
+
+
+def run_train_stage(ctx: Any) -> None:
+    task = ctx.task()
+    t = ctx.cfg.train
+    history: list[dict] = []
+    model = train(
+        task,
+        t.arch,
+        t.epochs,
+        ctx.cfg.seed,
+        **t.fit_options(),
+        device=ctx.device,
+        progress=ctx.progress,
+        history=history,
+    )
+    save_checkpoint(model, ctx.out / "model.pt", task)
+    pd.DataFrame(history).to_csv(ctx.out / "history.csv", index=False)
+    ctx.summary["parameters"] = count_parameters(model)
+    ctx.summary["epochs_run"] = len(history)
+    for split in ("val", "test"):
+        s = task.split(split)
+        probs = model_probs(model, s.x, task.kind == "multilabel", ctx.device).numpy()
+        for k, v in map_scores(probs, s.y.numpy(), task.kind).items():
+            ctx.summary[f"{split}_{k}"] = round(v, 4)

@@ -1,0 +1,221 @@
+"""The source registry: every way of building a model set is one module that registers a name,
+a pydantic options model and a builder; `sample.source` (CLI `--source`) picks one by name.
+
+A builder is ``builder(model, task, options, context) -> ModelSet``, or an object whose
+``.sample(models, seed=...)`` gives one (a posterior). `options` is an instance of the source's
+options model, validated from `sample.options` (plus the flat config fields such as
+`sample.hessian`); `context` is a `BuildContext` with what every source may need (seed, number of
+models, device, memory budget, the MAP model's training options).
+
+Built-in sources are the modules of `rashomon.sets.sources`, one per source, named like the
+source; a module registers itself when imported. Other packages register through the
+`rashomon.sources` entry-point group (the way pytest finds plugins): the entry point's name is
+the source name and its value a module that calls `register_source` on import, or a builder.
+
+This module imports no torch: the CLI lists source names in `--help` without loading them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rashomon.errors import RashomonError
+
+ENTRY_POINT_GROUP = "rashomon.sources"
+BUILTIN_PACKAGE = "rashomon.sets.sources"
+
+UNKNOWN_SOURCE = "unknown set source {name!r}; choose one of: {names}"
+BAD_OPTION = "source {name!r}: {problem}; its options are: {fields}"
+NOT_A_SET = (
+    "source {name!r} returned {got}, not a ModelSet or an object with .sample(models, seed); "
+    "fix its builder"
+)
+
+
+class SourceOptions(BaseModel):
+    """Base of every source's options model: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a builder gets besides the model, the task and its options."""
+
+    seed: int = 0
+    models: int = 1000  # models in the set (M)
+    device: str = "cpu"
+    max_memory: str | int | None = None
+    progress: bool = False
+    # The MAP model's training: {"arch", "epochs", "fit_options"}; sources that train networks
+    # (retrain, multimode) train theirs the same way.
+    train: Mapping[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+Builder = Callable[[Any, Any, SourceOptions, BuildContext], Any]
+
+
+@dataclass(frozen=True)
+class SetSource:
+    name: str
+    builder: Builder
+    options_model: type[SourceOptions]
+    description: str = ""
+
+    def option_fields(self) -> list[str]:
+        return list(self.options_model.model_fields)
+
+
+_REGISTRY: dict[str, SetSource] = {}
+
+
+def register_source(
+    name: str,
+    builder: Builder,
+    options_model: type[SourceOptions] = SourceOptions,
+    *,
+    description: str = "",
+    replace: bool = False,
+) -> SetSource:
+    """Register a set source under `name`. Registering a taken name is an error unless
+    `replace=True` (or the same builder registers again, as on a module reload)."""
+    if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
+        raise RashomonError(f"source name {name!r} must be a word such as 'laplace' or 'my-set'")
+    if not callable(builder):
+        raise RashomonError(f"the builder of source {name!r} is not callable")
+    if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):
+        raise RashomonError(f"the options model of source {name!r} must be a pydantic BaseModel")
+    old = _REGISTRY.get(name)
+    if old is not None and not replace and old.builder is not builder:
+        same_place = getattr(old.builder, "__qualname__", None) == getattr(
+            builder, "__qualname__", ""
+        ) and getattr(old.builder, "__module__", None) == getattr(builder, "__module__", "")
+        if not same_place:
+            raise RashomonError(
+                f"source {name!r} is already registered (by {old.builder.__module__}); pick "
+                "another name or pass replace=True"
+            )
+    doc = description or (builder.__doc__ or "").strip().split("\n")[0]
+    source = SetSource(name, builder, options_model, doc)
+    _REGISTRY[name] = source
+    return source
+
+
+def unregister_source(name: str) -> None:
+    """Remove a registered source (tests that register their own)."""
+    _REGISTRY.pop(name, None)
+
+
+def _builtin_module_names() -> list[str]:
+    spec = importlib.util.find_spec(BUILTIN_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(m.name for m in pkgutil.iter_modules(spec.submodule_search_locations))
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def source_names() -> list[str]:
+    """Every source name known, without importing any source (for `--help`)."""
+    names = {n.replace("_", "-") for n in _builtin_module_names()}
+    names |= set(_entry_points()) | set(_REGISTRY)
+    return sorted(names)
+
+
+def _load(name: str) -> None:
+    """Import the module that registers `name` (built-in module or entry point)."""
+    module = name.replace("-", "_")
+    if module in _builtin_module_names():
+        importlib.import_module(f"{BUILTIN_PACKAGE}.{module}")
+        return
+    ep = _entry_points().get(name)
+    if ep is None:
+        return
+    try:
+        loaded = ep.load()
+    except Exception as exc:
+        raise RashomonError(
+            f"source {name!r} (entry point {ep.value}) failed to import: {exc}; fix or uninstall "
+            "the package that provides it"
+        ) from exc
+    if name not in _REGISTRY and callable(loaded):
+        register_source(name, loaded)
+
+
+def get_source(name: str) -> SetSource:
+    """The registered source `name`, importing its module on first use."""
+    if name not in _REGISTRY:
+        _load(name)
+    if name not in _REGISTRY:
+        raise RashomonError(UNKNOWN_SOURCE.format(name=name, names=", ".join(source_names())))
+    return _REGISTRY[name]
+
+
+def available_sources() -> list[str]:
+    """Names of every source that can be used: built-in, entry points and registered ones."""
+    for name in source_names():
+        if name not in _REGISTRY:
+            try:
+                _load(name)
+            except RashomonError:
+                continue
+    return sorted(_REGISTRY)
+
+
+def _problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"no option {where!r}"
+    return f"option {where!r}: {err['msg']}"
+
+
+def source_options(name: str, values: Mapping[str, Any] | None = None) -> SourceOptions:
+    """Validate `values` with source `name`'s options model; a wrong option is a one-line error
+    naming the source and its valid fields."""
+    source = get_source(name)
+    try:
+        return source.options_model.model_validate(dict(values or {}))
+    except ValidationError as exc:
+        fields = ", ".join(source.option_fields()) or "(none)"
+        raise RashomonError(
+            BAD_OPTION.format(name=name, problem=_problem(exc), fields=fields)
+        ) from exc
+
+
+def build_model_set(
+    name: str,
+    model: Any,
+    task: Any,
+    options: SourceOptions | Mapping[str, Any] | None,
+    context: BuildContext,
+) -> Any:
+    """Build source `name`'s set for `model` on `task`: a ModelSet of `context.models` models."""
+    from rashomon.sets.base import ModelSet, task_description
+
+    source = get_source(name)
+    if not isinstance(options, source.options_model):
+        options = source_options(name, options if isinstance(options, Mapping) else None)
+    out = source.builder(model, task, options, context)
+    if not isinstance(out, ModelSet):
+        sample = getattr(out, "sample", None)
+        if not callable(sample):
+            raise RashomonError(NOT_A_SET.format(name=name, got=type(out).__name__))
+        out = sample(context.models, seed=context.seed)
+        if not isinstance(out, ModelSet):
+            raise RashomonError(NOT_A_SET.format(name=name, got=type(out).__name__))
+    if not out.task.get("kind"):  # the builder did not say what the set predicts
+        out.task = task_description(task)
+    return out

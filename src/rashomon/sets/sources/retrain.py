@@ -1,0 +1,36 @@
+"""`retrain`: networks trained independently from other seeds (the expensive ground truth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rashomon.sets.registry import BuildContext, SourceOptions, register_source
+
+
+class RetrainOptions(SourceOptions):
+    # development choices varied across models, e.g. {"augment": [false, true]}
+    choices: dict[str, list[Any]] = {}
+    cache_dir: str | None = None  # default $RASHOMON_CACHE/retrain or ~/.cache/rashomon/retrain
+
+
+def build(model: Any, task: Any, options: RetrainOptions, context: BuildContext) -> Any:
+    """Retrained networks: the MAP model's training run repeated with seeds seed … seed+M−1."""
+    from rashomon.sets.retrain import retrain
+
+    train = dict(context.train)
+    return retrain(
+        task,
+        context.models,
+        arch=train.get("arch", "cnn-small"),
+        epochs=train.get("epochs"),
+        seed=context.seed,
+        base=model,
+        choices=options.choices,
+        cache_dir=options.cache_dir,
+        device=context.device,
+        progress=context.progress,
+        **train.get("fit_options", {}),
+    )
+
+
+register_source("retrain", build, RetrainOptions)

@@ -1,0 +1,44 @@
+"""`riemannian`: Laplace velocities carried along geodesics of the loss (Bergamin et al., 2023)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rashomon.sets.registry import BuildContext, SourceOptions, register_source
+
+
+class RiemannianOptions(SourceOptions):
+    subset: Literal["last_layer", "all"] = "last_layer"
+    hessian: Literal["diag", "kron", "full"] = "kron"
+    prior: str | float = "marglik"
+    temperature: float = Field(1.0, gt=0)
+    linearized: bool = False
+    metric: str = "monge"
+    refine_map: bool = False
+    batch_size: int | None = Field(None, gt=0)  # mini-batch per geodesic (all weights)
+
+
+def build(model: Any, task: Any, options: RiemannianOptions, context: BuildContext) -> Any:
+    """Riemannian Laplace: each Laplace velocity followed along a geodesic of the loss (exp map)."""
+    from rashomon.sets.riemannian import riemannian
+
+    return riemannian(
+        model,
+        task,
+        subset=options.subset,
+        linearized=options.linearized,
+        hessian=options.hessian,
+        prior=options.prior,
+        batch_size=options.batch_size,
+        device=context.device,
+        temperature=options.temperature,
+        metric=options.metric,
+        max_memory=context.max_memory,
+        seed=context.seed,
+        refine_map=options.refine_map,
+    )
+
+
+register_source("riemannian", build, RiemannianOptions)
