@@ -10,8 +10,8 @@ from rashomon.decide import decide_all
 from rashomon.decide.constrained import train_constrained_baseline
 from rashomon.decide.desiderata import default_desiderata, single_model_values
 from rashomon.errors import RashomonError
-from rashomon.run import StageContext
 from rashomon.predict import model_probs
+from rashomon.run import StageContext
 
 
 def baseline_attribute(task, requested: str | None) -> str:
