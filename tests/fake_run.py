@@ -231,8 +231,14 @@ def write_fake_run(
     in_set = {e: rel <= e for e in EPSILONS}
     keep = in_set[EPSILON]
 
+    from rashomon.run import data_fingerprint, make_record
+
+    data = data_fingerprint(cfg, run_dir)
+
     def write_record(stage: str) -> None:
-        records[stage] = {"hash": "synthetic", "finished": "2025-01-01T00:00:00", "seconds": 1.0}
+        # Real records (config hash, data fingerprint, upstream ids): the fake run's stages are
+        # current for its config, as a finished run's would be.
+        records[stage] = make_record(cfg, stage, records, data, seconds=1.0)
 
     # ---- train -------------------------------------------------------------------------------
     if "train" in stages:

@@ -170,7 +170,9 @@ def test_existing_run_dir_with_other_config(tiny_root, tmp_path):
     assert rashomon("run", *TRAIN_ARGS, "--out", str(out), root=tiny_root).returncode == 0
     before = (out / "config.yaml").read_text()
     proc = rashomon("run", *TRAIN_ARGS, "--seed", "9", "--out", str(out), root=tiny_root)
-    assert_one_line_error(proc, r"holds a run of another dataset or seed; use a new --out")
+    assert_one_line_error(
+        proc, r"holds a run of another dataset or seed \(breastmnist, seed 0\); use a new --out"
+    )
     assert (out / "config.yaml").read_text() == before
     assert (out / "train" / "model.pt").exists()
 
@@ -178,7 +180,7 @@ def test_existing_run_dir_with_other_config(tiny_root, tmp_path):
 def test_stage_needs_earlier_stage(tiny_root, tmp_path):
     out = tmp_path / "run"
     proc = rashomon("sample", str(out), "--no-progress", root=tiny_root)
-    assert_one_line_error(proc, r"needs stage 'train'.*rashomon train")
+    assert_one_line_error(proc, r"reads stage 'train', which has not run.*rashomon train")
 
 
 def test_interrupted_stage_keeps_earlier_and_resumes(tiny_root, tmp_path):

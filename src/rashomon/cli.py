@@ -268,11 +268,14 @@ def _stage_command(
     force: bool,
     no_progress: bool,
 ) -> None:
-    from rashomon.run import prepare_run_dir, run_stage
+    from rashomon.run import prepare_run_dir, run_lock, run_stage
 
     cfg = _resolve(config, flags, run_dir)
-    prepare_run_dir(run_dir, cfg)
-    summary = run_stage(run_dir, cfg, name, force=force, progress=not no_progress, console=console)
+    with run_lock(run_dir):
+        prepare_run_dir(run_dir, cfg)
+        summary = run_stage(
+            run_dir, cfg, name, force=force, progress=not no_progress, console=console
+        )
     _show_summary({name: summary}, run_dir)
 
 

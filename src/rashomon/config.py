@@ -40,6 +40,18 @@ class DataConfig(Section):
     root: str | None = None  # default: $RASHOMON_DATA, else the medmnist default root
     size: int = 28
     attributes_csv: str | None = None
+    # Where the files are found is not what they are: stages check the files' content
+    # fingerprint instead (rashomon.run.data_fingerprint).
+    operational: ClassVar[frozenset[str]] = frozenset({"root"})
+
+    def identity(self) -> dict[str, Any]:
+        out = super().identity()
+        folder = Path(self.dataset).expanduser()
+        out["dataset"] = "folder" if folder.is_dir() else self.dataset.lower()
+        for key in ("attributes_csv",):
+            if out.get(key):
+                out[key] = Path(out[key]).name
+        return out
 
 
 class TrainSection(Section):

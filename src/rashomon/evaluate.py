@@ -13,16 +13,17 @@ import numpy as np
 import pandas as pd
 
 from rashomon import metrics as rm
+from rashomon.context import StageContext
 from rashomon.errors import RashomonError
-from rashomon.run import StageContext
+from rashomon.sets.rashomon import MIN_SET_MODELS
 
 KNOWN_METRICS = ("multiplicity", "performance", "calibration", "fairness", "robustness")
 
 
 def rashomon_indices(keep: np.ndarray, epsilon: float) -> np.ndarray:
-    """Indices of the set's models; fewer than two cannot show multiplicity."""
+    """Indices of the set's models; fewer than MIN_SET_MODELS cannot show multiplicity."""
     idx = np.flatnonzero(keep)
-    if len(idx) < 2:
+    if len(idx) < MIN_SET_MODELS:
         raise RashomonError(
             f"ε={epsilon:g} leaves {len(idx)} of {len(keep)} models in the Rashomon set; use a "
             "larger --epsilon or more --models"
@@ -104,8 +105,10 @@ def run_evaluate_stage(ctx: StageContext) -> None:
         raise RashomonError(f"unknown metric group(s) {unknown}; choose from {KNOWN_METRICS}")
     task = ctx.task()
     sample_dir = ctx.path("sample")
+    sampled = ctx.upstream("sample")  # ε and source as the sample stage recorded them
+    epsilon, source = float(sampled["epsilon"]), str(sampled["source"])
     keep = np.load(ctx.path("sample", "in_set.npy"))
-    idx = rashomon_indices(keep, cfg.sample.epsilon)
+    idx = rashomon_indices(keep, epsilon)
     probs = {s: np.load(sample_dir / f"probs_{s}.npy", mmap_mode="r")[idx] for s in ("val", "test")}
     map_probs = {s: np.load(sample_dir / f"map_probs_{s}.npy") for s in ("val", "test")}
     attributes = chosen_attributes(task, e.groups)
@@ -114,11 +117,10 @@ def run_evaluate_stage(ctx: StageContext) -> None:
     groups = {s: {a: task.split(s).groups[a].numpy() for a in attributes} for s in ("val", "test")}
     y = {s: task.split(s).y.numpy() for s in ("val", "test")}
     kind = task.kind
-    source = cfg.sample.source
     ctx.summary.update(
         {
             "source": source,
-            "epsilon": cfg.sample.epsilon,
+            "epsilon": epsilon,
             "models_in_set": len(idx),
             "models_total": int(len(keep)),
         }
@@ -179,7 +181,7 @@ def run_evaluate_stage(ctx: StageContext) -> None:
         set_rows,
         map_row,
         source=source,
-        epsilon=cfg.sample.epsilon,
+        epsilon=epsilon,
         attributes_derived=derived,
         n_boot=e.bootstrap,
         seed=cfg.seed,

@@ -2,13 +2,21 @@
 
 A run directory holds the resolved config, the environment (package versions, seeds) and one
 folder per finished stage. A stage writes into `<stage>.tmp-<pid>/`, which is renamed to
-`<stage>/` only when the stage succeeds, and its completion record (with the hash of the config
-sections it reads) is written last. Re-running skips stages whose record matches; an interrupted
+`<stage>/` only when the stage succeeds; its completion record is written last. A record holds
+the hash of the config sections the stage reads, the fingerprint of the data files and the
+ids of the upstream stages' records it read, so a stage is current only when its config, its
+data and every stage it read are unchanged. Re-running skips current stages; an interrupted
 stage leaves only a temporary folder, removed on the next run, and earlier stages intact.
+
+`config.yaml` is written when a stage commits (the config the finished stages ran under), never
+by a command that fails before finishing one. One process at a time works in a run directory:
+`run_lock` holds an exclusive lock on `<run>/.lock` for the whole command.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -16,15 +24,32 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from rashomon.config import RunConfig, dump_config, load_config
+from rashomon.context import StageContext
 from rashomon.errors import RashomonError
+
+__all__ = [
+    "STAGES",
+    "STAGE_ORDER",
+    "Stage",
+    "StageContext",
+    "adopt_stage",
+    "data_fingerprint",
+    "prepare_run_dir",
+    "run_lock",
+    "run_pipeline",
+    "run_stage",
+    "stage_is_current",
+    "stage_status",
+]
 
 
 @dataclass(frozen=True)
@@ -40,7 +65,11 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
         Stage(
-            "train", "rashomon.models.stage:run_train_stage", ("train",), (), "train the MAP model"
+            "train",
+            "rashomon.models.stage:run_train_stage",
+            ("train",),
+            (),
+            "train the MAP model",
         ),
         Stage(
             "sample",
@@ -53,21 +82,21 @@ STAGES: dict[str, Stage] = {
             "evaluate",
             "rashomon.evaluate:run_evaluate_stage",
             ("train", "sample", "evaluate"),
-            ("sample",),
+            ("train", "sample"),
             "multiplicity and desiderata across the Rashomon set",
         ),
         Stage(
             "decide",
             "rashomon.decide.stage:run_decide_stage",
             ("train", "sample", "evaluate", "decide"),
-            ("evaluate",),
+            ("train", "sample", "evaluate"),
             "best-in-set selection, ensembles with abstention, LSI",
         ),
         Stage(
             "report",
             "rashomon.report.stage:run_report_stage",
             ("train", "sample", "evaluate", "decide"),
-            ("decide",),
+            ("train", "sample", "evaluate", "decide"),
             "the HTML report",
         ),
     )
@@ -76,54 +105,8 @@ STAGE_ORDER = tuple(STAGES)
 CONFIG_FILE = "config.yaml"
 RECORDS_FILE = "stages.json"
 ENV_FILE = "environment.json"
-
-
-@dataclass
-class StageContext:
-    """What a stage function gets: the config, where to write, and access to earlier outputs."""
-
-    cfg: RunConfig
-    run_dir: Path
-    out: Path  # temporary folder; renamed to run_dir/<stage> when the stage succeeds
-    stage: str
-    progress: bool = True
-    console: Console = field(default_factory=Console)
-    summary: dict[str, Any] = field(default_factory=dict)  # saved to summary.json, shown at end
-    _task: Any = None
-
-    @property
-    def device(self) -> str:
-        return self.cfg.device
-
-    def task(self):
-        """The run's Task, loaded once per stage."""
-        if self._task is None:
-            from rashomon.api import load_task
-
-            d = self.cfg.data
-            self._task = load_task(
-                d.dataset,
-                root=d.root,
-                size=d.size,
-                seed=self.cfg.seed,
-                attributes_csv=d.attributes_csv,
-            )
-        return self._task
-
-    def path(self, stage: str, *parts: str) -> Path:
-        """A finished output of an earlier stage; a clear error names the stage to run."""
-        p = self.run_dir / stage
-        if not p.is_dir():
-            raise RashomonError(
-                f"{self.run_dir} has no outputs of stage {stage!r}; run `rashomon {stage} "
-                f"{self.run_dir}` (or `rashomon run`) first"
-            )
-        p = p.joinpath(*parts)
-        if parts and not p.exists():
-            raise RashomonError(
-                f"{p} is missing; re-run stage {stage!r}: `rashomon {stage} {self.run_dir} --force`"
-            )
-        return p
+LOCK_FILE = ".lock"
+HASH_CACHE_FILE = ".file-hashes.json"
 
 
 def package_versions() -> dict[str, str]:
@@ -159,16 +142,46 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def read_records(run_dir: Path) -> dict[str, dict]:
-    f = run_dir / RECORDS_FILE
+    f = Path(run_dir) / RECORDS_FILE
     return json.loads(f.read_text()) if f.exists() else {}
 
 
-def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume_only: bool = False) -> None:
-    """Create the run directory and save the resolved config and environment.
+# --------------------------------------------------------------------------- data identity
 
-    An existing run directory with a different data section or seed is refused: its stages
-    belong to another experiment. Other sections may change: stages depending on them re-run.
-    """
+
+def data_fingerprint(cfg: RunConfig, run_dir: Path | None = None) -> str:
+    """Fingerprint of the content of every data file the run's task reads."""
+    from rashomon.data.files import data_files
+    from rashomon.fingerprint import files_fingerprint
+
+    d = cfg.data
+    files = data_files(d.dataset, d.root, d.size, d.attributes_csv, getattr(d, "labels", None))
+    cache = Path(run_dir) / HASH_CACHE_FILE if run_dir is not None else None
+    return files_fingerprint(files, cache)
+
+
+def task_loader(cfg: RunConfig) -> Callable[[], Any]:
+    def load() -> Any:
+        from rashomon.api import load_task
+
+        d = cfg.data
+        extra = {k: getattr(d, k) for k in ("labels", "channels") if getattr(d, k, None)}
+        return load_task(
+            d.dataset,
+            root=d.root,
+            size=d.size,
+            seed=cfg.seed,
+            attributes_csv=d.attributes_csv,
+            **extra,
+        )
+
+    return load
+
+
+# --------------------------------------------------------------------------- locking
+
+
+def ensure_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{os.getpid()}"
@@ -178,17 +191,70 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume_only: bool = False) ->
         raise RashomonError(
             f"cannot write to {run_dir} ({exc.strerror}); choose another --out directory"
         ) from exc
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for this process; a second process gets a one-line error naming
+    the holder. The lock is the kernel's (flock): it goes away with the process, even on kill -9."""
+    ensure_writable(run_dir)
+    f = open(run_dir / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RashomonError(
+                f"{run_dir} is in use by {holder}; wait for it to finish or use another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} ({' '.join(Path(a).name for a in sys.argv[:2])})")
+        f.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            f.seek(0)
+            f.truncate()
+        f.close()
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+def _same_experiment(old: RunConfig, new: RunConfig) -> bool:
+    """Same dataset (name, or the same folder wherever it is given from), size and seed: where
+    the data files live (data.root) and their content are checked by the fingerprint instead."""
+    a, b = old.data, new.data
+
+    def where(dataset: str) -> str:
+        p = Path(dataset).expanduser()
+        return str(p.resolve()) if p.is_dir() else dataset.lower()
+
+    return (
+        where(a.dataset) == where(b.dataset)
+        and a.size == b.size
+        and old.seed == new.seed
+        and getattr(a, "labels", None) == getattr(b, "labels", None)
+    )
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume_only: bool = False) -> None:
+    """Create the run directory and save the environment; refuse a directory holding a run of
+    another dataset or seed (its stages belong to another experiment). Other sections may
+    change: stages depending on them re-run."""
+    ensure_writable(run_dir)
     cfg_file = run_dir / CONFIG_FILE
     if cfg_file.exists():
         old = load_config(cfg_file)
-        if old.data != cfg.data or old.seed != cfg.seed:
+        if not _same_experiment(old, cfg):
             raise RashomonError(
-                f"{run_dir} holds a run of another dataset or seed; use a new --out directory "
-                "or delete that one"
+                f"{run_dir} holds a run of another dataset or seed ({old.data.dataset}, seed "
+                f"{old.seed}); use a new --out directory or delete that one"
             )
     for stale in run_dir.glob("*.tmp-*"):  # left by an interrupted stage
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
-    write_text_atomic(cfg_file, dump_config(cfg))
     env = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -199,14 +265,45 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume_only: bool = False) ->
     write_text_atomic(run_dir / ENV_FILE, json.dumps(env, indent=2))
 
 
-def stage_is_current(run_dir: Path, cfg: RunConfig, name: str) -> bool:
-    rec = read_records(run_dir).get(name)
+# --------------------------------------------------------------------------- status
+
+
+def stage_status(
+    run_dir: Path, cfg: RunConfig, name: str, data: str | None = None
+) -> tuple[bool, str]:
+    """(current?, why not): a stage is current when it has run with this config section hash
+    and this data, its folder is there, and every stage it read is current and is the run it
+    read (not redone since)."""
+    records = read_records(run_dir)
+    data = data if data is not None else data_fingerprint(cfg, run_dir)
+    return _status(run_dir, cfg, name, data, records)
+
+
+def _status(
+    run_dir: Path, cfg: RunConfig, name: str, data: str, records: dict[str, dict]
+) -> tuple[bool, str]:
+    rec = records.get(name)
     stage = STAGES[name]
-    return (
-        rec is not None
-        and rec.get("hash") == cfg.section_hash(*stage.sections)
-        and (run_dir / name).is_dir()
-    )
+    if rec is None or not (run_dir / name).is_dir():
+        return False, "has not run"
+    if rec.get("hash") != cfg.section_hash(*stage.sections):
+        return False, "ran with another config"
+    if rec.get("data") != data:
+        return False, "ran on other data (its data files changed)"
+    for dep in stage.after:
+        ok, _ = _status(run_dir, cfg, dep, data, records)
+        if not ok:
+            return False, f"read stage {dep!r}, which is out of date"
+        if rec.get("inputs", {}).get(dep) != records[dep].get("id"):
+            return False, f"read an earlier run of stage {dep!r} (redone since)"
+    return True, "up to date"
+
+
+def stage_is_current(run_dir: Path, cfg: RunConfig, name: str, data: str | None = None) -> bool:
+    return stage_status(run_dir, cfg, name, data)[0]
+
+
+# --------------------------------------------------------------------------- running
 
 
 def _resolve(target: str) -> Callable[[StageContext], None]:
@@ -221,23 +318,38 @@ def run_stage(
     force: bool = False,
     progress: bool = True,
     console: Console | None = None,
+    data: str | None = None,
 ) -> dict[str, Any] | None:
-    """Run one stage unless it is current; returns its summary (None when skipped)."""
+    """Run one stage unless it is current; returns its summary (None when skipped). Every
+    stage it reads must be current: a stale one is an error naming the stage to redo."""
     console = console or Console()
-    if not force and stage_is_current(run_dir, cfg, name):
+    data = data if data is not None else data_fingerprint(cfg, run_dir)
+    records = read_records(run_dir)
+    if not force and _status(run_dir, cfg, name, data, records)[0]:
         console.print(f"[dim]✓ {name}: up to date, skipped (use --force to redo)[/dim]")
         return None
     stage = STAGES[name]
     for dep in stage.after:
-        if not (run_dir / dep).is_dir():
+        ok, why = _status(run_dir, cfg, dep, data, records)
+        if not ok:
             raise RashomonError(
-                f"stage {name!r} needs stage {dep!r}, which has not run in {run_dir}; "
-                f"run `rashomon {dep} {run_dir}` or `rashomon run`"
+                f"stage {name!r} reads stage {dep!r}, which {why}; run `rashomon {dep} "
+                f"{run_dir}` first, or `rashomon run` to redo every stage that needs it"
             )
     tmp = run_dir / f"{name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    ctx = StageContext(cfg, run_dir, tmp, name, progress=progress, console=console)
+    ctx = StageContext(
+        cfg,
+        run_dir,
+        tmp,
+        name,
+        progress=progress,
+        console=console,
+        loader=task_loader(cfg),
+        previous=records.get(name),
+        data=data,
+    )
     console.print(f"[bold]▶ {name}[/bold]: {stage.help}")
     start = time.perf_counter()
     try:
@@ -248,45 +360,63 @@ def run_stage(
     seconds = time.perf_counter() - start
     ctx.summary.setdefault("seconds", round(seconds, 2))
     (tmp / "summary.json").write_text(json.dumps(ctx.summary, indent=2, default=str))
-    _commit_stage(run_dir, cfg, name, tmp, {"seconds": round(seconds, 2)})
+    _commit_stage(run_dir, cfg, name, tmp, {"seconds": round(seconds, 2)}, data)
     return ctx.summary
 
 
+def make_record(
+    cfg: RunConfig, name: str, records: dict[str, dict], data: str, **extra: Any
+) -> dict[str, Any]:
+    """A completion record: what the stage read (config hash, data, upstream record ids)."""
+    return {
+        "hash": cfg.section_hash(*STAGES[name].sections),
+        "data": data,
+        "inputs": {dep: records.get(dep, {}).get("id") for dep in STAGES[name].after},
+        "id": uuid.uuid4().hex[:12],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **extra,
+    }
+
+
 def _commit_stage(
-    run_dir: Path, cfg: RunConfig, name: str, tmp: Path, record: dict[str, Any]
+    run_dir: Path,
+    cfg: RunConfig,
+    name: str,
+    tmp: Path,
+    record: dict[str, Any],
+    data: str,
 ) -> None:
-    """Rename a stage's finished temporary folder into place and write its completion record."""
+    """Rename a stage's finished temporary folder into place, write its completion record and
+    the config it ran under."""
     final = run_dir / name
-    # Later stages read this one's outputs: drop their records so they re-run.
     records = read_records(run_dir)
-    for later in STAGE_ORDER[STAGE_ORDER.index(name) + 1 :]:
-        records.pop(later, None)
     old = run_dir / f"{name}.old-{os.getpid()}"
     if final.exists():
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    records[name] = {
-        "hash": cfg.section_hash(*STAGES[name].sections),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **record,
-    }
+    records[name] = make_record(cfg, name, records, data, **record)
     write_text_atomic(run_dir / RECORDS_FILE, json.dumps(records, indent=2))
+    write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
 
 
 def adopt_stage(source: Path, run_dir: Path, cfg: RunConfig, name: str) -> None:
     """Copy a finished stage from another run directory whose inputs are the same (the MAP model
     shared by the cells of a sweep), so it is computed once; the record names where it came from."""
-    if not stage_is_current(source, cfg, name):
+    data = data_fingerprint(cfg, run_dir)
+    if not stage_is_current(source, cfg, name, data):
         raise RashomonError(
             f"{source} has no current {name!r} stage for this config; run it there first"
         )
-    prepare_run_dir(run_dir, cfg)
-    tmp = run_dir / f"{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source / name, tmp)
-    seconds = read_records(source)[name].get("seconds")
-    _commit_stage(run_dir, cfg, name, tmp, {"seconds": seconds, "copied_from": str(source)})
+    with run_lock(run_dir):
+        prepare_run_dir(run_dir, cfg)
+        tmp = run_dir / f"{name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source / name, tmp)
+        seconds = read_records(source)[name].get("seconds")
+        _commit_stage(
+            run_dir, cfg, name, tmp, {"seconds": seconds, "copied_from": str(source)}, data
+        )
 
 
 def run_pipeline(
@@ -297,6 +427,8 @@ def run_pipeline(
     progress: bool = True,
     console: Console | None = None,
 ) -> dict[str, dict[str, Any] | None]:
-    """Prepare the run directory and run the stages in order."""
-    prepare_run_dir(run_dir, cfg)
-    return {s: run_stage(run_dir, cfg, s, force, progress, console) for s in stages}
+    """Lock and prepare the run directory and run the stages in order."""
+    with run_lock(run_dir):
+        prepare_run_dir(run_dir, cfg)
+        data = data_fingerprint(cfg, run_dir)
+        return {s: run_stage(run_dir, cfg, s, force, progress, console, data) for s in stages}

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rashomon.context import StageContext
 from rashomon.decide import decide_all
 from rashomon.decide.constrained import train_constrained_baseline
 from rashomon.decide.desiderata import default_desiderata, single_model_values
 from rashomon.errors import RashomonError
 from rashomon.predict import model_probs
-from rashomon.run import StageContext
 
 
 def baseline_attribute(task, requested: str | None) -> str:

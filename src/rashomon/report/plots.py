@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from rashomon.schema import find_in_set_column
+
 MAP_COLOR = "#d62728"
 SET_COLOR = "#1f77b4"
 ACCENT = "#ff7f0e"
@@ -126,10 +128,12 @@ def set_distance(per_model: pd.DataFrame, epsilon: float | None) -> Figure:
     fig, ax = figure(4.6, 3.0)
     a = ax[0, 0]
     dist = "distance_rel" if "distance_rel" in per_model else "distance_l2"
-    col = f"in_set@{epsilon}" if epsilon is not None else None
-    if col not in per_model:
-        cands = [c for c in per_model.columns if c.startswith("in_set@")]
-        col = cands[-1] if cands else None
+    # The set at the audit's ε; a table without that column is an error, never another ε.
+    col = (
+        find_in_set_column(per_model.columns, epsilon, "per_model.csv")
+        if epsilon is not None
+        else None
+    )
     inside = per_model[col].astype(bool).to_numpy() if col else np.ones(len(per_model), bool)
     x, y = per_model[dist], per_model["val_loss"]
     a.scatter(x[~inside], y[~inside], s=12, color=GREY, alpha=0.6, label="outside the set")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rashomon.run import StageContext
+from rashomon.context import StageContext
 
 
 def run_report_stage(ctx: StageContext) -> None:

@@ -17,6 +17,8 @@ from rashomon.errors import RashomonError
 
 ON = ("loss", "accuracy")
 DEFAULT_EPSILONS = (0.005, 0.01, 0.02, 0.05)
+# The smallest Rashomon set: multiplicity needs at least two models to compare.
+MIN_SET_MODELS = 2
 EPS_PROB = 1e-12  # floor on probabilities inside log: a 0 would make one model's NLL infinite
 
 
@@ -92,7 +94,7 @@ def rashomon_mask(
     on: str = "loss",
     relative: bool = True,
     ref: Any = None,
-    min_models: int = 2,
+    min_models: int = MIN_SET_MODELS,
 ) -> np.ndarray:
     """Boolean [M]: models whose validation loss (mean NLL) is at most ref·(1+ε) (relative) or
     ref+ε (absolute), or whose accuracy is at least ref·(1−ε) or ref−ε.

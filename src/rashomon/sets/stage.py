@@ -23,8 +23,9 @@ import torch
 
 from rashomon.errors import RashomonError
 from rashomon.predict import model_probs
+from rashomon.schema import in_set_column
 from rashomon.sets.base import ModelSet
-from rashomon.sets.rashomon import model_scores, rashomon_mask, survival_table
+from rashomon.sets.rashomon import MIN_SET_MODELS, model_scores, rashomon_mask, survival_table
 from rashomon.sets.registry import BuildContext, build_model_set
 
 TRAIN_PROBS_LIMIT = 256 * 2**20  # bytes: store train predictions only when this cheap
@@ -51,17 +52,66 @@ def build_set(ctx: Any, model: torch.nn.Module, task: Any) -> ModelSet:
     return build_model_set(s.source, model, task, s.source_options(), build_context(ctx))
 
 
-def run_sample_stage(ctx: Any) -> None:
-    from rashomon.models.train import load_checkpoint
+# Files of the stage that do not depend on ε: reused when only the Rashomon filter changes.
+SET_FILES = ("set.pt", "probs_val.npy", "probs_test.npy", "map_probs_val.npy", "map_probs_test.npy")
+OPTIONAL_SET_FILES = ("probs_train.npy",)
+FILTER_FIELDS = ("epsilon", "epsilons", "on")
 
+
+def build_key(ctx: Any) -> str:
+    """Identity of the set and its predictions: everything the stage reads except ε."""
+    import hashlib
+    import json
+
+    s = ctx.cfg.sample.identity()
+    payload = {
+        "train": ctx.cfg.section_hash("train"),
+        "data": ctx.data,
+        "sample": {k: v for k, v in s.items() if k not in FILTER_FIELDS},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def _reuse_previous_set(ctx: Any, key: str):
+    """The previous run's set and predictions when they were built from the same inputs (the
+    command changed only ε): copied into the new stage folder instead of rebuilt."""
+    import json
+    import shutil
+
+    old = ctx.run_dir / "sample"
+    try:
+        summary = json.loads((old / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("build_key") != key or not all((old / f).exists() for f in SET_FILES):
+        return None
+    train = ctx.previous.get("inputs", {}).get("train") if ctx.previous else None
+    if train is None or train != _current_train_id(ctx):
+        return None
+    for f in (*SET_FILES, *OPTIONAL_SET_FILES):
+        if (old / f).exists():
+            shutil.copy2(old / f, ctx.out / f)
+    mset = ModelSet.load(ctx.out / "set.pt")
+    probs = {}
+    for split in ("val", "test"):
+        probs[split] = np.load(ctx.out / f"probs_{split}.npy")
+        probs[f"map_{split}"] = np.load(ctx.out / f"map_probs_{split}.npy")
+    timings = {k: summary[k] for k in ("build_seconds", "predict_seconds") if k in summary}
+    return mset, probs, {**timings, "reused_from_previous_run": True}
+
+
+def _current_train_id(ctx: Any) -> str | None:
+    import json
+
+    f = ctx.run_dir / "stages.json"
+    records = json.loads(f.read_text()) if f.exists() else {}
+    return records.get("train", {}).get("id")
+
+
+def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any):
     s = ctx.cfg.sample
-    task = ctx.task()
-    model, meta = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
-    trained_on = meta.get("task", {}).get("name")
-    if trained_on and trained_on != task.name:
-        raise RashomonError(
-            f"the MAP model was trained on {trained_on!r}, not {task.name!r}; re-run `train`"
-        )
     start = time.perf_counter()
     mset = build_set(ctx, model, task)
     build_seconds = time.perf_counter() - start
@@ -83,7 +133,34 @@ def run_sample_stage(ctx: Any) -> None:
         p_train = mset.predict(task.train.x, device=ctx.device, max_memory=s.max_memory)
         np.save(ctx.out / "probs_train.npy", p_train.numpy().astype(np.float32))
     predict_seconds = time.perf_counter() - start
+    timings = {
+        "build_seconds": round(build_seconds, 2),
+        "predict_seconds": round(predict_seconds, 2),
+    }
+    return mset, probs, timings
 
+
+def run_sample_stage(ctx: Any) -> None:
+    from rashomon.models.train import load_checkpoint
+
+    s = ctx.cfg.sample
+    task = ctx.task()
+    model, meta = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
+    trained_on = meta.get("task", {}).get("name")
+    if trained_on and trained_on != task.name:
+        raise RashomonError(
+            f"the MAP model was trained on {trained_on!r}, not {task.name!r}; re-run `train`"
+        )
+    key = build_key(ctx)
+    reused = _reuse_previous_set(ctx, key)
+    if reused is not None:
+        mset, probs, timings = reused
+        ctx.console.print(
+            "[dim]  set and predictions reused: only the Rashomon filter changed[/dim]"
+        )
+    else:
+        mset, probs, timings = _build_and_predict(ctx, model, task)
+    ctx.summary["build_key"] = key
     y_val, y_test = task.val.y.numpy(), task.test.y.numpy()
     val = model_scores(probs["val"], y_val)
     test = model_scores(probs["test"], y_test)
@@ -102,17 +179,18 @@ def run_sample_stage(ctx: Any) -> None:
     )
     epsilons = sorted(set(map(float, s.epsilons)) | {float(s.epsilon)})
     for eps in epsilons:
-        table[f"in_set@{eps:g}"] = rashomon_mask(
+        table[in_set_column(eps)] = rashomon_mask(
             probs["val"], y_val, eps, on=s.on, ref=probs["map_val"], min_models=0
         )
     table.to_csv(ctx.out / "per_model.csv", index=False)
     rows = survival_table(probs["val"], y_val, probs["map_val"], epsilons, on=s.on)
     pd.DataFrame(rows).to_csv(ctx.out / "survival.csv", index=False)
-    keep = table[f"in_set@{float(s.epsilon):g}"].to_numpy()
-    if not keep.any():
-        counts = ", ".join(f"{eps:g}: {int(table[f'in_set@{eps:g}'].sum())}" for eps in epsilons)
+    keep = table[in_set_column(s.epsilon)].to_numpy()
+    if keep.sum() < MIN_SET_MODELS:
+        counts = ", ".join(f"{eps:g}: {int(table[in_set_column(eps)].sum())}" for eps in epsilons)
         raise RashomonError(
-            f"epsilon {s.epsilon:g} on {s.on} keeps 0 of {len(mset)} models (kept per epsilon: "
+            f"epsilon {s.epsilon:g} on {s.on} keeps {int(keep.sum())} of {len(mset)} models, "
+            f"fewer than the {MIN_SET_MODELS} a Rashomon set needs (kept per epsilon: "
             f"{counts}); use a larger sample.epsilon, more models, or a narrower posterior "
             "(sample.prior grid or a larger fixed prior precision)"
         )
@@ -133,8 +211,7 @@ def run_sample_stage(ctx: Any) -> None:
         map_val_loss=round(float(map_val["loss"][0]), 5),
         map_val_accuracy=round(float(map_val["accuracy"][0]), 5),
         set_val_loss_median=round(float(np.median(val["loss"])), 5),
-        build_seconds=round(build_seconds, 2),
-        predict_seconds=round(predict_seconds, 2),
+        **timings,
         **{
             k: v
             for k, v in mset.meta.items()

@@ -1,0 +1,63 @@
+"""Content fingerprints of input files, with a size + mtime fast path.
+
+A run records the fingerprint of the data files its stages read, so a later command whose
+files changed (edited in place, or another folder under the same name) redoes those stages
+instead of reusing results computed from other data. Hashing every image on every command
+would be slow, so each file's sha256 is cached with its size and mtime: a file whose size and
+mtime are unchanged is not read again; any change re-hashes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_fingerprint(paths: Iterable[str | Path], cache_file: Path | None = None) -> str:
+    """One hex digest over the content of `paths` (order-independent; a missing file counts as
+    'absent'). `cache_file` keeps {path: [size, mtime_ns, sha256]} between calls."""
+    cache: dict[str, list] = {}
+    if cache_file is not None and cache_file.exists():
+        try:
+            cache = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            cache = {}
+    entries = []
+    changed = False
+    for p in sorted({str(Path(p).resolve()) for p in paths}):
+        try:
+            st = os.stat(p)
+        except OSError:
+            entries.append(f"{Path(p).name}:absent")
+            continue
+        hit = cache.get(p)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            digest = hit[2]
+        else:
+            digest = file_sha256(Path(p))
+            cache[p] = [st.st_size, st.st_mtime_ns, digest]
+            changed = True
+        entries.append(f"{Path(p).name}:{digest}")
+    if cache_file is not None and changed:
+        tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps(cache))
+            tmp.replace(cache_file)
+        except OSError:
+            pass  # the cache only saves time
+    # File names, not folders, enter the digest: the same files under another root are the same
+    # data, while two images that swap content are not.
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
