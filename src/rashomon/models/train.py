@@ -15,7 +15,7 @@ from torch import nn
 
 from rashomon.data.task import Task
 from rashomon.errors import RashomonError
-from rashomon.models.registry import Classifier, build_from_spec, build_model
+from rashomon.models.registry import Classifier, build_model
 from rashomon.torchio import load_payload, save_atomic
 
 CHECKPOINT_VERSION = 1
@@ -236,9 +236,12 @@ class _progress:
 
 def save_checkpoint(model: Classifier, path: str | Path, task: Task | None = None, **extra) -> None:
     """Weights + architecture spec + task description + training config, loadable alone."""
+    from rashomon.models.external import template_of
+
     payload = {
         "version": CHECKPOINT_VERSION,
         "spec": model.spec,
+        "template": template_of(model),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "train_config": getattr(model, "train_config", {}),
         "task": task.describe() if task is not None else {"name": getattr(model, "task_name", "")},
@@ -249,11 +252,13 @@ def save_checkpoint(model: Classifier, path: str | Path, task: Task | None = Non
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Classifier, dict]:
     """Rebuild the model from a checkpoint; returns it (eval mode) and the checkpoint metadata."""
+    from rashomon.models.external import model_from_spec
+
     payload = load_payload(path, "checkpoint", "run `rashomon train`")
-    model = build_from_spec(payload["spec"])
+    model = model_from_spec(payload["spec"], payload.get("template"))
     model.load_state_dict(payload["state_dict"])
     model.train_config = payload.get("train_config", {})
     model.task_name = payload.get("task", {}).get("name", "")
     model.to(device).eval()
-    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    meta = {k: v for k, v in payload.items() if k not in ("state_dict", "template")}
     return model, meta

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from rashomon.errors import RashomonError
-from rashomon.models.registry import Classifier, build_from_spec
+from rashomon.models.registry import Classifier
 from rashomon.torchio import load_payload, save_atomic
 
 SET_VERSION = 2
@@ -468,9 +468,12 @@ class ModelSet:
     def save(self, path: str | Path) -> None:
         """One .pt file with the architecture spec, every mode's weights, the samples and the
         metadata."""
+        from rashomon.models.external import template_of
+
         payload = {
             "version": SET_VERSION,
             "spec": self.spec,
+            "template": template_of(self.base),
             "bases": [
                 {k: v.detach().cpu() for k, v in net.state_dict().items()} for net in self.bases
             ],
@@ -496,8 +499,10 @@ class ModelSet:
             raise RashomonError(f"{path} is not a rashomon model set; sample again")
         states = payload["bases"] if "bases" in payload else [payload["state_dict"]]
         bases = []
+        from rashomon.models.external import model_from_spec
+
         for state in states:
-            net = build_from_spec(payload["spec"])
+            net = model_from_spec(payload["spec"], payload.get("template"))
             net.load_state_dict(state)
             net.task_name = payload["task"].get("name", "")
             bases.append(net)

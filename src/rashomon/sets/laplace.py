@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rashomon.errors import RashomonError
 from rashomon.memory import format_bytes, memory_budget
+from rashomon.models.external import as_classifier
 from rashomon.sets.base import KINDS, ModelSet, ordered_names, task_description
 from rashomon.sets.curvature import PerSampleGGN
 
@@ -261,10 +262,8 @@ def laplace(
     prior = _parse_prior(prior)
     if not temperature > 0:
         raise RashomonError(f"temperature must be positive, got {temperature}")
-    if not hasattr(model, "head") or not isinstance(model.head, nn.Linear):
-        raise RashomonError(
-            "the model needs a `head` nn.Linear last layer (rashomon.models.Classifier)"
-        )
+    # Any network whose last operation is an nn.Linear: split there into body and head.
+    model = as_classifier(model, probe=task.val.x[:4], size=task.image_size)
     if task.kind == "multilabel":
         raise RashomonError(
             "laplace-torch has no sigmoid (multilabel) likelihood; use --source retrain or "

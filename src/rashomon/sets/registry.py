@@ -203,9 +203,13 @@ def build_model_set(
     context: BuildContext,
 ) -> Any:
     """Build source `name`'s set for `model` on `task`: a ModelSet of `context.models` models."""
+    from rashomon.models.external import as_classifier
     from rashomon.sets.base import ModelSet, task_description
 
     source = get_source(name)
+    # A user's own network (any nn.Module ending in an nn.Linear) becomes a Classifier here, so
+    # every source sees `features`/`head` and a spec to save the set with.
+    model = as_classifier(model, probe=task.val.x[:4], size=task.image_size)
     if not isinstance(options, source.options_model):
         options = source_options(name, options if isinstance(options, Mapping) else None)
     out = source.builder(model, task, options, context)
