@@ -9,8 +9,8 @@ For other samplers built on top (the Riemannian exp map): `post.mean` is θ* ove
 `post.param_names` (flat, float32), `post.sample_deviations(M, seed)` gives v ~ N(0, Σ) as
 [M, P], and `post.to_set(vectors, kind)` wraps given weight vectors into a ModelSet.
 
-Multilabel tasks: laplace-torch has no Bernoulli likelihood, so they are refused with a clear
-error (train a multiclass model, or use the retrain/dropout sources).
+Multilabel tasks: laplace-torch has no Bernoulli likelihood; their last-layer posterior is
+`rashomon.sets.bernoulli` (curvlinops' GGN of the summed BCE), with the same `sample` API.
 """
 
 from __future__ import annotations
@@ -265,9 +265,25 @@ def laplace(
     # Any network whose last operation is an nn.Linear: split there into body and head.
     model = as_classifier(model, probe=task.val.x[:4], size=task.image_size)
     if task.kind == "multilabel":
-        raise RashomonError(
-            "laplace-torch has no sigmoid (multilabel) likelihood; use --source retrain or "
-            "dropout for multilabel tasks"
+        if subset != "last_layer":
+            raise RashomonError(
+                "multilabel tasks have a last-layer Laplace only (laplace-torch has no sigmoid "
+                "likelihood; rashomon fits the head's BCE curvature itself); use subset "
+                "last_layer, or --source retrain / dropout"
+            )
+        from rashomon.sets.bernoulli import bernoulli_laplace
+
+        return bernoulli_laplace(  # type: ignore[return-value]
+            model,
+            task,
+            hessian=hessian,
+            prior=prior,
+            temperature=temperature,
+            device=device,
+            max_memory=max_memory,
+            grid=grid,
+            grid_models=grid_models,
+            seed=seed,
         )
     if int(model.head.out_features) != int(task.num_classes):
         raise RashomonError(
