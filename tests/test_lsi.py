@@ -178,3 +178,38 @@ def test_bad_inputs_raise_one_line_errors():
         laplace_sample_information(
             x, np.zeros(5, int), np.zeros((2, 3)), np.zeros(2), precision=np.eye(3)
         )
+
+
+def test_run_lsi_matches_exact_refits_on_random_samples(tiny_task):
+    """The values the decide stage writes (model_lsi at a trained network) against exact
+    leave-one-out refits on randomly chosen training samples, not only the top ones."""
+    import rashomon as rs
+    from rashomon.lsi import model_lsi
+    from rashomon.predict import model_features
+
+    net = rs.train(tiny_task, "cnn", epochs=2, seed=0, arch_options={"width": 0.25}, progress=False)
+    prior = len(tiny_task.train) * 1e-4  # N · weight decay, as the decide stage uses
+    parts = model_lsi(
+        net,
+        tiny_task.train.x,
+        tiny_task.train.y,
+        kind="binary",
+        prior_precision=prior,
+        return_parts=True,
+    )
+    assert parts.attrs["gradient_norm_used"] < 1e-6 < parts.attrs["gradient_norm_trained"]
+    feats = model_features(net, tiny_task.train.x).double()
+    idx = np.random.default_rng(0).choice(len(feats), 10, replace=False)
+    exact = refit_lsi(feats, tiny_task.train.y, idx, num_outputs=2, prior_precision=prior)
+    ratio = parts["lsi"].to_numpy()[idx] / exact
+    assert np.all((ratio > 0.8) & (ratio < 1.25)), ratio
+    # at the trained (non-stationary) head the same formula is off by far more
+    raw = model_lsi(
+        net,
+        tiny_task.train.x,
+        tiny_task.train.y,
+        kind="binary",
+        prior_precision=prior,
+        converge=False,
+    )
+    assert np.abs(np.log(raw[idx] / exact)).max() > np.abs(np.log(ratio)).max()

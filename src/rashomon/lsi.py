@@ -453,6 +453,29 @@ def lsi_vs_multiplicity(lsi: Any, disagreement: Any, *, top_fraction: float = 0.
 
 
 # --------------------------------------------------------------------------- from a model
+def objective_gradient_norm(
+    features: Any,
+    labels: Any,
+    weight: Any,
+    bias: Any | None,
+    *,
+    prior_precision: float,
+    kind: str,
+) -> float:
+    """‖∇‖ of the objective behind the closed form (summed loss + prior/2 ‖θ‖²) at a head: 0 at
+    the optimum the formula assumes."""
+    x = _tensor(features, None, "features")
+    w = _tensor(weight, x.device, "weight")
+    b = None if bias is None else _tensor(bias, x.device, "bias")
+    y = _targets(labels, len(x), w.shape[0], kind, x.device)
+    r = _probs(x @ w.T + (0 if b is None else b), kind) - y
+    gw = r.T @ x + prior_precision * w
+    parts = [gw.flatten()]
+    if b is not None:
+        parts.append(r.sum(0) + prior_precision * b)
+    return float(torch.cat(parts).norm())
+
+
 @torch.no_grad()
 def model_lsi(
     model: torch.nn.Module,
@@ -464,25 +487,59 @@ def model_lsi(
     precision: Any | None = None,
     device: str = "cpu",
     return_parts: bool = False,
+    converge: bool = True,
+    max_iter: int = 500,
 ) -> np.ndarray | pd.DataFrame:
-    """LSI of the training images ``x`` with labels ``y`` for a Classifier's head at its current
-    (MAP) weights. For the Laplace objective of ``rashomon.models.train.train`` (mean loss +
-    Adam weight decay wd) the matching prior precision is N * wd."""
+    """LSI of the training images ``x`` with labels ``y`` for a Classifier's head.
+
+    The closed form assumes the head is the optimum of its objective (summed loss +
+    prior_precision/2 ‖θ‖²); a trained head rarely is (mean loss, Adam's weight decay, early
+    stopping), and there the formula overstates most samples' LSI. With ``converge`` (default)
+    the head is first moved to that optimum (float64 L-BFGS warm-started at the trained head),
+    so the values match exact leave-one-out refits; the result's ``attrs`` record the
+    objective's gradient norm before and after. For the objective of
+    ``rashomon.models.train.train`` (mean loss + weight decay wd) the matching prior precision is
+    N · wd."""
     if not hasattr(model, "features") or not isinstance(
         getattr(model, "head", None), torch.nn.Linear
     ):
         raise RashomonError(
             "LSI needs a model with features(x) and an nn.Linear head (a rashomon Classifier)"
         )
-    feats = model_features(model, x, device).cpu()
-    return laplace_sample_information(
+    feats = model_features(model, x, device).cpu().double()
+    w = model.head.weight.detach().cpu().double()
+    b = None if model.head.bias is None else model.head.bias.detach().cpu().double()
+    grad = dict(prior_precision=prior_precision, kind=kind)
+    before = objective_gradient_norm(feats, y, w, b, **grad)
+    after = before
+    if converge and precision is None:
+        with torch.enable_grad():
+            wn, bn = fit_head(
+                feats,
+                y,
+                num_outputs=w.shape[0],
+                prior_precision=prior_precision,
+                kind=kind,
+                bias=b is not None,
+                init=(w, b),
+                max_iter=max_iter,
+            )
+        w = torch.from_numpy(wn)
+        b = None if bn is None else torch.from_numpy(bn)
+        after = objective_gradient_norm(feats, y, w, b, **grad)
+    out = laplace_sample_information(
         feats,
         y,
-        model.head.weight,
-        model.head.bias,
+        w,
+        b,
         prior_precision=prior_precision,
         precision=precision,
         kind=kind,
         device=device,
-        return_parts=return_parts,
+        return_parts=True,
     )
+    out.attrs = {"gradient_norm_trained": before, "gradient_norm_used": after}
+    if return_parts:
+        return out
+    values = out["lsi"].to_numpy()
+    return values

@@ -78,14 +78,18 @@ def run_decide_stage(ctx: StageContext) -> None:
     lsi = train_preds = map_train_preds = None
     if d.lsi and (s / "probs_train.npy").exists():
         prior = len(task.train) * t.weight_decay  # mean loss + weight decay wd ⇔ prior N·wd
-        lsi = model_lsi(
+        parts = model_lsi(
             model,
             task.train.x,
             task.train.y,
             kind=task.kind,
             prior_precision=prior,
             device=ctx.device,
+            return_parts=True,
         )
+        lsi = parts["lsi"].to_numpy()
+        # The closed form holds at the head's optimum; record how far the trained head was.
+        ctx.summary["lsi_head"] = {k: round(v, 6) for k, v in parts.attrs.items()}
         p_train = np.load(s / "probs_train.npy", mmap_mode="r")
         map_p_train = model_probs(
             model, task.train.x, task.kind == "multilabel", ctx.device
