@@ -139,6 +139,13 @@ class SampleSection(Section):
                     "disagree; set one of them"
                 )
             values[name] = flat
+        # A source that aims at the Rashomon set (option `target_epsilon`) aims at the audit's ε
+        # unless told otherwise; resolved here so that it is part of the stage's identity.
+        from rashomon.sets.registry import get_source
+
+        fields = get_source(self.source).option_fields()
+        if "target_epsilon" in fields and values.get("target_epsilon") is None:
+            values["target_epsilon"] = self.epsilon
         return values
 
     def source_options(self) -> Any:

@@ -136,16 +136,9 @@ class BernoulliLastLayerPosterior:
         v = torch.linalg.solve_triangular(self._chol.T, z.T, upper=True).T
         return v.float()
 
-    def sample(self, models: int, seed: int = 0, kind: str = "nn") -> ModelSet:
-        """A ModelSet of `models` sampled heads (kind nn and glm coincide for a head)."""
-        start = time.perf_counter()
-        vectors = self.mean[None] + self.sample_deviations(models, seed)
-        meta = {
-            **self.meta,
-            "prior_precision": self.prior_precision,
-            "seed": seed,
-            "sample_seconds": round(time.perf_counter() - start, 3),
-        }
+    def to_set(self, vectors: torch.Tensor, kind: str = "nn", **meta: Any) -> ModelSet:
+        """Head vectors [M, P] as a ModelSet on a copy of the network."""
+        info = {**self.meta, "prior_precision": self.prior_precision, **meta}
         return ModelSet.from_vectors(
             copy.deepcopy(self.model).eval(),
             vectors,
@@ -153,8 +146,15 @@ class BernoulliLastLayerPosterior:
             kind=kind,
             source="laplace",
             task=self.task,
-            meta=meta,
+            meta=info,
         )
+
+    def sample(self, models: int, seed: int = 0, kind: str = "nn") -> ModelSet:
+        """A ModelSet of `models` sampled heads (kind nn and glm coincide for a head)."""
+        start = time.perf_counter()
+        vectors = self.mean[None] + self.sample_deviations(models, seed)
+        seconds = round(time.perf_counter() - start, 3)
+        return self.to_set(vectors, kind, seed=seed, sample_seconds=seconds)
 
 
 def bernoulli_laplace(

@@ -56,6 +56,8 @@ class BuildContext:
     device: str = "cpu"
     max_memory: str | int | None = None
     progress: bool = False
+    epsilon: float = 0.02  # the audit's ε and criterion (sources that aim at the Rashomon set)
+    on: str = "loss"
     # The MAP model's training: {"arch", "epochs", "fit_options"}; sources that train networks
     # (retrain, multimode) train theirs the same way.
     train: Mapping[str, Any] = field(default_factory=dict)

@@ -41,6 +41,8 @@ def build_context(ctx: Any) -> BuildContext:
         device=ctx.device,
         max_memory=cfg.sample.max_memory,
         progress=ctx.progress,
+        epsilon=cfg.sample.epsilon,
+        on=cfg.sample.on,
         train={"arch": t.arch, "epochs": t.epochs, "fit_options": t.fit_options()},
         run_dir=ctx.run_dir,
     )

@@ -1,4 +1,5 @@
-"""`laplace`: weight samples from a Laplace approximation (laplace-torch) at the MAP weights."""
+"""`laplace`: weight samples from a Laplace approximation (laplace-torch) at the MAP weights,
+at the posterior's own width or scaled to the Rashomon set (rashomon.sets.scaling)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,22 @@ class LaplaceOptions(SourceOptions):
     # subset "subnetwork": module names whose parameters vary, or a count of largest-variance
     # weights (default 1000)
     subnetwork: list[str] | int | None = None
+    # posterior: θ* + v, v ~ N(0, Σ); epsilon: θ* + s·v with one s putting `target_share` of
+    # the samples within ε on validation; boundary: θ* + t_m·v_m, each direction followed to
+    # the ε level set of the validation loss
+    scale: Literal["posterior", "epsilon", "boundary"] = "posterior"
+    target_share: float = Field(0.5, gt=0, lt=1)
+    target_epsilon: float | None = Field(None, ge=0)  # default: the audit's ε
+    search_models: int = Field(200, gt=0)  # models the ε-scale bisection evaluates
 
 
 def build(model: Any, task: Any, options: LaplaceOptions, context: BuildContext) -> Any:
     """Laplace approximation (laplace-torch): N(θ*, Σ) over the last layer, all weights or a
-    subnetwork, sampled once."""
+    subnetwork, sampled once; optionally scaled to the Rashomon set."""
+    import time
+
     from rashomon.sets.laplace import laplace
+    from rashomon.sets.scaling import boundary_scales, epsilon_scale
 
     post = laplace(
         model,
@@ -37,7 +48,28 @@ def build(model: Any, task: Any, options: LaplaceOptions, context: BuildContext)
         max_memory=context.max_memory,
         seed=context.seed,
     )
-    return post.sample(context.models, seed=context.seed, kind=options.kind)
+    if options.scale == "posterior":
+        return post.sample(context.models, seed=context.seed, kind=options.kind)
+    start = time.perf_counter()
+    dev = post.sample_deviations(context.models, seed=context.seed)
+    eps = context.epsilon if options.target_epsilon is None else options.target_epsilon
+    common = dict(on=context.on, kind=options.kind, device=context.device)
+    if options.scale == "epsilon":
+        s, info = epsilon_scale(
+            post,
+            dev[: options.search_models],
+            task,
+            eps,
+            target_share=options.target_share,
+            max_memory=context.max_memory,
+            **common,
+        )
+        vectors = post.mean[None] + s * dev
+    else:
+        t, info = boundary_scales(post, dev, task, eps, max_memory=context.max_memory, **common)
+        vectors = post.mean[None] + t[:, None] * dev
+    info["scale_seconds"] = round(time.perf_counter() - start, 3)
+    return post.to_set(vectors, options.kind, seed=context.seed, scaling={options.scale: info})
 
 
 register_source("laplace", build, LaplaceOptions)

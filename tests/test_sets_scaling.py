@@ -1,0 +1,63 @@
+"""Gaussian sets scaled to the Rashomon set: ε-targeted scale and boundary sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rashomon as rs
+from rashomon.predict import model_probs
+from rashomon.sets.rashomon import model_scores
+from rashomon.sets.registry import BuildContext, build_model_set
+
+
+@pytest.fixture(scope="module")
+def net(tiny_task):
+    return rs.train(
+        tiny_task, "cnn", epochs=2, seed=0, arch_options={"width": 0.25}, progress=False
+    )
+
+
+def _relative_val_loss(mset, task):
+    y = task.val.y.numpy()
+    loss = model_scores(mset.predict(task.val.x).numpy(), y)["loss"]
+    ref = model_scores(model_probs(mset.base, task.val.x).numpy()[None], y)["loss"][0]
+    return loss / ref - 1
+
+
+def _build(net, task, models, **options):
+    ctx = BuildContext(seed=0, models=models, epsilon=0.05)
+    return build_model_set("laplace", net, task, {"prior": 1.0, **options}, ctx)
+
+
+@pytest.mark.parametrize("share", [0.3, 0.7])
+def test_epsilon_scale_puts_the_target_share_within_epsilon(net, tiny_task, share):
+    mset = _build(net, tiny_task, 200, scale="epsilon", target_share=share)
+    rel = _relative_val_loss(mset, tiny_task)
+    assert abs(float((rel <= 0.05 + 1e-9).mean()) - share) <= 0.03
+    info = mset.meta["scaling"]["epsilon"]
+    assert info["scale"] > 0 and abs(info["share_within_epsilon"] - share) <= 0.03
+
+
+def test_boundary_samples_sit_on_the_level_set(net, tiny_task):
+    mset = _build(net, tiny_task, 60, scale="boundary")
+    rel = _relative_val_loss(mset, tiny_task)
+    info = mset.meta["scaling"]["boundary"]
+    assert info["unbounded_directions"] == 0
+    # within the set, and at its edge to the bisection's tolerance (relative margin 1e-3)
+    assert np.all(rel <= 0.05 + 1e-6)
+    assert np.all(rel >= 0.05 * (1 - 2e-3) - 1e-4), np.sort(rel)[:5]
+    # the same directions as the posterior's own samples, only longer or shorter
+    plain = _build(net, tiny_task, 60)
+    cos = (mset.deviations() * plain.deviations()).sum(1) / (
+        mset.deviations().norm(dim=1) * plain.deviations().norm(dim=1)
+    )
+    assert float(cos.min()) > 0.9999
+
+
+@pytest.mark.parametrize("kind", ["nn", "glm"])
+def test_scaling_works_over_all_weights(net, tiny_task, kind):
+    mset = _build(net, tiny_task, 12, subset="all", hessian="diag", kind=kind, scale="boundary")
+    rel = _relative_val_loss(mset, tiny_task)
+    assert np.all(rel <= 0.05 + 1e-6) and np.all(rel >= 0.05 * (1 - 2e-3) - 1e-4)
+    assert mset.kind == kind and len(mset) == 12
