@@ -255,3 +255,70 @@ def test_report_renders_in_headless_chromium(report):
     colours, ink = screenshot_stats(page.screenshot)
     assert page.height > 5000  # the whole page laid out, not an error page
     assert colours > 500 and ink > 0.05, (colours, ink)
+
+
+def test_a_failing_section_shows_a_box_and_the_rest_is_written(fake_run, tmp_path, monkeypatch):
+    """A figure that raises while it is drawn (the selection plot's old crash): its section shows
+    a failure box with the reason, every other section and figure is on the page, the report
+    stage records the failure and warns through its console, and Chromium renders the page."""
+    from io import StringIO
+
+    from browser import inspect_self_contained
+    from rich.console import Console
+
+    from rashomon.config import load_config
+    from rashomon.report import plots
+    from rashomon.run import run_stage
+
+    run = tmp_path / "run"
+    shutil.copytree(
+        fake_run, run, ignore=shutil.ignore_patterns("report", "lsi.csv", "robustness.csv", "*.npy")
+    )
+
+    def broken(*args, **kwargs):
+        raise ValueError("'xerr' must not contain\n  negative values")
+
+    monkeypatch.setattr(plots, "selection_gains", broken)
+    printed = StringIO()
+    summary = run_stage(
+        run,
+        load_config(run / "config.yaml"),
+        "report",
+        progress=False,
+        console=Console(file=printed, width=300),
+    )
+    reason = "ValueError: 'xerr' must not contain negative values"
+    assert summary["failed_sections"] == [{"section": "Best-in-set selection", "error": reason}]
+    assert "warning: report section 'Best-in-set selection' failed and shows an error box: " in (
+        printed.getvalue()
+    )
+    out = run / "report"
+    assert "in broken" in (out / "errors.txt").read_text()  # the traceback, next to the page
+    drawn = FIGURES - {"lsi", "lsi_top_images", "robustness_corruptions", "robustness_attacks"}
+    assert {p.stem for p in out.glob("*.png")} == drawn - {"selection"}
+    assert summary["figures"] == len(drawn) - 1
+
+    page = inspect_self_contained(out / "report.html", height=2400)
+    sections = {s["id"]: s for s in page.sections}
+    assert list(sections) == [
+        "summary",
+        "task",
+        "map",
+        "set",
+        "multiplicity",
+        "desiderata",
+        "selection",
+        "ensembles",
+        "lsi",
+        "patients",
+        "robustness",
+        "run",
+    ]
+    failed = sections.pop("selection")
+    assert failed["cls"] == "failed" and failed["title"] == "Best-in-set selection"
+    assert "The section “Best-in-set selection” could not be built" in failed["text"]
+    assert reason in failed["text"] and failed["height"] > 50
+    assert all(s["cls"] != "failed" and s["height"] > 50 for s in sections.values())
+    assert len(page.images) == len(drawn) - 1
+    headline = (out / "summary.txt").read_text().splitlines()[0]
+    assert headline in sections["summary"]["text"]

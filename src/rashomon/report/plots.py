@@ -477,3 +477,51 @@ def _band(a, df: pd.DataFrame, scale: float) -> None:
             color=MAP_COLOR,
             label="MAP model",
         )
+
+
+def axis_study(study: pd.DataFrame, axis: str) -> Figure:
+    """Sweep page: every headline metric against one grid axis (mean ± std over the other
+    cells), one small panel each."""
+    metrics = list(dict.fromkeys(study["metric"]))
+    ncols = min(4, len(metrics))
+    nrows = int(np.ceil(len(metrics) / ncols))
+    fig, ax = figure(3.2 * ncols, 2.6 * nrows, nrows, ncols)
+    for i, metric in enumerate(metrics):
+        a = ax[i // ncols, i % ncols]
+        s = study[study["metric"] == metric]
+        x = pd.to_numeric(s[axis])
+        a.errorbar(
+            x, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, color=SET_COLOR, ms=4
+        )
+        a.set_title(metric)
+        a.set_xlabel(axis)
+    for j in range(len(metrics), nrows * ncols):
+        ax[j // ncols, j % ncols].set_axis_off()
+    return fig
+
+
+def disagreement_vs_truth(patients: pd.DataFrame, truth_col: str, others: Sequence[str]) -> Figure:
+    """Compare page: per-patient disagreement of each set against the ground truth's (jittered
+    so that tied patients stay visible), one panel per set."""
+    ncols = min(3, len(others))
+    nrows = int(np.ceil(len(others) / ncols))
+    fig, ax = figure(3.3 * ncols, 3.0 * nrows, nrows, ncols)
+    rng = np.random.default_rng(0)
+    for i, col in enumerate(others):
+        a = ax[i // ncols, i % ncols]
+        jitter = rng.uniform(-0.01, 0.01, (2, len(patients)))
+        a.scatter(
+            patients[truth_col] + jitter[0],
+            patients[col] + jitter[1],
+            s=6,
+            alpha=0.5,
+            color=SET_COLOR,
+        )
+        a.plot([0, 1], [0, 1], color=GREY, lw=0.8)
+        a.set_xlabel("retrained set (ground truth)")
+        a.set_ylabel("this set")
+        a.set_title(col.removeprefix("disagreement:"), fontsize=8.5)
+    for j in range(len(others), nrows * ncols):
+        ax[j // ncols, j % ncols].set_axis_off()
+    fig.suptitle("Per-patient disagreement: set vs ground truth", fontsize=10)
+    return fig
