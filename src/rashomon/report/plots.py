@@ -285,14 +285,12 @@ def selection_gains(selection: pd.DataFrame, name_col: str) -> Figure:
         bad = "worse" in v or "loss" in v
         colors.append(MAP_COLOR if bad else ("#2ca02c" if "gain" in v else GREY))
     if {"gain_low", "gain_high"} <= set(df.columns):
-        lo = gain - df["gain_low"].to_numpy(float)
-        hi = df["gain_high"].to_numpy(float) - gain
-        for i in range(len(df)):
-            a.errorbar(
-                gain[i], y[i], xerr=[[lo[i]], [hi[i]]], fmt="o", color=colors[i], capsize=3, ms=5
-            )
-    else:
-        a.scatter(gain, y, color=colors)
+        # Interval and point drawn apart: a table whose point lies outside its interval (written
+        # by an older version) is drawn as it is instead of failing.
+        lo, hi = df["gain_low"].to_numpy(float), df["gain_high"].to_numpy(float)
+        a.hlines(y, lo, hi, colors=colors, lw=1.5)
+        a.scatter(np.r_[lo, hi], np.r_[y, y], marker="|", s=60, c=colors + colors)
+    a.scatter(gain, y, color=colors, s=28, zorder=3)
     a.axvline(0, color="black", lw=0.8)
     a.set_yticks(y, df[name_col].astype(str))
     a.set(
