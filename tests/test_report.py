@@ -322,3 +322,56 @@ def test_a_failing_section_shows_a_box_and_the_rest_is_written(fake_run, tmp_pat
     assert len(page.images) == len(drawn) - 1
     headline = (out / "summary.txt").read_text().splitlines()[0]
     assert headline in sections["summary"]["text"]
+
+
+def test_a_degenerate_map_model_is_the_headline(fake_run, tmp_path):
+    """A MAP model that says 'pneumonia' for 98 % of test patients: the headline says so first
+    (summary.txt, which the CLI prints, and the page), and the selection section shows why the
+    decide stage refused to select."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    run = tmp_path / "run"
+    shutil.copytree(fake_run, run, ignore=shutil.ignore_patterns("report", "*.npy", "lsi.csv"))
+    ps = pd.read_csv(run / "evaluate" / "per_sample.csv")
+    ps["map_pred"] = 1
+    ps.loc[:9, "map_pred"] = 0  # 614 of 624 patients: 98 %
+    ps.to_csv(run / "evaluate" / "per_sample.csv", index=False)
+    (run / "decide" / "selection.csv").unlink()
+    reason = "the trained model predicts 'class 1' for 98 % of test patients (...)"
+    pd.DataFrame({"part": ["selection", "pareto"], "note": [f"skipped: {reason}"] * 2}).to_csv(
+        run / "decide" / "notes.csv", index=False
+    )
+    page = build_report(run, tmp_path / "out", load_images=False).read_text()
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    bacc = balanced_accuracy_score(ps["label"], ps["map_pred"])
+    warning = (
+        f"The trained model predicts 'pneumonia' for 98 % of test patients (balanced accuracy "
+        f"{bacc:.2f}, chance 0.50): multiplicity of a near-constant classifier is no finding; "
+        "train longer or check the data."
+    )
+    assert lines[0] == warning
+    n = int((ps["flips"] > 0).sum())  # then the usual headline
+    assert lines[1].startswith(f"{100 * n / len(ps):.0f} % of test patients ({n} of {len(ps)})")
+    assert f"Best-in-set selection was skipped: {reason}." in lines
+    assert html_escape(warning) in page and "Degenerate trained model." in page
+    assert "Selection skipped:" in page and html_escape(reason) in page
+
+
+def test_selection_plot_draws_a_point_outside_its_interval(tmp_path):
+    """A selection.csv written before the interval fix (gain 0 outside [0.03, 0.38]) made
+    matplotlib refuse negative error bars; the plot now draws interval and point apart."""
+    from rashomon.report import plots
+
+    sel = pd.DataFrame(
+        {
+            "desideratum": ["dp_gap:intensity", "accuracy"],
+            "gain": [0.0, 0.01],
+            "gain_low": [0.03, np.nan],
+            "gain_high": [0.38, np.nan],
+            "verdict": ["real gain", "ranks transfer (no CI)"],
+        }
+    )
+    fig = plots.selection_gains(sel, "desideratum")
+    assert plots.save_png(fig, tmp_path / "sel.png").stat().st_size > 1000
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < 0.0 and hi > 0.38  # both the point and the whole interval are in view

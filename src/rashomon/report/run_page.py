@@ -32,12 +32,15 @@ from rashomon.report.kit import (
     page,
     section_html,
     table_html,
+    warning_box,
 )
 from rashomon.report.load import TABLES, RunData, find_column, load_run
 from rashomon.report.summary import (
     arbitrariness,
+    degenerate_warning,
     kept_models,
     pct,
+    skip_notes,
     summary_sentences,
 )
 
@@ -122,9 +125,13 @@ def section_summary(b: ReportBuilder) -> Section:
         f'<div class="card"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>'
         for v, k in cards
     )
+    warning = ""
+    if degenerate_warning(d):  # the first sentence: shown as a warning above the headline
+        warning = warning_box("Degenerate trained model.", esc(sentences[0]))
+        sentences = sentences[1:]
     items = "".join(f"<li>{esc(s)}</li>" for s in sentences[1:])
     body = (
-        f'<p class="headline">{esc(sentences[0])}</p><ul>{items}</ul>'
+        f'{warning}<p class="headline">{esc(sentences[0])}</p><ul>{items}</ul>'
         f'<div class="cards">{card_html}</div>'
     )
     return Section("summary", "Summary", body, "summary")
@@ -463,15 +470,24 @@ def section_selection(b: ReportBuilder) -> Section:
     d = b.data
     sel = d.table("selection")
     if sel is None:
-        return Section(
-            "selection", "Best-in-set selection", b.missing("selection", "selection results")
+        skipped = skip_notes(d, "selection")
+        body = (
+            warning_box("Selection skipped:", esc("; ".join(skipped)) + ".")
+            if skipped
+            else b.missing("selection", "selection results")
         )
+        return Section("selection", "Best-in-set selection", body)
     name_col = find_column(sel, "desideratum", "metric") or sel.columns[0]
     parts = [
         "<p>For each desideratum the model of the set that is best on <i>validation</i> data is "
         "picked, and its gain over the MAP model is measured on <i>test</i> data. A gain whose "
         "interval includes 0 is selection noise: the set's models look different on validation "
-        "by chance.</p>"
+        "by chance.</p>",
+        note(
+            "The gain is the difference on the full test set; its 95 % interval is the gain ± "
+            "the 95th percentile of how far the gain moves when test patients are resampled "
+            "(paired bootstrap)."
+        ),
     ]
     if "gain" in sel:
         parts.append(
