@@ -129,11 +129,12 @@ def fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, int | np.integer):
         return f"{int(v):,}"
     if isinstance(v, float | np.floating):
-        if np.isnan(v):
+        x = float(v)
+        if np.isnan(x):
             return "–"
-        if float(v).is_integer() and abs(v) >= 100:
-            return f"{int(v):,}"
-        return f"{v:.{digits}f}"
+        if x.is_integer() and abs(x) >= 100:
+            return f"{int(x):,}"
+        return f"{x:.{digits}f}"
     if v is None or v is pd.NA:
         return "–"
     return str(v)

@@ -351,7 +351,9 @@ def lsi_scatter(lsi: pd.DataFrame) -> Figure:
         a.set_xscale("log")
     from scipy.stats import spearmanr
 
-    rho = spearmanr(x, y).statistic if len(x) > 2 else float("nan")
+    # Undefined when either side is constant (a set that never disagrees on a training image).
+    defined = len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+    rho = spearmanr(x, y).statistic if defined else float("nan")
     a.set(
         title=f"LSI vs disagreement (Spearman ρ = {rho:.2f})",
         xlabel="Laplace Sample Information",
