@@ -47,6 +47,9 @@ class PageResult:
     console_errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # every URL the page asked for
     images: list[dict[str, Any]] = field(default_factory=list)  # src (cut), complete, width
+    # every <section>: id, class, heading, rendered height and text (cut), as laid out
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    tables: int = 0  # rendered <table> elements
     title: str = ""
     height: int = 0
     screenshot: bytes = b""  # PNG
@@ -217,7 +220,11 @@ IMAGES_JS = """JSON.stringify({
   height: Math.ceil(document.documentElement.scrollHeight),
   images: Array.from(document.images).map(im => ({
     src: im.currentSrc.slice(0, 40), complete: im.complete,
-    naturalWidth: im.naturalWidth, naturalHeight: im.naturalHeight, alt: im.alt}))
+    naturalWidth: im.naturalWidth, naturalHeight: im.naturalHeight, alt: im.alt})),
+  sections: Array.from(document.querySelectorAll("section")).map(s => ({
+    id: s.id, cls: s.className, title: (s.querySelector("h2") || {}).innerText || "",
+    height: s.getBoundingClientRect().height, text: s.innerText.slice(0, 2000)})),
+  tables: document.querySelectorAll("table").length
 })"""
 
 
@@ -250,6 +257,7 @@ def inspect_page(
             )["result"]["value"]
         )
         result.title, result.height, result.images = info["title"], info["height"], info["images"]
+        result.sections, result.tables = info["sections"], info["tables"]
         shot_h = height or result.height
         br.send(
             "Emulation.setDeviceMetricsOverride",
@@ -274,6 +282,23 @@ def inspect_page(
             if ev.get("method") == "Network.requestWillBeSent" and ev.get("sessionId") == session
         ]
     return result
+
+
+def inspect_self_contained(path: Path, width: int = 1280, height: int | None = None) -> PageResult:
+    """`inspect_page`, then the checks every rashomon page must pass: no console errors, nothing
+    requested but the file itself and its embedded data, every image decoded. Raises
+    AssertionError (or BrowserError when Chromium is missing or fails)."""
+    if find_chromium() is None:
+        raise BrowserError(
+            "headless Chromium is required for this test and was not found; install "
+            "Debian's chromium (apt-get install -y chromium) or set $CHROMIUM"
+        )
+    page = inspect_page(path, width=width, height=height)
+    assert page.console_errors == [], page.console_errors
+    assert all(u.startswith(("file:", "data:")) for u in page.requests), page.requests
+    broken = [im for im in page.images if not im["complete"] or im["naturalWidth"] == 0]
+    assert broken == [], broken
+    return page
 
 
 def screenshot_stats(png: bytes) -> tuple[int, float]:

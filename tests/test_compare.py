@@ -237,3 +237,25 @@ def test_capacity_study_from_a_sweep(tmp_path):
     assert study["n"].tolist() == [2, 2]
     with pytest.raises(RashomonError, match="no grid axis 'train.depth'"):
         capacity_study(tmp_path, axis="train.depth")
+
+
+def test_compare_page_renders_in_headless_chromium(runs, tmp_path):
+    from browser import BrowserError, inspect_self_contained
+
+    truth, laplace, dropout = runs
+    run_compare([laplace, dropout], tmp_path / "cmp", truth=truth)
+    path = tmp_path / "cmp" / "compare.html"
+    try:
+        page = inspect_self_contained(path)
+    except BrowserError as exc:
+        pytest.fail(f"Chromium could not render the compare page: {exc}")
+    assert page.title == "rashomon compare"
+    assert [s["id"] for s in page.sections] == ["sets", "patients"]
+    assert all(s["height"] > 50 for s in page.sections)
+    assert len(page.images) == 1 and page.tables == 1
+    sets = page.sections[0]["text"]
+    # every set's row, the ground truth's last; numbers as the kit formats them
+    for name in ("laplace last_layer kron nn", "dropout", "retrain (ground truth)"):
+        assert name in sets
+    assert "0.3333" in sets  # the ground truth's ambiguity, 2 of 6 patients
+    assert "run_dir" not in sets

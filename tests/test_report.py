@@ -255,3 +255,123 @@ def test_report_renders_in_headless_chromium(report):
     colours, ink = screenshot_stats(page.screenshot)
     assert page.height > 5000  # the whole page laid out, not an error page
     assert colours > 500 and ink > 0.05, (colours, ink)
+
+
+def test_a_failing_section_shows_a_box_and_the_rest_is_written(fake_run, tmp_path, monkeypatch):
+    """A figure that raises while it is drawn (the selection plot's old crash): its section shows
+    a failure box with the reason, every other section and figure is on the page, the report
+    stage records the failure and warns through its console, and Chromium renders the page."""
+    from io import StringIO
+
+    from browser import inspect_self_contained
+    from rich.console import Console
+
+    from rashomon.config import load_config
+    from rashomon.report import plots
+    from rashomon.run import run_stage
+
+    run = tmp_path / "run"
+    shutil.copytree(
+        fake_run, run, ignore=shutil.ignore_patterns("report", "lsi.csv", "robustness.csv", "*.npy")
+    )
+
+    def broken(*args, **kwargs):
+        raise ValueError("'xerr' must not contain\n  negative values")
+
+    monkeypatch.setattr(plots, "selection_gains", broken)
+    printed = StringIO()
+    summary = run_stage(
+        run,
+        load_config(run / "config.yaml"),
+        "report",
+        progress=False,
+        console=Console(file=printed, width=300),
+    )
+    reason = "ValueError: 'xerr' must not contain negative values"
+    assert summary["failed_sections"] == [{"section": "Best-in-set selection", "error": reason}]
+    assert "warning: report section 'Best-in-set selection' failed and shows an error box: " in (
+        printed.getvalue()
+    )
+    out = run / "report"
+    assert "in broken" in (out / "errors.txt").read_text()  # the traceback, next to the page
+    drawn = FIGURES - {"lsi", "lsi_top_images", "robustness_corruptions", "robustness_attacks"}
+    assert {p.stem for p in out.glob("*.png")} == drawn - {"selection"}
+    assert summary["figures"] == len(drawn) - 1
+
+    page = inspect_self_contained(out / "report.html", height=2400)
+    sections = {s["id"]: s for s in page.sections}
+    assert list(sections) == [
+        "summary",
+        "task",
+        "map",
+        "set",
+        "multiplicity",
+        "desiderata",
+        "selection",
+        "ensembles",
+        "lsi",
+        "patients",
+        "robustness",
+        "run",
+    ]
+    failed = sections.pop("selection")
+    assert failed["cls"] == "failed" and failed["title"] == "Best-in-set selection"
+    assert "The section “Best-in-set selection” could not be built" in failed["text"]
+    assert reason in failed["text"] and failed["height"] > 50
+    assert all(s["cls"] != "failed" and s["height"] > 50 for s in sections.values())
+    assert len(page.images) == len(drawn) - 1
+    headline = (out / "summary.txt").read_text().splitlines()[0]
+    assert headline in sections["summary"]["text"]
+
+
+def test_a_degenerate_map_model_is_the_headline(fake_run, tmp_path):
+    """A MAP model that says 'pneumonia' for 98 % of test patients: the headline says so first
+    (summary.txt, which the CLI prints, and the page), and the selection section shows why the
+    decide stage refused to select."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    run = tmp_path / "run"
+    shutil.copytree(fake_run, run, ignore=shutil.ignore_patterns("report", "*.npy", "lsi.csv"))
+    ps = pd.read_csv(run / "evaluate" / "per_sample.csv")
+    ps["map_pred"] = 1
+    ps.loc[:9, "map_pred"] = 0  # 614 of 624 patients: 98 %
+    ps.to_csv(run / "evaluate" / "per_sample.csv", index=False)
+    (run / "decide" / "selection.csv").unlink()
+    reason = "the trained model predicts 'class 1' for 98 % of test patients (...)"
+    pd.DataFrame({"part": ["selection", "pareto"], "note": [f"skipped: {reason}"] * 2}).to_csv(
+        run / "decide" / "notes.csv", index=False
+    )
+    page = build_report(run, tmp_path / "out", load_images=False).read_text()
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    bacc = balanced_accuracy_score(ps["label"], ps["map_pred"])
+    warning = (
+        f"The trained model predicts 'pneumonia' for 98 % of test patients (balanced accuracy "
+        f"{bacc:.2f}, chance 0.50): multiplicity of a near-constant classifier is no finding; "
+        "train longer or check the data."
+    )
+    assert lines[0] == warning
+    n = int((ps["flips"] > 0).sum())  # then the usual headline
+    assert lines[1].startswith(f"{100 * n / len(ps):.0f} % of test patients ({n} of {len(ps)})")
+    assert f"Best-in-set selection was skipped: {reason}." in lines
+    assert html_escape(warning) in page and "Degenerate trained model." in page
+    assert "Selection skipped:" in page and html_escape(reason) in page
+
+
+def test_selection_plot_draws_a_point_outside_its_interval(tmp_path):
+    """A selection.csv written before the interval fix (gain 0 outside [0.03, 0.38]) made
+    matplotlib refuse negative error bars; the plot now draws interval and point apart."""
+    from rashomon.report import plots
+
+    sel = pd.DataFrame(
+        {
+            "desideratum": ["dp_gap:intensity", "accuracy"],
+            "gain": [0.0, 0.01],
+            "gain_low": [0.03, np.nan],
+            "gain_high": [0.38, np.nan],
+            "verdict": ["real gain", "ranks transfer (no CI)"],
+        }
+    )
+    fig = plots.selection_gains(sel, "desideratum")
+    assert plots.save_png(fig, tmp_path / "sel.png").stat().st_size > 1000
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < 0.0 and hi > 0.38  # both the point and the whole interval are in view

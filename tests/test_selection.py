@@ -8,7 +8,14 @@ import pytest
 from scipy import stats
 
 from rashomon.decide import decide_all
-from rashomon.decide.desiderata import Desideratum, accuracy, ece, metric_table, tpr_gap
+from rashomon.decide.desiderata import (
+    Desideratum,
+    accuracy,
+    dp_gap,
+    ece,
+    metric_table,
+    tpr_gap,
+)
 from rashomon.decide.pareto import pareto_choice, pareto_front, pareto_selection
 from rashomon.decide.selection import (
     best_in_set,
@@ -96,6 +103,30 @@ def test_bootstrap_resamples_groups_with_patients():
         gap, perfect, perfect, y, {"site": g}, higher_is_better=False, n_boot=50
     )
     assert gain == 0 and lo == 0 and hi == 0  # identical models: every replicate gains 0
+
+
+def test_gain_interval_holds_the_estimate_where_the_percentile_interval_did_not():
+    """The BreastMNIST report crash: on a gap metric the percentile interval of the replicates
+    excluded the full-sample gain. Three groups of 20 patients; the MAP model predicts positive
+    for 6 of every 20 (demographic-parity gap exactly 0), the chosen model for nobody (gap 0):
+    the gain is 0, while every resampled MAP gap is above 0 but for ties."""
+    g = np.repeat([0, 1, 2], 20)
+    y = np.tile([0, 1], 30)
+    map_pred = np.tile(np.r_[np.ones(6), np.zeros(14)], 3)
+
+    def probs(pred):
+        return np.stack([1 - pred, pred], axis=1) * 0.9 + 0.05
+
+    gap = dp_gap("site")
+    gain, lo, hi, reps = bootstrap_gain(
+        gap, probs(np.zeros(60)), probs(map_pred), y, {"site": g}, higher_is_better=False
+    )
+    assert gain == 0.0
+    assert np.percentile(reps, 2.5) > 0  # the old interval: above its own point estimate
+    assert 2 * gain - np.percentile(reps, 2.5) < 0  # the basic interval: a "real loss"
+    half = np.quantile(np.abs(reps), 0.95)  # the new one: 0 ± the pivot's 95 % quantile
+    assert (lo, hi) == (pytest.approx(-half), pytest.approx(half)) and lo < gain < hi
+    assert verdict(0.5, lo, hi) == "selection noise"  # the old interval said "real gain"
 
 
 def test_verdict_rule():
@@ -232,16 +263,52 @@ def test_decide_all_end_to_end_binary():
     assert len(out["arbitrary_patients"]) == int((flips > 0).sum())
 
 
+def test_decide_all_refuses_selection_around_a_degenerate_map_model():
+    rng = np.random.default_rng(5)
+    m, n = 8, 60
+    val_y, test_y = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    p = rng.uniform(0.2, 0.8, (m, n, 1))
+    probs = np.concatenate([1 - p, p], axis=-1)
+    sure = np.tile([0.3, 0.7], (n, 1))  # the MAP model says class 1 for every patient
+    good_test = np.where(test_y[:, None] == 1, [0.1, 0.9], [0.9, 0.1])
+    args = dict(
+        val_probs=probs,
+        val_y=val_y,
+        test_probs=probs,
+        test_y=test_y,
+        map_test_probs=good_test,
+        ensemble_sizes=[1, 3],
+        n_boot=20,
+        n_partitions=1,
+    )
+    out = decide_all(map_val_probs=sure, **args)
+    assert "selection" not in out and "pareto" not in out
+    notes = out["notes"].set_index("part")["note"]
+    assert notes["selection"] == notes["pareto"]
+    assert notes["selection"].startswith(
+        "skipped: the trained model predicts 'class 1' for 100 % of validation patients "
+        "(balanced accuracy 0.50, chance 0.50); the best model of a set around a degenerate "
+        "classifier is no finding"
+    )
+    assert {"ensemble_curves", "arbitrary_patients", "selection_values"} <= set(out)
+    # the same set around an informative MAP model is selected from
+    good_val = np.where(val_y[:, None] == 1, [0.2, 0.8], [0.8, 0.2])
+    out = decide_all(map_val_probs=good_val, **args)
+    assert len(out["selection"]) == 5 and "selection" not in set(out["notes"]["part"])
+
+
 def test_decide_all_multilabel_runs_per_label():
     rng = np.random.default_rng(4)
     m, n, labels = 6, 40, 2
+    val_y, test_y = rng.integers(0, 2, (n, labels)), rng.integers(0, 2, (n, labels))
     out = decide_all(
         val_probs=rng.random((m, n, labels)),
-        val_y=rng.integers(0, 2, (n, labels)),
+        val_y=val_y,
         test_probs=rng.random((m, n, labels)),
-        test_y=rng.integers(0, 2, (n, labels)),
-        map_val_probs=rng.random((n, labels)),
-        map_test_probs=rng.random((n, labels)),
+        test_y=test_y,
+        # an informative MAP model: a chance-level one is refused selection (see below)
+        map_val_probs=np.where(val_y == 1, 0.8, 0.2),
+        map_test_probs=np.where(test_y == 1, 0.8, 0.2),
         kind="multilabel",
         ensemble_sizes=[1, 3],
         n_boot=20,

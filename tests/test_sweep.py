@@ -17,16 +17,17 @@ from rashomon.sweep import (
     CELLS_DIR,
     Resources,
     SweepSpec,
+    axis_study,
     cell_is_finished,
     cell_memory_budget,
     cell_name,
     concurrent_slots,
     expand_grid,
+    headline_table,
     load_sweep,
     one_line,
     run_sweep,
 )
-from rashomon.sweep_report import axis_study, headline_table
 
 # --------------------------------------------------------------------------- pure parts
 
@@ -144,6 +145,66 @@ def test_headline_and_axis_study():
     study = axis_study(head, "train.width")
     assert study["mean"].round(6).tolist() == [0.3, 0.1]
     assert study["n"].tolist() == [2, 1]
+
+
+def test_sweep_page_renders_in_headless_chromium(tmp_path):
+    """The page of a hand-made 2 × 2 sweep (width × seed, one cell failed): status, headline
+    table and the study against the width, in a real browser."""
+    from browser import BrowserError, inspect_self_contained
+
+    from rashomon.sweep import write_sweep_report
+
+    cells = [(0.5, 0, 0.30), (0.5, 1, 0.20), (2.0, 0, 0.10), (2.0, 1, None)]
+    status = pd.DataFrame(
+        [
+            {
+                "cell": f"width-{w:g}_seed-{s}",
+                "train.width": w,
+                "seed": s,
+                "run_dir": str(tmp_path / "cells" / f"width-{w:g}_seed-{s}"),
+                "status": "failed" if amb is None else "done",
+                "error": "RuntimeError: <out of memory>" if amb is None else "",
+                "seconds": 12.0,
+                "peak_rss_mb": 900.0,
+            }
+            for w, s, amb in cells
+        ]
+    )
+    tidy = pd.DataFrame(
+        [
+            {
+                "cell": f"width-{w:g}_seed-{s}",
+                "train.width": w,
+                "seed": s,
+                "stage": "evaluate",
+                "metric": metric,
+                "group": "all",
+                "stat": "value",
+                "value": value,
+            }
+            for w, s, amb in cells
+            if amb is not None
+            for metric, value in (("ambiguity", amb), ("test_accuracy", 0.8 + w / 10))
+        ]
+    )
+    path = write_sweep_report(tmp_path, status, tidy, axes=["train.width", "seed"])
+    assert path == tmp_path / "sweep.html"
+    try:
+        page = inspect_self_contained(path)
+    except BrowserError as exc:
+        pytest.fail(f"Chromium could not render the sweep page: {exc}")
+    assert page.title == f"rashomon sweep: {tmp_path.name}"
+    ids = [s["id"] for s in page.sections]
+    assert ids == ["cells", "headline", "axis-0", "axis-1"]  # width and seed are numeric
+    assert page.sections[2]["title"] == "Against train.width"
+    assert len(page.images) == 2 and page.tables == 4
+    cells_text = page.sections[0]["text"]
+    assert "done: 3, failed: 1 (of 4 cells)" in cells_text
+    assert "1 of 4 cells failed" in cells_text
+    assert "RuntimeError: <out of memory>" in cells_text  # escaped, shown as text
+    # the study: mean ambiguity 0.25 at width 0.5 (two seeds), 0.1 at width 2 (one)
+    study = page.sections[2]["text"]
+    assert "0.2500" in study and "0.1000" in study
 
 
 # --------------------------------------------------------------------------- real Ray

@@ -381,7 +381,10 @@ def run_compare(
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / COMPARE_FILE, index=False)
     patients.to_csv(out / PER_PATIENT_FILE, index=False)
-    (out / COMPARE_REPORT).write_text(render_compare_report(table, patients, truth_set.name))
+    from rashomon.report.compare_page import render_compare_page
+
+    page = render_compare_page(table, patients, truth_set.name)
+    (out / COMPARE_REPORT).write_text(page, encoding="utf-8")
     _print_table(table, console)
     console.print(f"compare table {out / COMPARE_FILE}, report {out / COMPARE_REPORT}")
     return table
@@ -411,68 +414,13 @@ def _print_table(table: pd.DataFrame, console: Any) -> None:
     console.print(t)
 
 
-def render_compare_report(table: pd.DataFrame, patients: pd.DataFrame, truth: str) -> str:
-    """A self-contained page: the compare table and per-sample disagreement of each set against
-    the ground truth's."""
-    import base64
-    import html
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rashomon.sweep_report import CSS, _table_html
-
-    truth_col = f"disagreement:{truth}"
-    others = [c for c in patients.columns if c.startswith("disagreement:") and c != truth_col]
-    img = ""
-    if others:
-        cols = min(3, len(others))
-        rows = math.ceil(len(others) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3 * rows), squeeze=False)
-        rng = np.random.default_rng(0)
-        for ax, col in zip(axes.ravel(), others, strict=False):
-            jitter = rng.uniform(-0.01, 0.01, (2, len(patients)))
-            ax.scatter(patients[truth_col] + jitter[0], patients[col] + jitter[1], s=6, alpha=0.5)
-            ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-            ax.set_xlabel("retrained set", fontsize=8)
-            ax.set_title(col.removeprefix("disagreement:"), fontsize=8)
-            ax.tick_params(labelsize=7)
-        for ax in axes.ravel()[len(others) :]:
-            ax.axis("off")
-        fig.suptitle("per-patient disagreement: set vs ground truth", fontsize=9)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        img = (
-            f"<img alt='disagreement against the ground truth' "
-            f"src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
-        )
-    title = "rashomon compare"
-    return "\n".join(
-        [
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
-            f"<style>{CSS}</style></head><body><h1>{title}</h1>",
-            f"<p>Ground truth: {html.escape(truth)}. ε = {table['epsilon'].iloc[0]:g}; "
-            f"{len(patients)} test samples.</p>",
-            _table_html(table.drop(columns=["run_dir"])),
-            img,
-            "</body></html>",
-        ]
-    )
-
-
 # --------------------------------------------------------------------------- capacity study
 
 
 def capacity_study(sweep_dir: Path, axis: str = "train.width") -> pd.DataFrame:
     """Headline numbers (accuracy, ambiguity, discrepancy, disagreement, capacity) against a
     sweep axis, mean / std / n over the other cells: multiplicity vs width at fixed data."""
-    from rashomon.sweep import STATUS_FILE, collect_sweep
-    from rashomon.sweep_report import axis_study, headline_table
+    from rashomon.sweep import STATUS_FILE, axis_study, collect_sweep, grid_keys, headline_table
 
     sweep_dir = Path(sweep_dir)
     tidy = collect_sweep(sweep_dir)
@@ -482,9 +430,4 @@ def capacity_study(sweep_dir: Path, axis: str = "train.width") -> pd.DataFrame:
             f"the sweep in {sweep_dir} has no grid axis {axis!r}; its axes are "
             f"{[c for c in status.columns if '.' in c or c == 'seed']}"
         )
-    keys = [
-        c
-        for c in status.columns
-        if c not in ("status", "error", "seconds", "peak_rss_mb", "run_dir")
-    ]
-    return axis_study(headline_table(tidy, keys), axis)
+    return axis_study(headline_table(tidy, grid_keys(status)), axis)

@@ -31,6 +31,7 @@ from rashomon.decide.ensemble import (
 from rashomon.decide.pareto import pareto_choice, pareto_front, pareto_selection
 from rashomon.decide.selection import best_in_set, bootstrap_gain, compare_with_baseline, spearman
 from rashomon.errors import RashomonError
+from rashomon.metrics.degenerate import degeneracy
 
 __all__ = [
     "Desideratum",
@@ -41,6 +42,7 @@ __all__ = [
     "compare_with_baseline",
     "decide_all",
     "default_desiderata",
+    "degenerate_map",
     "draw_ensembles",
     "ensemble_curves",
     "ensemble_predict",
@@ -107,7 +109,9 @@ def decide_all(
     desideratum), ``selection_values`` (long: model, desideratum, val, test), ``pareto``,
     ``pareto_front``, ``ensemble_curves``, ``ensemble_min_k``, ``arbitrary_patients``, and with
     LSI inputs ``lsi`` (per training sample) and ``lsi_summary``; ``notes`` lists what was
-    skipped and why. Multilabel tasks get a ``label`` column in every table."""
+    skipped and why. Selection and Pareto selection are skipped (a note says why) when the MAP
+    model is degenerate, see :func:`degenerate_map`. Multilabel tasks get a ``label`` column in
+    every table."""
     if kind == "multilabel":
         return _per_label(locals())
     mask = None if rashomon_mask is None else np.asarray(to_numpy(rashomon_mask), bool)
@@ -146,23 +150,27 @@ def decide_all(
         mv.update(map_val or {})
         mt.update(map_test or {})
     out: dict[str, pd.DataFrame] = {}
-    sel = best_in_set(
-        vv,
-        tv,
-        mv,
-        mt,
-        des,
-        test_probs=tp,
-        map_test_probs=mtp,
-        test_y=ty,
-        test_groups=tg,
-        n_boot=n_boot,
-        seed=seed,
-        rho_min=rho_min,
-    )
-    if baseline_test:
-        sel = compare_with_baseline(sel, baseline_test)
-    out["selection"] = sel
+    refusal = degenerate_map(mvp, vy, mtp, ty)
+    if refusal:  # Pareto selection is a selection too
+        notes += [{"part": p, "note": f"skipped: {refusal}"} for p in ("selection", "pareto")]
+    else:
+        sel = best_in_set(
+            vv,
+            tv,
+            mv,
+            mt,
+            des,
+            test_probs=tp,
+            map_test_probs=mtp,
+            test_y=ty,
+            test_groups=tg,
+            n_boot=n_boot,
+            seed=seed,
+            rho_min=rho_min,
+        )
+        if baseline_test:
+            sel = compare_with_baseline(sel, baseline_test)
+        out["selection"] = sel
     out["selection_values"] = pd.concat(
         [
             pd.DataFrame(
@@ -177,12 +185,12 @@ def decide_all(
         ],
         ignore_index=True,
     )
-    if "accuracy" in vv:
+    if "accuracy" not in vv:
+        notes.append({"part": "pareto", "note": "skipped: no 'accuracy' desideratum"})
+    elif not refusal:
         out["pareto"], out["pareto_front"] = pareto_selection(
             vv, tv, mv, mt, des, epsilon=pareto_epsilon
         )
-    else:
-        notes.append({"part": "pareto", "note": "skipped: no 'accuracy' desideratum"})
 
     ks = sorted({int(k) for k in ensemble_sizes})
     feasible = [k for k in ks if k <= m]
@@ -212,6 +220,29 @@ def decide_all(
         out.update(_lsi_tables(lsi, train_preds, map_train_preds, mask, lsi_top_k))
     out["notes"] = pd.DataFrame(notes, columns=["part", "note"])
     return out
+
+
+def degenerate_map(map_val_probs: Any, val_y: Any, map_test_probs: Any, test_y: Any) -> str:
+    """Why selecting from this set is refused ('' when it is not): the MAP model is degenerate
+    (near-constant or near chance, `rashomon.metrics.degenerate`) on validation or on test data.
+
+    Test labels are looked at here, but they choose nothing: the check decides whether there is
+    a selection to report at all, the same check the report's headline makes on test data, so
+    the page never names a degenerate model and a 'real gain' of its set's best model side by
+    side."""
+    found = {}
+    for split, probs, y in (("test", map_test_probs, test_y), ("validation", map_val_probs, val_y)):
+        d = degeneracy(np.asarray(probs).argmax(-1), y)
+        if d.degenerate:
+            found[split] = d.describe(split=split)
+    if not found:
+        return ""
+    why = next(iter(found.values()))  # test first: the split the headline speaks of
+    also = "; on validation patients too" if len(found) == 2 else ""
+    return (
+        f"the trained model {why}{also}; the best model of a set around a degenerate classifier "
+        "is no finding (train longer or check the data)"
+    )
 
 
 def _lsi_tables(lsi, train_preds, map_train_preds, mask, top_k) -> dict[str, pd.DataFrame]:

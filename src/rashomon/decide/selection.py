@@ -7,7 +7,8 @@ choice is more than noise is judged two ways:
 - the Spearman rank correlation between validation and test values across the set's models: if
   validation does not rank models as test does, picking the validation best is picking at random;
 - a paired bootstrap CI of the test gain over the MAP model, resampling test patients (needs the
-  desideratum's metric function and the test probabilities of the chosen and MAP models).
+  desideratum's metric function and the test probabilities of the chosen and MAP models): a
+  symmetric pivotal interval around the full-sample gain, see `bootstrap_gain`.
 
 Verdict rule (column ``verdict``; ``selection_noise`` is its boolean):
 ``"selection noise"`` when rho is NaN or rho < ``rho_min`` (0.2 by default), or when the CI of
@@ -71,11 +72,36 @@ def bootstrap_gain(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float, np.ndarray]:
-    """Paired bootstrap over test patients of the oriented gain ``metric(chosen) - metric(ref)``.
+    """Paired bootstrap over test patients of the oriented gain ``metric(chosen) - metric(ref)``:
+    the gain on the full test set and a symmetric pivotal interval around it.
 
     Each replicate resamples N patients with replacement (same indices for both models and for
-    every group attribute). Returns (gain on the full test set, CI low, CI high, replicates);
-    replicates where the metric is undefined (NaN, e.g. a group missing) are dropped."""
+    every group attribute); replicates where the metric is undefined (NaN, e.g. a group missing)
+    are dropped. With θ̂ the full-sample gain and θ* the replicates, the bootstrap takes the
+    error |θ̂ − θ| of the full-sample gain to be distributed like |θ* − θ̂| (the pivot), so the
+    interval is θ̂ ± h, h the `level` quantile of |θ* − θ̂|. Estimate and interval describe the same
+    quantity, the test gain, and the interval always holds the estimate.
+
+    Why not the percentile interval [q_lo(θ*), q_hi(θ*)] beside θ̂, as before: it is centred on the
+    replicates, and for a gap metric (max − min of per-group rates) every replicate's gap is
+    inflated by resampling noise, so the interval shifts up, away from θ̂: it can exclude θ̂ (which
+    crashed the report's selection plot on BreastMNIST) and it calls noise a gain. Why not the
+    basic interval [2θ̂ − q_hi, 2θ̂ − q_lo]: it is the percentile interval mirrored through θ̂, so it
+    excludes θ̂ exactly when that does; it needs the bias-corrected estimate 2θ̂ − median(θ*)
+    beside it, which leaves the metric's range (a negative gain of a zero-gap model over a model
+    with a gap) and, for two models with no gap on the test set, claims a "real loss".
+
+    Measured with benchmarks/gain_interval.py (300 simulated test sets of 156 patients in three
+    groups, 400 replicates; a constant model against a MAP model whose demographic-parity gap is
+    truly 0): the percentile interval claimed a real gain (low > 0) in 100 % of the test sets,
+    covered the true gain 0 in none and excluded θ̂ in 3 %; this interval claimed it in 18 % and
+    covered 0 in 82 % (basic: 11 % and 89 %; normal θ̂ ± 1.96·sd: 21 % and 79 %). At a true gap of
+    0.15 it covered 92 % (basic 84 %). No bootstrap interval reaches its nominal level on such a
+    non-smooth metric near 0, which is why the verdict also asks validation to rank the models as
+    test does. For a smooth metric such as an accuracy difference the intervals agree (the test
+    checks this one against SciPy's percentile interval).
+
+    Returns (gain on the full test set, CI low, CI high, replicates)."""
     pc = np.asarray(to_numpy(probs_chosen, "probs_chosen"), dtype=np.float64)
     pr = np.asarray(to_numpy(probs_ref, "probs_ref"), dtype=np.float64)
     if pc.shape != pr.shape or pc.ndim != 2:
@@ -84,7 +110,7 @@ def bootstrap_gain(
     yy = check_vector(y, n, "y").astype(np.int64)
     gg = {k: check_vector(v, n, f"groups[{k!r}]") for k, v in (groups or {}).items()}
     sign = 1.0 if higher_is_better else -1.0
-    gain = sign * (metric(pc, yy, gg) - metric(pr, yy, gg))
+    gain = float(sign * (metric(pc, yy, gg) - metric(pr, yy, gg)))
     rng = np.random.default_rng(seed)
     reps = np.empty(n_boot)
     for b in range(n_boot):
@@ -92,11 +118,19 @@ def bootstrap_gain(
         gb = {k: v[i] for k, v in gg.items()}
         reps[b] = sign * (metric(pc[i], yy[i], gb) - metric(pr[i], yy[i], gb))
     reps = reps[np.isfinite(reps)]
-    if len(reps) == 0:
-        return float(gain), float("nan"), float("nan"), reps
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(reps, [tail, 100 - tail])
-    return float(gain), float(lo), float(hi), reps
+    if len(reps) == 0 or not np.isfinite(gain):
+        return gain, float("nan"), float("nan"), reps
+    lo, hi = symmetric_interval(gain, reps, level)
+    return gain, lo, hi, reps
+
+
+def symmetric_interval(
+    estimate: float, reps: np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    """θ̂ ± h with h the `level` quantile of |θ* − θ̂| over the bootstrap replicates θ* (see
+    :func:`bootstrap_gain`); always holds `estimate`."""
+    half = float(np.quantile(np.abs(np.asarray(reps, dtype=np.float64) - estimate), level))
+    return estimate - half, estimate + half
 
 
 def verdict(rho: float, ci_low: float, ci_high: float, rho_min: float = 0.2) -> str:
@@ -208,9 +242,10 @@ def best_in_set(
 
     Columns: desideratum, higher_is_better, n_models, chosen (row index of the chosen model),
     n_tied_on_val, chosen_val, map_val, chosen_test, map_test, test_gain (oriented: > 0 better),
-    gain_ci_low/high, oracle_test (best test value in the set, unreachable without test labels),
-    chosen_test_percentile (share of the set the chosen model matches or beats on test),
-    set_test_q05..q95, spearman_rho, spearman_p, verdict, selection_noise."""
+    gain_ci_low/high (around test_gain, see :func:`bootstrap_gain`), oracle_test (best test value
+    in the set, unreachable without test labels), chosen_test_percentile (share of the set the
+    chosen model matches or beats on test), set_test_q05..q95, spearman_rho, spearman_p, verdict,
+    selection_noise."""
     rows = []
     for i, d in enumerate(desiderata):
         for name, table in (("validation", val_values), ("test", test_values)):

@@ -7,11 +7,12 @@ Modules: multiplicity (ambiguity, discrepancy, disagreement, viable prediction r
 capacity, self-consistency, churn, decision flips, per group, convergence, `multiplicity_summary`),
 performance and calibration (per-model [M] arrays), fairness (per-group metrics and gaps),
 table (`per_model_table`: one row per model, one column per metric), spread (`spread_table`:
-tidy summary across the set, bootstrap CIs, null-control warning), validation (input checks and
-their error messages).
+tidy summary across the set, bootstrap CIs, null-control warning), degenerate (is the trained
+model near-constant or near chance?), validation (input checks and their error messages).
 """
 
 from rashomon.metrics.calibration import adaptive_ece, brier, ece, nll
+from rashomon.metrics.degenerate import Degeneracy, degeneracy
 from rashomon.metrics.fairness import fairness_gaps, gap_table, group_metrics, group_table
 from rashomon.metrics.multiplicity import (
     ambiguity,
@@ -42,6 +43,7 @@ from rashomon.metrics.spread import null_control_warning, spread_table, summaris
 from rashomon.metrics.table import per_model_table, split_column
 
 __all__ = [
+    "Degeneracy",
     "accuracy",
     "adaptive_ece",
     "ambiguity",
@@ -52,6 +54,7 @@ __all__ = [
     "churn",
     "convergence_curve",
     "decision_flips",
+    "degeneracy",
     "disagreement",
     "discrepancy",
     "ece",

@@ -36,6 +36,7 @@ TABLES = {
     "ensembles": ("decide", "ensembles.csv"),
     "patients": ("decide", "patients.csv"),
     "lsi": ("decide", "lsi.csv"),
+    "notes": ("decide", "notes.csv"),  # what the decide stage skipped, and why
 }
 
 

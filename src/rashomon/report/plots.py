@@ -289,14 +289,12 @@ def selection_gains(selection: pd.DataFrame, name_col: str) -> Figure:
         bad = "worse" in v or "loss" in v
         colors.append(MAP_COLOR if bad else ("#2ca02c" if "gain" in v else GREY))
     if {"gain_low", "gain_high"} <= set(df.columns):
-        lo = gain - df["gain_low"].to_numpy(float)
-        hi = df["gain_high"].to_numpy(float) - gain
-        for i in range(len(df)):
-            a.errorbar(
-                gain[i], y[i], xerr=[[lo[i]], [hi[i]]], fmt="o", color=colors[i], capsize=3, ms=5
-            )
-    else:
-        a.scatter(gain, y, color=colors)
+        # Interval and point drawn apart: a table whose point lies outside its interval (written
+        # by an older version) is drawn as it is instead of failing.
+        lo, hi = df["gain_low"].to_numpy(float), df["gain_high"].to_numpy(float)
+        a.hlines(y, lo, hi, colors=colors, lw=1.5)
+        a.scatter(np.r_[lo, hi], np.r_[y, y], marker="|", s=60, c=colors + colors)
+    a.scatter(gain, y, color=colors, s=28, zorder=3)
     a.axvline(0, color="black", lw=0.8)
     a.set_yticks(y, df[name_col].astype(str))
     a.set(
@@ -357,7 +355,9 @@ def lsi_scatter(lsi: pd.DataFrame) -> Figure:
         a.set_xscale("log")
     from scipy.stats import spearmanr
 
-    rho = spearmanr(x, y).statistic if len(x) > 2 else float("nan")
+    # Undefined when either side is constant (a set that never disagrees on a training image).
+    defined = len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+    rho = spearmanr(x, y).statistic if defined else float("nan")
     a.set(
         title=f"LSI vs disagreement (Spearman ρ = {rho:.2f})",
         xlabel="Laplace Sample Information",
@@ -481,3 +481,51 @@ def _band(a, df: pd.DataFrame, scale: float) -> None:
             color=MAP_COLOR,
             label="MAP model",
         )
+
+
+def axis_study(study: pd.DataFrame, axis: str) -> Figure:
+    """Sweep page: every headline metric against one grid axis (mean ± std over the other
+    cells), one small panel each."""
+    metrics = list(dict.fromkeys(study["metric"]))
+    ncols = min(4, len(metrics))
+    nrows = int(np.ceil(len(metrics) / ncols))
+    fig, ax = figure(3.2 * ncols, 2.6 * nrows, nrows, ncols)
+    for i, metric in enumerate(metrics):
+        a = ax[i // ncols, i % ncols]
+        s = study[study["metric"] == metric]
+        x = pd.to_numeric(s[axis])
+        a.errorbar(
+            x, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, color=SET_COLOR, ms=4
+        )
+        a.set_title(metric)
+        a.set_xlabel(axis)
+    for j in range(len(metrics), nrows * ncols):
+        ax[j // ncols, j % ncols].set_axis_off()
+    return fig
+
+
+def disagreement_vs_truth(patients: pd.DataFrame, truth_col: str, others: Sequence[str]) -> Figure:
+    """Compare page: per-patient disagreement of each set against the ground truth's (jittered
+    so that tied patients stay visible), one panel per set."""
+    ncols = min(3, len(others))
+    nrows = int(np.ceil(len(others) / ncols))
+    fig, ax = figure(3.3 * ncols, 3.0 * nrows, nrows, ncols)
+    rng = np.random.default_rng(0)
+    for i, col in enumerate(others):
+        a = ax[i // ncols, i % ncols]
+        jitter = rng.uniform(-0.01, 0.01, (2, len(patients)))
+        a.scatter(
+            patients[truth_col] + jitter[0],
+            patients[col] + jitter[1],
+            s=6,
+            alpha=0.5,
+            color=SET_COLOR,
+        )
+        a.plot([0, 1], [0, 1], color=GREY, lw=0.8)
+        a.set_xlabel("retrained set (ground truth)")
+        a.set_ylabel("this set")
+        a.set_title(col.removeprefix("disagreement:"), fontsize=8.5)
+    for j in range(len(others), nrows * ncols):
+        ax[j // ncols, j % ncols].set_axis_off()
+    fig.suptitle("Per-patient disagreement: set vs ground truth", fontsize=10)
+    return fig

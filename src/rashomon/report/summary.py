@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rashomon.metrics.degenerate import Degeneracy, degeneracy
 from rashomon.report.load import RunData, find_column
 
 # disagreement = 4·p̂·(1−p̂) ≥ 0.64  ⇔  at least 20 % of the set predicts the minority label.
@@ -85,8 +86,24 @@ def group_extremes(data: RunData) -> list[tuple[str, str, bool, float, int]]:
     return sorted(out, key=lambda r: -r[3])
 
 
+def map_degeneracy(data: RunData) -> Degeneracy | None:
+    """The degeneracy checks of the MAP model on the test patients (per_sample.csv's MAP labels
+    against the true ones); None when the table lacks them (multilabel tasks, old runs)."""
+    ps = data.table("per_sample")
+    if ps is None or not len(ps) or not {"label", "map_pred"} <= set(ps.columns):
+        return None
+    return degeneracy(ps["map_pred"].to_numpy(), ps["label"].to_numpy())
+
+
+def degenerate_warning(data: RunData) -> str | None:
+    """The headline's warning when the MAP model is near-constant or near chance, else None."""
+    d = map_degeneracy(data)
+    return d.sentence(data.class_names, "test") if d is not None and d.degenerate else None
+
+
 def summary_sentences(data: RunData) -> list[str]:
-    """The summary as plain sentences (no markup); the first is the headline."""
+    """The summary as plain sentences (no markup); the first is the headline: the warning of a
+    degenerate MAP model when it is one, else the share of arbitrary patients."""
     a = arbitrariness(data)
     kept, total = kept_models(data)
     eps = data.epsilon
@@ -121,12 +138,25 @@ def summary_sentences(data: RunData) -> list[str]:
         )
     out += _selection_sentence(data)
     out += _ensemble_sentence(data)
-    return out
+    warning = degenerate_warning(data)
+    return [warning, *out] if warning else out
+
+
+def skip_notes(data: RunData, part: str) -> list[str]:
+    """Why the decide stage skipped `part` (decide/notes.csv), without the 'skipped: ' prefix."""
+    notes = data.table("notes")
+    if notes is None or not {"part", "note"} <= set(notes.columns):
+        return []
+    rows = notes[notes["part"].astype(str) == part]["note"].astype(str)
+    return list(dict.fromkeys(n.removeprefix("skipped: ") for n in rows))
 
 
 def _selection_sentence(data: RunData) -> list[str]:
     sel = data.table("selection")
-    if sel is None or "verdict" not in sel or not len(sel):
+    if sel is None:
+        skipped = skip_notes(data, "selection")
+        return [f"Best-in-set selection was skipped: {skipped[0]}."] if skipped else []
+    if "verdict" not in sel or not len(sel):
         return []
     name_col = find_column(sel, "desideratum", "metric")
     verdicts = sel["verdict"].astype(str).str.lower()

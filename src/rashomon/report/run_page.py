@@ -8,11 +8,10 @@ to `out_dir/summary.txt`. The page has no scripts and loads nothing from the net
 
 from __future__ import annotations
 
-import base64
-import html
 import re
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +20,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rashomon.errors import one_line
 from rashomon.report import plots
+from rashomon.report.kit import (
+    esc,
+    failure_box,
+    figure_html,
+    kv_table,
+    nav_html,
+    note,
+    page,
+    section_html,
+    table_html,
+    warning_box,
+)
 from rashomon.report.load import TABLES, RunData, find_column, load_run
 from rashomon.report.summary import (
     arbitrariness,
+    degenerate_warning,
     kept_models,
     pct,
+    skip_notes,
     summary_sentences,
 )
-from rashomon.report.template import CSS, PAGE
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "pgd-linf", "pgd_linf", "autoattack", "apgd")
 TOP_PATIENTS = 10
@@ -52,68 +65,16 @@ class ReportBuilder:
 
     # --- building blocks ------------------------------------------------------------------
     def figure(self, fig, name: str, caption: str, alt: str | None = None) -> str:
+        """Save `fig` as OUT/<name>.png and embed the same bytes in the page."""
         path = plots.save_png(fig, self.out / f"{name}.png")
         self.figures.append(path)
-        b64 = base64.b64encode(path.read_bytes()).decode("ascii")
-        alt = html.escape(alt or caption, quote=True)
-        return (
-            f'<figure><img src="data:image/png;base64,{b64}" alt="{alt}">'
-            f"<figcaption>{caption}</figcaption></figure>"
-        )
+        return figure_html(path.read_bytes(), caption, alt)
 
     def note(self, text: str) -> str:
-        return f'<p class="note">{text}</p>'
+        return note(text)
 
     def missing(self, key: str, what: str) -> str:
         return f'<p class="note missing">No {what}: {self.data.missing_note(key)}</p>'
-
-
-def esc(x: Any) -> str:
-    return html.escape(str(x))
-
-
-def fmt(v: Any, digits: int = 3) -> str:
-    if isinstance(v, bool | np.bool_):
-        return "yes" if v else "no"
-    if isinstance(v, int | np.integer):
-        return f"{int(v):,}"
-    if isinstance(v, float | np.floating):
-        if np.isnan(v):
-            return "–"
-        if float(v).is_integer() and abs(v) >= 100:
-            return f"{int(v):,}"
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def table_html(df: pd.DataFrame, digits: int = 3, max_rows: int = 60) -> str:
-    """A compact HTML table (values escaped, floats rounded)."""
-    text_cols = {c for c in df.columns if df[c].map(lambda v: isinstance(v, str)).all()}
-    head = "".join(
-        f'<th class="t">{esc(c)}</th>' if c in text_cols else f"<th>{esc(c)}</th>"
-        for c in df.columns
-    )
-    rows = []
-    for r in df.head(max_rows).itertuples(index=False):
-        cells = "".join(
-            f'<td class="t">{esc(v)}</td>'
-            if isinstance(v, str)
-            else f"<td>{esc(fmt(v, digits))}</td>"
-            for v in r
-        )
-        rows.append(f"<tr>{cells}</tr>")
-    more = ""
-    if len(df) > max_rows:
-        more = f'<p class="note">Showing {max_rows} of {len(df)} rows; the CSV has them all.</p>'
-    return (
-        f'<div class="scroll"><table class="tbl"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>{more}"
-    )
-
-
-def kv_table(pairs: list[tuple[str, Any]]) -> str:
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(fmt(v, 4))}</td></tr>" for k, v in pairs)
-    return f'<table class="tbl kv">{rows}</table>'
 
 
 def group_label(group: Any, attributes: dict[str, dict]) -> str:
@@ -164,9 +125,13 @@ def section_summary(b: ReportBuilder) -> Section:
         f'<div class="card"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>'
         for v, k in cards
     )
+    warning = ""
+    if degenerate_warning(d):  # the first sentence: shown as a warning above the headline
+        warning = warning_box("Degenerate trained model.", esc(sentences[0]))
+        sentences = sentences[1:]
     items = "".join(f"<li>{esc(s)}</li>" for s in sentences[1:])
     body = (
-        f'<p class="headline">{esc(sentences[0])}</p><ul>{items}</ul>'
+        f'{warning}<p class="headline">{esc(sentences[0])}</p><ul>{items}</ul>'
         f'<div class="cards">{card_html}</div>'
     )
     return Section("summary", "Summary", body, "summary")
@@ -505,15 +470,24 @@ def section_selection(b: ReportBuilder) -> Section:
     d = b.data
     sel = d.table("selection")
     if sel is None:
-        return Section(
-            "selection", "Best-in-set selection", b.missing("selection", "selection results")
+        skipped = skip_notes(d, "selection")
+        body = (
+            warning_box("Selection skipped:", esc("; ".join(skipped)) + ".")
+            if skipped
+            else b.missing("selection", "selection results")
         )
+        return Section("selection", "Best-in-set selection", body)
     name_col = find_column(sel, "desideratum", "metric") or sel.columns[0]
     parts = [
         "<p>For each desideratum the model of the set that is best on <i>validation</i> data is "
         "picked, and its gain over the MAP model is measured on <i>test</i> data. A gain whose "
         "interval includes 0 is selection noise: the set's models look different on validation "
-        "by chance.</p>"
+        "by chance.</p>",
+        note(
+            "The gain is the difference on the full test set; its 95 % interval is the gain ± "
+            "the 95th percentile of how far the gain moves when test patients are resampled "
+            "(paired bootstrap)."
+        ),
     ]
     if "gain" in sel:
         parts.append(
@@ -836,20 +810,64 @@ def section_run(b: ReportBuilder) -> Section:
     return Section("run", "Run", "".join(parts))
 
 
-SECTIONS: list[Callable[[ReportBuilder], Section]] = [
-    section_summary,
-    section_task,
-    section_map,
-    section_set,
-    section_multiplicity,
-    section_desiderata,
-    section_selection,
-    section_ensembles,
-    section_lsi,
-    section_patients,
-    section_robustness,
-    section_run,
+# (id, title, builder) of every section, in page order; the id and title name a section whose
+# builder fails.
+SECTIONS: list[tuple[str, str, Callable[[ReportBuilder], Section]]] = [
+    ("summary", "Summary", section_summary),
+    ("task", "Task and data", section_task),
+    ("map", "The trained (MAP) model", section_map),
+    ("set", "The Rashomon set", section_set),
+    ("multiplicity", "Predictive multiplicity", section_multiplicity),
+    ("desiderata", "Desiderata across the set", section_desiderata),
+    ("selection", "Best-in-set selection", section_selection),
+    ("ensembles", "Ensembles and abstention", section_ensembles),
+    ("lsi", "Laplace Sample Information", section_lsi),
+    ("patients", "The most arbitrary patients", section_patients),
+    ("robustness", "Robustness", section_robustness),
+    ("run", "Run", section_run),
 ]
+ERRORS_FILE = "errors.txt"  # tracebacks of the parts of the report that failed
+
+
+@dataclass(frozen=True)
+class SectionFailure:
+    """A part of the report that raised while it was built or drawn."""
+
+    id: str
+    title: str
+    reason: str  # one line
+    traceback: str
+
+
+@dataclass
+class Report:
+    """What `write_report` wrote: the page and the parts that failed (empty when none did)."""
+
+    page: Path
+    failures: list[SectionFailure] = field(default_factory=list)
+
+
+def build_section(
+    b: ReportBuilder, id: str, title: str, make: Callable[[ReportBuilder], Section]
+) -> tuple[Section, SectionFailure | None]:
+    """One section, fail-safe: a section that raises shows a failure box with its name and the
+    one-line reason instead, and the figures it had saved are removed with it (every PNG next to
+    the page stays one the page embeds)."""
+    before = len(b.figures)
+    try:
+        return make(b), None
+    except Exception as exc:
+        for path in b.figures[before:]:
+            path.unlink(missing_ok=True)
+        del b.figures[before:]
+        failure = SectionFailure(id, title, one_line(exc), traceback.format_exc())
+        body = failure_box(
+            f"The section “{title}”",
+            failure.reason,
+            f"The rest of the report is unaffected; the traceback is in "
+            f"<code>{ERRORS_FILE}</code> next to this page.",
+        )
+        return Section(id, title, body, "failed"), failure
 
 
 def render_page(data: RunData, sections: list[Section]) -> str:
@@ -861,55 +879,65 @@ def render_page(data: RunData, sections: list[Section]) -> str:
     source = data.summaries.get("sample", {}).get("source") or (
         data.config.get("sample") or {}
     ).get("source", "")
-    title = f"Rashomon audit: {name}"
-    subtitle = esc(
-        " · ".join(
-            x
-            for x in (arch, f"{source} set" if source else "", f"seed {data.config.get('seed', 0)}")
-            if x
-        )
+    subtitle = " · ".join(
+        x
+        for x in (arch, f"{source} set" if source else "", f"seed {data.config.get('seed', 0)}")
+        if x
     )
     meta = (
-        f"run <code style='background:none;color:#fff'>{esc(data.run_dir.name)}</code><br>"
-        f"generated {time.strftime('%Y-%m-%d %H:%M')}"
+        f"run <code>{esc(data.run_dir.name)}</code><br>generated {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    nav = "".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections)
-    body = "\n".join(
-        f'<section id="{s.id}" class="{s.extra_class}"><h2>{esc(s.title)}</h2>{s.body}</section>'
-        for s in sections
-    )
-    from rashomon import __version__
-
-    return PAGE.format(
-        title=esc(title),
-        css=CSS,
-        subtitle=subtitle,
-        meta=meta,
-        nav=nav,
-        sections=body,
-        footer=f"rashomon {esc(__version__)}",
-    )
+    failed = [s.id for s in sections if s.extra_class == "failed"]
+    nav = nav_html([(s.id, s.title) for s in sections], failed)
+    body = "\n".join(section_html(s.id, s.title, s.body, s.extra_class) for s in sections)
+    return page(f"Rashomon audit: {name}", body, subtitle=subtitle, meta=meta, nav=nav)
 
 
-def build_report(run_dir: Path, out_dir: Path, task: Any = None, load_images: bool = True) -> Path:
+def write_report(
+    run_dir: Path, out_dir: Path, task: Any = None, load_images: bool = True
+) -> Report:
     """Write report.html, one PNG per figure, summary.txt and tables/ into `out_dir`.
 
     `task` (optional) supplies patient images; by default it is loaded from config.yaml's data
-    section, and the image panels say why when that fails. Returns the path of report.html.
+    section, and the image panels say why when that fails. A section that fails shows a failure
+    box and the others are still written (tracebacks in errors.txt); a run directory without the
+    required stages is a RashomonError. Returns the page and the failed parts.
     """
+    from rashomon.report.summary import summary_text
+
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     data = load_run(run_dir, task=task, load_images=load_images)
     out_dir.mkdir(parents=True, exist_ok=True)
     builder = ReportBuilder(data, out_dir)
-    sections = [make(builder) for make in SECTIONS]
-    from rashomon.report.summary import summary_text
-
-    (out_dir / "summary.txt").write_text(summary_text(data))
+    sections, failures = [], []
+    for id, title, make in SECTIONS:
+        section, failure = build_section(builder, id, title, make)
+        sections.append(section)
+        if failure is not None:
+            failures.append(failure)
+    try:
+        text = summary_text(data)
+    except Exception as exc:
+        failures.append(
+            SectionFailure("summary.txt", "summary.txt", one_line(exc), traceback.format_exc())
+        )
+        text = f"The summary could not be computed ({one_line(exc)}); see the report.\n"
+    (out_dir / "summary.txt").write_text(text)
     tables = out_dir / "tables"
     tables.mkdir(exist_ok=True)
     for key, (stage, name) in TABLES.items():
         if key in data.tables:
             shutil.copyfile(run_dir / stage / name, tables / f"{stage}_{name}")
-    page = out_dir / "report.html"
-    page.write_text(render_page(data, sections), encoding="utf-8")
-    return page
+    errors = out_dir / ERRORS_FILE
+    if failures:
+        errors.write_text("\n".join(f"--- {f.title}\n{f.traceback}" for f in failures))
+    else:
+        errors.unlink(missing_ok=True)
+    path = out_dir / "report.html"
+    path.write_text(render_page(data, sections), encoding="utf-8")
+    return Report(path, failures)
+
+
+def build_report(run_dir: Path, out_dir: Path, task: Any = None, load_images: bool = True) -> Path:
+    """`write_report`, returning the path of report.html."""
+    return write_report(run_dir, out_dir, task=task, load_images=load_images).page

@@ -1,0 +1,82 @@
+"""The degenerate-model check on hand-made label arrays, balanced accuracy against scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from rashomon.errors import RashomonError
+from rashomon.metrics import degeneracy
+from rashomon.metrics.degenerate import CHANCE_MARGIN, DOMINANT_SHARE
+
+HAM = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+def test_thresholds_are_the_documented_ones():
+    assert (DOMINANT_SHARE, CHANCE_MARGIN) == (0.95, 0.05)
+
+
+def test_near_constant_seven_classes_with_the_headline_sentence():
+    # 100 patients, 10 per class except nv (40): the model says nv for 97 of them and gets the
+    # 40 nv right, 1 mel right, 0 else → recalls (0,0,0,0,0.1,1,0) → balanced accuracy 1.1/7.
+    y = np.repeat(np.arange(7), [10, 10, 10, 10, 10, 40, 10])
+    pred = np.full(100, 5)
+    pred[y == 4] = [4] + [5] * 9
+    pred[y == 0] = [5] * 8 + [1, 2]
+    d = degeneracy(pred, y)
+    assert d.dominant_class == 5 and d.dominant_share == pytest.approx(0.97)
+    assert d.balanced_accuracy == pytest.approx(balanced_accuracy_score(y, pred))
+    assert d.balanced_accuracy == pytest.approx(1.1 / 7)
+    assert d.chance == pytest.approx(1 / 7)
+    assert d.near_constant and d.near_chance and d.degenerate
+    assert d.sentence(HAM) == (
+        "The trained model predicts 'nv' for 97 % of test patients (balanced accuracy 0.16, "
+        "chance 0.14): multiplicity of a near-constant classifier is no finding; train longer "
+        "or check the data."
+    )
+    assert d.describe(split="validation").startswith("predicts 'class 5' for 97 % of validation")
+
+
+def test_dominant_share_boundary():
+    y = np.r_[np.zeros(50), np.ones(50)].astype(int)
+    pred = np.ones(100, int)
+    pred[:5] = 0  # class 1 for 95 of 100 patients: at the threshold
+    at = degeneracy(pred, y)
+    assert at.dominant_share == 0.95 and at.near_constant
+    pred[5] = 0  # 94 %
+    below = degeneracy(pred, y)
+    assert below.dominant_share == 0.94 and not below.near_constant
+
+
+def test_near_chance_without_a_dominant_class():
+    # binary, balanced: recalls 0.6 and 0.5 → 0.55 = chance + 0.05 (flagged); 0.6 and 0.52 not
+    y = np.r_[np.zeros(50), np.ones(50)].astype(int)
+    pred = np.r_[np.zeros(30), np.ones(20), np.zeros(25), np.ones(25)].astype(int)
+    d = degeneracy(pred, y)
+    assert d.balanced_accuracy == pytest.approx(balanced_accuracy_score(y, pred)) == 0.55
+    assert d.near_chance and not d.near_constant and d.dominant_share == 0.55
+    assert d.sentence(["benign", "malignant"]) == (
+        "The trained model is near chance on test patients (balanced accuracy 0.55, chance "
+        "0.50; it predicts 'benign' for 55 %): multiplicity of a near-chance classifier is no "
+        "finding; train longer or check the data."
+    )
+    pred[74] = 1  # one more malignant patient right: recall 0.52
+    ok = degeneracy(pred, y)
+    assert ok.balanced_accuracy == pytest.approx(0.56) and not ok.degenerate
+    # worse than chance is no better than a constant model either
+    assert degeneracy(1 - y, y).near_chance
+
+
+def test_chance_counts_the_classes_present():
+    # class 2 never occurs in y: a constant model scores 1/2 by scikit-learn's definition
+    y = np.array([0, 0, 1, 1, 0, 1])
+    d = degeneracy(np.zeros(6, int), y)
+    assert d.chance == 0.5 and d.balanced_accuracy == balanced_accuracy_score(y, np.zeros(6))
+
+
+def test_bad_shapes():
+    with pytest.raises(RashomonError, match=r"must be \[N\]"):
+        degeneracy(np.zeros(3), np.zeros(4))
+    with pytest.raises(RashomonError, match="N > 0"):
+        degeneracy([], [])
