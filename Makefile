@@ -22,6 +22,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src/rashomon/metrics
+	$(BIN)/lint-imports
 
 test: lint
 	bash scripts/pytest.sh $(BIN)/python
