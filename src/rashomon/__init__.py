@@ -15,6 +15,9 @@ _LAZY = {
     "laplace": "rashomon.sets.laplace",
     "riemannian": "rashomon.sets.riemannian",
     "rashomon_mask": "rashomon.sets.rashomon",
+    "last_layer_extremes": "rashomon.sets.extremes",
+    "register_source": "rashomon.sets.registry",
+    "available_sources": "rashomon.sets.registry",
     "ModelSet": "rashomon.sets.base",
     "Task": "rashomon.data.task",
 }
