@@ -101,13 +101,7 @@ class StageContext:
             from rashomon.api import load_task
 
             d = self.cfg.data
-            self._task = load_task(
-                d.dataset,
-                root=d.root,
-                size=d.size,
-                seed=self.cfg.seed,
-                attributes_csv=d.attributes_csv,
-            )
+            self._task = load_task(d.dataset, seed=self.cfg.seed, **d.loader_options())
         return self._task
 
     def path(self, stage: str, *parts: str) -> Path:
