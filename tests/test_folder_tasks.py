@@ -367,3 +367,16 @@ def test_ham10000_binary_loads_as_rgb_with_real_attributes():
     # stored at 64 px: the raw image is the JPEG as decoded
     first = Image.open(HAM / pd.read_csv(HAM / "labels-binary.csv").path[0]).convert("RGB")
     np.testing.assert_array_equal(task.train.raw[0], np.asarray(first))
+
+
+def test_ham10000_example_config(monkeypatch):
+    from rashomon.config import load_config
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "examples" / "ham10000.yaml")
+    assert (cfg.data.labels, cfg.data.size, cfg.data.channels) == ("labels-binary.csv", 28, None)
+    if (HAM / "labels.csv").exists():
+        monkeypatch.chdir(REPO)  # the example's dataset path is relative to the repo root
+        opts = cfg.data.loader_options()
+        files = rdata.data_files(cfg.data.dataset, labels=opts["labels"])
+        assert files[1] == HAM / "classes-binary.txt"
