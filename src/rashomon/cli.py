@@ -71,6 +71,8 @@ FLAG_KEYS = {
     "data_root": "data.root",
     "size": "data.size",
     "attributes": "data.attributes_csv",
+    "labels": "data.labels",
+    "channels": "data.channels",
     "arch": "train.arch",
     "width": "train.width",
     "dropout": "train.dropout",
@@ -94,13 +96,27 @@ FLAG_KEYS = {
 ConfigArg = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config; flags override it.")
 ]
-Dataset = Annotated[str | None, typer.Option(help="MedMNIST name or image folder with labels.csv.")]
+Dataset = Annotated[
+    str | None, typer.Option(help="MedMNIST name, or a folder of images with a label CSV.")
+]
 DataRoot = Annotated[
     str | None, typer.Option(help="Folder of MedMNIST npz files (default $RASHOMON_DATA).")
 ]
-Size = Annotated[int | None, typer.Option(help="Image size: 28, 64, 128 or 224.")]
+Size = Annotated[
+    int | None, typer.Option(help="Image size: 28, 64, 128 or 224 (folders: any, resized).")
+]
 Attributes = Annotated[
     str | None, typer.Option(help="CSV of patient attributes: split,index,<attribute>...")
+]
+Labels = Annotated[
+    str | None,
+    typer.Option(
+        help="Folder tasks: the label CSV, a file or a name in the folder (default labels.csv)."
+    ),
+]
+Channels = Annotated[
+    int | None,
+    typer.Option(help="Folder tasks: 1 (grey) or 3 (RGB); default from the images."),
 ]
 Arch = Annotated[str | None, typer.Option(help="Architecture: cnn-small, cnn, resnet18, mlp.")]
 Width = Annotated[float | None, typer.Option(help="Width multiplier (arch cnn).")]
@@ -175,7 +191,10 @@ def _source_options(items: list[str]) -> dict[str, Any]:
 
 
 def _default_out(cfg) -> Path:
-    name = cfg.name or f"{Path(cfg.data.dataset).name}-{cfg.train.arch}-seed{cfg.seed}"
+    data = Path(cfg.data.dataset).name
+    if cfg.data.labels:  # e.g. ham10000-labels-binary: one folder per label file
+        data = f"{data}-{Path(cfg.data.labels).stem}"
+    name = cfg.name or f"{data}-{cfg.train.arch}-seed{cfg.seed}"
     return Path("runs") / name
 
 
@@ -215,6 +234,8 @@ def run(
     data_root: DataRoot = None,
     size: Size = None,
     attributes: Attributes = None,
+    labels: Labels = None,
+    channels: Channels = None,
     arch: Arch = None,
     width: Width = None,
     dropout: Dropout = None,
@@ -290,6 +311,9 @@ def train(
     dataset: Dataset = None,
     data_root: DataRoot = None,
     size: Size = None,
+    attributes: Attributes = None,
+    labels: Labels = None,
+    channels: Channels = None,
     arch: Arch = None,
     width: Width = None,
     dropout: Dropout = None,
@@ -393,19 +417,60 @@ def report(
 @guarded
 def datasets(
     data_root: DataRoot = None,
+    folder: Annotated[
+        list[Path] | None,
+        typer.Option(help="A folder task to describe (repeatable); default: those under the root."),
+    ] = None,
 ) -> None:
-    """List the MedMNIST datasets and whether their 28 px file is present locally."""
+    """List the MedMNIST datasets (is their 28 px file local?) and the folder tasks under the
+    data root or given with --folder: label files, classes, split sizes, attribute columns."""
+    from rich.markup import escape
+
+    from rashomon.data.folder import describe_folder, find_folder_tasks
     from rashomon.data.medmnist import _info, dataset_names, default_root, npz_filename
 
-    root = Path(data_root) if data_root else default_root()
-    table = Table(title=f"MedMNIST 2D datasets (data root {root})")
-    for col in ("name", "task", "classes", "local"):
+    root = Path(data_root).expanduser() if data_root else default_root()
+    if not folder:
+        table = Table(title=f"MedMNIST 2D datasets (data root {root})")
+        for col in ("name", "task", "classes", "local"):
+            table.add_column(col)
+        info = _info()
+        for name in dataset_names():
+            present = (root / npz_filename(name, 28)).exists()
+            table.add_row(
+                name, info[name]["task"], str(len(info[name]["label"])), "yes" if present else "no"
+            )
+        console.print(table)
+    folders = list(folder) if folder else find_folder_tasks(root)
+    if not folders:
+        console.print(f"No folder tasks under {root} (a folder with labels*.csv and images).")
+        return
+    entries = [e for f in folders for e in describe_folder(f)]
+    table = Table(title="Folder tasks (--dataset FOLDER --labels FILE)")
+    for col in ("folder", "labels", "kind", "classes", "train", "val", "test", "attributes"):
         table.add_column(col)
-    info = _info()
-    for name in dataset_names():
-        present = (root / npz_filename(name, 28)).exists()
+    for e in entries:
+        if "error" in e:
+            row = (escape(e["folder"]), escape(e["labels"]), "[red]error[/red]", escape(e["error"]))
+            table.add_row(*row, "", "", "", "")
+            continue
+        classes = e["classes"]
+        shown = escape(", ".join(classes[:10]))
+        shown += f", … ({len(classes)})" if len(classes) > 10 else ""
+        if e["classes_file"]:
+            shown += f" [dim]({e['classes_file']})[/dim]"
+        if e["missing_images"]:
+            shown += f" [red]{e['missing_images']} images missing[/red]"
+        sizes = e["sizes"]
         table.add_row(
-            name, info[name]["task"], str(len(info[name]["label"])), "yes" if present else "no"
+            escape(e["folder"]),
+            escape(e["labels"]),
+            e["kind"],
+            shown,
+            str(sizes["train"]),
+            str(sizes["val"]),
+            str(sizes["test"]),
+            escape(", ".join(e["attributes"])) or "-",
         )
     console.print(table)
 

@@ -36,10 +36,14 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    dataset: str = "pneumoniamnist"
+    dataset: str = "pneumoniamnist"  # a MedMNIST name, or a folder of images with a label CSV
     root: str | None = None  # default: $RASHOMON_DATA, else the medmnist default root
     size: int = 28
     attributes_csv: str | None = None
+    # Folder tasks only. `labels`: the label CSV, a bare name looked up in the folder (default
+    # labels.csv). `channels`: 1 or 3; default from the images (all grey → 1, else 3).
+    labels: str | None = None
+    channels: Literal[1, 3] | None = None
     # Where the files are found is not what they are: stages check the files' content
     # fingerprint instead (rashomon.run.data_fingerprint).
     operational: ClassVar[frozenset[str]] = frozenset({"root"})
@@ -48,10 +52,23 @@ class DataConfig(Section):
         out = super().identity()
         folder = Path(self.dataset).expanduser()
         out["dataset"] = "folder" if folder.is_dir() else self.dataset.lower()
-        for key in ("attributes_csv",):
+        for key in ("attributes_csv", "labels"):
             if out.get(key):
                 out[key] = Path(out[key]).name
+        for name in ("labels", "channels"):  # unset folder options leave old hashes unchanged
+            if out[name] is None:
+                del out[name]
         return out
+
+    def loader_options(self) -> dict[str, Any]:
+        """Keyword arguments of `rashomon.load_task(self.dataset, ...)` (seed aside)."""
+        return {
+            "root": self.root,
+            "size": self.size,
+            "attributes_csv": self.attributes_csv,
+            "labels": self.labels,
+            "channels": self.channels,
+        }
 
 
 class TrainSection(Section):

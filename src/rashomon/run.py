@@ -155,7 +155,9 @@ def data_fingerprint(cfg: RunConfig, run_dir: Path | None = None) -> str:
     from rashomon.fingerprint import files_fingerprint
 
     d = cfg.data
-    files = data_files(d.dataset, d.root, d.size, d.attributes_csv, getattr(d, "labels", None))
+    files = data_files(
+        d.dataset, root=d.root, size=d.size, labels=d.labels, attributes_csv=d.attributes_csv
+    )
     cache = Path(run_dir) / HASH_CACHE_FILE if run_dir is not None else None
     return files_fingerprint(files, cache)
 
@@ -164,16 +166,7 @@ def task_loader(cfg: RunConfig) -> Callable[[], Any]:
     def load() -> Any:
         from rashomon.api import load_task
 
-        d = cfg.data
-        extra = {k: getattr(d, k) for k in ("labels", "channels") if getattr(d, k, None)}
-        return load_task(
-            d.dataset,
-            root=d.root,
-            size=d.size,
-            seed=cfg.seed,
-            attributes_csv=d.attributes_csv,
-            **extra,
-        )
+        return load_task(cfg.data.dataset, seed=cfg.seed, **cfg.data.loader_options())
 
     return load
 
@@ -236,7 +229,7 @@ def _same_experiment(old: RunConfig, new: RunConfig) -> bool:
         where(a.dataset) == where(b.dataset)
         and a.size == b.size
         and old.seed == new.seed
-        and getattr(a, "labels", None) == getattr(b, "labels", None)
+        and a.labels == b.labels
     )
 
 

@@ -1,45 +1,43 @@
-"""The data files a task reads, listed without decoding any image."""
+"""The data files a task reads, listed without loading it (so a run can tell whether its inputs
+changed by fingerprinting them, without decoding an image)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
+from rashomon.data.task import absolute
 from rashomon.errors import RashomonError
 
 
+def is_folder_dataset(dataset: str | Path) -> bool:
+    """A dataset is a folder task when it names a directory; otherwise a MedMNIST name."""
+    return Path(dataset).expanduser().is_dir()
+
+
 def data_files(
-    dataset: str,
+    dataset: str | Path,
     root: str | Path | None = None,
     size: int = 28,
-    attributes_csv: str | Path | None = None,
     labels: str | Path | None = None,
+    attributes_csv: str | Path | None = None,
 ) -> list[Path]:
-    """Every file `load_task` reads for these arguments: the MedMNIST npz, or a folder task's
-    label CSV, classes file and images; plus the attributes CSV. Files that do not exist yet
-    (a MedMNIST file still to download) are listed all the same."""
-    files: list[Path] = []
-    folder = Path(dataset)
-    if folder.is_dir():
-        csv = Path(labels) if labels is not None else Path("labels.csv")
-        if not csv.is_absolute() and not csv.exists():
-            csv = folder / csv
-        files.append(csv)
-        for name in ("classes.txt", f"classes-{csv.stem.removeprefix('labels-')}.txt"):
-            if (csv.parent / name).exists():
-                files.append(csv.parent / name)
-        if csv.exists() and csv.stat().st_size > 0:
-            try:
-                paths = pd.read_csv(csv, usecols=["path"])["path"]
-            except (ValueError, pd.errors.ParserError) as exc:
-                raise RashomonError(f"{csv} is not a label CSV with a path column ({exc})") from exc
-            files += [folder / str(p) for p in paths]
-    else:
-        from rashomon.data.medmnist import default_root, npz_filename
+    """The absolute paths `rashomon.load_task` with the same arguments reads, in the order of
+    `Task.files`: the npz (listed where it would be downloaded to when absent); or the label
+    CSV, its classes file and every image; then the attributes CSV when given. Folder tasks
+    read only their label CSV here."""
+    if is_folder_dataset(dataset):
+        from rashomon.data.folder import folder_files
 
-        base = Path(root).expanduser() if root is not None else default_root()
-        files.append(base / npz_filename(dataset.lower(), size))
+        files = folder_files(dataset, labels)
+    else:
+        from rashomon.data.medmnist import npz_path
+
+        if labels is not None:
+            raise RashomonError(
+                f"labels={labels!r} applies to folder tasks, but {dataset!r} is a MedMNIST "
+                "dataset; drop the label file or pass a folder"
+            )
+        files = [npz_path(str(dataset), root, size)]
     if attributes_csv is not None:
         files.append(Path(attributes_csv))
-    return files
+    return [Path(absolute(p)) for p in files]

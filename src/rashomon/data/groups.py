@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rashomon.data.task import GroupAttribute, Task
+from rashomon.data.task import GroupAttribute, Task, absolute
+from rashomon.data.validate import check_split_column, check_split_index, read_csv
 from rashomon.errors import RashomonError
 
 SPLITS = ("train", "val", "test")
@@ -55,8 +56,18 @@ def encode_levels(values: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, 
     return values.astype(str).map(lookup).to_numpy(np.int64), levels
 
 
-def add_attributes_from_frame(task: Task, frame: pd.DataFrame, columns: list[str]) -> None:
-    """Attach attribute columns of a frame with `split` and `index` columns (one row per image)."""
+def add_attributes_from_frame(
+    task: Task,
+    frame: pd.DataFrame,
+    columns: list[str],
+    what: str = "attribute CSV",
+    origin: str = "CSV",
+) -> None:
+    """Attach attribute columns of a frame with `split` and `index` columns (one row per image).
+    `what` names the frame's file in errors, `origin` (a file name) in the descriptions."""
+    for s in SPLITS:
+        check_split_index(frame.loc[frame["split"] == s, "index"], len(task.split(s)), s, what)
+    frame = frame.assign(index=pd.to_numeric(frame["index"]).astype(np.int64))
     for col in columns:
         if col in task.attributes:
             raise RashomonError(f"attribute {col!r} already exists; rename the column")
@@ -66,15 +77,11 @@ def add_attributes_from_frame(task: Task, frame: pd.DataFrame, columns: list[str
         lookup = {v: i for i, v in enumerate(levels)}
         for s in SPLITS:
             rows = frame[frame["split"] == s].sort_values("index")
-            n = len(task.split(s))
-            if len(rows) != n or not np.array_equal(rows["index"].to_numpy(), np.arange(n)):
-                raise RashomonError(
-                    f"attribute CSV has {len(rows)} rows for split {s!r} but the task has {n} "
-                    f"images; give one row per image with index 0..{n - 1}"
-                )
             codes = rows[col].astype(str).map(lookup).to_numpy(np.int64)
             task.split(s).groups[col] = torch.tensor(codes, dtype=torch.int64)
-        task.attributes[col] = GroupAttribute(col, levels, derived=False, description="from CSV")
+        task.attributes[col] = GroupAttribute(
+            col, levels, derived=False, description=f"from {origin}"
+        )
 
 
 def load_attribute_csv(task: Task, path: str | Path) -> None:
@@ -82,7 +89,7 @@ def load_attribute_csv(task: Task, path: str | Path) -> None:
     path = Path(path)
     if not path.exists():
         raise RashomonError(f"attribute CSV {path} does not exist; check the path")
-    frame = pd.read_csv(path)
+    frame = read_csv(path, "attribute CSV", "split,index,<attribute>...")
     missing = {"split", "index"} - set(frame.columns)
     if missing:
         raise RashomonError(
@@ -92,4 +99,6 @@ def load_attribute_csv(task: Task, path: str | Path) -> None:
     columns = [c for c in frame.columns if c not in ("split", "index")]
     if not columns:
         raise RashomonError(f"attribute CSV {path} has no attribute columns besides split,index")
-    add_attributes_from_frame(task, frame, columns)
+    check_split_column(frame, path, "attribute CSV")
+    add_attributes_from_frame(task, frame, columns, what=f"attribute CSV {path}", origin=path.name)
+    task.files = (*task.files, absolute(path))

@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from rashomon.data.groups import add_derived_attributes
-from rashomon.data.task import Split, Task, TaskKind, images_to_tensor
+from rashomon.data.task import Split, Task, TaskKind, absolute, images_to_tensor
+from rashomon.data.validate import (
+    check_class_balance,
+    check_images,
+    check_labels,
+    float_unit_range,
+)
 from rashomon.errors import RashomonError
 
 SIZES = (28, 64, 128, 224)
@@ -81,6 +87,12 @@ def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
             "_images and _labels"
         )
     for s in SPLITS:
+        scalars = [k for k in (f"{s}_images", f"{s}_labels") if np.ndim(arrays[k]) == 0]
+        if scalars:
+            raise RashomonError(
+                f"{path}: {scalars[0]} is a single value, not an array of images or labels; "
+                "the file is damaged, replace it"
+            )
         n_img, n_lab = len(arrays[f"{s}_images"]), len(arrays[f"{s}_labels"])
         if n_img != n_lab:
             raise RashomonError(
@@ -90,55 +102,73 @@ def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def split_from_arrays(images: np.ndarray, labels: np.ndarray, kind: TaskKind, n_out: int) -> Split:
-    labels = np.asarray(labels)
-    if kind == "multilabel":
-        y = torch.from_numpy(labels.reshape(len(labels), -1).astype(np.int64))
-        bad = ~np.isin(labels, (0, 1))
-    else:
-        flat = labels.reshape(len(labels), -1)[:, 0].astype(np.int64)
-        y = torch.from_numpy(flat)
-        bad = (flat < 0) | (flat >= n_out)
-    if bad.any():
-        raise RashomonError(
-            f"labels out of range: found {np.unique(labels)[:5]} "
-            f"but this {kind} task has {n_out} {'labels' if kind == 'multilabel' else 'classes'}; "
-            "check the label file"
-        )
-    images = np.asarray(images, dtype=np.uint8)
-    return Split(x=images_to_tensor(images), y=y, raw=images)
+def split_from_arrays(
+    images: np.ndarray,
+    labels: np.ndarray,
+    kind: TaskKind,
+    n_out: int,
+    what: str = "split",
+    size: int | None = None,
+    unit_range: bool | None = None,
+) -> Split:
+    """A Split from raw arrays, validated (`rashomon.data.validate`): images become uint8
+    (kept in `raw`) and float32 in [-1, 1] (`x`), labels int64. `what` names the split in
+    errors (e.g. "breastmnist.npz train"); `size` is the required height and width."""
+    raw = check_images(images, f"{what} images", size=size, unit_range=unit_range)
+    y = check_labels(labels, kind, n_out, f"{what} labels")
+    if len(y) != len(raw):
+        raise RashomonError(f"{what}: {len(raw)} images but {len(y)} labels; give one label each")
+    return Split(x=images_to_tensor(raw), y=torch.from_numpy(y), raw=raw)
 
 
-def load_medmnist(name: str, root: str | Path | None = None, size: int = 28, seed: int = 0) -> Task:
-    """Load a 2D MedMNIST dataset as a Task with the derived `intensity` and `random` attributes."""
+def npz_path(name: str, root: str | Path | None = None, size: int = 28) -> Path:
+    """Where the npz of a 2D MedMNIST dataset is (or would be downloaded to)."""
     name = name.lower()
     names = dataset_names()
     if name not in names:
         raise RashomonError(f"unknown dataset {name!r}; choose one of: {', '.join(names)}")
     if size not in SIZES:
         raise RashomonError(f"size {size} is not a MedMNIST size; use one of {SIZES}")
-    info = _info()[name]
     folder = Path(root).expanduser() if root is not None else default_root()
-    path = folder / npz_filename(name, size)
+    return folder / npz_filename(name, size)
+
+
+def load_medmnist(name: str, root: str | Path | None = None, size: int = 28, seed: int = 0) -> Task:
+    """Load a 2D MedMNIST dataset as a Task with the derived `intensity` and `random` attributes."""
+    path = npz_path(name, root, size)
+    name = name.lower()
     if not path.exists():
-        _download(name, size, folder)
+        _download(name, size, path.parent)
     if not path.exists():
         raise RashomonError(f"{path} is missing; download it or set {DATA_ENV} to its folder")
     arrays = load_npz_arrays(path)
+    info = _info()[name]
     kind = task_kind(info["task"])
     labels = info["label"]
     n_out = len(labels)
+    class_names = tuple(labels[str(i)] for i in range(n_out))
+    unit = float_unit_range([arrays[f"{s}_images"] for s in SPLITS])
     splits = {
-        s: split_from_arrays(arrays[f"{s}_images"], arrays[f"{s}_labels"], kind, n_out)
+        s: split_from_arrays(
+            arrays[f"{s}_images"],
+            arrays[f"{s}_labels"],
+            kind,
+            n_out,
+            what=f"{path.name} {s}",
+            size=size,
+            unit_range=unit,
+        )
         for s in SPLITS
     }
+    check_class_balance({s: splits[s].y.numpy() for s in SPLITS}, kind, n_out, class_names)
     task = Task(
         name=name,
         kind=kind,
         num_classes=n_out,
-        class_names=tuple(labels[str(i)] for i in range(n_out)),
+        class_names=class_names,
         size=size,
         source=str(path),
+        files=(absolute(path),),
         **splits,
     )
     add_derived_attributes(task, seed=seed)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -57,6 +59,10 @@ class Task:
     attributes: dict[str, GroupAttribute] = field(default_factory=dict)
     size: int = 28
     source: str = ""
+    # Absolute paths of every file the task was read from (npz; or label CSV, classes file and
+    # images; plus an attributes CSV), in reading order: the run directory fingerprints them.
+    # `rashomon.data.data_files` lists the same paths without loading the task.
+    files: tuple[str, ...] = ()
 
     @property
     def in_channels(self) -> int:
@@ -94,6 +100,11 @@ class Task:
             },
             "source": self.source,
         }
+
+
+def absolute(path: str | Path) -> str:
+    """An absolute, normalised path that keeps symbolic links as the user named them."""
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
