@@ -61,10 +61,13 @@ def test_wrong_option_names_the_source_and_its_fields(jitter):
 
 
 def test_builder_output_is_checked(jitter, tiny_task):
+    from rashomon.models import build_model
+
     register_source("broken", lambda *a: 42, SourceOptions)
+    net = build_model("cnn", 1, 2, width=0.25)
     try:
         with pytest.raises(RashomonError, match="returned int, not a ModelSet"):
-            build_model_set("broken", None, tiny_task, {}, BuildContext(models=3))
+            build_model_set("broken", net, tiny_task, {}, BuildContext(models=3))
     finally:
         unregister_source("broken")
 

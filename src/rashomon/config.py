@@ -156,20 +156,18 @@ class SampleSection(Section):
                     "disagree; set one of them"
                 )
             values[name] = flat
-        # A source that aims at the Rashomon set (option `target_epsilon`) aims at the audit's ε
-        # unless told otherwise; resolved here so that it is part of the stage's identity.
-        from rashomon.sets.registry import get_source
-
-        fields = get_source(self.source).option_fields()
-        if "target_epsilon" in fields and values.get("target_epsilon") is None:
-            values["target_epsilon"] = self.epsilon
         return values
 
     def source_options(self) -> Any:
         """The options validated by the source's options model (RashomonError when wrong)."""
         from rashomon.sets.registry import source_options
 
-        return source_options(self.source, self.option_values())
+        options = source_options(self.source, self.option_values())
+        # A set built to fill the Rashomon set aims at the audit's ε unless told otherwise;
+        # resolved here so that it is part of the stage's identity (and redone when ε changes).
+        if options.aims_at_epsilon() and getattr(options, "target_epsilon", 0) is None:
+            options = options.model_copy(update={"target_epsilon": self.epsilon})
+        return options
 
     def identity(self) -> dict[str, Any]:
         # The resolved options, so `--hessian kron` and the default kron are the same stage.

@@ -46,6 +46,11 @@ class SourceOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def aims_at_epsilon(self) -> bool:
+        """True when the set depends on the audit's ε (it is built to fill the Rashomon set);
+        such options have a `target_epsilon` field, None meaning the audit's ε."""
+        return False
+
 
 @dataclass(frozen=True)
 class BuildContext:

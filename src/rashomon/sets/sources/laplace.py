@@ -27,6 +27,9 @@ class LaplaceOptions(SourceOptions):
     target_epsilon: float | None = Field(None, ge=0)  # default: the audit's ε
     search_models: int = Field(200, gt=0)  # models the ε-scale bisection evaluates
 
+    def aims_at_epsilon(self) -> bool:
+        return self.scale != "posterior"
+
 
 def build(model: Any, task: Any, options: LaplaceOptions, context: BuildContext) -> Any:
     """Laplace approximation (laplace-torch): N(θ*, Σ) over the last layer, all weights or a
