@@ -285,7 +285,12 @@ def write_fake_run(
         per_model.to_csv(d / "per_model.csv", index=False)
         pd.DataFrame(
             [
-                {"epsilon": e, "on": "loss", "kept": int(in_set[e].sum()), "total": models}
+                {
+                    "epsilon": e,
+                    "on": "loss",
+                    "models_in_set": int(in_set[e].sum()),
+                    "models": models,
+                }
                 for e in EPSILONS
             ]
         ).to_csv(d / "survival.csv", index=False)
@@ -294,7 +299,7 @@ def write_fake_run(
             "models": models,
             "epsilon": EPSILON,
             "on": "loss",
-            "kept": int(keep.sum()),
+            "models_in_set": int(keep.sum()),
             "fit_seconds": 3.4,
             "sample_seconds": 0.8,
             "predict_seconds": 5.1,
@@ -376,7 +381,7 @@ def write_fake_run(
             sub = preds[order[:n]]
             conv.append(
                 {
-                    "n_models": n,
+                    "models": n,
                     "ambiguity": float((sub != map_pred).any(0).mean()),
                     "mean_capacity": float(_capacity(kept_pt[order[:n]]).mean()),
                 }
@@ -385,7 +390,7 @@ def write_fake_run(
         if robustness:
             _write_robustness(d / "robustness.csv", kept_pt, map_pt, y_test, rng)
         summary = {
-            "kept": int(keep.sum()),
+            "models_in_set": int(keep.sum()),
             "ambiguity": mult[0]["value"],
             "discrepancy": mult[1]["value"],
             "seconds": 12.5,

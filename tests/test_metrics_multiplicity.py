@@ -242,7 +242,7 @@ def test_convergence_curve_uses_nested_subsets():
     probs = binary_probs(rng.uniform(size=(120, 40)))
     ref = (probs[0, :, 1] >= 0.5).astype(int)
     curve = rm.convergence_curve(probs, ref, seed=0)
-    assert list(curve["n_models"]) == [10, 30, 100, 120]
+    assert list(curve["models"]) == [10, 30, 100, 120]
     assert np.all(np.diff(curve["ambiguity"]) >= 0)
     assert np.all(np.diff(curve["mean_capacity"]) >= -1e-9)  # more rows never lower capacity
     full = rm.ambiguity(rm.predict_labels(probs), ref)

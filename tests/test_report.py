@@ -56,7 +56,7 @@ def _minimal_run(
         (root / stage).mkdir(parents=True)
     (root / "train" / "summary.json").write_text('{"test_accuracy": 0.8, "test_auroc": 0.9}')
     (root / "sample" / "summary.json").write_text(
-        '{"source": "laplace", "models": 50, "kept": 40, "epsilon": 0.01, "on": "loss"}'
+        '{"source": "laplace", "models": 50, "models_in_set": 40, "epsilon": 0.01, "on": "loss"}'
     )
     per_sample.to_csv(root / "evaluate" / "per_sample.csv", index=False)
     for name, df in (extra or {}).items():
@@ -212,7 +212,7 @@ def test_report_files_and_numbers(report, fake_run):
     # Derived attributes are marked as proxies; tables are copied next to the page.
     assert "intensity (derived proxy)" in html
     assert (out / "tables" / "evaluate_per_sample.csv").exists()
-    kept = pd.read_csv(fake_run / "sample" / "survival.csv").set_index("epsilon")["kept"]
+    kept = pd.read_csv(fake_run / "sample" / "survival.csv").set_index("epsilon")["models_in_set"]
     assert f"{kept[0.02]} / 200" in html
 
 

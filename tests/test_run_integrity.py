@@ -62,7 +62,7 @@ def test_a_stage_whose_input_was_redone_is_refused_then_redone(tiny_root, tmp_pa
     evaluated = json.loads((out / "evaluate" / "summary.json").read_text())
     sampled = json.loads((out / "sample" / "summary.json").read_text())
     assert evaluated["epsilon"] == 1.0 == sampled["epsilon"]
-    assert evaluated["models_in_set"] == sampled["kept"]
+    assert evaluated["models_in_set"] == sampled["models_in_set"]
     # `rashomon run` with the run's config redoes what is stale, nothing else
     proc = rashomon("run", "--out", str(out), "--no-progress", root=tiny_root)
     assert proc.returncode == 0, proc.stderr

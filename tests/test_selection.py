@@ -255,7 +255,7 @@ def test_decide_all_end_to_end_binary():
     sel = out["selection"].set_index("desideratum")
     acc_val = (vp[mask].argmax(-1) == vy).mean(1)
     assert sel.loc["accuracy", "chosen"] == int(np.argmax(acc_val))
-    assert sel.loc["accuracy", "n_models"] == 20
+    assert sel.loc["accuracy", "models_in_set"] == 20
     assert out["notes"]["note"].str.contains("k=30 skipped").any()
     assert sorted(out["ensemble_curves"]["k"].unique()) == [1, 3]
     assert out["lsi"]["top_lsi"].sum() == 16

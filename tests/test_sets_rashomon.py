@@ -94,11 +94,11 @@ def test_too_few_models_and_bad_input():
 
 def test_survival_table():
     rows = survival_table(P_VAL, Y_VAL, MAP, epsilons=(0.005, 0.06, 3.0), on="loss")
-    assert [r["kept"] for r in rows] == [1, 2, 3]
-    assert all(r["total"] == 3 and r["on"] == "loss" for r in rows)
+    assert [r["models_in_set"] for r in rows] == [1, 2, 3]
+    assert all(r["models"] == 3 and r["on"] == "loss" for r in rows)
     assert rows[1]["threshold"] == pytest.approx(-math.log(0.8) * 1.06)
     both = survival_table(P_VAL, Y_VAL, MAP, epsilons=(0.01,))
-    assert [(r["on"], r["kept"]) for r in both] == [("loss", 1), ("accuracy", 2)]
+    assert [(r["on"], r["models_in_set"]) for r in both] == [("loss", 1), ("accuracy", 2)]
 
 
 def test_multilabel_scores():

@@ -49,11 +49,11 @@ def test_sample_stage_outputs(tiny_root, tiny_task, tmp_path):
     np.testing.assert_allclose(table["distance_l2"], mset.distances()["l2"], rtol=1e-6)
     surv = pd.read_csv(out / "survival.csv")
     assert list(surv["epsilon"]) == [0.005, 0.01, 0.02, 0.05]
-    for eps, kept in zip(surv["epsilon"], surv["kept"], strict=True):
+    for eps, kept in zip(surv["epsilon"], surv["models_in_set"], strict=True):
         assert table[f"in_set@{eps:g}"].sum() == kept
     summary = json.loads((out / "summary.json").read_text())
     keep = np.load(out / "in_set.npy")
-    assert summary["kept"] == int(keep.sum()) == int(table["in_set@0.05"].sum())
+    assert summary["models_in_set"] == int(keep.sum()) == int(table["in_set@0.05"].sum())
     assert summary["models"] == 40 and summary["source"] == "laplace"
     # kept models are those whose validation loss is within 5 % of the MAP model's
     map_loss = model_scores(np.load(out / "map_probs_val.npy")[None], tiny_task.val.y.numpy())

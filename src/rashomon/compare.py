@@ -152,7 +152,7 @@ def compare_sets(
             "source": s.source,
             "ground_truth": is_truth,
             "models": s.models,
-            "kept": s.probs.shape[0],
+            "models_in_set": s.probs.shape[0],
             **{
                 k: m[k]
                 for k in (
@@ -395,7 +395,7 @@ def _print_table(table: pd.DataFrame, console: Any) -> None:
 
     shown = {
         "set": "set",
-        "kept": "kept",
+        "models_in_set": "in set",
         "ambiguity": "ambig.",
         "discrepancy": "discr.",
         "mean_disagreement": "disagr.",

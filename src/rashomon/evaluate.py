@@ -122,7 +122,7 @@ def run_evaluate_stage(ctx: StageContext) -> None:
             "source": source,
             "epsilon": epsilon,
             "models_in_set": len(idx),
-            "models_total": int(len(keep)),
+            "models": int(len(keep)),
         }
     )
 

@@ -194,7 +194,7 @@ def select_one(
     row: dict[str, Any] = {
         "desideratum": desideratum.name,
         "higher_is_better": hib,
-        "n_models": len(v),
+        "models_in_set": len(v),
         "chosen": best,
         "n_tied_on_val": n_tied,
         "chosen_val": v[best],
@@ -240,7 +240,7 @@ def best_in_set(
     probabilities, same model order), ``map_test_probs [N, C]``, ``test_y``, ``test_groups`` for
     the bootstrap CI (each desideratum's ``metric`` is then evaluated on resampled patients).
 
-    Columns: desideratum, higher_is_better, n_models, chosen (row index of the chosen model),
+    Columns: desideratum, higher_is_better, models_in_set, chosen (row index of the chosen model),
     n_tied_on_val, chosen_val, map_val, chosen_test, map_test, test_gain (oriented: > 0 better),
     gain_ci_low/high (around test_gain, see :func:`bootstrap_gain`), oracle_test (best test value
     in the set, unreachable without test labels), chosen_test_percentile (share of the set the

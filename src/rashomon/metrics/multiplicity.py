@@ -415,7 +415,7 @@ def convergence_curve(
 ) -> pd.DataFrame:
     """Ambiguity, discrepancy and mean Rashomon capacity on nested random subsets of the set
     (one seeded permutation; the first k models for each k in `sizes`, default 10, 30, 100,
-    300, 1000, ... and M). Columns: n_models, ambiguity, discrepancy, mean_capacity."""
+    300, 1000, ... and M). Columns: models, ambiguity, discrepancy, mean_capacity."""
     p = v.check_probs(probs)
     m, n, _ = p.shape
     r = v.check_ref(ref, n)
@@ -429,7 +429,7 @@ def convergence_curve(
         sub = mismatch[:k]
         rows.append(
             {
-                "n_models": k,
+                "models": k,
                 "ambiguity": float(sub.any(axis=0).mean()),
                 "discrepancy": float(sub.mean(axis=1).max()),
                 "mean_capacity": float(_capacity(p[:k], CAPACITY_TOL, CAPACITY_MAX_ITER).mean()),
@@ -483,7 +483,7 @@ def multiplicity_summary(
         per_sample[a] = g
     scalars = {k: val for k, val in per_label[0].items() if isinstance(val, float)}
     summary: dict[str, Any] = {k: float(np.mean([s[k] for s in per_label])) for k in scalars}
-    summary["n_models"] = int(p.shape[0])
+    summary["models_in_set"] = int(p.shape[0])
     summary["n_samples"] = int(p.shape[1])
     summary["labels"] = per_label
     return per_sample, summary
@@ -531,7 +531,7 @@ def _summary_one(
         per_sample[a] = g
     width_cols = [col for col in per_sample.columns if col.startswith("vpr_width")]
     summary: dict[str, Any] = {
-        "n_models": int(m),
+        "models_in_set": int(m),
         "n_samples": int(n),
         "threshold": t,
         "ambiguity": float(mismatch.any(axis=0).mean()),

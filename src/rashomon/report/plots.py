@@ -85,12 +85,12 @@ def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
         df = df.sort_values("epsilon")
         a.plot(
             df["epsilon"],
-            df["kept"],
+            df["models_in_set"],
             marker="o",
             color=SET_COLOR,
             label=f"filtered on val {on}" if on else None,
         )
-        for e, k in zip(df["epsilon"], df["kept"], strict=True):
+        for e, k in zip(df["epsilon"], df["models_in_set"], strict=True):
             a.annotate(
                 str(int(k)),
                 (e, k),
@@ -99,7 +99,7 @@ def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
                 ha="center",
                 fontsize=8,
             )
-    total = int(survival["total"].max()) if "total" in survival else None
+    total = int(survival["models"].max()) if "models" in survival else None
     if total:
         a.axhline(total, color=GREY, ls="--", lw=1)
         a.annotate(
@@ -178,7 +178,7 @@ def multiplicity_hist(per_sample: pd.DataFrame) -> Figure:
 def convergence(conv: pd.DataFrame) -> Figure:
     fig, ax = figure(6.6, 2.9, 1, 2)
     a = ax[0, 0]
-    a.plot(conv["n_models"], 100 * conv["ambiguity"], marker="o", color=SET_COLOR)
+    a.plot(conv["models"], 100 * conv["ambiguity"], marker="o", color=SET_COLOR)
     a.set(
         title="Ambiguity vs models audited",
         xlabel="models in the set",
@@ -187,13 +187,13 @@ def convergence(conv: pd.DataFrame) -> Figure:
     a.set_ylim(bottom=0)
     b = ax[0, 1]
     if "mean_capacity" in conv:
-        b.plot(conv["n_models"], conv["mean_capacity"], marker="o", color=ACCENT)
+        b.plot(conv["models"], conv["mean_capacity"], marker="o", color=ACCENT)
     b.set(
         title="Mean capacity vs models audited",
         xlabel="models in the set",
         ylabel="mean 2^capacity",
     )
-    ticks = sorted(conv["n_models"].astype(int).unique())
+    ticks = sorted(conv["models"].astype(int).unique())
     for x in (a, b):
         x.set_xscale("log")
         x.set_xticks(ticks, [str(t) for t in ticks])

@@ -281,7 +281,7 @@ def section_set(b: ReportBuilder) -> Section:
     ]
     surv, pm = d.table("survival"), d.table("per_model")
     figs = []
-    if surv is not None and {"epsilon", "kept"} <= set(surv.columns) and len(surv):
+    if surv is not None and {"epsilon", "models_in_set"} <= set(surv.columns) and len(surv):
         figs.append(
             b.figure(
                 plots.set_survival(surv, d.epsilon),
@@ -337,7 +337,7 @@ def section_multiplicity(b: ReportBuilder) -> Section:
             )
         )
     conv = d.table("convergence")
-    if conv is not None and {"n_models", "ambiguity"} <= set(conv.columns):
+    if conv is not None and {"models", "ambiguity"} <= set(conv.columns):
         parts.append(
             b.figure(
                 plots.convergence(conv),

@@ -55,13 +55,13 @@ def _overall(groups: pd.Series) -> pd.Series:
 def kept_models(data: RunData) -> tuple[int | None, int | None]:
     """(models kept at the configured ε, models sampled)."""
     s = data.summaries.get("sample", {})
-    kept, total = s.get("kept"), s.get("models")
+    kept, total = s.get("models_in_set"), s.get("models")
     surv = data.table("survival")
     if (kept is None or total is None) and surv is not None and data.epsilon is not None:
         row = surv[np.isclose(surv["epsilon"].astype(float), data.epsilon)]
         if len(row):
-            kept = kept if kept is not None else int(row["kept"].iloc[0])
-            total = total if total is not None else int(row["total"].iloc[0])
+            kept = kept if kept is not None else int(row["models_in_set"].iloc[0])
+            total = total if total is not None else int(row["models"].iloc[0])
     return (int(kept) if kept is not None else None, int(total) if total is not None else None)
 
 

@@ -127,7 +127,7 @@ def survival_table(
     on: str | Sequence[str] = ("loss", "accuracy"),
     relative: bool = True,
 ) -> list[dict[str, Any]]:
-    """How many of M models survive each ε (rows: epsilon, on, kept, total, threshold)."""
+    """How many of M models survive each ε (rows: epsilon, on, models_in_set, models, threshold)."""
     y = _np(y_val)
     crits = [on] if isinstance(on, str) else list(on)
     all_scores = model_scores(P_val, y)
@@ -143,8 +143,8 @@ def survival_table(
                 {
                     "epsilon": float(eps),
                     "on": crit,
-                    "kept": int(keep.sum()),
-                    "total": int(len(keep)),
+                    "models_in_set": int(keep.sum()),
+                    "models": int(len(keep)),
                     "threshold": float(bound),
                 }
             )

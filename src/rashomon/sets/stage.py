@@ -8,7 +8,7 @@ Outputs in the stage folder:
 - probs_train.npy              only for last-layer sets (cheap; per-training-sample analyses)
 - per_model.csv                model, val_loss, val_accuracy, test_loss, test_accuracy,
                                distance_l2, distance_rel, in_set@ε per ε of the grid
-- survival.csv                 epsilon, on, kept, total, threshold
+- survival.csv                 epsilon, on, models_in_set, models, threshold
 - in_set.npy                   bool [M] at the configured ε
 """
 
@@ -208,8 +208,8 @@ def run_sample_stage(ctx: Any) -> None:
         varied_parameters=mset.num_varied,
         epsilon=float(s.epsilon),
         on=s.on,
-        kept=int(keep.sum()),
-        survival={f"{r['epsilon']:g}": r["kept"] for r in rows},
+        models_in_set=int(keep.sum()),
+        survival={f"{r['epsilon']:g}": r["models_in_set"] for r in rows},
         map_val_loss=round(float(map_val["loss"][0]), 5),
         map_val_accuracy=round(float(map_val["accuracy"][0]), 5),
         set_val_loss_median=round(float(np.median(val["loss"])), 5),

@@ -19,7 +19,7 @@ HEADLINE = (
     "val_accuracy",
     "test_accuracy",
     "test_auroc",
-    "kept",
+    "models_in_set",
     "ambiguity",
     "discrepancy",
     "mean_disagreement",
