@@ -89,3 +89,18 @@ def test_multimode_set_holds_the_map_and_retrained_modes(net, tiny_task, tmp_pat
     p = mset.predict(x)
     sub = mset.subset((mset.modes == 2).numpy())
     torch.testing.assert_close(p[mset.modes == 2], sub.predict(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("subset", ["last_layer", "all"])
+def test_swag_set_is_gaussian_around_the_swa_mean(net, tiny_task, subset):
+    train = {"fit_options": {"lr": 1e-2, "weight_decay": 1e-4}}
+    ctx = BuildContext(seed=0, models=400, train=train)
+    opts = {"subset": subset, "epochs": 6, "rank": 4}
+    mset = build_model_set("swag", net, tiny_task, opts, ctx)
+    assert mset.source == "swag" and len(mset) == 400 and mset.head_only == (subset == "last_layer")
+    assert mset.meta["swa_distance"] > 0  # SGD moved away from θ*
+    # the same seed draws the same set
+    again = build_model_set("swag", net, tiny_task, opts, ctx)
+    assert torch.equal(again.samples, mset.samples)
+    p = mset.predict(tiny_task.val.x)
+    assert p.shape == (400, len(tiny_task.val), 2) and torch.isfinite(p).all()
