@@ -264,7 +264,7 @@ def run(
 
     Stages whose inputs are unchanged are skipped, so an interrupted run resumes where it
     stopped; --force redoes them."""
-    from rashomon.run import STAGE_ORDER, run_pipeline
+    from rashomon.run import STAGE_ORDER, STAGES, run_pipeline
 
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
     cfg = _resolve(config_file, flags, out)
@@ -272,9 +272,9 @@ def run(
     chosen = STAGE_ORDER
     if stages:
         chosen = tuple(s.strip() for s in stages.split(","))
-        unknown = [s for s in chosen if s not in STAGE_ORDER]
+        unknown = [s for s in chosen if s not in STAGES]
         if unknown:
-            raise RashomonError(f"unknown stage(s) {unknown}; choose from {list(STAGE_ORDER)}")
+            raise RashomonError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
     results = run_pipeline(
         run_dir, cfg, chosen, force=force, progress=not no_progress, console=console
     )
@@ -411,6 +411,34 @@ def report(
 ) -> None:
     """Write RUN_DIR/report/report.html (self-contained) with its PNGs and tables."""
     _stage_command("report", run_dir, None, {}, force, no_progress)
+
+
+@app.command()
+@guarded
+def validate(
+    run_dir: RunDirArg,
+    retrain: Annotated[
+        int | None, typer.Option(help="Networks to retrain like the MAP model (default 30).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Train seeds in parallel on a local Ray of N CPUs.")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="A running Ray cluster ('auto' or host:port).")
+    ] = None,
+    device: Device = None,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Retrain K networks like the MAP model (cached, resumable) and measure how much of their
+    multiplicity the run's set finds: flag recall and precision, rank agreement, and the
+    retrained set's own split-half ceiling. The report then shows a validity section."""
+    flags = {"device": device}
+    for key, value in (("retrain", retrain), ("workers", workers), ("address", address)):
+        if value is not None:
+            FLAG_KEYS.setdefault(key, "validate.models" if key == "retrain" else f"validate.{key}")
+            flags[key] = value
+    _stage_command("validate", run_dir, None, flags, force, no_progress)
 
 
 @app.command()

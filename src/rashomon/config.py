@@ -213,6 +213,16 @@ class DecideSection(Section):
     lsi: bool = True
 
 
+class ValidateSection(Section):
+    """`rashomon validate`: K networks retrained like the MAP model, the set's ground truth."""
+
+    models: int = Field(30, ge=2)  # retrained seeds (seed + 1 … seed + models)
+    workers: int = Field(1, ge=1)  # local Ray workers training seeds in parallel
+    address: str | None = None  # a Ray cluster ('auto' or host:port)
+    cache_dir: str | None = None  # the retrain cache (default $RASHOMON_CACHE/retrain)
+    operational: ClassVar[frozenset[str]] = frozenset({"workers", "address", "cache_dir"})
+
+
 class RunConfig(Section):
     name: str | None = None
     seed: int = 0
@@ -222,6 +232,7 @@ class RunConfig(Section):
     sample: SampleSection = Field(default_factory=SampleSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     decide: DecideSection = Field(default_factory=DecideSection)
+    validate: ValidateSection = Field(default_factory=ValidateSection)
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus seed and data), the identity of a stage's inputs;

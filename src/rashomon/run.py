@@ -99,9 +99,17 @@ STAGES: dict[str, Stage] = {
             ("train", "sample", "evaluate", "decide"),
             "the HTML report",
         ),
+        Stage(
+            "validate",
+            "rashomon.validate:run_validate_stage",
+            ("train", "sample", "validate"),
+            ("train", "sample"),
+            "retrain K seeds and measure how much of their multiplicity the set finds",
+        ),
     )
 }
-STAGE_ORDER = tuple(STAGES)
+# What `rashomon run` does by default; validate (K retrained networks) only when asked.
+STAGE_ORDER = ("train", "sample", "evaluate", "decide", "report")
 CONFIG_FILE = "config.yaml"
 RECORDS_FILE = "stages.json"
 ENV_FILE = "environment.json"

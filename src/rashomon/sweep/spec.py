@@ -100,12 +100,12 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
             raise RashomonError(f"base config {base_path} named in {path} does not exist")
         base = yaml.safe_load(base_path.read_text()) or {}
     if spec.stages is not None:
-        from rashomon.run import STAGE_ORDER
+        from rashomon.run import STAGES
 
-        unknown = [s for s in spec.stages if s not in STAGE_ORDER]
+        unknown = [s for s in spec.stages if s not in STAGES]
         if unknown:
             raise RashomonError(
-                f"sweep file {path}: unknown stage(s) {unknown}; choose from {list(STAGE_ORDER)}"
+                f"sweep file {path}: unknown stage(s) {unknown}; choose from {list(STAGES)}"
             )
     load_config(None, _flatten(base))  # the base alone must be a valid run config
     return spec, base
