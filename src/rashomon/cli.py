@@ -436,7 +436,7 @@ def validate(
     flags = {"device": device}
     for key, value in (("retrain", retrain), ("workers", workers), ("address", address)):
         if value is not None:
-            FLAG_KEYS.setdefault(key, "validate.models" if key == "retrain" else f"validate.{key}")
+            FLAG_KEYS.setdefault(key, "validity.models" if key == "retrain" else f"validity.{key}")
             flags[key] = value
     _stage_command("validate", run_dir, None, flags, force, no_progress)
 
@@ -574,6 +574,16 @@ def main() -> None:
 
     # laplace-torch's dependencies call torch.jit.script; the deprecation is theirs, not the user's.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    default_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        # The project's own warnings (a valid but probably unintended input) are one line.
+        if category.__name__ in ("ConfigWarning", "DataWarning"):
+            err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         app()
     except SystemExit as exc:

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -110,6 +111,13 @@ class TrainSection(Section):
         return {k: v for k, v in opts.items() if v is not None}
 
 
+MAX_SENSIBLE_EPSILON = 1.0  # above this a relative ε admits models twice as bad: warn
+
+
+class ConfigWarning(UserWarning):
+    """A valid but probably unintended setting (shown once, the run goes on)."""
+
+
 # Flat spellings of common source options (CLI flags --subset, --hessian, ...): merged into
 # `sample.options` and validated by the chosen source's options model.
 FLAT_OPTIONS = ("subset", "hessian", "prior", "kind", "temperature", "linearized")
@@ -136,6 +144,30 @@ class SampleSection(Section):
     def _positive(cls, v: int) -> int:
         if v <= 0:
             raise ValueError("the number of models must be positive")
+        return v
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon_range(cls, v: float) -> float:
+        if not v >= 0 or v == float("inf"):
+            raise ValueError(f"epsilon must be a non-negative number, got {v}")
+        if v > MAX_SENSIBLE_EPSILON:
+            import warnings
+
+            warnings.warn(
+                f"epsilon {v:g} lets a model have {1 + v:g}x the MAP model's validation loss: "
+                "the 'set' is nearly every model; a Rashomon set is usually ε ≤ 0.1",
+                ConfigWarning,
+                stacklevel=2,
+            )
+        return v
+
+    @field_validator("epsilons")
+    @classmethod
+    def _epsilons_range(cls, v: list[float]) -> list[float]:
+        bad = [e for e in v if not e >= 0 or e == float("inf")]
+        if bad:
+            raise ValueError(f"every epsilon must be a non-negative number, got {bad}")
         return v
 
     @model_validator(mode="after")
@@ -213,7 +245,7 @@ class DecideSection(Section):
     lsi: bool = True
 
 
-class ValidateSection(Section):
+class ValiditySection(Section):
     """`rashomon validate`: K networks retrained like the MAP model, the set's ground truth."""
 
     models: int = Field(30, ge=2)  # retrained seeds (seed + 1 … seed + models)
@@ -225,14 +257,20 @@ class ValidateSection(Section):
 
 class RunConfig(Section):
     name: str | None = None
-    seed: int = 0
-    device: str = "cpu"
+    seed: StrictInt = Field(0, ge=0)
+    device: str = "cpu"  # cpu, cuda or cuda:<index>; checked against this machine
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     sample: SampleSection = Field(default_factory=SampleSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     decide: DecideSection = Field(default_factory=DecideSection)
-    validate: ValidateSection = Field(default_factory=ValidateSection)
+    validity: ValiditySection = Field(default_factory=ValiditySection)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        check_device(v)
+        return v
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus seed and data), the identity of a stage's inputs;
@@ -243,10 +281,40 @@ class RunConfig(Section):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, naming what it has."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise ValueError(f"unknown device {device!r}; use cpu or cuda (cuda:<index>)")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count()
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if count == 0:
+            raise ValueError(
+                f"device {device!r} was asked for but this machine has no CUDA GPU; "
+                "use --device cpu"
+            )
+        if index >= count:
+            raise ValueError(
+                f"device {device!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}"
+            )
+    if device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' is not available here; use --device cpu")
+
+
 def _format_validation_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
-    return f"config field {where!r}: {err['msg']}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    # A message of ours already names the fix (after a ';'); pydantic's own ones do not.
+    fix = "" if ";" in msg else "; fix the config file or flag"
+    return f"config field {where!r}: {msg}{fix}"
 
 
 def read_yaml_mapping(path: str | Path, what: str, expected: str) -> dict[str, Any]:
@@ -257,7 +325,12 @@ def read_yaml_mapping(path: str | Path, what: str, expected: str) -> dict[str, A
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise RashomonError(f"{what} {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise RashomonError(
+            f"{what} {path} is not valid YAML{where}: {problem}; fix the file"
+        ) from exc
     if not isinstance(raw, dict):
         raise RashomonError(f"{what} {path} must hold {expected}")
     return raw
@@ -273,15 +346,19 @@ def load_config(
             continue
         node = raw
         *parents, leaf = dotted.split(".")
-        for p in parents:
+        for i, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: i + 1])
+                raise RashomonError(
+                    f"config field {where!r} is {node!r}, not a section of fields; write it as "
+                    f"a mapping (e.g. {where}: {{{leaf}: ...}}) to set {dotted!r}"
+                )
         node[leaf] = value
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise RashomonError(
-            _format_validation_error(exc) + "; fix the config file or flag"
-        ) from exc
+        raise RashomonError(_format_validation_error(exc)) from exc
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -102,7 +102,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "validate",
             "rashomon.validate:run_validate_stage",
-            ("train", "sample", "validate"),
+            ("train", "sample", "validity"),
             ("train", "sample"),
             "retrain K seeds and measure how much of their multiplicity the set finds",
         ),

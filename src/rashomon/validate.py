@@ -107,7 +107,7 @@ def run_validate_stage(ctx: Any) -> None:
     from rashomon.sets.rashomon import MIN_SET_MODELS, rashomon_mask
     from rashomon.sets.retrain import trained_networks
 
-    cfg, v = ctx.cfg, ctx.cfg.validate
+    cfg, v = ctx.cfg, ctx.cfg.validity
     task = ctx.task()
     sampled = ctx.upstream("sample")
     epsilon, on = float(sampled["epsilon"]), str(sampled.get("on", "loss"))
