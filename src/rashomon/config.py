@@ -73,24 +73,46 @@ class DataConfig(Section):
 
 
 class TrainSection(Section):
+    """MAP training (`rashomon.models.train.train`): ``steps`` optimizer steps of ``batch_size``
+    images with a cosine learning-rate schedule, unless ``epochs`` is given (then at most that
+    many epochs); checkpoint selection on the smoothed validation loss (``select_window``
+    epochs; ``patience`` epochs past its minimum stop training). None = derived from the plan."""
+
     arch: str = "cnn-small"
     width: float | None = None  # width multiplier, for arch "cnn"
     activation: str | None = None
     dropout: float | None = None
-    epochs: int = 20
+    epochs: int | None = None  # None: whole epochs holding `steps` optimizer steps
+    steps: int = 1000
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
+    schedule: Literal["cosine", "constant"] = "cosine"
     weight_decay: float = 1e-4
-    batch_size: int = 128
-    patience: int = 5
+    batch_size: int = 64
+    patience: int | None = None
+    select_window: int | None = None
     class_weights: bool = False
     augment: bool = False
 
     @field_validator("epochs")
     @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
             raise ValueError("epochs must be at least 1")
+        return v
+
+    @field_validator("steps", "batch_size", "patience")
+    @classmethod
+    def _at_least_one(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("select_window")
+    @classmethod
+    def _odd(cls, v: int | None) -> int | None:
+        if v is not None and (v < 1 or v % 2 == 0):
+            raise ValueError("must be a positive odd number of epochs")
         return v
 
     def fit_options(self) -> dict[str, Any]:
@@ -104,6 +126,9 @@ class TrainSection(Section):
             "class_weights": self.class_weights,
             "augment": self.augment,
             "arch_options": self.arch_options(),
+            "steps": self.steps,
+            "schedule": self.schedule,
+            "select_window": self.select_window,
         }
 
     def arch_options(self) -> dict[str, Any]:
