@@ -74,6 +74,9 @@ FLAG_KEYS = {
     "labels": "data.labels",
     "channels": "data.channels",
     "arch": "train.arch",
+    "model": "train.arch",
+    "weights": "train.weights",
+    "last_layer": "train.last_layer",
     "width": "train.width",
     "dropout": "train.dropout",
     "activation": "train.activation",
@@ -119,6 +122,21 @@ Channels = Annotated[
     typer.Option(help="Folder tasks: 1 (grey) or 3 (RGB); default from the images."),
 ]
 Arch = Annotated[str | None, typer.Option(help="Architecture: cnn-small, cnn, resnet18, mlp.")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help="Your own network instead of --arch: pkg.module:function (a builder; trained here "
+        "unless --weights is given) or a file of a whole network saved with torch.save (audited "
+        "as it is)."
+    ),
+]
+Weights = Annotated[
+    str | None,
+    typer.Option(help="Trained weights (a state dict) of --model: audit it, no training."),
+]
+LastLayer = Annotated[
+    str | None, typer.Option(help="Name of --model's final nn.Linear (default: found).")
+]
 Width = Annotated[float | None, typer.Option(help="Width multiplier (arch cnn).")]
 Dropout = Annotated[float | None, typer.Option(help="Dropout before the head (dropout sets).")]
 Activation = Annotated[str | None, typer.Option(help="relu, tanh or gelu.")]
@@ -194,7 +212,10 @@ def _default_out(cfg) -> Path:
     data = Path(cfg.data.dataset).name
     if cfg.data.labels:  # e.g. ham10000-labels-binary: one folder per label file
         data = f"{data}-{Path(cfg.data.labels).stem}"
-    name = cfg.name or f"{data}-{cfg.train.arch}-seed{cfg.seed}"
+    arch = cfg.train.arch
+    if ":" in arch or arch.endswith((".pt", ".pth")):  # the user's network: its name only
+        arch = Path(arch.split(":")[-1]).stem.replace(".", "-")
+    name = cfg.name or f"{data}-{arch}-seed{cfg.seed}"
     return Path("runs") / name
 
 
@@ -237,6 +258,9 @@ def run(
     labels: Labels = None,
     channels: Channels = None,
     arch: Arch = None,
+    model: Model = None,
+    weights: Weights = None,
+    last_layer: LastLayer = None,
     width: Width = None,
     dropout: Dropout = None,
     activation: Activation = None,
@@ -315,6 +339,9 @@ def train(
     labels: Labels = None,
     channels: Channels = None,
     arch: Arch = None,
+    model: Model = None,
+    weights: Weights = None,
+    last_layer: LastLayer = None,
     width: Width = None,
     dropout: Dropout = None,
     activation: Activation = None,

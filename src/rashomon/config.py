@@ -78,21 +78,38 @@ class TrainSection(Section):
     many epochs); checkpoint selection on the smoothed validation loss (``select_window``
     epochs; ``patience`` epochs past its minimum stop training). None = derived from the plan."""
 
+    # A registry architecture (cnn-small, cnn, resnet18, mlp), or the user's own network:
+    # "pkg.module:function" (a builder) or a file of a whole network saved with torch.save.
     arch: str = "cnn-small"
-    width: float | None = None  # width multiplier, for arch "cnn"
+    weights: str | None = None  # trained weights of the user's network: audit it, do not train
+    last_layer: str | None = None  # the user's network's final nn.Linear (default: found)
+    width: float | None = Field(None, gt=0)  # width multiplier, for arch "cnn"
     activation: str | None = None
-    dropout: float | None = None
-    epochs: int | None = None  # None: whole epochs holding `steps` optimizer steps
-    steps: int = 1000
+    dropout: float | None = Field(None, ge=0, lt=1)
+    epochs: StrictInt | None = None  # None: whole epochs holding `steps` optimizer steps
+    steps: StrictInt = 1000
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
+    lr: float = Field(1e-3, gt=0)
     schedule: Literal["cosine", "constant"] = "cosine"
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    patience: int | None = None
-    select_window: int | None = None
+    weight_decay: float = Field(1e-4, ge=0)
+    batch_size: StrictInt = 64
+    patience: StrictInt | None = None
+    select_window: StrictInt | None = None
     class_weights: bool = False
     augment: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        # The weights' content, not their path, is what the train stage reads.
+        out = super().identity()
+        if self.weights:
+            from rashomon.fingerprint import files_fingerprint
+
+            out["weights"] = files_fingerprint([self.weights])
+        if self.arch.endswith((".pt", ".pth")):
+            from rashomon.fingerprint import files_fingerprint
+
+            out["arch"] = "file:" + files_fingerprint([self.arch])
+        return out
 
     @field_validator("epochs")
     @classmethod
@@ -132,8 +149,18 @@ class TrainSection(Section):
         }
 
     def arch_options(self) -> dict[str, Any]:
-        opts = {"width": self.width, "activation": self.activation, "dropout": self.dropout}
+        opts = {
+            "width": self.width,
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "last_layer": self.last_layer,
+        }
         return {k: v for k, v in opts.items() if v is not None}
+
+    @property
+    def audits_given_model(self) -> bool:
+        """The user's trained network is audited as given: no training."""
+        return self.weights is not None or self.arch.endswith((".pt", ".pth"))
 
 
 MAX_SENSIBLE_EPSILON = 1.0  # above this a relative ε admits models twice as bad: warn

@@ -18,7 +18,8 @@ import torch
 
 from rashomon.data.task import Task
 from rashomon.errors import RashomonError
-from rashomon.models.registry import Classifier, build_model
+from rashomon.models.external import build_network
+from rashomon.models.registry import Classifier
 from rashomon.models.train import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_STEPS,
@@ -123,7 +124,9 @@ def train_fairness_penalty(
     budget = plan_budget(len(task.train), batch_size, steps, epochs)
     seed_everything(seed)
     opts = dict(arch_options or {})
-    model = build_model(arch, task.in_channels, task.output_dim, task.image_size, **opts).to(device)
+    model = build_network(
+        arch, task.in_channels, task.output_dim, task.image_size, probe=task.val.x[:2], **opts
+    ).to(device)
     loss_fn = loss_function(task.kind)
     g = task.train.groups[attribute]
 

@@ -305,14 +305,21 @@ def build_network(
     *,
     last_layer: str | None = None,
     probe: torch.Tensor | None = None,
+    weights: str | None = None,
     **options: Any,
 ) -> Classifier:
     """A registry architecture by name, or the user's network: "pkg.module:function" (called
     with `options` and the task's in_channels / num_classes / size it declares) or a file of a
-    pickled network. External networks are split at their final nn.Linear (`as_classifier`)."""
+    pickled network. External networks are split at their final nn.Linear (`as_classifier`),
+    after `weights` (a state dict file of the user's network) are loaded into them."""
     from rashomon.models.registry import build_model
 
     if not is_external(arch):
+        if weights is not None or last_layer is not None:
+            raise RashomonError(
+                f"--weights and --last-layer are for your own network (--model); {arch!r} is a "
+                "registry architecture that rashomon trains"
+            )
         return build_model(arch, in_channels, num_classes, size, **options)
     if ":" in arch and not arch.endswith((".pt", ".pth")):
         net = call_builder(
@@ -326,6 +333,9 @@ def build_network(
     else:
         net = load_module_file(arch)
         builder = None
+    if weights is not None:
+        load_weights(net, weights)
+    net.eval()
     model = as_classifier(net, last_layer, probe=probe, builder=builder, options=options, size=size)
     if model.spec["num_classes"] != num_classes:
         raise RashomonError(

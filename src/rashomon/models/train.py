@@ -31,7 +31,8 @@ from torch import nn
 
 from rashomon.data.task import Task
 from rashomon.errors import RashomonError
-from rashomon.models.registry import Classifier, build_model
+from rashomon.models.external import build_network
+from rashomon.models.registry import Classifier
 from rashomon.torchio import load_payload, save_atomic
 
 CHECKPOINT_VERSION = 1
@@ -380,8 +381,13 @@ def train(
         select_window,
     )
     seed_everything(seed)
-    model = build_model(
-        arch, task.in_channels, task.output_dim, task.image_size, **cfg.arch_options
+    model = build_network(
+        arch,
+        task.in_channels,
+        task.output_dim,
+        task.image_size,
+        probe=task.val.x[:2],
+        **cfg.arch_options,
     )
     model.to(device)
     weight = class_weight_vector(task).to(device) if class_weights else None
