@@ -199,4 +199,9 @@ def _cell_config(base: Mapping[str, Any], overrides: Mapping[str, Any], name: st
     flat = _flatten(base)
     flat["name"] = name  # the grid may still set its own
     flat.update(overrides)
+    # A folder dataset given relative to where the sweep starts: made absolute here, so that
+    # Ray workers (which may start elsewhere) read the same folder.
+    dataset = flat.get("data.dataset")
+    if isinstance(dataset, str) and Path(dataset).expanduser().is_dir():
+        flat["data.dataset"] = str(Path(dataset).expanduser().resolve())
     return load_config(None, flat)
