@@ -284,6 +284,9 @@ class EvaluateSection(Section):
     robustness_models: int = 100  # cap for sets whose body varies (each model is a full forward)
     whitebox_models: int = 20  # models attacked with their own gradients (the rest: transfer)
     attack_images: int | None = 256  # seeded subset of test images for attacks
+    # Exact last-layer extremes (rs.last_layer_extremes) for head-only sets of binary tasks:
+    # "auto" computes them when N_train · N_test is at most EXTREMES_AUTO_WORK.
+    extremes: Literal["auto", "on", "off"] = "auto"
 
 
 class DecideSection(Section):

@@ -26,6 +26,12 @@ from rashomon.errors import RashomonError
 SPLIT_HALF_ROUNDS = 20
 
 
+def _finite(value: Any) -> float | None:
+    """A summary number, or None where it is undefined (JSON has no NaN)."""
+    value = float(value)
+    return round(value, 4) if np.isfinite(value) else None
+
+
 def split_half_ceiling(
     probs: np.ndarray, map_probs: np.ndarray, rounds: int = SPLIT_HALF_ROUNDS, seed: int = 0
 ) -> dict[str, float]:
@@ -177,22 +183,35 @@ def run_validate_stage(ctx: Any) -> None:
     ceiling = split_half_ceiling(p_test, map_test, seed=cfg.seed)
     pd.DataFrame([ceiling]).to_csv(ctx.out / "ceiling.csv", index=False)
     row = table.iloc[0]
+    truth_flags = int(patients["arbitrary:retrained"].sum())
     ctx.summary.update(
         epsilon=epsilon,
         retrained=len(nets),
         retrained_in_set=int(keep.sum()),
+        retrained_flags=truth_flags,
         reused=meta["reused"],
         train_seconds=meta["train_seconds"],
-        flag_recall=round(float(row["flag_recall"]), 4),
-        flag_precision=round(float(row["flag_precision"]), 4),
-        spearman_disagreement=round(float(row["spearman_disagreement"]), 4),
-        ambiguity_set=round(float(row["ambiguity"]), 4),
-        ambiguity_retrained=round(float(table.iloc[-1]["ambiguity"]), 4),
-        ceiling={k: round(float(val), 4) for k, val in ceiling.items()},
+        flag_recall=_finite(row["flag_recall"]),
+        flag_precision=_finite(row["flag_precision"]),
+        spearman_disagreement=_finite(row["spearman_disagreement"]),
+        ambiguity_set=_finite(row["ambiguity"]),
+        ambiguity_retrained=_finite(table.iloc[-1]["ambiguity"]),
+        ceiling={k: _finite(val) for k, val in ceiling.items()},
     )
-    ctx.console.print(
-        f"the set flags {row['flag_recall']:.0%} of the patients {int(keep.sum())} retrained "
-        f"networks flag (precision {row['flag_precision']:.0%}); two halves of the retrained set "
-        f"agree on {ceiling['flag_recall']:.0%}"
+    if truth_flags == 0:
+        # recall over an empty set of truly arbitrary patients is undefined, not 0 or 1
+        set_flags = int(patients[f"arbitrary:{cheap.name}"].sum())
+        ctx.console.print(
+            f"the {int(keep.sum())} retrained networks within ε agree on every test patient, so "
+            f"the set's flag recall is undefined; the set flags {set_flags} patients the "
+            "retrained networks do not (retrain more, or train longer)"
+        )
+    else:
+        ctx.console.print(
+            f"the set flags {row['flag_recall']:.0%} of the {truth_flags} patients "
+            f"{int(keep.sum())} retrained networks flag (precision {row['flag_precision']:.0%}); "
+            f"two halves of the retrained set agree on {ceiling['flag_recall']:.0%}"
+        )
+    (ctx.out / "ceiling.json").write_text(
+        json.dumps({k: _finite(v) for k, v in ceiling.items()}, indent=2)
     )
-    (ctx.out / "ceiling.json").write_text(json.dumps(ceiling, indent=2))

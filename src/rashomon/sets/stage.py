@@ -205,6 +205,7 @@ def run_sample_stage(ctx: Any) -> None:
         kind=mset.kind,
         models=len(mset),
         modes=mset.num_modes,
+        head_only=bool(mset.head_only),
         varied_parameters=mset.num_varied,
         epsilon=float(s.epsilon),
         on=s.on,
