@@ -33,13 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from rashomon.sets.flat import ParameterView, flat_loss, minimize_flat
 from rashomon.sets.geodesic import (
     LinearizedMLPMongeMetric,
     MLPMongeMetric,
     MongeMetric,
-    ParameterView,
-    flat_loss,
-    minimize_flat,
 )
 from rashomon.sets.riemannian import exp_map
 

@@ -9,7 +9,8 @@ from scipy.integrate import solve_ivp
 from torch import nn
 
 from rashomon.ode import MAX_NFEV, SUCCESS, solve_batched
-from rashomon.sets.geodesic import MongeMetric, ParameterView, flat_loss, minimize_flat
+from rashomon.sets.flat import ParameterView, flat_loss, minimize_flat
+from rashomon.sets.geodesic import MongeMetric
 from rashomon.sets.riemannian import exp_map
 
 DT = torch.float64

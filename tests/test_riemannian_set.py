@@ -8,7 +8,7 @@ import torch
 import rashomon as rs
 from rashomon.errors import RashomonError
 from rashomon.sets.base import ModelSet
-from rashomon.sets.geodesic import ParameterView, flat_loss
+from rashomon.sets.flat import ParameterView, flat_loss
 from rashomon.sets.riemannian import exp_map
 
 

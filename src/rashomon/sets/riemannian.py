@@ -20,7 +20,13 @@ import torch
 
 from rashomon.errors import RashomonError
 from rashomon.ode import STATUS_NAMES, SUCCESS, solve_batched
-from rashomon.sets.geodesic import FlatLoss, GeodesicMetric, MongeMetric
+from rashomon.sets.flat import FlatLoss, ParameterView, flat_loss, minimize_flat
+from rashomon.sets.geodesic import (
+    GeodesicMetric,
+    LinearizedMLPMongeMetric,
+    MLPMongeMetric,
+    MongeMetric,
+)
 
 MIN_VELOCITY_NORM = 1e-5  # below this the geodesic is the straight line to solver precision
 
@@ -302,8 +308,6 @@ def _refine_head(
     by full-batch L-BFGS in float64; returns ‖∇L‖ and L before and after."""
     import copy
 
-    from rashomon.sets.geodesic import ParameterView, flat_loss, minimize_flat
-
     head64 = copy.deepcopy(net.head).double()
     view = ParameterView(head64)
     mu64 = mu.double() if mu is not None else None
@@ -392,12 +396,6 @@ def riemannian(
     velocities and geodesics then start from a stationary θ*. `meta["refine"]` records ‖∇L‖ and
     L before and after.
     """
-    from rashomon.sets.geodesic import (
-        LinearizedMLPMongeMetric,
-        MLPMongeMetric,
-        ParameterView,
-        flat_loss,
-    )
     from rashomon.sets.laplace import laplace as fit_laplace
 
     if subset not in SUBSETS:
