@@ -21,7 +21,11 @@ from rashomon.sets.flat import FlatLoss
 
 
 class GeodesicMetric(Protocol):
-    """Anything that gives geodesic accelerations for K (position, velocity) pairs."""
+    """Anything that gives geodesic accelerations for K (position, velocity) pairs.
+
+    Optional: a metric with `warm_start = True` also takes `ids` (each row's geodesic index in
+    the `exp_map` call, to reuse its previous solve) and has `reset()`, which `exp_map` calls
+    before solving."""
 
     def acceleration(
         self, theta: torch.Tensor, velocity: torch.Tensor, data: Sequence[torch.Tensor] = ()
