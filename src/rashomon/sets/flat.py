@@ -55,7 +55,10 @@ class ParameterView:
 def _data_term(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "multilabel":
         return nn.functional.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum")
-    return nn.functional.cross_entropy(logits, y, reduction="sum")
+    # Σ_i logsumexp(f_i) − f_i[y_i]: cross_entropy's value, but vmapped (K geodesics at once) and
+    # differentiated twice it ran ~5 % faster on banana than nll_loss's batching rule (measured).
+    picked = logits.gather(-1, y[..., None]).squeeze(-1)
+    return (torch.logsumexp(logits, dim=-1) - picked).sum()
 
 
 def flat_loss(
