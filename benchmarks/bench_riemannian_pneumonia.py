@@ -95,6 +95,9 @@ def run_pneumonia(args) -> dict:
 
             save_checkpoint(model, args.checkpoint, task)
     out: dict = {"activation": args.activation, "epochs": args.epochs}
+    if args.tolerance_check:
+        out["tolerance_check"] = run_tolerance_check(model, task, args)
+        return out
     if args.skip_last_layer:
         out["all_weights"] = run_pneumonia_all(model, task, args)
         return out
@@ -219,6 +222,59 @@ def run_pneumonia(args) -> dict:
     return out
 
 
+def run_tolerance_check(model, task, args) -> list[dict]:
+    """Last-layer Monge geodesics of `--tolerance-check` velocities at each `--tolerances` pair
+    against the same geodesics at rtol 1e-9, atol 1e-10: end-point error relative to the
+    displacement and error in the loss L at the end point."""
+    import rashomon as rs
+    from rashomon.sets.riemannian import exp_map
+
+    post = rs.riemannian(model, task, subset="last_layer", hessian="kron", prior="marglik")
+    v = post.velocities(args.tolerance_check, seed=0)
+    theta = post.theta_star
+    ref, info = exp_map(
+        None,
+        theta,
+        v,
+        rtol=1e-9,
+        atol=1e-10,
+        metric=post.metric,
+        max_nfev=10**6,
+        return_info=True,
+    )
+    rows = [
+        {
+            "rtol": 1e-9,
+            "atol": 1e-10,
+            "nfev_mean": float(info.nfev.float().mean()),
+            "displacement_median": float((ref - theta).norm(dim=1).median()),
+        }
+    ]
+    with torch.no_grad():
+        ref_loss = torch.stack([post.loss(e) for e in ref])
+    for pair in args.tolerances:
+        rtol, atol = (float(t) for t in pair.split(":"))
+        ends, info = exp_map(
+            None, theta, v, rtol=rtol, atol=atol, metric=post.metric, return_info=True
+        )
+        err = (ends - ref).norm(dim=1) / (ref - theta).norm(dim=1)
+        with torch.no_grad():
+            dl = (torch.stack([post.loss(e) for e in ends]) - ref_loss).abs()
+        rows.append(
+            {
+                "rtol": rtol,
+                "atol": atol,
+                "nfev_mean": float(info.nfev.float().mean()),
+                "relative_error_median": float(err.median()),
+                "relative_error_max": float(err.max()),
+                "loss_error_median": float(dl.median()),
+                "loss_error_max": float(dl.max()),
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def run_pneumonia_all(model, task, args) -> dict:
     """All weights with a fixed mini-batch per geodesic (data term scaled by N/B), exact and/or
     linearized, bounded by `--all-max-nfev` per geodesic and `--all-timeout` seconds per solve.
@@ -315,8 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--checkpoint", default=None, help="load if it exists, else train and save")
-    parser.add_argument("--rtol", type=float, default=1e-6)
-    parser.add_argument("--atol", type=float, default=1e-3)
+    parser.add_argument("--rtol", type=float, default=1e-5)
+    parser.add_argument("--atol", type=float, default=1e-6)
     parser.add_argument("--time-single", type=int, default=20)
     parser.add_argument(
         "--metrics",
@@ -345,6 +401,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--skip-last-layer", action="store_true", help="only the all-weights part (--all-weights)"
+    )
+    parser.add_argument(
+        "--tolerance-check",
+        type=int,
+        default=0,
+        help="only: this many last-layer geodesics at each --tolerances pair vs a tight solve",
+    )
+    parser.add_argument(
+        "--tolerances", nargs="+", default=["1e-6:1e-3", "1e-6:1e-4", "1e-4:1e-5", "1e-5:1e-6"]
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -23,7 +23,9 @@ from riemannian_common import (
     REFERENCE_SECONDS_PER_GEODESIC,
     banana_metric,
     banana_splits,
+    classification_metrics,
     euclidean_velocities,
+    mean_probs,
     train_banana,
 )
 
@@ -151,6 +153,61 @@ def run_speed(args) -> list[dict]:
     return rows
 
 
+def run_tolerance_sweep(args) -> list[dict]:
+    """Banana metrics and evaluations of the same 50 geodesics at each rtol:atol pair (closed
+    form, `max_nfev` 100,000 so that none is cut off, no retries)."""
+    torch.set_num_threads(1)
+    data = banana_splits()
+    (x, y), (x_te, y_te) = data["train"], data["test"]
+    model = train_banana(x, y, args.seed)
+    view = ParameterView(model)
+    theta = view.flatten()
+    v = euclidean_velocities(model, x, y, 50, args.seed)
+    metric = banana_metric(model, x, y, "closed")
+    rows = []
+    for pair in args.tolerance_sweep:
+        rtol, atol = (float(t) for t in pair.split(":"))
+        ends, info = exp_map(
+            None,
+            theta,
+            v,
+            rtol=rtol,
+            atol=atol,
+            metric=metric,
+            max_nfev=100_000,
+            retries=0,
+            return_info=True,
+        )
+        probs = mean_probs(view, ends[info.ok], x_te)
+        rows.append(
+            {
+                "rtol": rtol,
+                "atol": atol,
+                "nfev_mean": float(info.nfev.float().mean()),
+                "nfev_max": int(info.nfev.max()),
+                "over_20000": int((info.nfev > 20_000).sum()),
+                "failed": info.failed,
+                **classification_metrics(probs, y_te.numpy()),
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def summarise_sweep(rows: list[dict]) -> str:
+    lines = [
+        "| rtol / atol | nfev mean | nfev max | over 20,000 | accuracy % | NLL | Brier | ECE % |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['rtol']:g} / {r['atol']:g} | {r['nfev_mean']:.0f} | {r['nfev_max']} | "
+        f"{r['over_20000']} | {r['accuracy']:.1f} | {r['nll']:.3f} | {r['brier']:.3f} | "
+        f"{r['ece']:.2f} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
 def summarise_speed(rows: list[dict]) -> str:
     lines = [
         "| right-hand side | mode | geodesics per solve | s / geodesic (wall) | CPU s / geodesic "
@@ -206,10 +263,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--atol", type=float, default=1e-3)
+    parser.add_argument(
+        "--tolerance-sweep",
+        nargs="+",
+        default=None,
+        metavar="RTOL:ATOL",
+        help="instead of timing: banana metrics and nfev of 50 geodesics per tolerance pair",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    rows = run_speed(args)
-    print(summarise_speed(rows))
+    if args.tolerance_sweep:
+        rows = run_tolerance_sweep(args)
+        print(summarise_sweep(rows))
+    else:
+        rows = run_speed(args)
+        print(summarise_speed(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
