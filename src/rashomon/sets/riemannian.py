@@ -28,6 +28,7 @@ from rashomon.ode import (
     BatchSolution,
     solve_batched,
 )
+from rashomon.predict import model_features
 from rashomon.sets.fisher import (
     CG_MAX_ITER,
     CG_TOL,
@@ -373,14 +374,6 @@ class RiemannianPosterior:
         )
 
 
-@torch.no_grad()
-def _cached_features(model, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    out = [
-        model.features(x[i : i + FEATURE_CHUNK].to(device)) for i in range(0, len(x), FEATURE_CHUNK)
-    ]
-    return torch.cat(out).detach()
-
-
 def _refine_head(
     net,
     feats: torch.Tensor,
@@ -550,7 +543,7 @@ def riemannian(
         if tau.numel() > 1 and not bool((tau == tau[0]).all()):
             raise RashomonError("refine_map needs a scalar prior precision")
         tau_value = float(tau.flatten()[0])
-        feats = _cached_features(net, task.train.x, dev)
+        feats = model_features(net, task.train.x, dev, batch=FEATURE_CHUNK)
         scale0 = 1.0 / float(temperature)
         refine = _refine_head(net, feats, y, tau_value, mu, scale0, refine_max_iter)
         post = fit_laplace(
@@ -569,7 +562,7 @@ def riemannian(
         la = post.la
         tau = la.prior_precision_diag.detach().float().to(dev)
     if subset == "last_layer":
-        x = _cached_features(net, task.train.x, dev)
+        x = model_features(net, task.train.x, dev, batch=FEATURE_CHUNK)
         view = ParameterView(net.head)
     else:
         x = task.train.x.to(dev)
