@@ -25,7 +25,7 @@ benchmarks/bench_all_weights.py): ATen's NCHW max-pool is a scalar loop that too
 forward while its channels-last kernel is vectorised over channels (user time 0.36 s → 0.16 s);
 and one 624-image chunk makes 63 MB activations, which glibc returns to the kernel when freed
 (above its mmap and trim thresholds) and the kernel zero-fills afresh on the next forward:
-65,000 page faults and 0.19 s of system time per forward, none in 128-image chunks.
+65,000 page faults and 0.19 s of system time per forward; 3,000 in 250-image chunks.
 
 Computation is float32. Outputs are float32 on the CPU: float16 keeps ~3 significant digits, so
 a probability of 0.9996 rounds to 1.0 and its complement's log (NLL, Rashomon capacity) breaks;
@@ -48,10 +48,12 @@ if TYPE_CHECKING:
 
 STRATEGIES = ("auto", "head", "loop", "vmap", "jacobian", "jvp")
 FLOAT = 4  # bytes per float32
-# Largest single activation of a CPU forward (125 images of cnn-small at 28 px). Small enough
-# that glibc keeps freed activations in its heap for the next forward instead of handing them
-# back to the kernel, which then faults them in again zero-filled (see the module docstring).
-CPU_ACTIVATION_BYTES = 12 * 2**20
+# Largest single activation of a CPU forward (250 images of cnn-small at 28 px). Small enough
+# that glibc keeps most freed activations in its heap for the next forward instead of handing
+# them back to the kernel, which faults them in again zero-filled (see the module docstring);
+# large enough that two threads sharing a busy CPU meet at few barriers (125-image chunks ran
+# 1.35× slower than 250 there, and equally fast on one thread).
+CPU_ACTIVATION_BYTES = 24 * 2**20
 
 
 def default_device(mset: ModelSet) -> torch.device:
