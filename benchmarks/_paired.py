@@ -3,15 +3,17 @@ a shared machine hits every contender alike, and report per-round ratios rather 
 best times.
 
 Round r calls every contender once, in the order rotated by r (A B C, B C A, C A B, ...). Each
-call records wall seconds, CPU seconds of the process (all threads, user + system) and the peak
-resident memory during the call (VmHWM, reset before the call, so it is the process's peak while
-that contender ran, on top of what the process already held).
+call records wall seconds, CPU seconds of the process (all threads, user + system; on a shared
+machine less sensitive to load than wall time), its system part, the minor page faults, and the
+peak resident memory during the call (VmHWM, reset before the call, so it is the process's peak
+while that contender ran, on top of what the process already held).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +59,8 @@ def _reset_peak() -> None:
 class Timings:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    sys: list[float] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)
     peak_mb: float = 0.0
 
     def summary(self) -> dict:
@@ -65,6 +69,8 @@ class Timings:
             "wall_min_s": min(self.wall),
             "wall_max_s": max(self.wall),
             "cpu_median_s": statistics.median(self.cpu),
+            "sys_median_s": statistics.median(self.sys),
+            "page_faults_median": statistics.median(self.faults),
             "peak_rss_mb": self.peak_mb,
             "wall_s": self.wall,
             "cpu_s": self.cpu,
@@ -92,13 +98,17 @@ def paired_rounds(
         for name in names[k:] + names[:k]:
             gc.collect()
             _reset_peak()
+            use0 = resource.getrusage(resource.RUSAGE_SELF)
             wall, cpu = time.perf_counter(), time.process_time()
             result = contenders[name]()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            use1 = resource.getrusage(resource.RUSAGE_SELF)
             del result
             t = out[name]
             t.wall.append(wall)
             t.cpu.append(cpu)
+            t.sys.append(use1.ru_stime - use0.ru_stime)
+            t.faults.append(use1.ru_minflt - use0.ru_minflt)
             t.peak_mb = max(t.peak_mb, peak_rss_mb())
     return out
 
@@ -160,13 +170,14 @@ class Row:
         print(f"\n[{self.name}] {self.title}")
         print(f"  {d['rounds']} paired rounds; load average {self.load_before} → {self.load_after}")
         print(
-            f"  {'contender':<54s} {'wall median [min–max]':>26s} {'CPU median':>11s} "
-            f"{'peak RSS':>9s}"
+            f"  {'contender (medians; wall also [min–max])':<54s} {'wall':>26s} {'CPU':>9s} "
+            f"{'of it sys':>9s} {'faults':>8s} {'peak RSS':>9s}"
         )
         for c in d["contenders"].values():
             span = f"{c['wall_median_s']:.3f} s [{c['wall_min_s']:.3f}–{c['wall_max_s']:.3f}]"
             print(
-                f"  {c['label'][:54]:<54s} {span:>26s} {c['cpu_median_s']:>9.3f} s "
+                f"  {c['label'][:54]:<54s} {span:>26s} {c['cpu_median_s']:>7.3f} s "
+                f"{c['sys_median_s']:>7.3f} s {c['page_faults_median']:>8.0f} "
                 f"{c['peak_rss_mb']:>6.0f} MB"
             )
         if d["ratios"]:

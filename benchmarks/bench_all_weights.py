@@ -12,7 +12,11 @@ Contenders, alternated in paired rounds (benchmarks/_paired.py):
 - plain: M × `model(x)` under no_grad on the whole batch in NCHW, the loop one writes first (the
   floor of earlier versions, which laplace-torch beat: it faults in fresh pages on every forward
   and runs ATen's scalar NCHW max-pool; see rashomon/predict.py).
-Then loop against vmap over 10 models on 128 images (the `auto` choice on the CPU).
+Then loop against vmap over 10 models on 128 images (the `auto` choice on the CPU), and the
+anatomy of one forward of the 624 images through the MAP net, 5 forwards per call: NCHW on the
+whole batch under no_grad (plain), the same with autograd on (as laplace-torch runs it), NCHW in
+our input chunks, channels-last on the whole batch, and channels-last in our chunks (ours). Its
+CPU, system-time and page-fault columns show where the time of the plain loop goes.
 """
 
 from __future__ import annotations
@@ -97,6 +101,39 @@ def main() -> None:
             },
             args.rounds,
             ratios=[("vmap", "loop")],
+        )
+    )
+    reps = 5
+    nchw = [x[i : i + chunk] for i in range(0, len(x), chunk)]
+    whole_fast = [torch.cat(xs)]  # the layout's copy of x, one batch
+
+    def forwards(net, batches, grad=False):
+        def run():
+            with torch.set_grad_enabled(grad):
+                return [torch.cat([net(b) for b in batches]).detach() for _ in range(reps)]
+
+        return run
+
+    rows.append(
+        run_row(
+            "forward_anatomy",
+            f"{reps} forwards of the MAP net on {len(x)} images, by layout and chunks",
+            {
+                "plain": forwards(model, [x]),
+                "grad": forwards(model, [x], grad=True),
+                "nchw_chunks": forwards(model, nchw),
+                "cl_batch": forwards(fast, whole_fast),
+                "ours": forwards(fast, xs),
+            },
+            args.rounds,
+            ratios=[("plain", "grad"), ("plain", "nchw_chunks"), ("plain", "ours")],
+            labels={
+                "plain": "NCHW, whole batch, no_grad (plain)",
+                "grad": "NCHW, whole batch, autograd on (laplace-torch)",
+                "nchw_chunks": f"NCHW, {chunk}-image chunks, no_grad",
+                "cl_batch": f"{layout}, whole batch, no_grad",
+                "ours": f"{layout}, {chunk}-image chunks, no_grad (ours)",
+            },
         )
     )
     write_json(rows, args.json, head)
