@@ -189,7 +189,7 @@ class Row:
                     f"CPU {c['median']:.2f}× [{c['min']:.2f}–{c['max']:.2f}]"
                 )
         for k, v in self.extra.items():
-            print(f"  {k:<54s} {v:.3f}" if isinstance(v, float) else f"  {k:<54s} {v}")
+            print(f"  {k:<54s} {v:.4g}" if isinstance(v, float) else f"  {k:<54s} {v}")
 
 
 def run_row(
