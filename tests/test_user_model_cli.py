@@ -7,6 +7,8 @@ import os
 import sys
 import textwrap
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -88,6 +90,35 @@ def test_user_builder_and_weights_are_audited_not_trained(tiny_root, tiny_task, 
         mset = rs.ModelSet.load(out / "sample" / "set.pt")
         assert mset.head_only and mset.num_varied == 16 * 2 + 2
         assert (out / "report" / "report.html").exists()
+        # a set member leaves as a checkpoint whose user_state_dict loads into the user's class
+        per_model = pd.read_csv(out / "sample" / "per_model.csv")
+        member = int(per_model.loc[per_model["in_set@0.5"], "model"].iloc[-1])
+        proc = rashomon(
+            "export",
+            str(out),
+            "--model",
+            str(member),
+            "--out",
+            str(tmp_path / "m.pt"),
+            root=tiny_root,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"wrote {tmp_path / 'm.pt'}: model {member}" in proc.stdout.replace("\n", "")
+        mine = my_models.build()
+        mine.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=False)["user_state_dict"])
+        stored = np.load(out / "sample" / "probs_test.npy")[member]
+        with torch.no_grad():
+            np.testing.assert_allclose(mine.eval()(x).softmax(-1).numpy(), stored, atol=1e-5)
+        again = rashomon(
+            "export",
+            str(out),
+            "--model",
+            str(member),
+            "--out",
+            str(tmp_path / "m.pt"),
+            root=tiny_root,
+        )
+        assert_one_line_error(again, "exists; choose another --out or pass --force")
         # weights of another architecture: a one-line error naming the fix
         torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "other.pt")
         proc = rashomon(

@@ -470,6 +470,39 @@ def validate(
 
 @app.command()
 @guarded
+def export(
+    run_dir: RunDirArg,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Model index of sample/per_model.csv (decide/selection.csv names the selected "
+            "ones), or 'map' for the trained model.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Checkpoint file to write, e.g. model.pt.")],
+    outside: Annotated[
+        bool, typer.Option("--outside", help="Allow a model outside the Rashomon set.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Write one model of the run's set as a normal checkpoint (rs.load_checkpoint loads it; a
+    state dict + architecture spec without rashomon; a user's own network also gets
+    user_state_dict under its own parameter names)."""
+    from rich.console import Console
+
+    from rashomon.export import export_model
+
+    origin = export_model(run_dir, model, out, outside=outside, force=force)
+    where = "in" if origin["in_set"] else "OUTSIDE"
+    Console().print(
+        f"wrote {out}: model {origin['model']} of the {origin['source']} set ({where} the "
+        f"Rashomon set at ε = {origin['epsilon']:g})"
+    )
+
+
+@app.command()
+@guarded
 def datasets(
     data_root: DataRoot = None,
     folder: Annotated[

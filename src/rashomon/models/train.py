@@ -444,8 +444,11 @@ class _progress:
             self.bar.close()
 
 
-def save_checkpoint(model: Classifier, path: str | Path, task: Task | None = None, **extra) -> None:
-    """Weights + architecture spec + task description + training config, loadable alone."""
+def save_checkpoint(
+    model: Classifier, path: str | Path, task: Task | dict | None = None, **extra
+) -> None:
+    """Weights + architecture spec + task description (a Task, or its `describe()` as saved in
+    another checkpoint) + training config, loadable alone."""
     from rashomon.models.external import template_of
 
     payload = {
@@ -454,10 +457,16 @@ def save_checkpoint(model: Classifier, path: str | Path, task: Task | None = Non
         "template": template_of(model),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "train_config": getattr(model, "train_config", {}),
-        "task": task.describe() if task is not None else {"name": getattr(model, "task_name", "")},
+        "task": _task_record(model, task),
         **extra,
     }
     save_atomic(payload, path)
+
+
+def _task_record(model: Classifier, task: Task | dict | None) -> dict:
+    if isinstance(task, dict):
+        return task
+    return task.describe() if task is not None else {"name": getattr(model, "task_name", "")}
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Classifier, dict]:
