@@ -1,0 +1,157 @@
+"""Post-processing baseline: fairlearn's `ThresholdOptimizer` (Hardt et al., 2016) on a trained
+model's scores, per group thresholds chosen on validation under a fairness constraint.
+
+fairlearn needs an estimator; a model of the set is already trained and only its scores on each
+split are at hand, so the estimator here is the identity on a one-column X holding the score of
+the positive class (`prefit=True`, nothing is refitted). Predictions are randomised between two
+thresholds where the constraint needs it; `seed` fixes that draw. Binary tasks only, as in
+fairlearn.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from rashomon.decide._arrays import check_probs, check_vector, to_numpy
+from rashomon.errors import RashomonError
+
+CONSTRAINTS = (
+    "equalized_odds",
+    "true_positive_rate_parity",
+    "false_positive_rate_parity",
+    "demographic_parity",
+)
+OBJECTIVES = ("balanced_accuracy_score", "accuracy_score")
+
+
+class ScoreColumn(ClassifierMixin, BaseEstimator):
+    """A prefit scikit-learn classifier whose input is its own positive-class score."""
+
+    classes_ = np.array([0, 1])
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def fit(self, X: Any, y: Any) -> ScoreColumn:  # fairlearn's API; nothing to learn
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        p = np.asarray(X, dtype=np.float64).reshape(-1)
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return (np.asarray(X).reshape(-1) >= 0.5).astype(np.int64)
+
+
+@dataclass
+class ThresholdBaseline:
+    """Hard predictions after per-group thresholds; `probs` are their one-hot [N, 2] form so that
+    the desiderata's label metrics (accuracy, TPR/DP gaps, worst group) apply unchanged."""
+
+    constraint: str
+    val_pred: np.ndarray
+    test_pred: np.ndarray
+    seconds: float
+
+    @staticmethod
+    def one_hot(pred: np.ndarray) -> np.ndarray:
+        return np.eye(2, dtype=np.float32)[pred.astype(np.int64)]
+
+    @property
+    def val_probs(self) -> np.ndarray:
+        return self.one_hot(self.val_pred)
+
+    @property
+    def test_probs(self) -> np.ndarray:
+        return self.one_hot(self.test_pred)
+
+
+def check_constraint(constraint: str, objective: str) -> None:
+    if constraint not in CONSTRAINTS:
+        raise RashomonError(
+            f"ThresholdOptimizer constraint {constraint!r} is not offered; use one of "
+            f"{', '.join(CONSTRAINTS)}"
+        )
+    if objective not in OBJECTIVES:
+        raise RashomonError(
+            f"ThresholdOptimizer objective {objective!r} is not offered; use one of "
+            f"{', '.join(OBJECTIVES)}"
+        )
+
+
+def threshold_baseline(
+    val_probs: Any,
+    y_val: Any,
+    groups_val: Any,
+    test_probs: Any,
+    groups_test: Any,
+    constraint: str = "equalized_odds",
+    objective: str = "balanced_accuracy_score",
+    seed: int = 0,
+) -> ThresholdBaseline:
+    """Fit fairlearn's ThresholdOptimizer on one model's validation scores (`val_probs` [N, 2])
+    and groups, and predict validation and test."""
+    from fairlearn.postprocessing import ThresholdOptimizer
+
+    check_constraint(constraint, objective)
+    pv = check_probs(to_numpy(val_probs, "val_probs")[None], "val_probs")[0]
+    pt = check_probs(to_numpy(test_probs, "test_probs")[None], "test_probs")[0]
+    if pv.shape[-1] != 2 or pt.shape[-1] != 2:
+        raise RashomonError(
+            "ThresholdOptimizer post-processes binary classifiers; this task has "
+            f"{pv.shape[-1]} classes (use the reweighting or penalty baseline)"
+        )
+    yv = check_vector(y_val, len(pv), "y_val").astype(np.int64)
+    gv = check_vector(groups_val, len(pv), "groups_val")
+    gt = check_vector(groups_test, len(pt), "groups_test")
+    if len(np.unique(gv)) < 2:
+        raise RashomonError(
+            "the validation split holds one group of the attribute; ThresholdOptimizer needs "
+            "two or more (choose another attribute)"
+        )
+    start = time.perf_counter()
+    opt = ThresholdOptimizer(
+        estimator=ScoreColumn(),
+        constraints=constraint,
+        objective=objective,
+        prefit=True,
+        predict_method="predict_proba",
+    )
+    opt.fit(pv[:, 1:], yv, sensitive_features=gv)
+    val_pred = np.asarray(opt.predict(pv[:, 1:], sensitive_features=gv, random_state=seed))
+    test_pred = np.asarray(opt.predict(pt[:, 1:], sensitive_features=gt, random_state=seed))
+    return ThresholdBaseline(
+        constraint=constraint,
+        val_pred=val_pred.astype(np.int64),
+        test_pred=test_pred.astype(np.int64),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def threshold_set(
+    val_probs: Any,
+    y_val: Any,
+    groups_val: Any,
+    test_probs: Any,
+    groups_test: Any,
+    constraint: str = "equalized_odds",
+    objective: str = "balanced_accuracy_score",
+    seed: int = 0,
+    models: Sequence[int] | None = None,
+) -> list[ThresholdBaseline]:
+    """ "Rashomon set + ThresholdOptimizer": the same post-processing fitted on each model of the
+    set ([M, N, 2] probabilities), so its front can be set beside the free choice's."""
+    pv, pt = np.asarray(val_probs), np.asarray(test_probs)
+    idx = range(len(pv)) if models is None else models
+    return [
+        threshold_baseline(
+            pv[m], y_val, groups_val, pt[m], groups_test, constraint, objective, seed
+        )
+        for m in idx
+    ]
