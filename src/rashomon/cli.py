@@ -422,11 +422,24 @@ def decide(
     run_dir: RunDirArg,
     config: ConfigArg = None,
     device: Device = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--select",
+            help="Desideratum to select a model for on validation, e.g. tpr_gap:sex "
+            "(repeatable; default every one of the task).",
+        ),
+    ] = None,
     force: Force = False,
     no_progress: NoProgress = False,
 ) -> None:
-    """Best-in-set selection, ensembles with abstention and Laplace Sample Information."""
-    _stage_command("decide", run_dir, config, {"device": device}, force, no_progress)
+    """Best-in-set selection (chosen on validation, confirmed on test), the constrained and
+    post-processing baselines, ensembles with abstention and Laplace Sample Information."""
+    flags: dict[str, Any] = {"device": device}
+    if select:
+        FLAG_KEYS.setdefault("select", "decide.select")
+        flags["select"] = [name for item in select for name in item.split(",") if name]
+    _stage_command("decide", run_dir, config, flags, force, no_progress)
 
 
 @app.command()

@@ -298,6 +298,19 @@ class DecideSection(Section):
     constrained_attribute: str | None = None  # default: the first real attribute, else intensity
     pareto_epsilon: float = 0.01
     lsi: bool = True
+    # Desiderata to select a model for (names as in decide/selection.csv, e.g. "tpr_gap:sex");
+    # None: every desideratum of the task. Holm's correction runs over the ones selected for.
+    select: list[str] | None = None
+    # fairlearn's ThresholdOptimizer on the MAP model's (and each set member's) validation scores,
+    # for binary tasks with an attribute: the post-processing baseline
+    threshold_optimizer: bool = True
+    threshold_constraint: Literal[
+        "equalized_odds",
+        "true_positive_rate_parity",
+        "false_positive_rate_parity",
+        "demographic_parity",
+    ] = "equalized_odds"
+    threshold_models: int = Field(50, ge=0)  # set members post-processed (Rashomon set + TO)
 
 
 class ValiditySection(Section):
