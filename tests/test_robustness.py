@@ -184,6 +184,13 @@ def test_robustness_tables_values(trained, head_set, tmp_path):
     for name in ("brightness_down", "speckle_noise"):
         s0 = rows(family="corruption", corruption=name, severity=0, metric="accuracy")
         assert s0.equals(clean)  # severity 0 = clean accuracy, every model
+    # per-patient correctness over the 2 corruptions x 2 severities ≥ 1 averages to each model's
+    # corrupted accuracy ("all"), MAP first: what robustness selection resamples
+    correct = df.attrs["patient_correct"]
+    assert correct.shape == (5, 60) and set(np.unique(correct * 4)) <= {0, 1, 2, 3, 4}
+    np.testing.assert_array_equal(df.attrs["patient_index"], idx)
+    overall = rows(family="summary", corruption="all", metric="accuracy")
+    np.testing.assert_allclose(correct.mean(1), overall.loc[[-1, 0, 1, 2, 3]].to_numpy())
     # CE by hand for model 1 and the MAP model (baseline → 1)
     err = {m: [] for m in (-1, 1)}
     for name in ("brightness_down", "speckle_noise"):

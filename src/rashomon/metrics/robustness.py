@@ -87,6 +87,17 @@ def model_auroc(probs: Any, y: Any, kind: str) -> np.ndarray:
     return _auroc(probs, y)
 
 
+def patient_correct(probs: Any, y: Any, kind: str) -> np.ndarray:
+    """[M, N] per-patient correctness: 1/0 for a label, the share of labels right (multilabel)."""
+    if v.check_kind(kind) == "multilabel":
+        p = v.check_probs(probs, multilabel=True)
+        yy = v.check_multilabel_targets(y, p.shape[1], p.shape[2])
+        return ((p >= 0.5) == yy[None].astype(bool)).mean(axis=2)
+    p = v.check_probs(probs)
+    yy = v.check_labels(y, p.shape[1], p.shape[2])
+    return (p.argmax(-1) == yy[None]).astype(np.float64)
+
+
 def _check_errors(errors: Any, baseline: Any) -> tuple[np.ndarray, np.ndarray]:
     e = np.asarray(v.as_numpy(errors), dtype=np.float64)
     b = np.asarray(v.as_numpy(baseline), dtype=np.float64)
@@ -290,6 +301,9 @@ def robustness_tables(
     audited = [sv for sv in sevs if sv >= 1]
     set_err = np.full((len(mset), len(names), len(audited)), np.nan)
     map_err = np.full((len(names), len(audited)), np.nan)
+    # per-patient correctness summed over every (corruption, severity ≥ 1): what selecting the
+    # most robust model on corrupted validation, with a bootstrap over patients, needs
+    correct = np.zeros((1 + len(mset), len(idx)))
     combos = [(c, sv) for c in names for sv in sevs]
     if progress and combos:
         from tqdm.auto import tqdm
@@ -301,9 +315,13 @@ def robustness_tables(
         xc = images_to_tensor(raw)
         gen_s += time.perf_counter() - t
         t = time.perf_counter()
-        sc = add_scores(*predict_all(xc), family="corruption", corruption=name, severity=sv)
+        predicted = predict_all(xc)
+        sc = add_scores(*predicted, family="corruption", corruption=name, severity=sv)
         pred_s += time.perf_counter() - t
         if sv >= 1:
+            map_p, set_p = predicted
+            correct[0] += patient_correct(map_p, y, kind)[0]
+            correct[1:] += patient_correct(set_p, y, kind)
             k, j = names.index(name), audited.index(sv)
             set_err[:, k, j] = 1 - sc["set_accuracy"]
             map_err[k, j] = 1 - sc["map_accuracy"][0]
@@ -332,6 +350,10 @@ def robustness_tables(
         multilabel, whitebox_models, max_memory,
     )  # fmt: skip
     df = rows.frame()
+    if names and audited:
+        # row 0 the MAP model, then the set's models; columns the audited images `idx` of the split
+        df.attrs["patient_correct"] = correct / (len(names) * len(audited))
+        df.attrs["patient_index"] = np.asarray(idx)
     df.attrs["timings"] = {
         k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()
     }
