@@ -19,6 +19,8 @@ import copy
 import hashlib
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -94,6 +96,10 @@ def import_builder(target: str) -> Callable[..., nn.Module]:
     module, sep, attr = target.partition(":")
     if not sep or not module or not attr:
         raise RashomonError(f"model {target!r} is not 'package.module:function'; e.g. my_pkg:build")
+    # the current folder is importable, as for `python -m` (a console script's sys.path lacks
+    # it), so `--model my_models:build` finds ./my_models.py
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         obj: Any = importlib.import_module(module)
     except ImportError as exc:
