@@ -291,6 +291,15 @@ def test_decide_all_refuses_selection_around_a_degenerate_map_model():
         "classifier is no finding"
     )
     assert {"ensemble_curves", "arbitrary_patients", "selection_values"} <= set(out)
+    # with the task's class names the note names the class as the report's headline does
+    named = decide_all(map_val_probs=sure, class_names=("normal", "pneumonia"), **args)
+    assert (
+        named["notes"]["note"]
+        .iloc[0]
+        .startswith(
+            "skipped: the trained model predicts 'pneumonia' for 100 % of validation patients"
+        )
+    )
     # the same set around an informative MAP model is selected from
     good_val = np.where(val_y[:, None] == 1, [0.2, 0.8], [0.8, 0.2])
     out = decide_all(map_val_probs=good_val, **args)

@@ -87,6 +87,7 @@ def decide_all(
     map_train_preds: Any | None = None,
     lsi_top_k: int = 16,
     seed: int = 0,
+    class_names: Sequence[str] = (),
 ) -> dict[str, pd.DataFrame]:
     """The ``decide`` stage.
 
@@ -103,7 +104,8 @@ def decide_all(
         robustness); give them a ``Desideratum`` without metric in ``desiderata`` (no CI);
       - ``baseline_test``: test values of a constrained baseline (desideratum -> value);
       - ``lsi [N_train]`` with ``train_preds [M, N_train]`` (set labels on the training images,
-        mask applied here too) and ``map_train_preds [N_train]``.
+        mask applied here too) and ``map_train_preds [N_train]``;
+      - ``class_names``: the task's, so that notes name a class as the report does.
 
     Returns DataFrames (write each as ``<key>.csv``): ``selection`` (best-in-set per
     desideratum), ``selection_values`` (long: model, desideratum, val, test), ``pareto``,
@@ -150,7 +152,7 @@ def decide_all(
         mv.update(map_val or {})
         mt.update(map_test or {})
     out: dict[str, pd.DataFrame] = {}
-    refusal = degenerate_map(mvp, vy, mtp, ty)
+    refusal = degenerate_map(mvp, vy, mtp, ty, class_names)
     if refusal:  # Pareto selection is a selection too
         notes += [{"part": p, "note": f"skipped: {refusal}"} for p in ("selection", "pareto")]
     else:
@@ -222,7 +224,13 @@ def decide_all(
     return out
 
 
-def degenerate_map(map_val_probs: Any, val_y: Any, map_test_probs: Any, test_y: Any) -> str:
+def degenerate_map(
+    map_val_probs: Any,
+    val_y: Any,
+    map_test_probs: Any,
+    test_y: Any,
+    class_names: Sequence[str] = (),
+) -> str:
     """Why selecting from this set is refused ('' when it is not): the MAP model is degenerate
     (near-constant or near chance, `rashomon.metrics.degenerate`) on validation or on test data.
 
@@ -234,7 +242,7 @@ def degenerate_map(map_val_probs: Any, val_y: Any, map_test_probs: Any, test_y: 
     for split, probs, y in (("test", map_test_probs, test_y), ("validation", map_val_probs, val_y)):
         d = degeneracy(np.asarray(probs).argmax(-1), y)
         if d.degenerate:
-            found[split] = d.describe(split=split)
+            found[split] = d.describe(class_names, split=split)
     if not found:
         return ""
     why = next(iter(found.values()))  # test first: the split the headline speaks of
@@ -268,6 +276,7 @@ def _per_label(args: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Multilabel: run every label as a binary task ([M, N, 2] from column l) and stack."""
     args = dict(args)
     args.pop("kind")
+    args["class_names"] = ()  # each label is audited as a 0/1 task of its own
     vp = np.asarray(to_numpy(args["val_probs"]), np.float64)
     n_labels = vp.shape[-1]
     tables: dict[str, list[pd.DataFrame]] = {}

@@ -137,6 +137,7 @@ def run_decide_stage(ctx: StageContext) -> None:
         train_preds=train_preds,
         map_train_preds=map_train_preds,
         seed=cfg.seed,
+        class_names=task.class_names,
     )
     for name, frame in out.items():
         frame.to_csv(ctx.out / f"{name}.csv", index=False)

@@ -96,6 +96,9 @@ def normalize_table(key: str, df: pd.DataFrame) -> pd.DataFrame:
 def _per_sample_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Add `arbitrary` (some model of the set flips the MAP label) and, for multilabel tables
     whose columns are prefixed `label<l>.`, the per-patient worst case over labels."""
+    # One block per column after read_csv of a 14-label table: consolidate before adding
+    # columns, or pandas warns that the frame is highly fragmented on every report.
+    df = df.copy()
     if "disagreement" not in df:
         for col in ("disagreement", "capacity", "flip_rate"):
             parts = [c for c in df.columns if c.startswith("label") and c.endswith("." + col)]

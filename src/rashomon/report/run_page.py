@@ -346,6 +346,8 @@ def section_multiplicity(b: ReportBuilder) -> Section:
                 "still rising at the right means more models would find more arbitrary patients.",
             )
         )
+    elif d.task_info.get("kind") == "multilabel":
+        parts.append(b.note(MULTILABEL_NOTE.format(what="The convergence curve")))
     else:
         parts.append(b.missing("convergence", "convergence curve"))
     attrs = d.attributes
@@ -633,10 +635,21 @@ def section_lsi(b: ReportBuilder) -> Section:
     return Section("lsi", "Laplace Sample Information", "".join(parts))
 
 
+# Multilabel runs audit each label as its own binary task; per-patient tables have one block of
+# columns per label, which the single-label panels do not draw.
+MULTILABEL_NOTE = (
+    "{what} covers single-label tasks; for a multilabel task each label's per-patient values "
+    "are the <code>label&lt;j&gt;.*</code> columns of <code>evaluate/per_sample.csv</code>."
+)
+
+
 def section_patients(b: ReportBuilder) -> Section:
     d = b.data
     ps = d.table("per_sample")
     need = {"disagreement", "vpr_min", "vpr_max"}
+    if d.task_info.get("kind") == "multilabel":
+        note = MULTILABEL_NOTE.format(what="This panel")
+        return Section("patients", "The most arbitrary patients", b.note(note))
     if ps is None or not need <= set(ps.columns):
         return Section(
             "patients",
@@ -757,6 +770,13 @@ def section_robustness(b: ReportBuilder) -> Section:
         is_attack = rob["kind"].astype(str).str.lower().str.contains("attack")
     else:
         is_attack = rob["corruption"].astype(str).str.lower().isin(attacks)
+    if not len(rob[~is_attack]) and not len(rob[is_attack]):  # clean rows only
+        return Section(
+            "robustness",
+            "Robustness",
+            '<p class="note missing">No corruption or attack was run (clean test accuracy '
+            "only); set <code>evaluate.corruptions</code> or <code>evaluate.attacks</code>.</p>",
+        )
     parts = [
         "<p>The band is the spread across the models of the set; the red line is the "
         "trained model. A wide band means robustness depends on the arbitrary choice of "

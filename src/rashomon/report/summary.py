@@ -166,7 +166,17 @@ def _selection_sentence(data: RunData) -> list[str]:
             "Picking the best model of the set on validation data gives no test gain beyond "
             f"selection noise for any of the {len(sel)} desiderata checked."
         ]
-    names = ", ".join(str(v) for v in real[name_col]) if name_col else f"{len(real)} desiderata"
+    if name_col and "label" in real and sel["label"].nunique() > 1:
+        # multilabel: one row per desideratum and label; a bare name would repeat
+        classes = data.class_names
+        names = ", ".join(
+            f"{d} ({classes[int(lb)] if 0 <= int(lb) < len(classes) else f'label {lb}'})"
+            for d, lb in zip(real[name_col], real["label"], strict=True)
+        )
+    elif name_col:
+        names = ", ".join(str(v) for v in real[name_col])
+    else:
+        names = f"{len(real)} desiderata"
     return [
         f"Picking the best model of the set on validation data gives a real test gain for: "
         f"{names} (see the selection section for the size and its interval)."
