@@ -1,19 +1,23 @@
 """Time every multiplicity metric and every per-model metric for M = 1000 models on arrays shaped
 like PneumoniaMNIST's test split (N = 624, binary, attributes intensity (3) and random (2)).
 
-    .venv/bin/python benchmarks/bench_metrics.py [--models 1000] [--samples 624] [--repeats 3]
+    .venv/bin/python benchmarks/bench_metrics.py [--models 1000] [--samples 624] [--rounds 5]
 
 Probabilities are synthetic (a shared logit plus per-model noise) so the script needs no data;
-timings do not depend on the values beyond ties. Prints the best of `--repeats` per stage.
+timings do not depend on the values beyond ties. The stages are alternated in paired rounds
+(benchmarks/_paired.py, the order rotated each round); each prints its median time with its
+range and its peak resident memory, and the end-to-end line sums the four composite stages of
+each round (median and range over rounds).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import statistics
 from collections.abc import Callable
 
 import numpy as np
+from _paired import run_row, write_json
 
 import rashomon.metrics as rm
 
@@ -34,20 +38,12 @@ def make_arrays(m: int, n: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=624)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds (at least 5)")
+    parser.add_argument("--json", default=None, help="write the row as JSON to this file")
     args = parser.parse_args()
     a = make_arrays(args.models, args.samples)
     probs, ref_probs, y = a["probs"], a["ref_probs"], a["y"]
@@ -74,21 +70,26 @@ def main() -> None:
         ),
         "spread_table (bootstrap 1000)": lambda: rm.spread_table(per_model, map_row, "bench", 0.01),
     }
-    print(f"M = {args.models} models, N = {args.samples} samples, C = 2; best of {args.repeats}")
-    for name, fn in stages.items():
-        print(f"  {name:<58s} {best_of(fn, args.repeats):8.3f} s")
-    print(f"  {'multiplicity_summary + convergence + per_model_table + spread':<58s} ", end="")
-    end_to_end = sum(
-        best_of(stages[k], args.repeats)
-        for k in (
-            "multiplicity_summary (all of the above, 2 attributes)",
-            "convergence curve (10..1000)",
-            "per_model_table (perf + calibration + groups + gaps)",
-            "spread_table (bootstrap 1000)",
-        )
+    composite = [
+        "multiplicity_summary (all of the above, 2 attributes)",
+        "convergence curve (10..1000)",
+        "per_model_table (perf + calibration + groups + gaps)",
+        "spread_table (bootstrap 1000)",
+    ]
+    row = run_row(
+        "metrics",
+        f"M = {args.models} models, N = {args.samples} samples, C = 2 "
+        f"({per_model.shape[1]} per-model metric columns)",
+        stages,
+        args.rounds,
     )
-    print(f"{end_to_end:8.3f} s")
-    print(f"  ({per_model.shape[1]} per-model metric columns)")
+    sums = [sum(row.timings[k].wall[r] for k in composite) for r in range(args.rounds)]
+    print(
+        f"  {'multiplicity_summary + convergence + per_model_table + spread':<60s} "
+        f"{statistics.median(sums):.3f} s [{min(sums):.3f}–{max(sums):.3f}] (per-round sums)"
+    )
+    row.extra["end_to_end_s_per_round"] = sums
+    write_json([row], args.json, {"models": args.models, "samples": args.samples})
 
 
 if __name__ == "__main__":

@@ -61,12 +61,13 @@ def test_baseline_options_fit_each_method(tiny_task):
     """The decide stage hands the MAP model's training options to the baseline; the penalty loop
     accepts only its own subset, and both methods train with them."""
     from rashomon.config import TrainSection
-    from rashomon.decide.stage import baseline_options
+    from rashomon.decide.stage import PENALTY_OPTIONS, baseline_options
 
     fit = TrainSection(epochs=1, optimizer="sgd", lr=0.01).fit_options()
     assert baseline_options(fit, "reweight") == fit
     penalty = baseline_options(fit, "penalty")
-    assert set(penalty) == {"lr", "weight_decay", "batch_size", "patience", "arch_options"}
+    assert set(penalty) == set(PENALTY_OPTIONS)
+    assert {"steps", "schedule", "select_window"} <= set(penalty)
     for method in ("reweight", "penalty"):
         model = train_constrained_baseline(
             tiny_task,

@@ -12,7 +12,12 @@ from scipy.optimize import minimize
 
 import rashomon.metrics as rm
 from rashomon.errors import RashomonError
-from rashomon.metrics.multiplicity import blahut_arimoto, convergence_sizes
+from rashomon.metrics.multiplicity import (
+    blahut_arimoto,
+    capacity_bounds,
+    channel_capacity,
+    convergence_sizes,
+)
 
 
 def binary_probs(p1: np.ndarray) -> np.ndarray:
@@ -150,33 +155,100 @@ def test_capacity_matches_brute_force(shape):
     rng = np.random.default_rng(sum(shape))
     for _ in range(3):
         w = rng.dirichlet(np.ones(shape[1]), size=shape[0])
-        expected = 2 ** brute_force_capacity_bits(w)
-        # Run to convergence: Blahut–Arimoto itself is exact.
-        converged = rm.rashomon_capacity(w[:, None, :], max_iter=100_000)[0]
-        assert converged == pytest.approx(expected, abs=1e-7)
-        # The default cap (1000 iterations) can stop short when an input's optimal weight tends
-        # to zero (convergence is then sublinear); it stays a lower bound within 1e-3.
-        capped = rm.rashomon_capacity(w[:, None, :])[0]
-        assert expected - 1e-3 <= capped <= expected + 1e-9
-        assert 1.0 <= capped <= shape[1]
+        expected = 2 ** brute_force_capacity_bits(w)  # a feasible input: a lower bound itself
+        got = rm.rashomon_capacity(w[:, None, :])[0]
+        assert expected - 1e-9 <= got <= expected + 1e-7
+        assert 1.0 <= got <= shape[1]
+
+
+def scipy_capacity(w: np.ndarray) -> tuple[float, float]:
+    """2^capacity of one channel [K, C] by SLSQP over the simplex (analytic gradient), and the
+    certified upper bound max_k D(W_k || q) at scipy's optimum, both as e^nats = 2^bits."""
+    k = w.shape[0]
+
+    def neg_info(r: np.ndarray) -> tuple[float, np.ndarray]:
+        d = (w * np.log(w / (np.clip(r, 1e-300, None) @ w))).sum(axis=1)
+        return -(r @ d), -(d - 1.0)
+
+    res = minimize(
+        neg_info,
+        np.full(k, 1.0 / k),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * k,
+        constraints=[{"type": "eq", "fun": lambda r: r.sum() - 1.0, "jac": lambda r: np.ones(k)}],
+        options={"ftol": 1e-16, "maxiter": 2000},
+    )
+    r = np.clip(res.x, 0.0, None)
+    r /= r.sum()
+    d = (w * np.log(w / (r @ w))).sum(axis=1)
+    return float(np.exp(r @ d)), float(np.exp(d.max()))
+
+
+def slow_channels(seed: int, c: int, m: int, noise: float, n: int = 4) -> np.ndarray:
+    """[M, N, C] sets of near-identical models (one shared logit plus small per-model noise):
+    the optimal input weights of most models vanish and Blahut–Arimoto crawls."""
+    rng = np.random.default_rng(seed)
+    logits = 2.0 * rng.normal(size=(1, n, c)) + noise * rng.normal(size=(m, n, c))
+    e = np.exp(logits - logits.max(axis=2, keepdims=True))
+    return e / e.sum(axis=2, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    ("c", "m", "noise"), [(5, 30, 0.05), (7, 30, 0.05), (6, 12, 0.02), (5, 16, 0.1)]
+)
+def test_capacity_of_slow_channels_matches_scipy(c, m, noise):
+    probs = slow_channels(c + m, c, m, noise)
+    got = rm.rashomon_capacity(probs)
+    lower, upper = capacity_bounds(probs)
+    np.testing.assert_array_equal(lower, got)
+    assert (upper - lower).max() <= 1e-9  # the certificate the solver stops on
+    for n in range(probs.shape[1]):
+        expected, expected_upper = scipy_capacity(probs[:, n])
+        # Both are feasible inputs (lower bounds); each side's upper bound brackets the other.
+        assert expected - 1e-9 <= got[n] <= expected_upper + 1e-12
+        assert lower[n] - 1e-12 <= expected <= upper[n] + 1e-12
+    # These channels are the slow case: 1,000 Blahut–Arimoto iterations (the former default)
+    # stop well short, by more than the 1e-5 this module promises.
+    capped = np.exp2(blahut_arimoto(probs.transpose(1, 0, 2), max_iter=1000))
+    assert (got - capped).max() > 1e-5
+
+
+def test_capped_iterations_still_bracket_the_capacity():
+    probs = slow_channels(1, 6, 20, 0.1)
+    exact = rm.rashomon_capacity(probs)
+    lower, upper = capacity_bounds(probs, max_iter=3)
+    assert (lower <= exact + 1e-12).all() and (upper >= exact - 1e-12).all()
+    assert (upper - lower).max() > 1e-6  # three Newton steps are not enough to certify
+
+
+def test_blahut_arimoto_stops_on_the_certified_gap():
+    rng = np.random.default_rng(11)
+    w = rng.dirichlet(np.ones(3), size=(6, 2))  # 6 channels with 2 inputs: BA converges fast
+    fast = channel_capacity(w)
+    np.testing.assert_allclose(blahut_arimoto(w), fast, atol=2e-9)
+    np.testing.assert_allclose(blahut_arimoto(w, tol=1e-3), fast, atol=2e-3)
 
 
 def test_binary_reduction_to_extreme_rows_keeps_capacity():
     rng = np.random.default_rng(3)
     p1 = rng.uniform(0.05, 0.95, size=(30, 6))
     probs = binary_probs(p1)
-    full_bits = blahut_arimoto(probs.transpose(1, 0, 2), max_iter=20000)
-    np.testing.assert_allclose(rm.rashomon_capacity(probs), 2**full_bits, atol=1e-6)
+    full_bits = channel_capacity(probs.transpose(1, 0, 2))
+    np.testing.assert_allclose(rm.rashomon_capacity(probs), 2**full_bits, atol=2e-9)
 
 
-def test_working_set_matches_blahut_arimoto_on_all_rows():
-    # Multiclass sets larger than the working set (16 rows for C <= 4) take the working-set path.
+def test_working_set_matches_all_rows():
+    # Multiclass sets larger than the working set (16 rows for C <= 4, 24 for C = 6) take the
+    # working-set path; the reference solves the channel of all rows at once.
     rng = np.random.default_rng(7)
-    for c in (3, 5):
-        logits = 2 * rng.normal(size=(1, 25, c)) + 0.7 * rng.normal(size=(80, 25, c))
+    for c, noise in ((3, 0.7), (5, 0.7), (6, 0.05)):
+        logits = 2 * rng.normal(size=(1, 25, c)) + noise * rng.normal(size=(80, 25, c))
         probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
-        full_bits = blahut_arimoto(probs.transpose(1, 0, 2), max_iter=1000)
-        np.testing.assert_allclose(rm.rashomon_capacity(probs), 2**full_bits, atol=2e-6)
+        full_bits = channel_capacity(probs.transpose(1, 0, 2))
+        np.testing.assert_allclose(rm.rashomon_capacity(probs), 2**full_bits, atol=2e-9)
+        lower, upper = capacity_bounds(probs)
+        assert (upper - lower).max() <= 1e-9
 
 
 def test_capacity_is_vectorised_over_samples():

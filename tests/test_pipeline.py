@@ -21,7 +21,9 @@ def test_full_pipeline(tiny_root, tmp_path):
         {
             "data.dataset": "breastmnist",
             "data.root": str(tiny_root),
-            "train.epochs": 3,
+            # cnn-small on 120 images stays on the majority class, which decide rightly refuses
+            "train.arch": "mlp",
+            "train.epochs": 20,
             "sample.models": 60,
             "sample.epsilon": 0.05,
             "evaluate.corruptions": ["speckle_noise"],
@@ -66,6 +68,14 @@ def test_full_pipeline(tiny_root, tmp_path):
     assert white == 2  # evaluate.whitebox_models reaches the attack
     timings = summary["robustness_timings"]
     assert timings["attack_images"] == 30 and timings["images"] == 40
+    # a head-only binary set of a small task gets the exact last-layer extremes by default
+    ext = pd.read_csv(run_dir / "evaluate" / "extremes.csv")
+    assert len(ext) == 40 and (ext["p_min"] <= ext["p_map"] + 1e-9).all()
+    assert (ext["p_map"] <= ext["p_max"] + 1e-9).all()
+    flips = (ext["p_min"] < 0.5) & (ext["p_max"] > 0.5)
+    assert (flips == ext["flip_possible"]).all()
+    assert summary["extremes_ambiguity"] == pytest.approx(flips.mean(), abs=1e-4)
+    assert summary["extremes_set"]["epsilon"] == 0.05
 
     d = run_dir / "decide"
     for name in ("selection.csv", "ensembles.csv", "patients.csv", "lsi.csv"):

@@ -161,3 +161,65 @@ def test_per_sample_jacobian_hooks_and_fallback(with_norm):
     ref = torch.autograd.functional.jacobian(f, theta)
     got = per_sample_jacobian(net, names, x)
     assert (got - ref).abs().max() < 1e-5
+
+
+def test_channels_last_keeps_values_and_sets_strides():
+    from rashomon.predict import channels_last
+
+    w = torch.randn(5, 1, 3, 3)  # one input channel: NCHW and NHWC strides are ambiguous
+    got = channels_last(w)
+    assert torch.equal(got, w)
+    assert got.stride() == (9, 1, 3, 1)
+    # ATen picks the conv's output layout from the weight's strides: NCHW for contiguous(), NHWC
+    # for ours.
+    img = torch.randn(2, 1, 6, 6)
+    plain = w.contiguous(memory_format=torch.channels_last)
+    assert torch.nn.functional.conv2d(img, plain).stride()[1] != 1
+    assert torch.nn.functional.conv2d(img, got).stride()[1] == 1
+    x = torch.randn(2, 3, 4, 5)
+    assert channels_last(x).stride() == (60, 1, 15, 3) and torch.equal(channels_last(x), x)
+    v = torch.randn(7)
+    assert channels_last(v) is v
+
+
+def _conv_outputs(net):
+    """Hooks recording the strides of every Conv2d output of `net`."""
+    seen = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: seen.append(out.stride()))
+        for m in net.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    return seen, hooks
+
+
+@pytest.mark.parametrize("subset", ["all", "middle", "head"])
+def test_cpu_forwards_run_channels_last_in_capped_chunks(net, x, subset, monkeypatch):
+    """The loop and head strategies run every conv in channels-last order (the first conv too,
+    whose input has one channel), in input chunks capped by CPU_ACTIVATION_BYTES, with the values
+    of plain forwards, and leave the base's parameters as they were."""
+    import rashomon.predict as rp
+
+    names = {
+        "all": [n for n, _ in net.named_parameters()],
+        "middle": ["body.3.weight", "head.bias"],
+        "head": HEAD,
+    }[subset]
+    mset = _set(net, names, m=3)
+    ref = _reference_loop(mset, x)
+    before = {n: (p.data_ptr(), p.stride()) for n, p in mset.base.named_parameters()}
+    largest = rp._activation_bytes(mset, x, torch.device("cpu"), largest=True)
+    monkeypatch.setattr(rp, "CPU_ACTIVATION_BYTES", largest * 10)  # 10 images per forward
+    seen, hooks = _conv_outputs(mset.base)
+    try:
+        got = predict_logits(mset, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert (got - ref).abs().max().item() < 1e-5
+    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in mset.base.modules())
+    forwards = 1 if subset == "head" else 3  # the body runs once for head-only sets
+    assert len(seen) == n_convs * forwards * 4  # 37 images in chunks of 10
+    assert all(s[1] == 1 for s in seen)  # channel stride 1: NHWC
+    for n, p in mset.base.named_parameters():
+        assert (p.data_ptr(), p.stride()) == before[n]

@@ -8,12 +8,11 @@ import torch
 from torch import nn
 
 import rashomon.sets.geodesic as geodesic
+from rashomon.sets.flat import ParameterView, flat_loss
 from rashomon.sets.geodesic import (
     LinearizedMLPMongeMetric,
     MLPMongeMetric,
     MongeMetric,
-    ParameterView,
-    flat_loss,
 )
 from rashomon.sets.riemannian import exp_map
 

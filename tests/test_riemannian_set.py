@@ -8,7 +8,7 @@ import torch
 import rashomon as rs
 from rashomon.errors import RashomonError
 from rashomon.sets.base import ModelSet
-from rashomon.sets.geodesic import ParameterView, flat_loss
+from rashomon.sets.flat import ParameterView, flat_loss
 from rashomon.sets.riemannian import exp_map
 
 
@@ -96,3 +96,51 @@ def test_bad_inputs(model, tiny_task, post_ll):
         rs.riemannian(model, tiny_task, batch_size=10**6)
     with pytest.raises(RashomonError, match="kind"):
         post_ll.sample(2, kind="glm")
+
+
+def test_fisher_last_layer_set(model, tiny_task):
+    from rashomon.sets.fisher import MLPFisherMetric
+
+    post = rs.riemannian(model, tiny_task, subset="last_layer", prior=2.0, metric="fisher")
+    assert post.meta["metric"] == "fisher" and post.meta["right_hand_side"] == "closed_form"
+    assert isinstance(post.metric, MLPFisherMetric)
+    mset = post.sample(6, seed=0)
+    assert mset.source == "riemannian" and len(mset) == 6 and mset.meta["failed"] == 0
+    # The Laplace-covariance preconditioner changes the CG iterations, not the geodesics.
+    v = post.velocities(6, seed=0)
+    feats = model.features(tiny_task.train.x).detach()
+    plain = MLPFisherMetric(post.laplace.model.head, feats, 2.0, cg_tol=1e-6)
+    ends = exp_map(None, post.theta_star, v, metric=plain)
+    torch.testing.assert_close(mset.samples, ends, atol=1e-3, rtol=1e-3)
+    assert post.metric.cg_iterations_mean < plain.cg_iterations_mean
+    # The Fisher metric ignores the labels: its geodesics need not lower the loss (unlike
+    # Monge's); what they keep is their Fisher speed (tests/test_riemannian_fisher.py).
+    probs = mset.predict(tiny_task.test.x[:5])
+    assert torch.isfinite(probs).all() and probs.shape == (6, 5, 2)
+
+
+def test_fisher_all_weights_uses_torch_func_products(model, tiny_task):
+    from rashomon.sets.fisher import FisherMetric
+
+    post = rs.riemannian(
+        model,
+        tiny_task,
+        subset="all",
+        prior=50.0,
+        batch_size=32,
+        rtol=1e-3,
+        atol=1e-3,
+        max_nfev=400,
+        metric="fisher",
+    )
+    assert isinstance(post.metric, FisherMetric) and post.meta["right_hand_side"] == "autograd"
+    mset = post.sample(2, seed=0)
+    assert len(mset) + mset.meta["failed"] == 2 and "retried" in mset.meta
+
+
+def test_fisher_refuses_multilabel(model, tiny_task):
+    import dataclasses
+
+    multilabel = dataclasses.replace(tiny_task, kind="multilabel")
+    with pytest.raises(RashomonError, match="fisher"):
+        rs.riemannian(model, multilabel, metric="fisher")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import rashomon as rs
 from rashomon.predict import model_probs
@@ -61,3 +62,45 @@ def test_scaling_works_over_all_weights(net, tiny_task, kind):
     rel = _relative_val_loss(mset, tiny_task)
     assert np.all(rel <= 0.05 + 1e-6) and np.all(rel >= 0.05 * (1 - 2e-3) - 1e-4)
     assert mset.kind == kind and len(mset) == 12
+
+
+def test_multimode_set_holds_the_map_and_retrained_modes(net, tiny_task, tmp_path):
+    """K modes: the MAP model (mode 0) and retrained seeds within ε from the retrain cache,
+    a Laplace set around each; predictions equal each mode's own set's."""
+    from rashomon.sets.retrain import trained_networks
+
+    train = {"arch": "cnn", "epochs": 2, "fit_options": {"arch_options": {"width": 0.25}}}
+    ctx = BuildContext(seed=0, models=30, epsilon=0.5, train=train)
+    opts = {"modes": 3, "prior": 1.0, "cache_dir": str(tmp_path)}
+    mset = build_model_set("multimode", net, tiny_task, opts, ctx)
+    assert mset.num_modes == 3 and len(mset) == 30 and mset.source == "multimode"
+    assert np.bincount(mset.modes.numpy()).tolist() == [10, 10, 10]
+    seeds = mset.meta["mode_seeds"]
+    assert seeds[0] == 0 and len(set(seeds)) == 3
+    # mode k's base is the cached retrained network of its seed (not trained again)
+    nets, meta = trained_networks(
+        tiny_task, seeds[1:], "cnn", 2, cache_dir=tmp_path, arch_options={"width": 0.25}
+    )
+    assert meta["reused"] == 2
+    for k, other in enumerate(nets, start=1):
+        mine, theirs = mset.bases[k].state_dict(), other.state_dict()
+        assert all(torch.equal(mine[n], theirs[n]) for n in theirs)
+    x = tiny_task.test.x
+    p = mset.predict(x)
+    sub = mset.subset((mset.modes == 2).numpy())
+    torch.testing.assert_close(p[mset.modes == 2], sub.predict(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("subset", ["last_layer", "all"])
+def test_swag_set_is_gaussian_around_the_swa_mean(net, tiny_task, subset):
+    train = {"fit_options": {"lr": 1e-2, "weight_decay": 1e-4}}
+    ctx = BuildContext(seed=0, models=400, train=train)
+    opts = {"subset": subset, "epochs": 6, "rank": 4}
+    mset = build_model_set("swag", net, tiny_task, opts, ctx)
+    assert mset.source == "swag" and len(mset) == 400 and mset.head_only == (subset == "last_layer")
+    assert mset.meta["swa_distance"] > 0  # SGD moved away from θ*
+    # the same seed draws the same set
+    again = build_model_set("swag", net, tiny_task, opts, ctx)
+    assert torch.equal(again.samples, mset.samples)
+    p = mset.predict(tiny_task.val.x)
+    assert p.shape == (400, len(tiny_task.val), 2) and torch.isfinite(p).all()

@@ -74,6 +74,9 @@ FLAG_KEYS = {
     "labels": "data.labels",
     "channels": "data.channels",
     "arch": "train.arch",
+    "model": "train.arch",
+    "weights": "train.weights",
+    "last_layer": "train.last_layer",
     "width": "train.width",
     "dropout": "train.dropout",
     "activation": "train.activation",
@@ -119,6 +122,21 @@ Channels = Annotated[
     typer.Option(help="Folder tasks: 1 (grey) or 3 (RGB); default from the images."),
 ]
 Arch = Annotated[str | None, typer.Option(help="Architecture: cnn-small, cnn, resnet18, mlp.")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help="Your own network instead of --arch: pkg.module:function (a builder; trained here "
+        "unless --weights is given) or a file of a whole network saved with torch.save (audited "
+        "as it is)."
+    ),
+]
+Weights = Annotated[
+    str | None,
+    typer.Option(help="Trained weights (a state dict) of --model: audit it, no training."),
+]
+LastLayer = Annotated[
+    str | None, typer.Option(help="Name of --model's final nn.Linear (default: found).")
+]
 Width = Annotated[float | None, typer.Option(help="Width multiplier (arch cnn).")]
 Dropout = Annotated[float | None, typer.Option(help="Dropout before the head (dropout sets).")]
 Activation = Annotated[str | None, typer.Option(help="relu, tanh or gelu.")]
@@ -194,7 +212,10 @@ def _default_out(cfg) -> Path:
     data = Path(cfg.data.dataset).name
     if cfg.data.labels:  # e.g. ham10000-labels-binary: one folder per label file
         data = f"{data}-{Path(cfg.data.labels).stem}"
-    name = cfg.name or f"{data}-{cfg.train.arch}-seed{cfg.seed}"
+    arch = cfg.train.arch
+    if ":" in arch or arch.endswith((".pt", ".pth")):  # the user's network: its name only
+        arch = Path(arch.split(":")[-1]).stem.replace(".", "-")
+    name = cfg.name or f"{data}-{arch}-seed{cfg.seed}"
     return Path("runs") / name
 
 
@@ -237,6 +258,9 @@ def run(
     labels: Labels = None,
     channels: Channels = None,
     arch: Arch = None,
+    model: Model = None,
+    weights: Weights = None,
+    last_layer: LastLayer = None,
     width: Width = None,
     dropout: Dropout = None,
     activation: Activation = None,
@@ -264,7 +288,7 @@ def run(
 
     Stages whose inputs are unchanged are skipped, so an interrupted run resumes where it
     stopped; --force redoes them."""
-    from rashomon.run import STAGE_ORDER, run_pipeline
+    from rashomon.run import STAGE_ORDER, STAGES, run_pipeline
 
     flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
     cfg = _resolve(config_file, flags, out)
@@ -272,9 +296,9 @@ def run(
     chosen = STAGE_ORDER
     if stages:
         chosen = tuple(s.strip() for s in stages.split(","))
-        unknown = [s for s in chosen if s not in STAGE_ORDER]
+        unknown = [s for s in chosen if s not in STAGES]
         if unknown:
-            raise RashomonError(f"unknown stage(s) {unknown}; choose from {list(STAGE_ORDER)}")
+            raise RashomonError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
     results = run_pipeline(
         run_dir, cfg, chosen, force=force, progress=not no_progress, console=console
     )
@@ -315,6 +339,9 @@ def train(
     labels: Labels = None,
     channels: Channels = None,
     arch: Arch = None,
+    model: Model = None,
+    weights: Weights = None,
+    last_layer: LastLayer = None,
     width: Width = None,
     dropout: Dropout = None,
     activation: Activation = None,
@@ -411,6 +438,67 @@ def report(
 ) -> None:
     """Write RUN_DIR/report/report.html (self-contained) with its PNGs and tables."""
     _stage_command("report", run_dir, None, {}, force, no_progress)
+
+
+@app.command()
+@guarded
+def validate(
+    run_dir: RunDirArg,
+    retrain: Annotated[
+        int | None, typer.Option(help="Networks to retrain like the MAP model (default 30).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Train seeds in parallel on a local Ray of N CPUs.")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="A running Ray cluster ('auto' or host:port).")
+    ] = None,
+    device: Device = None,
+    force: Force = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Retrain K networks like the MAP model (cached, resumable) and measure how much of their
+    multiplicity the run's set finds: flag recall and precision, rank agreement, and the
+    retrained set's own split-half ceiling. The report then shows a validity section."""
+    flags = {"device": device}
+    for key, value in (("retrain", retrain), ("workers", workers), ("address", address)):
+        if value is not None:
+            FLAG_KEYS.setdefault(key, "validity.models" if key == "retrain" else f"validity.{key}")
+            flags[key] = value
+    _stage_command("validate", run_dir, None, flags, force, no_progress)
+
+
+@app.command()
+@guarded
+def export(
+    run_dir: RunDirArg,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Model index of sample/per_model.csv (decide/selection.csv names the selected "
+            "ones), or 'map' for the trained model.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Checkpoint file to write, e.g. model.pt.")],
+    outside: Annotated[
+        bool, typer.Option("--outside", help="Allow a model outside the Rashomon set.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Write one model of the run's set as a normal checkpoint (rs.load_checkpoint loads it; a
+    state dict + architecture spec without rashomon; a user's own network also gets
+    user_state_dict under its own parameter names)."""
+    from rich.console import Console
+
+    from rashomon.export import export_model
+
+    origin = export_model(run_dir, model, out, outside=outside, force=force)
+    where = "in" if origin["in_set"] else "OUTSIDE"
+    Console().print(
+        f"wrote {out}: model {origin['model']} of the {origin['source']} set ({where} the "
+        f"Rashomon set at ε = {origin['epsilon']:g})"
+    )
 
 
 @app.command()
@@ -546,6 +634,16 @@ def main() -> None:
 
     # laplace-torch's dependencies call torch.jit.script; the deprecation is theirs, not the user's.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    default_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        # The project's own warnings (a valid but probably unintended input) are one line.
+        if category.__name__ in ("ConfigWarning", "DataWarning"):
+            err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         app()
     except SystemExit as exc:

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -72,24 +73,63 @@ class DataConfig(Section):
 
 
 class TrainSection(Section):
+    """MAP training (`rashomon.models.train.train`): ``steps`` optimizer steps of ``batch_size``
+    images with a cosine learning-rate schedule, unless ``epochs`` is given (then at most that
+    many epochs); checkpoint selection on the smoothed validation loss (``select_window``
+    epochs; ``patience`` epochs past its minimum stop training). None = derived from the plan."""
+
+    # A registry architecture (cnn-small, cnn, resnet18, mlp), or the user's own network:
+    # "pkg.module:function" (a builder) or a file of a whole network saved with torch.save.
     arch: str = "cnn-small"
-    width: float | None = None  # width multiplier, for arch "cnn"
+    weights: str | None = None  # trained weights of the user's network: audit it, do not train
+    last_layer: str | None = None  # the user's network's final nn.Linear (default: found)
+    width: float | None = Field(None, gt=0)  # width multiplier, for arch "cnn"
     activation: str | None = None
-    dropout: float | None = None
-    epochs: int = 20
+    dropout: float | None = Field(None, ge=0, lt=1)
+    epochs: StrictInt | None = None  # None: whole epochs holding `steps` optimizer steps
+    steps: StrictInt = 1000
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    patience: int = 5
+    lr: float = Field(1e-3, gt=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    weight_decay: float = Field(1e-4, ge=0)
+    batch_size: StrictInt = 64
+    patience: StrictInt | None = None
+    select_window: StrictInt | None = None
     class_weights: bool = False
     augment: bool = False
 
+    def identity(self) -> dict[str, Any]:
+        # The weights' content, not their path, is what the train stage reads.
+        out = super().identity()
+        if self.weights:
+            from rashomon.fingerprint import files_fingerprint
+
+            out["weights"] = files_fingerprint([self.weights])
+        if self.arch.endswith((".pt", ".pth")):
+            from rashomon.fingerprint import files_fingerprint
+
+            out["arch"] = "file:" + files_fingerprint([self.arch])
+        return out
+
     @field_validator("epochs")
     @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
             raise ValueError("epochs must be at least 1")
+        return v
+
+    @field_validator("steps", "batch_size", "patience")
+    @classmethod
+    def _at_least_one(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("select_window")
+    @classmethod
+    def _odd(cls, v: int | None) -> int | None:
+        if v is not None and (v < 1 or v % 2 == 0):
+            raise ValueError("must be a positive odd number of epochs")
         return v
 
     def fit_options(self) -> dict[str, Any]:
@@ -103,11 +143,31 @@ class TrainSection(Section):
             "class_weights": self.class_weights,
             "augment": self.augment,
             "arch_options": self.arch_options(),
+            "steps": self.steps,
+            "schedule": self.schedule,
+            "select_window": self.select_window,
         }
 
     def arch_options(self) -> dict[str, Any]:
-        opts = {"width": self.width, "activation": self.activation, "dropout": self.dropout}
+        opts = {
+            "width": self.width,
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "last_layer": self.last_layer,
+        }
         return {k: v for k, v in opts.items() if v is not None}
+
+    @property
+    def audits_given_model(self) -> bool:
+        """The user's trained network is audited as given: no training."""
+        return self.weights is not None or self.arch.endswith((".pt", ".pth"))
+
+
+MAX_SENSIBLE_EPSILON = 1.0  # above this a relative ε admits models twice as bad: warn
+
+
+class ConfigWarning(UserWarning):
+    """A valid but probably unintended setting (shown once, the run goes on)."""
 
 
 # Flat spellings of common source options (CLI flags --subset, --hessian, ...): merged into
@@ -136,6 +196,30 @@ class SampleSection(Section):
     def _positive(cls, v: int) -> int:
         if v <= 0:
             raise ValueError("the number of models must be positive")
+        return v
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon_range(cls, v: float) -> float:
+        if not v >= 0 or v == float("inf"):
+            raise ValueError(f"epsilon must be a non-negative number, got {v}")
+        if v > MAX_SENSIBLE_EPSILON:
+            import warnings
+
+            warnings.warn(
+                f"epsilon {v:g} lets a model have {1 + v:g}x the MAP model's validation loss: "
+                "the 'set' is nearly every model; a Rashomon set is usually ε ≤ 0.1",
+                ConfigWarning,
+                stacklevel=2,
+            )
+        return v
+
+    @field_validator("epsilons")
+    @classmethod
+    def _epsilons_range(cls, v: list[float]) -> list[float]:
+        bad = [e for e in v if not e >= 0 or e == float("inf")]
+        if bad:
+            raise ValueError(f"every epsilon must be a non-negative number, got {bad}")
         return v
 
     @model_validator(mode="after")
@@ -200,6 +284,9 @@ class EvaluateSection(Section):
     robustness_models: int = 100  # cap for sets whose body varies (each model is a full forward)
     whitebox_models: int = 20  # models attacked with their own gradients (the rest: transfer)
     attack_images: int | None = 256  # seeded subset of test images for attacks
+    # Exact last-layer extremes (rs.last_layer_extremes) for head-only sets of binary tasks:
+    # "auto" computes them when N_train · N_test is at most EXTREMES_AUTO_WORK.
+    extremes: Literal["auto", "on", "off"] = "auto"
 
 
 class DecideSection(Section):
@@ -213,15 +300,32 @@ class DecideSection(Section):
     lsi: bool = True
 
 
+class ValiditySection(Section):
+    """`rashomon validate`: K networks retrained like the MAP model, the set's ground truth."""
+
+    models: int = Field(30, ge=2)  # retrained seeds (seed + 1 … seed + models)
+    workers: int = Field(1, ge=1)  # local Ray workers training seeds in parallel
+    address: str | None = None  # a Ray cluster ('auto' or host:port)
+    cache_dir: str | None = None  # the retrain cache (default $RASHOMON_CACHE/retrain)
+    operational: ClassVar[frozenset[str]] = frozenset({"workers", "address", "cache_dir"})
+
+
 class RunConfig(Section):
     name: str | None = None
-    seed: int = 0
-    device: str = "cpu"
+    seed: StrictInt = Field(0, ge=0)
+    device: str = "cpu"  # cpu, cuda or cuda:<index>; checked against this machine
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     sample: SampleSection = Field(default_factory=SampleSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     decide: DecideSection = Field(default_factory=DecideSection)
+    validity: ValiditySection = Field(default_factory=ValiditySection)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        check_device(v)
+        return v
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus seed and data), the identity of a stage's inputs;
@@ -232,10 +336,40 @@ class RunConfig(Section):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, naming what it has."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise ValueError(f"unknown device {device!r}; use cpu or cuda (cuda:<index>)")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count()
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if count == 0:
+            raise ValueError(
+                f"device {device!r} was asked for but this machine has no CUDA GPU; "
+                "use --device cpu"
+            )
+        if index >= count:
+            raise ValueError(
+                f"device {device!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}"
+            )
+    if device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' is not available here; use --device cpu")
+
+
 def _format_validation_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
-    return f"config field {where!r}: {err['msg']}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    # A message of ours already names the fix (after a ';'); pydantic's own ones do not.
+    fix = "" if ";" in msg else "; fix the config file or flag"
+    return f"config field {where!r}: {msg}{fix}"
 
 
 def read_yaml_mapping(path: str | Path, what: str, expected: str) -> dict[str, Any]:
@@ -246,7 +380,12 @@ def read_yaml_mapping(path: str | Path, what: str, expected: str) -> dict[str, A
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise RashomonError(f"{what} {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise RashomonError(
+            f"{what} {path} is not valid YAML{where}: {problem}; fix the file"
+        ) from exc
     if not isinstance(raw, dict):
         raise RashomonError(f"{what} {path} must hold {expected}")
     return raw
@@ -262,15 +401,19 @@ def load_config(
             continue
         node = raw
         *parents, leaf = dotted.split(".")
-        for p in parents:
+        for i, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: i + 1])
+                raise RashomonError(
+                    f"config field {where!r} is {node!r}, not a section of fields; write it as "
+                    f"a mapping (e.g. {where}: {{{leaf}: ...}}) to set {dotted!r}"
+                )
         node[leaf] = value
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise RashomonError(
-            _format_validation_error(exc) + "; fix the config file or flag"
-        ) from exc
+        raise RashomonError(_format_validation_error(exc)) from exc
 
 
 def dump_config(cfg: RunConfig) -> str:

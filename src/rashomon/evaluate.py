@@ -189,6 +189,9 @@ def run_evaluate_stage(ctx: StageContext) -> None:
             if key in summary:
                 ctx.summary[key] = round(float(summary[key]), 4)
 
+    if "multiplicity" in e.metrics and wants_extremes(e.extremes, sampled, task):
+        write(ctx, "extremes", extremes_table(ctx, task, epsilon))
+
     table_args = dict(
         attributes_derived=derived, threshold=e.threshold, kind=kind, level_names=levels
     )
@@ -230,6 +233,40 @@ def run_evaluate_stage(ctx: StageContext) -> None:
 def write(ctx: StageContext, key: str, table: pd.DataFrame) -> None:
     """Write one table of this stage under the schema's file name."""
     table.to_csv(ctx.out / S.TABLES[key].file, index=False)
+
+
+EXTREMES_AUTO_WORK = 5_000_000  # N_train · N_test up to which "auto" computes the extremes
+
+
+def wants_extremes(setting: str, sampled: S.SampleRecord, task: Any) -> bool:
+    """Whether to compute the exact last-layer extremes: for head-only sets of binary tasks,
+    always ("on"), never ("off"), or when the problem is small enough ("auto")."""
+    if setting == "off" or task.kind != "binary" or not sampled.head_only:
+        if setting == "on":
+            shape = "head-only" if sampled.head_only else "not head-only"
+            raise RashomonError(
+                "evaluate.extremes 'on' needs a head-only set of a binary task (last-layer "
+                f"extremes); this run's set is {shape} on a {task.kind} task; use 'auto' or 'off'"
+            )
+        return False
+    return setting == "on" or len(task.train) * len(task.test) <= EXTREMES_AUTO_WORK
+
+
+def extremes_table(ctx: StageContext, task: Any, epsilon: float) -> pd.DataFrame:
+    """The exact last-layer extremes of every test patient at the run's ε; the set's bounds
+    and the seconds go into the stage summary."""
+    import time
+
+    from rashomon.models.train import load_checkpoint
+    from rashomon.sets.extremes import last_layer_extremes
+
+    model, _ = load_checkpoint(ctx.path("train", S.CHECKPOINT), device=ctx.device)
+    start = time.perf_counter()
+    table = last_layer_extremes(model, task, epsilon, "test", device=ctx.device)
+    ctx.summary["extremes_ambiguity"] = round(float(table[S.FLIP_POSSIBLE].mean()), 4)
+    ctx.summary["extremes_seconds"] = round(time.perf_counter() - start, 2)
+    ctx.summary["extremes_set"] = table.attrs["definition"]
+    return table
 
 
 def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:

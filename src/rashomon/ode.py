@@ -57,12 +57,15 @@ RightHandSide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class BatchSolution:
     """End states of a batched solve and how each row got there."""
 
-    y: torch.Tensor  # [K, D] state at t1 (rows that failed hold their last finite state or NaN)
+    y: torch.Tensor  # [K, D] state at t1 (rows that failed hold their last accepted state)
     status: torch.Tensor  # [K] int64, SUCCESS / MAX_NFEV / NON_FINITE / STEP_TOO_SMALL
     nfev: torch.Tensor  # [K] int64 right-hand-side evaluations spent on each row
     steps: torch.Tensor  # [K] int64 accepted steps
     rejected: torch.Tensor  # [K] int64 rejected steps
     seconds: float  # wall-clock time of the whole solve
+    t: torch.Tensor | None = None  # [K] time each row reached (t1 for SUCCESS)
+    h: torch.Tensor | None = None  # [K] each row's next (proposed) step size
+    h_max: torch.Tensor | None = None  # [K] each row's largest accepted step (0: none)
 
     @property
     def ok(self) -> torch.Tensor:
@@ -112,16 +115,22 @@ def solve_batched(
     atol: float = 1e-6,
     max_nfev: int = 20_000,
     min_step: float = 1e-9,
-    first_step: float | None = None,
+    first_step: float | torch.Tensor | None = None,
     max_seconds: float | None = None,
+    t0: torch.Tensor | None = None,
+    max_step: float | torch.Tensor | None = None,
+    pi_beta: float = 0.0,
 ) -> BatchSolution:
-    """Integrate dy/dt = f(y) from t = 0 to t1 for every row of y0 [K, D].
+    """Integrate dy/dt = f(y) from t = 0 (or per-row times `t0` [K]) to t1 for every row of y0.
 
     Each row keeps its own step size; rows that finish or fail leave the batch. A row whose
     evaluations exceed `max_nfev`, whose step falls below `min_step`·t1, or whose state turns
-    non-finite stops with that status; callers must drop it. With `max_seconds`, rows still
-    running once that much wall-clock time has passed stop with status TIMEOUT (checked after
-    each step, so the solve may overrun by one step).
+    non-finite stops with that status; callers must drop it (or resume it from its last
+    accepted state `y`, `t`, which the solution keeps). With `max_seconds`, rows still running
+    once that much wall-clock time has passed stop with status TIMEOUT (checked after each step,
+    so the solve may overrun by one step). `first_step` (scalar or [K]) replaces the automatic
+    initial step; `max_step` (scalar or [K]) caps every step. `pi_beta` > 0 switches the step
+    control of accepted steps to Hairer's stabilised PI controller (DOPRI5's β, 0.04 there).
     """
     if y0.ndim != 2:
         raise ValueError(f"y0 must be [K, D], got shape {tuple(y0.shape)}")
@@ -130,7 +139,14 @@ def solve_batched(
     start = time.perf_counter()
     k_rows, device = y0.shape[0], y0.device
     y = y0.clone()
-    t = torch.zeros(k_rows, dtype=y0.dtype, device=device)
+    if t0 is None:
+        t = torch.zeros(k_rows, dtype=y0.dtype, device=device)
+    else:
+        t = torch.as_tensor(t0, dtype=y0.dtype, device=device).expand(k_rows).clone()
+    cap = None
+    if max_step is not None:
+        cap = torch.as_tensor(max_step, dtype=y0.dtype, device=device).expand(k_rows).clone()
+    h_max = torch.zeros(k_rows, dtype=y0.dtype, device=device)
     status = torch.full((k_rows,), RUNNING, dtype=torch.int64, device=device)
     nfev = torch.zeros(k_rows, dtype=torch.int64, device=device)
     steps = torch.zeros_like(nfev)
@@ -143,8 +159,12 @@ def solve_batched(
         h = _initial_step(f, y, fy, all_rows, t1, rtol, atol)
         nfev += 1
     else:
-        h = torch.full((k_rows,), float(first_step), dtype=y0.dtype, device=device)
+        h = torch.as_tensor(first_step, dtype=y0.dtype, device=device).expand(k_rows).clone()
+    if cap is not None:
+        h = torch.minimum(h, cap)
     just_rejected = torch.zeros(k_rows, dtype=torch.bool, device=device)
+    err_prev = torch.full((k_rows,), 1e-4, dtype=y0.dtype, device=device)
+    exponent = _ERR_EXPONENT + 0.75 * pi_beta
     bad_start = ~torch.isfinite(fy).all(dim=1)
     status[bad_start] = NON_FINITE
 
@@ -152,6 +172,8 @@ def solve_batched(
     while active.numel() > 0:
         ya, fa, ta = y[active], fy[active], t[active]
         ha = torch.minimum(h[active], t1 - ta)
+        if cap is not None:
+            ha = torch.minimum(ha, cap[active])
         hcol = ha[:, None]
         ks = [fa]
         for stage in range(1, 6):
@@ -168,11 +190,13 @@ def solve_batched(
         err_norm = torch.where(finite & torch.isfinite(err_norm), err_norm, torch.inf)
         accept = err_norm < 1.0
 
-        factor = torch.where(
-            err_norm == 0,
-            torch.full_like(err_norm, _MAX_FACTOR),
-            _SAFETY * err_norm.clamp(min=1e-30) ** _ERR_EXPONENT,
+        safe_err = err_norm.clamp(min=1e-30)
+        proposal = torch.where(
+            accept,
+            _SAFETY * safe_err**exponent * err_prev[active] ** pi_beta,
+            _SAFETY * safe_err**_ERR_EXPONENT,
         )
+        factor = torch.where(err_norm == 0, torch.full_like(err_norm, _MAX_FACTOR), proposal)
         grow = torch.where(just_rejected[active], 1.0, _MAX_FACTOR)
         factor = torch.where(
             accept,
@@ -185,7 +209,9 @@ def solve_batched(
         y[acc_rows] = y_new[accept]
         fy[acc_rows] = f_new[accept]
         t[acc_rows] = ta[accept] + ha[accept]
+        h_max[acc_rows] = torch.maximum(h_max[acc_rows], ha[accept])
         steps[acc_rows] += 1
+        err_prev[acc_rows] = err_norm[accept].clamp(min=1e-4)
         rejected[active[~accept]] += 1
         h[active] = ha * factor
         just_rejected[active] = ~accept
@@ -205,4 +231,6 @@ def solve_batched(
 
     bad_end = (status == SUCCESS) & ~torch.isfinite(y).all(dim=1)
     status[bad_end] = NON_FINITE
-    return BatchSolution(y, status, nfev, steps, rejected, time.perf_counter() - start)
+    return BatchSolution(
+        y, status, nfev, steps, rejected, time.perf_counter() - start, t=t, h=h, h_max=h_max
+    )

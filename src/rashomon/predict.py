@@ -4,8 +4,8 @@ Strategies (``strategy="auto"`` picks one from the set and the device):
 - ``head``: only the last layer varies. The body runs once per input chunk; the M heads are one
   batched matrix product. Same result for kind nn and glm (the net is linear in its head).
 - ``loop``: sampled networks, one plain forward per model (functional_call with the model's
-  weights, no copy). Chosen on the CPU: DESIGN.md measured `vmap` over conv weights 3× slower
-  than a loop of forwards on this 2-core CPU (benchmarks/bench_sets.py re-measures it).
+  weights). Chosen on the CPU: DESIGN.md measured `vmap` over conv weights 3× slower than a loop
+  of forwards on this 2-core CPU (benchmarks/bench_all_weights.py re-measures it).
 - ``vmap``: sampled networks, `torch.func.vmap(functional_call)` over a chunk of models, one
   kernel launch for many models. Chosen on CUDA, where launches, not arithmetic, dominate.
 - ``jacobian``: linearised networks. Per input chunk the per-sample Jacobian J [n, C, P] is
@@ -17,6 +17,16 @@ Strategies (``strategy="auto"`` picks one from the set and the device):
 - ``jvp``: linearised networks whose single-image Jacobian does not fit the budget: one batched
   `torch.func.jvp` with a chunk of deviation vectors as tangents.
 
+CPU forwards (``loop`` and the body of ``head``) run in input chunks whose largest activation
+stays under CPU_ACTIVATION_BYTES and, for nets that max-pool, in channels-last memory order. The
+values are those of a plain forward up to float32 rounding (the convolutions sum in another
+order). Measured per forward of 624 PneumoniaMNIST images through cnn-small, 1 thread (see
+benchmarks/bench_all_weights.py): ATen's NCHW max-pool is a scalar loop that took half of the
+forward while its channels-last kernel is vectorised over channels (user time 0.36 s → 0.16 s);
+and one 624-image chunk makes 63 MB activations, which glibc returns to the kernel when freed
+(above its mmap and trim thresholds) and the kernel zero-fills afresh on the next forward:
+65,000 page faults and 0.19 s of system time per forward; 3,000 in 250-image chunks.
+
 Computation is float32. Outputs are float32 on the CPU: float16 keeps ~3 significant digits, so
 a probability of 0.9996 rounds to 1.0 and its complement's log (NLL, Rashomon capacity) breaks;
 the arrays are small (1000 models × 624 images × 2 classes = 5 MB), so halving them buys nothing.
@@ -24,6 +34,7 @@ the arrays are small (1000 models × 624 images × 2 classes = 5 MB), so halving
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import torch
@@ -37,35 +48,45 @@ if TYPE_CHECKING:
 
 STRATEGIES = ("auto", "head", "loop", "vmap", "jacobian", "jvp")
 FLOAT = 4  # bytes per float32
+# Largest single activation of a CPU forward (250 images of cnn-small at 28 px). Small enough
+# that glibc keeps most freed activations in its heap for the next forward instead of handing
+# them back to the kernel, which faults them in again zero-filled (see the module docstring);
+# large enough that two threads sharing a busy CPU meet at few barriers (125-image chunks ran
+# 1.35× slower than 250 there, and equally fast on one thread).
+CPU_ACTIVATION_BYTES = 24 * 2**20
 
 
 def default_device(mset: ModelSet) -> torch.device:
     return next(mset.base.parameters()).device
 
 
-def _activation_bytes(mset: ModelSet, x: torch.Tensor, device: torch.device) -> int:
-    """Bytes of activations one image produces in a forward pass (sum of every module's output),
-    measured once with hooks and cached on the set."""
+def _activation_bytes(
+    mset: ModelSet, x: torch.Tensor, device: torch.device, largest: bool = False
+) -> int:
+    """Bytes of activations one image produces in a forward pass: the sum of every module's
+    output, or with `largest` the biggest single output. Measured once with hooks and cached on
+    the set."""
     key = (tuple(x.shape[1:]), str(device))
     cache = mset.activation_bytes
-    if key in cache:
-        return cache[key]
-    total = 0
+    if key not in cache:
+        total = biggest = 0
 
-    def hook(_mod, _inp, out):
-        nonlocal total
-        if isinstance(out, torch.Tensor):
-            total += out.numel()
+        def hook(_mod, _inp, out):
+            nonlocal total, biggest
+            if isinstance(out, torch.Tensor):
+                total += out.numel()
+                biggest = max(biggest, out.numel())
 
-    handles = [m.register_forward_hook(hook) for m in mset.base.modules()]
-    try:
-        with torch.no_grad():
-            mset.base(x[:1].to(device))
-    finally:
-        for h in handles:
-            h.remove()
-    cache[key] = max(total, 1) * FLOAT + int(x[:1].numel()) * FLOAT
-    return cache[key]
+        handles = [m.register_forward_hook(hook) for m in mset.base.modules()]
+        try:
+            with torch.no_grad():
+                mset.base(x[:1].to(device))
+        finally:
+            for h in handles:
+                h.remove()
+        cache[key] = max(total, 1) * FLOAT + int(x[:1].numel()) * FLOAT
+        cache[(*key, "largest")] = max(biggest, 1) * FLOAT
+    return cache[(*key, "largest")] if largest else cache[key]
 
 
 def choose_strategy(mset: ModelSet, device: torch.device) -> str:
@@ -215,11 +236,13 @@ def _predict_head(mset, x, dev, budget, act) -> torch.Tensor:
     out = torch.empty(M, N, C)
     # Working set: the weights of a model chunk, its logits for an input chunk, the body's
     # activations for that input chunk.
-    n_chunk = _input_chunk(N, budget, act)
+    n_chunk = _forward_chunk(mset, x, budget, act, dev)
     per_model = C * D * FLOAT + n_chunk * C * FLOAT * 2
     m_chunk = max(1, min(M, (budget // 2) // per_model))
+    layout = _fast_layout(dev, mset.base)
     for xs in _chunk(N, n_chunk):
-        feats = mset.base.features(x[xs].to(dev))
+        with _parameters_in(mset.base, layout):
+            feats = mset.base.features(layout(x[xs].to(dev)))
         for ms in _chunk(M, m_chunk):
             wc = w[ms].to(dev)
             m = wc.shape[0]
@@ -239,22 +262,94 @@ def _input_chunk(n: int, budget: int, act: int) -> int:
     return max(1, min(n, (budget // 2) // act))
 
 
-def _model_state(mset: ModelSet, m: int | slice, dev) -> dict[str, torch.Tensor]:
+def _forward_chunk(mset: ModelSet, x: torch.Tensor, budget: int, act: int, dev) -> int:
+    """Images per plain forward: within the budget and, on the CPU, few enough that no single
+    activation exceeds CPU_ACTIVATION_BYTES."""
+    chunk = _input_chunk(len(x), budget, act)
+    if dev.type != "cpu":
+        return chunk
+    largest = _activation_bytes(mset, x, dev, largest=True)
+    return min(chunk, max(1, CPU_ACTIVATION_BYTES // largest))
+
+
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """A 4-D tensor copied into channels-last memory order (same values); other tensors as they
+    are. Built with explicit strides: for one channel (a grey image, a first conv's weight) NCHW
+    and NHWC strides coincide, `contiguous(memory_format=...)` returns the tensor unchanged and
+    ATen reads it as NCHW, so the first conv and max-pool would stay in the slow layout."""
+    if t.ndim != 4:
+        return t
+    _, c, h, w = t.shape
+    out = torch.empty_strided(t.shape, (c * h * w, 1, w * c, c), dtype=t.dtype, device=t.device)
+    return out.copy_(t)
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _fast_layout(dev: torch.device, base: torch.nn.Module):
+    """The layout CPU forwards of `base` run in: channels-last when it max-pools (ATen's NCHW
+    max-pool is the slow kernel; without one, e.g. ResNet-18 at 28 px, channels-last measured no
+    faster than NCHW), else as it is."""
+    pools = any(isinstance(m, torch.nn.MaxPool2d) for m in base.modules())
+    return channels_last if dev.type == "cpu" and pools else _identity
+
+
+@contextlib.contextmanager
+def _parameters_in(base: torch.nn.Module, layout):
+    """`base`'s parameters temporarily stored in `layout` (same values; restored on exit)."""
+    if layout is _identity:
+        yield
+        return
+    saved = [(p, p.data) for p in base.parameters() if p.ndim == 4]
+    try:
+        for p, data in saved:
+            p.data = layout(data)
+        yield
+    finally:
+        for p, data in saved:
+            p.data = data
+
+
+def _model_state(mset: ModelSet, m: int | slice, dev, layout=_identity) -> dict[str, torch.Tensor]:
+    """Model m's varied parameters (and per-model buffers) by name, in `layout`: views of the
+    samples for the identity layout, copies otherwise."""
     state = mset.unflatten(mset.samples[m].to(dev))
     if mset.buffer_names:
         state.update(mset.unflatten_buffers(mset.buffer_samples[m].to(dev)))
-    return state
+    return {n: layout(v) for n, v in state.items()}
+
+
+def _fixed_state(mset: ModelSet, dev, layout) -> dict[str, torch.Tensor]:
+    """The base's parameters that no model varies, converted to `layout` once per call (empty
+    for the identity layout: functional_call then uses the base's own tensors)."""
+    if layout is _identity:
+        return {}
+    varied = set(mset.param_names)
+    return {
+        n: layout(p.detach().to(dev))
+        for n, p in mset.base.named_parameters()
+        if n not in varied and p.ndim == 4
+    }
 
 
 @torch.no_grad()
 def _predict_loop(mset, x, dev, budget, act) -> torch.Tensor:
     N, M = len(x), len(mset)
-    n_chunk = _input_chunk(N, budget, act)
+    n_chunk = _forward_chunk(mset, x, budget, act, dev)
+    layout = _fast_layout(dev, mset.base)
+    fixed = _fixed_state(mset, dev, layout)
+    # Inputs prepared once when they fit a quarter of the budget, else per model.
+    keep = x.numel() * FLOAT <= budget // 4
+    chunks = [(xs, layout(x[xs].to(dev)) if keep else None) for xs in _chunk(N, n_chunk)]
     out = None
-    for xs in _chunk(N, n_chunk):
-        xc = x[xs].to(dev)
-        for m in range(M):
-            logits = functional_call(mset.base, _model_state(mset, m, dev), (xc,))
+    # Models outer: each model's state is built (and copied into the layout) once.
+    for m in range(M):
+        state = {**fixed, **_model_state(mset, m, dev, layout)}
+        for xs, xc in chunks:
+            xc = xc if xc is not None else layout(x[xs].to(dev))
+            logits = functional_call(mset.base, state, (xc,))
             if out is None:
                 out = torch.empty(M, N, logits.shape[-1])
             out[m, xs] = logits.float().cpu()

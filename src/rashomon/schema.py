@@ -29,6 +29,7 @@ CONFIG = "config.yaml"
 RECORDS = "stages.json"
 ENVIRONMENT = "environment.json"
 SUMMARY = "summary.json"
+LOCK = ".lock"  # held (flock) by the command working on the run
 
 CHECKPOINT = "model.pt"  # train/
 SET = "set.pt"  # sample/
@@ -95,7 +96,9 @@ PART = "part"
 NOTE = "note"
 
 # train/history.csv
-EPOCH, TRAIN_LOSS, VAL_LOSS, VAL_ACC = "epoch", "train_loss", "val_loss", "val_acc"
+EPOCH, STEP, LR = "epoch", "step", "lr"
+TRAIN_LOSS, VAL_LOSS, VAL_ACC = "train_loss", "val_loss", "val_acc"
+SELECTED = "selected"  # the epoch whose weights the checkpoint kept
 
 # sample/per_model.csv
 MODE = "mode"  # which trained network (mode) a model was sampled around
@@ -105,6 +108,10 @@ DISTANCE_L2, DISTANCE_REL = "distance_l2", "distance_rel"
 # evaluate/robustness.csv
 IS_MAP, FAMILY, CORRUPTION, SEVERITY = "is_map", "family", "corruption", "severity"
 CORRUPTION_ACCURACY = "corruption_accuracy"  # per_model_test.csv, when robustness ran
+
+# evaluate/extremes.csv
+P_MAP, P_MIN, P_MAX = "p_map", "p_min", "p_max"
+FLIP_POSSIBLE = "flip_possible"  # some head within the bound gives the other label at 0.5
 
 # evaluate/convergence.csv
 AMBIGUITY, DISCREPANCY, MEAN_CAPACITY = "ambiguity", "discrepancy", "mean_capacity"
@@ -269,8 +276,10 @@ TABLES: dict[str, Table] = {
             "history",
             "train",
             "history.csv",
-            "one row per training epoch of the MAP model",
-            (EPOCH, TRAIN_LOSS, VAL_LOSS, VAL_ACC),
+            "one row per training epoch of the MAP model (step: optimizer steps so far, lr: "
+            "the last step's learning rate; selected: the epoch the checkpoint kept, chosen on "
+            "the centred moving mean of the validation loss)",
+            (EPOCH, STEP, LR, TRAIN_LOSS, VAL_LOSS, VAL_ACC, SELECTED),
         ),
         Table(
             "per_model",
@@ -371,6 +380,15 @@ TABLES: dict[str, Table] = {
             "corruptions and attacks, MAP model (model = -1) and the set's models "
             "(family: clean, corruption, summary, attack; mode: whitebox, transfer)",
             (MODEL, IS_MAP, FAMILY, CORRUPTION, SEVERITY, EPSILON, MODE, METRIC, VALUE),
+        ),
+        Table(
+            "extremes",
+            "evaluate",
+            "extremes.csv",
+            "head-only binary sets, when evaluate.extremes computed them: per test patient the "
+            "exact lowest and highest positive-class probability over every head within the "
+            "validation ε bound and the training-objective bound (summary.json: extremes_set)",
+            (SAMPLE, P_MAP, P_MIN, P_MAX, FLIP_POSSIBLE),
         ),
         Table(
             "selection",
@@ -606,6 +624,7 @@ class SampleRecord:
     options: dict[str, Any]
     models: int | None = None
     models_in_set: int | None = None
+    head_only: bool = False  # the set varies the last layer only
     summary: dict[str, Any] | None = None  # the whole summary.json
 
 
@@ -646,6 +665,7 @@ def sample_record(run_dir: Path | str) -> SampleRecord:
         options=dict(summary["options"] or {}),
         models=count(MODELS),
         models_in_set=count(MODELS_IN_SET),
+        head_only=bool(summary.get("head_only", False)),
         summary=summary,
     )
 

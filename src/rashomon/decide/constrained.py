@@ -12,19 +12,21 @@ with a fairness intervention.
 
 from __future__ import annotations
 
-import copy
-import math
 from typing import Any
 
 import torch
 
 from rashomon.data.task import Task
 from rashomon.errors import RashomonError
-from rashomon.models.registry import Classifier, build_model
+from rashomon.models.external import build_network
+from rashomon.models.registry import Classifier
 from rashomon.models.train import (
-    evaluate_loss,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_STEPS,
+    fit,
     loss_function,
     per_sample_loss,
+    plan_budget,
     seed_everything,
     train,
 )
@@ -37,7 +39,7 @@ def train_constrained_baseline(
     task: Task,
     arch: str = "cnn-small",
     attribute: str = "random",
-    epochs: int = 20,
+    epochs: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     *,
@@ -87,7 +89,7 @@ def train_fairness_penalty(
     task: Task,
     arch: str = "cnn-small",
     attribute: str = "random",
-    epochs: int = 20,
+    epochs: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     *,
@@ -95,14 +97,19 @@ def train_fairness_penalty(
     penalty_weight: float = 1.0,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
-    batch_size: int = 128,
-    patience: int = 5,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    patience: int | None = None,
     arch_options: dict[str, Any] | None = None,
+    steps: int = DEFAULT_STEPS,
+    schedule: str = "cosine",
+    select_window: int | None = None,
+    augment: bool = False,
     progress: bool = False,
     history: list[dict] | None = None,
 ) -> Classifier:
-    """Adam on mean cross-entropy + penalty_weight * soft fairness gap; keeps the weights with
-    the lowest validation cross-entropy (early stopping as in ``train``)."""
+    """Adam on mean cross-entropy + penalty_weight * soft fairness gap, with the budget, schedule
+    and checkpoint selection of ``train`` (``rashomon.models.train.fit``); selection uses the
+    validation cross-entropy."""
     if task.kind != "binary" and task.num_classes != 2:
         raise RashomonError(
             f"the fairness penalty needs a binary task, {task.name} is {task.kind}; "
@@ -114,53 +121,38 @@ def train_fairness_penalty(
         raise RashomonError(
             f"unknown attribute {attribute!r}; choose one of {sorted(task.train.groups)}"
         )
-    if epochs < 1:
-        raise RashomonError(f"epochs must be at least 1, got {epochs}")
+    budget = plan_budget(len(task.train), batch_size, steps, epochs)
     seed_everything(seed)
     opts = dict(arch_options or {})
-    model = build_model(arch, task.in_channels, task.output_dim, task.image_size, **opts).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model = build_network(
+        arch, task.in_channels, task.output_dim, task.image_size, probe=task.val.x[:2], **opts
+    ).to(device)
     loss_fn = loss_function(task.kind)
-    gen = torch.Generator().manual_seed(seed)
-    x, y, g = task.train.x, task.train.y, task.train.groups[attribute]
-    best, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
-    history = history if history is not None else []
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=gen)
-        total_ce, total_gap = 0.0, 0.0
-        for i in range(0, len(x), batch_size):
-            idx = order[i : i + batch_size]
-            xb, yb, gb = x[idx].to(device), y[idx].to(device), g[idx].to(device)
-            logits = model(xb)
-            ce = per_sample_loss(loss_fn, logits, yb, task.kind).mean()
-            gap = soft_gap(torch.softmax(logits, 1)[:, 1], yb, gb, penalty)
-            loss = ce + penalty_weight * gap
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_ce += float(ce.detach()) * len(idx)
-            total_gap += float(gap.detach()) * len(idx)
-        val_loss, val_acc = evaluate_loss(model, task.val.x, task.val.y, task.kind, device)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": total_ce / len(x),
-                "train_gap": total_gap / len(x),
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-            }
-        )
-        if progress:
-            print(f"epoch {epoch + 1}: val_loss {val_loss:.4f} val_acc {val_acc:.4f}")
-        if val_loss < best - 1e-6:
-            best, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
+    g = task.train.groups[attribute]
+
+    def batch_loss(net, xb, yb, idx):
+        logits = net(xb)
+        ce = per_sample_loss(loss_fn, logits, yb, task.kind).mean()
+        gap = soft_gap(torch.softmax(logits, 1)[:, 1], yb, g[idx].to(logits.device), penalty)
+        return ce + penalty_weight * gap, {"train_loss": ce.detach(), "train_gap": gap.detach()}
+
+    chosen = fit(
+        model,
+        task,
+        batch_loss,
+        budget,
+        seed=seed,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        patience=patience,
+        select_window=select_window,
+        augment=augment,
+        device=device,
+        progress=progress,
+        history=history,
+        desc=f"train {arch} + {penalty}",
+    )
     model.train_config = {
         "arch": arch,
         "epochs": epochs,
@@ -171,6 +163,11 @@ def train_fairness_penalty(
         "batch_size": batch_size,
         "patience": patience,
         "arch_options": opts,
+        "steps": steps,
+        "schedule": schedule,
+        "select_window": select_window,
+        "augment": augment,
+        **chosen,
         "constrained": {
             "method": "penalty",
             "penalty": penalty,

@@ -30,7 +30,17 @@ def baseline_attribute(task, requested: str | None) -> str:
 
 
 # The penalty loop is Adam on plain cross-entropy: it takes only these training options.
-PENALTY_OPTIONS = ("lr", "weight_decay", "batch_size", "patience", "arch_options")
+PENALTY_OPTIONS = (
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "patience",
+    "arch_options",
+    "steps",
+    "schedule",
+    "select_window",
+    "augment",
+)
 
 
 def baseline_options(fit_options: dict, method: str) -> dict:

@@ -14,18 +14,8 @@ Definitions (M models, N samples):
 - viable prediction range (Watson-Daniels et al. 2023): per sample and class, min and max
   probability over the set, [N, C, 2].
 - Rashomon capacity (Hsu & Calmon 2022): per sample, the capacity of the channel model → class
-  whose rows are the models' probability vectors, computed with Blahut–Arimoto (stop when the
-  input distribution moves less than 1e-12 in L2 norm, at most 1000 iterations), reported as
-  2^capacity in [1, C]. Blahut–Arimoto approaches capacity from below; where an input's optimal
-  weight tends to zero its convergence is sublinear and the 1000-iteration cap can stop short
-  (on random 4-model, 3-class channels 2^capacity came out low by up to 7e-5; pass a larger
-  `max_iter` for exact values). Two exact shortcuts keep it fast for M = 1000:
-  for C = 2 the channel is reduced to its two extreme rows (lowest and highest positive
-  probability), since every other row is a convex combination of them and such rows never raise
-  capacity; for C > 2 and M > max(4C, 16) Blahut–Arimoto runs on a working set of rows per
-  sample that grows until no outside row has a larger divergence from the output distribution
-  than the best row inside (then the capacity upper bound max_x D over all rows equals the
-  set's, the same certificate as Blahut–Arimoto on all rows).
+  whose rows are the models' probability vectors, reported as 2^capacity in [1, C]; computed in
+  `rashomon.metrics.capacity` (certified to within 1e-9 below the exact value, re-exported here).
 - self-consistency (Cooper et al. 2024): per sample, the probability that two distinct models
   drawn without replacement predict the same label: Σ_c n_c(n_c − 1) / (M(M − 1)).
 - churn (Milani Fard et al. 2016): share of samples whose label differs between two models; for
@@ -61,9 +51,14 @@ from rashomon import schema as S
 from rashomon.errors import RashomonError
 from rashomon.metrics import validation as v
 
-CAPACITY_TOL = 1e-12
-CAPACITY_MAX_ITER = 1000
-
+# Capacity lives in rashomon.metrics.capacity; re-exported because callers import it from here.
+from rashomon.metrics.capacity import CAPACITY_MAX_ITER as CAPACITY_MAX_ITER
+from rashomon.metrics.capacity import CAPACITY_TOL as CAPACITY_TOL
+from rashomon.metrics.capacity import _capacity
+from rashomon.metrics.capacity import blahut_arimoto as blahut_arimoto
+from rashomon.metrics.capacity import capacity_bounds as capacity_bounds
+from rashomon.metrics.capacity import channel_capacity as channel_capacity
+from rashomon.metrics.capacity import rashomon_capacity as rashomon_capacity
 
 # --------------------------------------------------------------------------- labels
 
@@ -173,121 +168,6 @@ def viable_prediction_range(probs: Any) -> np.ndarray:
     """[N, C, 2]: per sample and class, the lowest and highest probability over the set."""
     p = v.check_probs(probs)
     return np.stack([p.min(axis=0), p.max(axis=0)], axis=-1)
-
-
-def rashomon_capacity(
-    probs: Any, tol: float = CAPACITY_TOL, max_iter: int = CAPACITY_MAX_ITER
-) -> np.ndarray:
-    """[N] Rashomon capacity as 2^capacity (bits) in [1, C], by Blahut–Arimoto per sample."""
-    p = v.check_probs(probs)
-    return _capacity(p, tol, max_iter)
-
-
-def _capacity(p: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
-    channel = np.ascontiguousarray(p.transpose(1, 0, 2))  # [N, M, C]: inputs are models
-    n, k, c = channel.shape
-    if c == 2 and k > 2:
-        # Binary: only the two extreme rows matter (see module docstring).
-        lo = channel[..., 1].argmin(axis=1)
-        hi = channel[..., 1].argmax(axis=1)
-        rows = np.arange(n)
-        bits = blahut_arimoto(
-            np.stack([channel[rows, lo], channel[rows, hi]], axis=1), tol, max_iter
-        )
-    elif k > _working_set_size(c):
-        bits = _working_set_capacity(channel, tol, max_iter)
-    else:
-        bits = blahut_arimoto(channel, tol=tol, max_iter=max_iter)
-    return np.clip(np.exp2(bits), 1.0, float(c))
-
-
-def _working_set_size(c: int) -> int:
-    # A capacity-achieving input distribution needs at most C support points; keep room for
-    # the support plus as many candidates.
-    return max(4 * c, 16)
-
-
-def _working_set_capacity(
-    channel: np.ndarray, tol: float, max_iter: int, max_rounds: int = 20
-) -> np.ndarray:
-    """Capacity (bits) of many-input channels [N, K, C] by Blahut–Arimoto on a small working set
-    of rows per sample. Each round keeps the half of the set with the largest input weights
-    (the support needs at most C rows) and fills the other half with the outside rows of largest
-    divergence D(W_x || q) from the current output distribution q. A sample is done once no
-    outside row has a larger D than the best row inside: then the capacity upper bound max_x D
-    over all rows equals the set's, so the value carries the same certificate (mutual
-    information <= capacity <= max_x D) that Blahut–Arimoto on all rows gives."""
-    n, k, c = channel.shape
-    size = _working_set_size(c)
-    keep = size // 2
-    w_log_w = (channel * np.log(np.where(channel > 0, channel, 1.0))).sum(axis=2)
-    # First set: the rows farthest from the uniform mixture of all rows.
-    div = _divergence(channel, w_log_w, np.full((n, k), 1.0 / k))
-    chosen = np.argpartition(-div, size - 1, axis=1)[:, :size]
-    bits = np.zeros(n)
-    active = np.arange(n)
-    for _ in range(max_rounds):
-        ch, wl, sel = channel[active], w_log_w[active], chosen[active]
-        rows = np.arange(active.size)[:, None]
-        r_set, bits[active] = _blahut_arimoto_weights(ch[rows, sel], tol, max_iter)
-        r_full = np.zeros((active.size, k))
-        r_full[rows, sel] = r_set
-        div = _divergence(ch, wl, r_full)
-        inside = np.zeros((active.size, k), dtype=bool)
-        inside[rows, sel] = True
-        best_out = np.where(inside, -np.inf, div).max(axis=1)
-        best_in = np.where(inside, div, -np.inf).max(axis=1)
-        open_ = best_out > best_in + 1e-12
-        if not open_.any():
-            break
-        heavy = np.take_along_axis(sel, np.argsort(-r_set, axis=1)[:, :keep], axis=1)
-        candidates = np.where(inside, -np.inf, div)
-        fresh = np.argpartition(-candidates, size - keep - 1, axis=1)[:, : size - keep]
-        chosen[active] = np.concatenate([heavy, fresh], axis=1)
-        active = active[open_]
-    return bits
-
-
-def blahut_arimoto(
-    channel: np.ndarray, tol: float = CAPACITY_TOL, max_iter: int = CAPACITY_MAX_ITER
-) -> np.ndarray:
-    """Capacity in bits of each channel in a batch `channel` [B, K, C] (rows: inputs, each a
-    distribution over C outputs). Iterates until the input distribution changes by less than
-    `tol` (L2) or `max_iter`; converged channels drop out of the batch."""
-    return _blahut_arimoto_weights(np.asarray(channel, dtype=np.float64), tol, max_iter)[1]
-
-
-def _blahut_arimoto_weights(
-    w: np.ndarray, tol: float, max_iter: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(input distribution [B, K], capacity in bits [B])."""
-    b, k, _ = w.shape
-    safe_log_w = np.log(np.where(w > 0, w, 1.0))
-    w_log_w = (w * safe_log_w).sum(axis=2)  # [B, K], constant across iterations
-    r = np.full((b, k), 1.0 / k)
-    active = np.arange(b)
-    for _ in range(max_iter):
-        wa = w[active]
-        ra = r[active]
-        div = _divergence(wa, w_log_w[active], ra)
-        new = ra * np.exp(div - div.max(axis=1, keepdims=True))
-        new /= new.sum(axis=1, keepdims=True)
-        change = np.linalg.norm(new - ra, axis=1)
-        r[active] = new
-        keep = change >= tol
-        if not keep.all():
-            active = active[keep]
-        if active.size == 0:
-            break
-    div = _divergence(w, w_log_w, r)
-    return r, np.maximum((r * div).sum(axis=1), 0.0) / np.log(2.0)
-
-
-def _divergence(w: np.ndarray, w_log_w: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """D(W_k || q) in nats for every input k, with q the output distribution under r."""
-    q = np.einsum("bk,bkc->bc", r, w)
-    log_q = np.log(np.where(q > 0, q, 1.0))
-    return w_log_w - np.einsum("bkc,bc->bk", w, log_q)
 
 
 # --------------------------------------------------------------------------- thresholds

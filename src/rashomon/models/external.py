@@ -239,3 +239,109 @@ def model_from_spec(spec: dict[str, Any], template: nn.Module | None = None) -> 
     if spec.get("arch") == EXTERNAL:
         return rebuild(spec, template)
     return build_from_spec(spec)
+
+
+def is_external(arch: str) -> bool:
+    """A user's network: "pkg.module:function" or a file holding a pickled nn.Module."""
+    return ":" in arch or arch.endswith((".pt", ".pth"))
+
+
+def load_module_file(path: str) -> nn.Module:
+    """A whole network saved with `torch.save(net, path)` (its class must be importable)."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise RashomonError(f"model file {path} does not exist; check --model")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise RashomonError(
+            f"cannot load model file {path} ({exc}); save the whole network with "
+            "torch.save(net, path), or give --model pkg.module:function and --weights"
+        ) from exc
+    if not isinstance(obj, nn.Module):
+        raise RashomonError(
+            f"{path} holds a {type(obj).__name__}, not a network; a state dict goes to --weights "
+            "together with --model pkg.module:function"
+        )
+    return obj
+
+
+def load_weights(net: nn.Module, path: str) -> None:
+    """Load a state dict (or a checkpoint dict holding one under 'state_dict' or
+    'model_state_dict', a 'module.' prefix of DataParallel stripped) into `net`, strictly."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise RashomonError(f"weights file {path} does not exist; check --weights")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RashomonError(
+            f"cannot read weights {path} ({exc}); save them with torch.save(net.state_dict(), path)"
+        ) from exc
+    if isinstance(state, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict):
+        raise RashomonError(f"{path} holds no state dict; save torch.save(net.state_dict(), path)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RashomonError(
+            f"weights {path} do not fit the network: missing {list(missing)[:3]}, unexpected "
+            f"{list(unexpected)[:3]}; check that --model builds the architecture they were "
+            "trained with"
+        )
+
+
+def build_network(
+    arch: str,
+    in_channels: int,
+    num_classes: int,
+    size: int = 28,
+    *,
+    last_layer: str | None = None,
+    probe: torch.Tensor | None = None,
+    weights: str | None = None,
+    **options: Any,
+) -> Classifier:
+    """A registry architecture by name, or the user's network: "pkg.module:function" (called
+    with `options` and the task's in_channels / num_classes / size it declares) or a file of a
+    pickled network. External networks are split at their final nn.Linear (`as_classifier`),
+    after `weights` (a state dict file of the user's network) are loaded into them."""
+    from rashomon.models.registry import build_model
+
+    if not is_external(arch):
+        if weights is not None or last_layer is not None:
+            raise RashomonError(
+                f"--weights and --last-layer are for your own network (--model); {arch!r} is a "
+                "registry architecture that rashomon trains"
+            )
+        return build_model(arch, in_channels, num_classes, size, **options)
+    if ":" in arch and not arch.endswith((".pt", ".pth")):
+        net = call_builder(
+            import_builder(arch),
+            options,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            size=size,
+        )
+        builder = arch
+    else:
+        net = load_module_file(arch)
+        builder = None
+    if weights is not None:
+        load_weights(net, weights)
+    net.eval()
+    model = as_classifier(net, last_layer, probe=probe, builder=builder, options=options, size=size)
+    if model.spec["num_classes"] != num_classes:
+        raise RashomonError(
+            f"the network's last layer has {model.spec['num_classes']} outputs but the task has "
+            f"{num_classes} classes (labels); give it {num_classes} outputs"
+        )
+    if model.spec.get("in_channels") is None:
+        model.spec["in_channels"] = in_channels
+    return model

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from rashomon import metrics as rm
+from rashomon import schema as S
+from rashomon.models.external import build_network
 from rashomon.models.registry import count_parameters
 from rashomon.models.train import save_checkpoint, train
 from rashomon.predict import model_probs
@@ -23,22 +25,45 @@ def map_scores(probs: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:
     return {"accuracy": float(rm.accuracy(p, y)[0]), "auroc": float(rm.auroc(p, y)[0])}
 
 
+def given_model(task: Any, train_section: Any) -> Any:
+    """The user's trained network (--model with --weights, or a saved whole network), split at
+    its final nn.Linear and checked against the task: the model the run audits."""
+    t = train_section
+    model = build_network(
+        t.arch,
+        task.in_channels,
+        task.output_dim,
+        task.image_size,
+        probe=task.val.x[:2],
+        weights=t.weights,
+        **t.arch_options(),
+    )
+    model.train_config = {"arch": t.arch, "weights": t.weights, "given": True}
+    model.task_name = task.name
+    return model
+
+
 def run_train_stage(ctx: Any) -> None:
     task = ctx.task()
     t = ctx.cfg.train
     history: list[dict] = []
-    model = train(
-        task,
-        t.arch,
-        t.epochs,
-        ctx.cfg.seed,
-        **t.fit_options(),
-        device=ctx.device,
-        progress=ctx.progress,
-        history=history,
-    )
-    save_checkpoint(model, ctx.out / "model.pt", task)
-    pd.DataFrame(history).to_csv(ctx.out / "history.csv", index=False)
+    if t.audits_given_model:
+        model = given_model(task, t)
+        ctx.summary["trained"] = "no: the given network is audited as it is"
+    else:
+        model = train(
+            task,
+            t.arch,
+            t.epochs,
+            ctx.cfg.seed,
+            **t.fit_options(),
+            device=ctx.device,
+            progress=ctx.progress,
+            history=history,
+        )
+    save_checkpoint(model, ctx.out / S.CHECKPOINT, task)
+    if history:  # a given network has no training history
+        pd.DataFrame(history).to_csv(ctx.out / S.TABLES["history"].file, index=False)
     ctx.summary["parameters"] = count_parameters(model)
     ctx.summary["epochs_run"] = len(history)
     for split in ("val", "test"):

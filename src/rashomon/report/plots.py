@@ -55,10 +55,10 @@ def training_curve(history: pd.DataFrame) -> Figure:
     fig, ax = figure(6.4, 3.0, 1, 2)
     ep = history[S.EPOCH]
     a = ax[0, 0]
-    for col, color, label in (("train_loss", SET_COLOR, "train"), ("val_loss", ACCENT, "val")):
+    for col, color, label in ((S.TRAIN_LOSS, SET_COLOR, "train"), (S.VAL_LOSS, ACCENT, "val")):
         if col in history:
             a.plot(ep, history[col], marker="o", ms=3, color=color, label=label)
-    if "val_loss" in history:
+    if S.VAL_LOSS in history:
         best = history[S.VAL_LOSS].idxmin()
         a.axvline(ep[best], color=GREY, ls=":", lw=1)
         a.annotate(
@@ -72,9 +72,8 @@ def training_curve(history: pd.DataFrame) -> Figure:
     a.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
     a.legend()
     b = ax[0, 1]
-    acc = next((c for c in ("val_acc", "val_accuracy") if c in history), None)
-    if acc is not None:
-        b.plot(ep, 100 * history[acc], marker="o", ms=3, color=ACCENT)
+    if S.VAL_ACC in history:
+        b.plot(ep, 100 * history[S.VAL_ACC], marker="o", ms=3, color=ACCENT)
     b.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
     return fig
 

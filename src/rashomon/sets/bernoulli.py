@@ -178,6 +178,13 @@ def bernoulli_laplace(
         )
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     head = model.head
+    labels = task.train.y
+    if labels.ndim != 2 or labels.shape[1] != head.out_features:
+        raise RashomonError(
+            f"a multilabel task needs labels of shape (images, {head.out_features}) with one 0/1 "
+            f"column per class; these are shaped {tuple(labels.shape)}: give one column per "
+            "class, or set the task kind to binary/multiclass"
+        )
     P = head.weight.numel() + (head.bias.numel() if head.bias is not None else 0)
     need = 3 * P * P * 8
     if need > memory_budget(max_memory, dev):

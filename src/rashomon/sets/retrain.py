@@ -45,33 +45,23 @@ def _variant(choices: dict[str, Sequence[Any]], k: int) -> dict[str, Any]:
     return {key: list(values)[k % len(values)] for key, values in choices.items()}
 
 
-def retrain(
+def trained_networks(
     task: Any,
-    models: int = 10,
+    seeds: Sequence[int],
     arch: str = "cnn-small",
-    epochs: int = 20,
+    epochs: int | None = 20,
     *,
-    seed: int = 0,
-    base: nn.Module | None = None,
     choices: dict[str, Sequence[Any]] | None = None,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = False,
     **train_kwargs: Any,
-) -> ModelSet:
-    """`models` networks trained with seeds seed, seed+1, … (`rashomon.models.train.train`).
-
-    `choices` varies other options per model, e.g. {"augment": [False, True]} (model k takes
-    value k mod len). `base` is θ* for distances (default: the first model). `train_kwargs` go to
-    `train` (lr, weight_decay, arch_options, ...). Checkpoints are cached and reused.
-    """
+) -> tuple[list[nn.Module], dict[str, Any]]:
+    """One network per seed, trained like the MAP model (`rashomon.models.train.train`) or
+    loaded from the checkpoint cache (`<cache>/<config hash>/seed_<s>[_<choice>].pt`), so no
+    configuration is ever trained twice. Network k takes `choices` value k mod len."""
     from rashomon.models.train import load_checkpoint, save_checkpoint, train
 
-    if not isinstance(models, int) or models <= 0:
-        raise RashomonError(
-            f"the number of retrained models must be a positive integer, got {models!r}"
-        )
-    k = models
     choices = dict(choices or {})
     for key, values in choices.items():
         if not list(values):
@@ -82,12 +72,11 @@ def retrain(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RashomonError(f"cannot create cache folder {folder} ({exc.strerror})") from exc
-    nets, seeds, reused, seconds = [], [], 0, 0.0
+    nets, reused, seconds = [], 0, 0.0
     from tqdm.auto import tqdm
 
-    # One bar over the K models (each training run shows its own epoch bar beneath it).
-    for i in tqdm(range(k), desc=f"retrain {k} models", disable=not progress):
-        s = seed + i
+    # One bar over the networks (each training run shows its own epoch bar beneath it).
+    for i, s in enumerate(tqdm(list(seeds), desc="retrain", disable=not progress)):
         variant = _variant(choices, i)
         tag = "".join(f"_{a}-{b}" for a, b in sorted(variant.items()))
         path = folder / f"seed_{s}{tag}.pt"
@@ -108,15 +97,52 @@ def retrain(
             seconds += time.perf_counter() - start
             save_checkpoint(model, path, task, variant=variant)
         nets.append(model.cpu().eval())
-        seeds.append(s)
     meta = {
-        "seeds": seeds,
+        "seeds": [int(s) for s in seeds],
         "epochs": epochs,
         "choices": choices,
         "cache": str(folder),
         "reused": reused,
         "train_seconds": round(seconds, 2),
     }
+    return nets, meta
+
+
+def retrain(
+    task: Any,
+    models: int = 10,
+    arch: str = "cnn-small",
+    epochs: int | None = 20,
+    *,
+    seed: int = 0,
+    base: nn.Module | None = None,
+    choices: dict[str, Sequence[Any]] | None = None,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    **train_kwargs: Any,
+) -> ModelSet:
+    """`models` networks trained with seeds seed, seed+1, … (`trained_networks`), as one set.
+
+    `choices` varies other options per model, e.g. {"augment": [False, True]} (model k takes
+    value k mod len). `base` is θ* for distances (default: the first model). `train_kwargs` go to
+    `train` (lr, weight_decay, arch_options, ...). Checkpoints are cached and reused.
+    """
+    if not isinstance(models, int) or models <= 0:
+        raise RashomonError(
+            f"the number of retrained models must be a positive integer, got {models!r}"
+        )
+    nets, meta = trained_networks(
+        task,
+        range(seed, seed + models),
+        arch,
+        epochs,
+        choices=choices,
+        cache_dir=cache_dir,
+        device=device,
+        progress=progress,
+        **train_kwargs,
+    )
     return ModelSet.from_models(
         nets,
         base=base.cpu() if base is not None else None,

@@ -76,11 +76,13 @@ class PathEvaluator:
         return model_scores(probs.numpy(), self.y_val)[on]
 
 
-def _bound(post: Any, task: Any, epsilon: float, on: str, device: str | None) -> float:
+def _bound(
+    reference: torch.nn.Module, task: Any, epsilon: float, on: str, device: str | None
+) -> float:
     """The validation score a model must not exceed (loss) or must reach (accuracy): the
-    Rashomon filter's relative bound around the MAP model."""
+    Rashomon filter's relative bound around the audited (MAP) model."""
     multilabel = task.kind == "multilabel"
-    ref = model_probs(post.model, task.val.x, multilabel, device or "cpu").numpy()
+    ref = model_probs(reference, task.val.x, multilabel, device or "cpu").numpy()
     ref_score = float(model_scores(ref[None], task.val.y.numpy())[on][0])
     return threshold(ref_score, epsilon, on, relative=True)
 
@@ -115,13 +117,15 @@ def epsilon_scale(
     device: str | None = None,
     max_memory: str | int | None = None,
     steps: int = 20,
+    reference: torch.nn.Module | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """The factor s such that a share `target_share` of θ* + s·v (v = `deviations`) lies within
-    ε of the MAP model on validation; bisection in log2 s over [2^-MAX, 2^MAX]."""
+    ε of the audited model (`reference`, default the posterior's own network) on validation;
+    bisection in log2 s over [2^-MAX, 2^MAX]."""
     if not 0 < target_share < 1:
         raise RashomonError(f"target_share must lie in (0, 1), got {target_share}")
     ev = _evaluator(post, deviations, task, kind, device, max_memory)
-    bound = _bound(post, task, epsilon, on, device)
+    bound = _bound(reference or post.model, task, epsilon, on, device)
     M = len(deviations)
 
     def share(log2s: float) -> float:
@@ -166,13 +170,18 @@ def boundary_scales(
     device: str | None = None,
     max_memory: str | int | None = None,
     steps: int = BISECTION_STEPS,
+    reference: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-direction factors t_m [M]: the largest t (to a relative 2^-steps) with θ* + t·v_m
     within ε on validation, found by doubling, then bisection, for all directions at once.
     A direction still inside at 2^MAX_LOG2_SCALE keeps that factor (flagged `unbounded`)."""
     ev = _evaluator(post, deviations, task, kind, device, max_memory)
-    bound = _bound(post, task, epsilon * (1 - BOUNDARY_MARGIN), on, device)
+    bound = _bound(reference or post.model, task, epsilon * (1 - BOUNDARY_MARGIN), on, device)
     M = len(deviations)
+    centre = _inside(ev.scores(torch.zeros(M), on), bound, on)
+    if not centre.all():  # the posterior's own centre lies outside (another mode's network)
+        info = {"target_epsilon": epsilon, "centre_outside": True, "evaluations": ev.calls}
+        return torch.zeros(M), info
     lo = torch.zeros(M, dtype=torch.float64)
     hi = torch.ones(M, dtype=torch.float64)
     # Bracket: double t until the model leaves the set (at most MAX_LOG2_SCALE doublings).
@@ -194,6 +203,7 @@ def boundary_scales(
         hi = torch.where(inside, hi, mid)
     info = {
         "target_epsilon": epsilon,
+        "centre_outside": False,
         "unbounded_directions": int(unbounded.sum()),
         "evaluations": ev.calls,
         "bracket_relative_width": float(((hi - lo) / hi.clamp_min(1e-30)).max()),

@@ -100,12 +100,12 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
             raise RashomonError(f"base config {base_path} named in {path} does not exist")
         base = yaml.safe_load(base_path.read_text()) or {}
     if spec.stages is not None:
-        from rashomon.run import STAGE_ORDER
+        from rashomon.run import STAGES
 
-        unknown = [s for s in spec.stages if s not in STAGE_ORDER]
+        unknown = [s for s in spec.stages if s not in STAGES]
         if unknown:
             raise RashomonError(
-                f"sweep file {path}: unknown stage(s) {unknown}; choose from {list(STAGE_ORDER)}"
+                f"sweep file {path}: unknown stage(s) {unknown}; choose from {list(STAGES)}"
             )
     load_config(None, _flatten(base))  # the base alone must be a valid run config
     return spec, base
@@ -199,4 +199,9 @@ def _cell_config(base: Mapping[str, Any], overrides: Mapping[str, Any], name: st
     flat = _flatten(base)
     flat["name"] = name  # the grid may still set its own
     flat.update(overrides)
+    # A folder dataset given relative to where the sweep starts: made absolute here, so that
+    # Ray workers (which may start elsewhere) read the same folder.
+    dataset = flat.get("data.dataset")
+    if isinstance(dataset, str) and Path(dataset).expanduser().is_dir():
+        flat["data.dataset"] = str(Path(dataset).expanduser().resolve())
     return load_config(None, flat)

@@ -31,14 +31,25 @@ class LaplaceOptions(SourceOptions):
         return self.scale != "posterior"
 
 
-def build(model: Any, task: Any, options: LaplaceOptions, context: BuildContext) -> Any:
-    """Laplace approximation (laplace-torch): N(θ*, Σ) over the last layer, all weights or a
-    subnetwork, sampled once; optionally scaled to the Rashomon set."""
+def laplace_set(
+    model: Any,
+    task: Any,
+    options: LaplaceOptions,
+    context: BuildContext,
+    *,
+    models: int | None = None,
+    seed: int | None = None,
+    reference: Any = None,
+) -> Any:
+    """A ModelSet of `models` (default context.models) samples of the Laplace posterior at
+    `model`, scaled against `reference` (the audited network; default `model`)."""
     import time
 
     from rashomon.sets.laplace import laplace
     from rashomon.sets.scaling import boundary_scales, epsilon_scale
 
+    models = context.models if models is None else models
+    seed = context.seed if seed is None else seed
     post = laplace(
         model,
         task,
@@ -49,30 +60,37 @@ def build(model: Any, task: Any, options: LaplaceOptions, context: BuildContext)
         subnetwork=options.subnetwork,
         device=context.device,
         max_memory=context.max_memory,
-        seed=context.seed,
+        seed=seed,
     )
     if options.scale == "posterior":
-        return post.sample(context.models, seed=context.seed, kind=options.kind)
+        return post.sample(models, seed=seed, kind=options.kind)
     start = time.perf_counter()
-    dev = post.sample_deviations(context.models, seed=context.seed)
+    dev = post.sample_deviations(models, seed=seed)
     eps = context.epsilon if options.target_epsilon is None else options.target_epsilon
-    common = dict(on=context.on, kind=options.kind, device=context.device)
+    common = dict(
+        on=context.on,
+        kind=options.kind,
+        device=context.device,
+        max_memory=context.max_memory,
+        reference=reference,
+    )
     if options.scale == "epsilon":
+        search = dev[: options.search_models]
         s, info = epsilon_scale(
-            post,
-            dev[: options.search_models],
-            task,
-            eps,
-            target_share=options.target_share,
-            max_memory=context.max_memory,
-            **common,
+            post, search, task, eps, target_share=options.target_share, **common
         )
         vectors = post.mean[None] + s * dev
     else:
-        t, info = boundary_scales(post, dev, task, eps, max_memory=context.max_memory, **common)
+        t, info = boundary_scales(post, dev, task, eps, **common)
         vectors = post.mean[None] + t[:, None] * dev
     info["scale_seconds"] = round(time.perf_counter() - start, 3)
-    return post.to_set(vectors, options.kind, seed=context.seed, scaling={options.scale: info})
+    return post.to_set(vectors, options.kind, seed=seed, scaling={options.scale: info})
+
+
+def build(model: Any, task: Any, options: LaplaceOptions, context: BuildContext) -> Any:
+    """Laplace approximation (laplace-torch): N(θ*, Σ) over the last layer, all weights or a
+    subnetwork, sampled once; optionally scaled to the Rashomon set."""
+    return laplace_set(model, task, options, context)
 
 
 register_source("laplace", build, LaplaceOptions)

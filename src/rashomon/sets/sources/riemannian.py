@@ -15,7 +15,7 @@ class RiemannianOptions(SourceOptions):
     prior: str | float = "marglik"
     temperature: float = Field(1.0, gt=0)
     linearized: bool = False
-    metric: str = "monge"
+    metric: Literal["monge", "fisher"] = "monge"  # Bergamin et al. 2023 | Yu et al. 2024
     refine_map: bool = False
     batch_size: int | None = Field(None, gt=0)  # mini-batch per geodesic (all weights)
 

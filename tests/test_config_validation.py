@@ -1,0 +1,64 @@
+"""Every option with a range is checked when the config loads, before any stage runs, with a
+one-line error naming the field and the fix (defects a reliability probe found)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from rashomon.config import ConfigWarning, load_config
+from rashomon.errors import RashomonError
+from tests.test_cli import assert_one_line_error, rashomon
+
+
+@pytest.mark.parametrize(
+    "overrides,pattern",
+    [
+        ({"device": "bogus"}, r"unknown device 'bogus'; use cpu or cuda"),
+        ({"sample.epsilon": -0.1}, r"'sample.epsilon': epsilon must be a non-negative number"),
+        ({"sample.epsilons": [0.01, -1]}, r"every epsilon must be a non-negative number"),
+        ({"seed": True}, r"'seed': Input should be a valid integer"),
+        ({"seed": -3}, r"'seed': Input should be greater than or equal to 0"),
+        ({"sample.hessian": "diagg"}, r"source 'laplace': option 'hessian'"),
+        ({"sample.source": "dropout", "sample.hessian": "kron"}, r"source 'dropout': no option"),
+        ({"validity.models": 1}, r"'validity.models': Input should be greater than or equal"),
+    ],
+)
+def test_bad_values_are_refused_when_the_config_loads(overrides, pattern):
+    with pytest.raises(RashomonError, match=pattern):
+        load_config(None, overrides)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused():
+    with pytest.raises(RashomonError, match="has no CUDA GPU; use --device cpu"):
+        load_config(None, {"device": "cuda"})
+
+
+def test_a_huge_epsilon_warns_once():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_config(None, {"sample.epsilon": 1e9})
+    assert [w.category for w in caught] == [ConfigWarning]
+
+
+def test_scalar_section_with_a_flag_and_broken_yaml(tmp_path):
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("train: 5\n")
+    with pytest.raises(RashomonError, match=r"'train' is 5, not a section of fields"):
+        load_config(scalar, {"train.epochs": 3})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: {a: [1, 2\nb: 3\n")
+    with pytest.raises(RashomonError, match=r"not valid YAML at line 2, column 2: expected"):
+        load_config(broken)
+
+
+def test_negative_epsilon_fails_before_training(tiny_root, tmp_path):
+    out = tmp_path / "run"
+    proc = rashomon(
+        "run", "--dataset", "breastmnist", "--epsilon", "-1", "--out", str(out), root=tiny_root
+    )
+    assert_one_line_error(proc, r"'sample.epsilon': epsilon must be a non-negative number")
+    assert not (out / "train").exists() and not (out / "config.yaml").exists()
