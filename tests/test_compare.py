@@ -17,12 +17,12 @@ from rashomon.compare import (
     capacity_study,
     compare_sets,
     flag_agreement,
-    in_set_column,
     load_set,
     rank_agreement,
     run_compare,
 )
 from rashomon.errors import RashomonError
+from rashomon.schema import find_in_set_column
 
 MAP_P1 = [0.9, 0.8, 0.6, 0.4, 0.2, 0.1]  # MAP labels 1 1 1 0 0 0
 
@@ -62,7 +62,17 @@ def _run_dir(
     for eps, keep in in_set.items():
         pm[f"in_set@{eps}"] = keep
     pm.to_csv(d / "sample" / "per_model.csv", index=False)
-    (d / "sample" / "summary.json").write_text(json.dumps(summary or {"seconds": 1.0}))
+    # what the sample stage records: the set's source, its resolved options, ε and the counts
+    record = {
+        "source": source,
+        "options": {k: v for k, v in cfg["sample"].items() if k not in ("source", "epsilon")},
+        "models": len(set_p1),
+        "epsilon": 0.02,
+        "on": "loss",
+        "models_in_set": int(sum(in_set[0.02])),
+        "survival": {f"{eps:g}": int(sum(keep)) for eps, keep in in_set.items()},
+    }
+    (d / "sample" / "summary.json").write_text(json.dumps(record | (summary or {"seconds": 1.0})))
     (d / "train").mkdir()
     (d / "train" / "summary.json").write_text(json.dumps({"seconds": 5.0, "test_accuracy": 0.8}))
     if accuracy is not None:  # evaluate/per_model_test.csv: MAP row (model -1), then the set
@@ -200,7 +210,7 @@ def test_pure_helpers():
     assert flag_agreement(np.array([1, 1, 0, 0]), np.array([1, 0, 1, 1])) == (0.5, 1 / 3)
     assert rank_agreement(np.array([0.1, 0.5, 0.2]), np.array([1.0, 3.0, 2.0])) == 1.0
     pm = pd.DataFrame(columns=["model", "in_set@0.01", "in_set@2e-2", "in_set@x"])
-    assert in_set_column(pm, 0.02, "t") == "in_set@2e-2"
+    assert find_in_set_column(pm.columns, 0.02, "t") == "in_set@2e-2"
     # multilabel sigmoid [M, N, L] → binary [M, N·L, 2]; a softmax set stays as it is
     ml = np.array([[[0.2, 0.9], [0.7, 0.1]]])
     p, q = as_binary(ml, ml[0])

@@ -151,10 +151,10 @@ def test_arbitrary_patients_table():
     )
     # Sample 0 is unanimous; samples 1 and 2 have one flip each among 4 models.
     np.testing.assert_array_equal(table["sample"], [1, 2])
-    np.testing.assert_allclose(table["flip_share"], [0.25, 0.25])
+    np.testing.assert_allclose(table["flip_rate"], [0.25, 0.25])
     np.testing.assert_array_equal(table["true_label"], [1, 0])
     # The flipping model sits in one of the two ensembles of 2, which abstains at tau = 1.
     np.testing.assert_allclose(table["ensemble_abstain_rate"], [0.5, 0.5])
     assert not table["ensembles_disagree"].any()
     full = arbitrary_patients(probs_from_preds(preds), y, ref, k=2, only_arbitrary=False)
-    assert len(full) == 3 and not full["arbitrary"].iloc[0]
+    assert len(full) == 3 and not full["ambiguous"].iloc[0]

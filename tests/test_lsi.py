@@ -158,7 +158,7 @@ def test_analysis_helpers():
     preds = np.array([[0, 1, 1], [0, 1, 0], [0, 0, 0], [0, 1, 0]])
     tm = training_multiplicity(preds, np.array([0, 1, 0]))
     np.testing.assert_allclose(tm["disagreement"], [0.0, 4 * 0.75 * 0.25, 4 * 0.25 * 0.75])
-    np.testing.assert_allclose(tm["flip_share"], [0.0, 0.25, 0.25])
+    np.testing.assert_allclose(tm["flip_rate"], [0.0, 0.25, 0.25])
     rng = np.random.default_rng(0)
     dis = np.concatenate([np.zeros(80), rng.uniform(0.1, 1, 20)])
     lsi = dis * 2 + rng.uniform(0, 0.5, 100)

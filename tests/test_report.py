@@ -4,6 +4,7 @@ numbers, its behaviour with missing stages, and rendered in a real headless Chro
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 from html import escape as html_escape
@@ -15,9 +16,9 @@ import pytest
 from browser import BrowserError, find_chromium, inspect_page, screenshot_stats
 from fake_run import write_fake_run
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
 from rashomon.report import build_report
-from rashomon.report.load import load_run
 
 FIGURES = {
     "training_curve",
@@ -48,6 +49,16 @@ def report(fake_run, task_pneumonia) -> Path:
     return build_report(fake_run, fake_run / "report", task=task_pneumonia)
 
 
+SAMPLE_SUMMARY = {
+    "source": "laplace",
+    "options": {"subset": "last_layer", "hessian": "kron", "prior": "marglik", "kind": "nn"},
+    "models": 50,
+    "models_in_set": 40,
+    "epsilon": 0.01,
+    "on": "loss",
+}
+
+
 def _minimal_run(
     root: Path, per_sample: pd.DataFrame, extra: dict[str, pd.DataFrame] | None = None
 ) -> Path:
@@ -55,9 +66,7 @@ def _minimal_run(
     for stage in ("train", "sample", "evaluate"):
         (root / stage).mkdir(parents=True)
     (root / "train" / "summary.json").write_text('{"test_accuracy": 0.8, "test_auroc": 0.9}')
-    (root / "sample" / "summary.json").write_text(
-        '{"source": "laplace", "models": 50, "models_in_set": 40, "epsilon": 0.01, "on": "loss"}'
-    )
+    (root / "sample" / "summary.json").write_text(json.dumps(SAMPLE_SUMMARY))
     per_sample.to_csv(root / "evaluate" / "per_sample.csv", index=False)
     for name, df in (extra or {}).items():
         stage, file = name.split("/")
@@ -68,16 +77,18 @@ def _minimal_run(
 
 def test_summary_numbers_come_from_per_sample(tmp_path):
     # 10 patients: 3 flipped by some model; disagreement >= 0.64 for 2 of them (4·0.2·0.8).
+    flips = np.array([0, 0, 8, 20, 1, 0, 0, 0, 0, 0]) / 40
     ps = pd.DataFrame(
         {
-            "index": range(10),
-            "label": [0, 1] * 5,
-            "map_pred": [0, 1] * 5,
-            "disagreement": [0, 0, 0.64, 1.0, 0.1, 0, 0, 0, 0, 0],
-            "capacity": [1, 1, 1.2, 1.9, 1.01, 1, 1, 1, 1, 1],
-            "vpr_min": [0.1] * 10,
-            "vpr_max": [0.2, 0.3, 0.7, 0.9, 0.45, 0.2, 0.3, 0.2, 0.1, 0.2],
-            "flips": [0, 0, 8, 20, 1, 0, 0, 0, 0, 0],
+            S.SAMPLE: range(10),
+            S.TRUE_LABEL: [0, 1] * 5,
+            S.MAP_LABEL: [0, 1] * 5,
+            S.FLIP_RATE: flips,
+            S.AMBIGUOUS: flips > 0,
+            S.DISAGREEMENT: [0, 0, 0.64, 1.0, 0.1, 0, 0, 0, 0, 0],
+            S.CAPACITY: [1, 1, 1.2, 1.9, 1.01, 1, 1, 1, 1, 1],
+            S.VPR_LOW: [0.1] * 10,
+            S.VPR_HIGH: [0.2, 0.3, 0.7, 0.9, 0.45, 0.2, 0.3, 0.2, 0.1, 0.2],
             "sex": [0, 0, 1, 1, 1, 0, 0, 0, 0, 0],
         }
     )
@@ -100,57 +111,59 @@ def test_summary_numbers_come_from_per_sample(tmp_path):
     assert "robustness.csv is written by" in html
 
 
-def test_library_column_names_are_accepted(tmp_path):
-    """The names rashomon.metrics / rashomon.decide produce (aliases) give the same numbers."""
+def test_decide_and_robustness_tables_render_under_the_schemas_names(tmp_path):
+    """Hand-made selection, ensemble and robustness tables under the names the stages write
+    (rashomon.schema): the sentences, the interval column, the rule legend and the figures."""
     ps = pd.DataFrame(
         {
-            "sample": range(4),
-            "true_label": [0, 1, 1, 0],
-            "ref_label": [0, 1, 0, 0],
-            "flip_rate": [0.0, 0.5, 0.25, 0.0],
-            "ambiguous": [False, True, True, False],
-            "disagreement": [0.0, 1.0, 0.75, 0.0],
-            "capacity": [1.0, 1.5, 1.2, 1.0],
-            "vpr_low": [0.1, 0.3, 0.4, 0.0],
-            "vpr_high": [0.2, 0.8, 0.6, 0.1],
+            S.SAMPLE: range(4),
+            S.TRUE_LABEL: [0, 1, 1, 0],
+            S.MAP_LABEL: [0, 1, 0, 0],
+            S.FLIP_RATE: [0.0, 0.5, 0.25, 0.0],
+            S.AMBIGUOUS: [False, True, True, False],
+            S.DISAGREEMENT: [0.0, 1.0, 0.75, 0.0],
+            S.CAPACITY: [1.0, 1.5, 1.2, 1.0],
+            S.VPR_LOW: [0.1, 0.3, 0.4, 0.0],
+            S.VPR_HIGH: [0.2, 0.8, 0.6, 0.1],
         }
     )
     sel = pd.DataFrame(
         {
-            "desideratum": ["accuracy"],
-            "higher_is_better": [True],
-            "chosen": [3],
-            "chosen_test": [0.81],
-            "map_test": [0.8],
-            "test_gain": [0.01],
-            "gain_ci_low": [0.002],
-            "gain_ci_high": [0.02],
-            "spearman_rho": [0.5],
-            "verdict": ["real gain"],
+            S.DESIDERATUM: ["accuracy", "nll"],
+            S.HIGHER_IS_BETTER: [True, False],
+            S.CHOSEN: [3, 1],
+            S.CHOSEN_VAL: [0.8, 0.3],
+            S.CHOSEN_TEST: [0.81, 0.4],
+            S.MAP_TEST: [0.8, 0.35],
+            S.TEST_GAIN: [0.01, -0.05],
+            S.GAIN_CI_LOW: [0.002, -0.08],
+            S.GAIN_CI_HIGH: [0.02, -0.01],
+            S.SPEARMAN_RHO: [0.5, 0.6],
+            S.VERDICT: ["real gain", "real loss"],
         }
     )
     ens = pd.DataFrame(
         {
-            "combine": "vote",
-            "rule": ["none", "share", "binomial"] * 2,
-            "threshold": [np.nan, 0.8, 0.05] * 2,
-            "k": [1, 1, 1, 5, 5, 5],
-            "coverage": [1, 0.9, 0.8, 1, 0.95, 0.9],
-            "covered_accuracy": [0.8, 0.85, 0.86, 0.82, 0.84, 0.85],
-            "residual_ambiguity": [0.2, 0.1, 0.1, 0.05, 0.005, 0.0],
+            S.COMBINE: "vote",
+            S.RULE: ["none", "share", "binomial"] * 2,
+            S.THRESHOLD: [np.nan, 0.8, 0.05] * 2,
+            S.K: [1, 1, 1, 5, 5, 5],
+            S.COVERAGE: [1, 0.9, 0.8, 1, 0.95, 0.9],
+            S.COVERED_ACCURACY: [0.8, 0.85, 0.86, 0.82, 0.84, 0.85],
+            S.RESIDUAL_AMBIGUITY: [0.2, 0.1, 0.1, 0.05, 0.005, 0.0],
         }
     )
     rob = pd.DataFrame(
         {
-            "model": [-1, 0, 1, -1, 0, 1, -1, 0, -1, 0],
-            "is_map": [True, False, False] * 2 + [True, False] * 2,
-            "family": ["clean"] * 3 + ["corruption"] * 3 + ["attack"] * 4,
-            "corruption": ["clean"] * 3 + ["pixelate"] * 3 + ["fgsm"] * 4,
-            "severity": [0, 0, 0, 1, 1, 1] + [np.nan] * 4,
-            "epsilon": [np.nan] * 6 + [0.0, 0.0, 2 / 255, 2 / 255],
-            "mode": [""] * 6 + ["whitebox", "transfer", "whitebox", "transfer"],
-            "metric": "accuracy",
-            "value": [0.9, 0.88, 0.89, 0.7, 0.72, 0.69, 0.9, 0.88, 0.3, 0.5],
+            S.MODEL: [-1, 0, 1, -1, 0, 1, -1, 0, -1, 0],
+            S.IS_MAP: [True, False, False] * 2 + [True, False] * 2,
+            S.FAMILY: ["clean"] * 3 + ["corruption"] * 3 + ["attack"] * 4,
+            S.CORRUPTION: ["clean"] * 3 + ["pixelate"] * 3 + ["fgsm"] * 4,
+            S.SEVERITY: [0, 0, 0, 1, 1, 1] + [np.nan] * 4,
+            S.EPSILON: [np.nan] * 6 + [0.0, 0.0, 2 / 255, 2 / 255],
+            S.MODE: [""] * 6 + ["whitebox", "transfer", "whitebox", "transfer"],
+            S.METRIC: "accuracy",
+            S.VALUE: [0.9, 0.88, 0.89, 0.7, 0.72, 0.69, 0.9, 0.88, 0.3, 0.5],
         }
     )
     run = _minimal_run(
@@ -162,23 +175,45 @@ def test_library_column_names_are_accepted(tmp_path):
             "evaluate/robustness.csv": rob,
         },
     )
-    data = load_run(run, load_images=False)
-    assert data.table("per_sample")["arbitrary"].tolist() == [False, True, True, False]
-    assert {"vpr_min", "vpr_max", "map_pred", "label", "index"} <= set(data.table("per_sample"))
-    assert data.table("selection")["direction"].tolist() == ["max"]
     page = build_report(run, tmp_path / "out", load_images=False)
     lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
     assert lines[0].startswith("50 % of test patients (2 of 4)")
-    assert any("real test gain for: accuracy" in s for s in lines)
+    # A real loss is no gain: only accuracy is named.
+    assert any("real test gain for: accuracy (see" in s for s in lines)
     assert any(
         s.startswith("An ensemble of k = 5 models that abstains unless at least 80 %")
         for s in lines
     )
     html = page.read_text()
-    assert "accuracy ↑" in html and "[+0.0020, +0.0200]" in html
+    assert "accuracy ↑" in html and "nll ↓" in html and "[+0.0020, +0.0200]" in html
     assert "binomial test, α = 0.05" in html and "no abstention" in html
     pngs = {p.stem for p in (tmp_path / "out").glob("*.png")}
-    assert {"robustness_corruptions", "robustness_attacks", "patients"} <= pngs
+    assert {"robustness_corruptions", "robustness_attacks", "patients", "selection"} <= pngs
+
+
+def test_the_set_section_reads_the_sample_stages_options(tmp_path):
+    """ε and the source's options come from sample/summary.json, not from config.yaml (whose
+    flat fields are None unless given); without that summary the report names the stage."""
+    import yaml
+
+    ps = pd.DataFrame(
+        {S.SAMPLE: [0, 1], S.TRUE_LABEL: [0, 1], S.MAP_LABEL: [0, 1], S.AMBIGUOUS: [True, False]}
+    )
+    run = _minimal_run(tmp_path / "run", ps)
+    cfg = {"sample": {"source": "laplace", "hessian": None, "epsilon": 0.5}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    summary = dict(SAMPLE_SUMMARY, options={"hessian": "diag", "subnetwork": None})
+    (run / "sample" / "summary.json").write_text(json.dumps(summary))
+    html = build_report(run, tmp_path / "out", load_images=False).read_text()
+    assert "<th>laplace hessian</th><td>diag</td>" in html
+    assert "subnetwork" not in html  # unset options are left out
+    assert "ε = 0.01" in html and "ε = 0.5" not in html
+    (run / "sample" / "summary.json").write_text(json.dumps({"source": "laplace"}))
+    with pytest.raises(RashomonError, match=r"lacks epsilon, on, options .*rashomon sample"):
+        build_report(run, tmp_path / "out", load_images=False)
+    (run / "sample" / "summary.json").unlink()
+    with pytest.raises(RashomonError, match=r"no finished stage 'sample'.*rashomon sample"):
+        build_report(run, tmp_path / "out", load_images=False)
 
 
 def test_missing_required_stage_names_the_command(fake_run, tmp_path):
@@ -204,8 +239,8 @@ def test_report_files_and_numbers(report, fake_run):
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
     # The headline is computed from per_sample.csv.
     ps = pd.read_csv(fake_run / "evaluate" / "per_sample.csv")
-    share = (ps["flips"] > 0).mean()
-    n = int((ps["flips"] > 0).sum())
+    share = ps[S.AMBIGUOUS].mean()
+    n = int(ps[S.AMBIGUOUS].sum())
     headline = (out / "summary.txt").read_text().splitlines()[0]
     assert headline.startswith(f"{100 * share:.0f} % of test patients ({n} of {len(ps)})")
     assert html_escape(headline) in html
@@ -333,8 +368,8 @@ def test_a_degenerate_map_model_is_the_headline(fake_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(fake_run, run, ignore=shutil.ignore_patterns("report", "*.npy", "lsi.csv"))
     ps = pd.read_csv(run / "evaluate" / "per_sample.csv")
-    ps["map_pred"] = 1
-    ps.loc[:9, "map_pred"] = 0  # 614 of 624 patients: 98 %
+    ps[S.MAP_LABEL] = 1
+    ps.loc[:9, S.MAP_LABEL] = 0  # 614 of 624 patients: 98 %
     ps.to_csv(run / "evaluate" / "per_sample.csv", index=False)
     (run / "decide" / "selection.csv").unlink()
     reason = "the trained model predicts 'class 1' for 98 % of test patients (...)"
@@ -343,14 +378,14 @@ def test_a_degenerate_map_model_is_the_headline(fake_run, tmp_path):
     )
     page = build_report(run, tmp_path / "out", load_images=False).read_text()
     lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
-    bacc = balanced_accuracy_score(ps["label"], ps["map_pred"])
+    bacc = balanced_accuracy_score(ps[S.TRUE_LABEL], ps[S.MAP_LABEL])
     warning = (
         f"The trained model predicts 'pneumonia' for 98 % of test patients (balanced accuracy "
         f"{bacc:.2f}, chance 0.50): multiplicity of a near-constant classifier is no finding; "
         "train longer or check the data."
     )
     assert lines[0] == warning
-    n = int((ps["flips"] > 0).sum())  # then the usual headline
+    n = int(ps[S.AMBIGUOUS].sum())  # then the usual headline
     assert lines[1].startswith(f"{100 * n / len(ps):.0f} % of test patients ({n} of {len(ps)})")
     assert f"Best-in-set selection was skipped: {reason}." in lines
     assert html_escape(warning) in page and "Degenerate trained model." in page
@@ -364,14 +399,174 @@ def test_selection_plot_draws_a_point_outside_its_interval(tmp_path):
 
     sel = pd.DataFrame(
         {
-            "desideratum": ["dp_gap:intensity", "accuracy"],
-            "gain": [0.0, 0.01],
-            "gain_low": [0.03, np.nan],
-            "gain_high": [0.38, np.nan],
-            "verdict": ["real gain", "ranks transfer (no CI)"],
+            S.DESIDERATUM: ["dp_gap:intensity", "accuracy"],
+            S.TEST_GAIN: [0.0, 0.01],
+            S.GAIN_CI_LOW: [0.03, np.nan],
+            S.GAIN_CI_HIGH: [0.38, np.nan],
+            S.VERDICT: ["real gain", "ranks transfer (no CI)"],
         }
     )
     fig = plots.selection_gains(sel, "desideratum")
     assert plots.save_png(fig, tmp_path / "sel.png").stat().st_size > 1000
     lo, hi = fig.axes[0].get_xlim()
     assert lo < 0.0 and hi > 0.38  # both the point and the whole interval are in view
+
+
+def test_fake_run_files_have_the_schemas_columns(fake_run, task_pneumonia):
+    """The fake run writes every table of rashomon.schema, each with the schema's columns (as a
+    real run does: tests/test_schema.py checks the stages' functions)."""
+    attributes = list(task_pneumonia.attributes)
+    for key, table in S.TABLES.items():
+        path = table.path(fake_run)
+        assert path.exists(), path
+        columns = list(pd.read_csv(path, nrows=0).columns)
+        if key == "per_sample":
+            assert columns == S.per_sample_columns("binary", 2, attributes)
+        elif table.varying:
+            assert columns[: len(table.columns)] == list(table.columns), key
+            assert table.unexpected(columns) == [], key
+        else:
+            assert columns == list(table.columns), key
+    per_model = pd.read_csv(S.table_path(fake_run, "per_model"), nrows=0)
+    assert [c for c in per_model.columns if S.parse_in_set_column(c) is not None] == [
+        "in_set@0.005",
+        "in_set@0.01",
+        "in_set@0.02",
+        "in_set@0.05",
+    ]
+
+
+def _multilabel_run(root: Path, flips: dict[int, list[bool]], extra=None) -> Path:
+    """A multilabel per_sample.csv (labels of a checkpoint-less run are named 'label <l>')."""
+    cols = {S.SAMPLE: range(len(flips[0]))}
+    for lab, f in flips.items():
+        cols[S.label_column(lab, S.MAP_LABEL)] = 0
+        cols[S.label_column(lab, S.AMBIGUOUS)] = f
+        cols[S.label_column(lab, S.DISAGREEMENT)] = np.where(f, 0.5, 0.0)
+        cols[S.label_column(lab, S.CAPACITY)] = np.where(f, 1.2, 1.0)
+        cols[S.label_column(lab, S.FLIP_RATE)] = np.where(f, 0.1, 0.0)
+    return _minimal_run(root, pd.DataFrame(cols), extra)
+
+
+def test_multilabel_headline_and_selection_name_labels(tmp_path):
+    """Multilabel: the headline names the most arbitrary label and counts the others; the
+    selection sentence speaks per label (most gains first), not per (label, desideratum)."""
+    flips = {
+        0: [False, False, False, False],
+        1: [True, True, True, False],  # the worst label: 3 of 4 patients
+        2: [False, True, False, False],
+    }
+    desiderata = ["accuracy", "nll", "brier"]
+    sel = pd.DataFrame(
+        {
+            S.DESIDERATUM: desiderata * 2,
+            S.HIGHER_IS_BETTER: [True, False, False] * 2,
+            S.CHOSEN: 0,
+            S.CHOSEN_VAL: 0.5,
+            S.CHOSEN_TEST: 0.5,
+            S.MAP_TEST: 0.5,
+            S.TEST_GAIN: 0.01,
+            S.GAIN_CI_LOW: 0.001,
+            S.GAIN_CI_HIGH: 0.02,
+            S.SPEARMAN_RHO: 0.5,
+            S.VERDICT: ["real gain", "selection noise", "real loss"]
+            + ["real gain", "real gain", "selection noise"],
+            S.LABEL: [0, 0, 0, 2, 2, 2],
+        }
+    )
+    notes = pd.DataFrame(
+        {
+            S.PART: ["selection", "pareto"],
+            S.NOTE: ["skipped: the trained model predicts 'class 0' for 100 % of test patients"]
+            * 2,
+            S.LABEL: [1, 1],
+        }
+    )
+    run = _multilabel_run(
+        tmp_path / "run", flips, {"decide/selection.csv": sel, "decide/notes.csv": notes}
+    )
+    page = build_report(run, tmp_path / "out", load_images=False).read_text()
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    cond = "validation loss within ε = 0.01 of the trained model's; 40 of 50 sampled models"
+    assert lines[0] == (
+        "For label 1, the most arbitrary of the 3 labels, 75 % of test patients (3 of 4) would "
+        f"receive a different finding from at least one equally good model ({cond})."
+    )
+    assert lines[1] == (
+        "2 of the 3 labels change for some test patient (after label 1: label 2 25 %); 75 % of "
+        "test patients (3 of 4) have at least one label that changes."
+    )
+    assert (
+        "Picking the best model of the set on validation data gives a real test gain for 2 of "
+        "the 2 labels checked: label 2 (accuracy, nll) and label 0 (accuracy) (see the "
+        "selection section for the sizes and their intervals)."
+    ) in lines
+    assert (
+        "Best-in-set selection was skipped for 1 of the 3 labels (label 1); for label 1: the "
+        "trained model predicts 'class 0' for 100 % of test patients."
+    ) in lines
+    assert "label 2: nll ↓" in page and "Selection skipped for some labels:" in page
+
+
+@pytest.mark.slow
+def test_multilabel_run_report(tmp_path):
+    """A real multilabel run (ChestMNIST layout, 14 labels): every table has the schema's
+    columns, the report names labels by the task's class names and renders in Chromium with no
+    failed section."""
+    from browser import inspect_self_contained
+    from conftest import synthetic_npz
+    from rich.console import Console
+
+    from rashomon.config import load_config
+    from rashomon.run import run_pipeline
+
+    synthetic_npz(tmp_path / "chestmnist.npz", sizes=(300, 80, 80), n_labels=14, seed=3)
+    cfg = load_config(
+        None,
+        {
+            "data.dataset": "chestmnist",
+            "data.root": str(tmp_path),
+            "train.arch": "cnn",
+            "train.width": 0.25,
+            "train.epochs": 3,
+            "sample.models": 50,
+            "sample.epsilon": 0.05,
+            "evaluate.metrics": ["multiplicity", "performance", "calibration", "fairness"],
+            "evaluate.bootstrap": 50,
+            "decide.constrained_baseline": False,
+        },
+    )
+    run = tmp_path / "run"
+    run_pipeline(run, cfg, progress=False, console=Console(quiet=True))
+    for key, table in S.TABLES.items():
+        path = table.path(run)
+        if not path.exists():
+            continue
+        columns = list(pd.read_csv(path, nrows=0).columns)
+        if key == "per_sample":
+            expected = S.per_sample_columns("multilabel", 2, ["intensity", "random"], labels=14)
+            assert columns == expected
+        elif table.stage == "decide":
+            assert columns == [
+                *table.columns,
+                *([S.DISAGREEMENT, S.FLIP_RATE] if key == "lsi" else []),
+                S.LABEL,
+            ], key
+        else:
+            assert table.missing(columns) == [] and table.unexpected(columns) == [], key
+    assert not (run / "evaluate" / "convergence.csv").exists()
+    assert not (run / "decide" / "ensemble_curves.csv").exists()  # each table once
+    out = run / "report"
+    assert not (out / "errors.txt").exists()
+    headline = (out / "summary.txt").read_text().splitlines()[0]
+    classes = ["atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule"]
+    classes += ["pneumonia", "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis"]
+    classes += ["pleural", "hernia"]
+    assert headline.startswith("For ") and headline.split(",")[0][4:] in classes
+    if find_chromium() is None:
+        pytest.fail("headless Chromium is required for this test (apt-get install -y chromium)")
+    page = inspect_self_contained(out / "report.html", height=2400)
+    assert page.console_errors == []
+    assert [s["id"] for s in page.sections if s["cls"] == "failed"] == []
+    broken = [im for im in page.images if not im["complete"] or im["naturalWidth"] == 0]
+    assert page.images and broken == []

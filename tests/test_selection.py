@@ -245,9 +245,9 @@ def test_decide_all_end_to_end_binary():
         "selection",
         "pareto",
         "pareto_front",
-        "ensemble_curves",
+        "ensembles",
         "ensemble_min_k",
-        "arbitrary_patients",
+        "patients",
         "lsi",
         "lsi_summary",
         "notes",
@@ -257,10 +257,10 @@ def test_decide_all_end_to_end_binary():
     assert sel.loc["accuracy", "chosen"] == int(np.argmax(acc_val))
     assert sel.loc["accuracy", "models_in_set"] == 20
     assert out["notes"]["note"].str.contains("k=30 skipped").any()
-    assert sorted(out["ensemble_curves"]["k"].unique()) == [1, 3]
+    assert sorted(out["ensembles"]["k"].unique()) == [1, 3]
     assert out["lsi"]["top_lsi"].sum() == 16
     flips = (tp[mask].argmax(-1) != mtp.argmax(-1)).mean(0)
-    assert len(out["arbitrary_patients"]) == int((flips > 0).sum())
+    assert len(out["patients"]) == int((flips > 0).sum())
 
 
 def test_decide_all_refuses_selection_around_a_degenerate_map_model():
@@ -290,7 +290,7 @@ def test_decide_all_refuses_selection_around_a_degenerate_map_model():
         "(balanced accuracy 0.50, chance 0.50); the best model of a set around a degenerate "
         "classifier is no finding"
     )
-    assert {"ensemble_curves", "arbitrary_patients", "selection_values"} <= set(out)
+    assert {"ensembles", "patients", "selection_values"} <= set(out)
     # with the task's class names the note names the class as the report's headline does
     named = decide_all(map_val_probs=sure, class_names=("normal", "pneumonia"), **args)
     assert (

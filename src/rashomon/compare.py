@@ -3,7 +3,8 @@
 For one task, several set sources (Laplace last-layer and all-weights, sampled and linearized,
 Riemannian, MC dropout) and the retrained set (K independently trained seeds) are each an
 ordinary run directory with a finished sample stage. On the same test patients and at one matched
-ε (every set filtered by its own `in_set@ε` column of sample/per_model.csv), each set gets:
+ε (every set filtered by its own `in_set@ε` column of sample/per_model.csv; by default the ground
+truth's ε as its sample stage recorded it), each set gets:
 
 - ambiguity, discrepancy, mean disagreement and mean Rashomon capacity (rashomon.metrics);
 - per-patient agreement with the ground truth: Spearman rank correlation of per-sample
@@ -34,8 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
 from rashomon.metrics import (
     ambiguity,
@@ -45,12 +46,11 @@ from rashomon.metrics import (
     rashomon_capacity,
 )
 
-IN_SET = re.compile(r"^in_set@(.+)$")
 COMPARE_FILE = "compare.csv"
 PER_PATIENT_FILE = "per_patient.csv"
 COMPARE_REPORT = "compare.html"
 COST_KEY = re.compile(r"seconds|memory|rss|bytes|peak", re.IGNORECASE)
-NOT_DESIDERATA = ("model",)
+NOT_DESIDERATA = (S.MODEL,)
 
 
 @dataclass
@@ -129,7 +129,7 @@ def desideratum_spread(per_model: pd.DataFrame | None) -> dict[str, float]:
     """Max − min over the set's models of every numeric desideratum column (MAP row excluded)."""
     if per_model is None or per_model.empty:
         return {}
-    rows = per_model[per_model["model"] >= 0] if "model" in per_model else per_model
+    rows = per_model[per_model[S.MODEL] >= 0]
     numeric = rows.drop(columns=[c for c in NOT_DESIDERATA if c in rows]).select_dtypes("number")
     return {c: float(numeric[c].max() - numeric[c].min()) for c in numeric.columns}
 
@@ -184,7 +184,7 @@ def compare_sets(
     back += sorted(c for c in table.columns if c.startswith("spread"))
     table = table[front + back + ["run_dir"]]
     patients = pd.DataFrame(per_patient)
-    patients.insert(0, "index", np.arange(len(patients)))
+    patients.insert(0, S.SAMPLE, np.arange(len(patients)))
     return table, patients
 
 
@@ -205,61 +205,35 @@ def _check_same_patients(sets: Sequence[SetArrays]) -> None:
 # --------------------------------------------------------------------------- loading
 
 
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    f = Path(run_dir) / "config.yaml"
-    if not f.exists():
-        return {}
-    return yaml.safe_load(f.read_text()) or {}
-
-
-def set_label(cfg: Mapping[str, Any]) -> str:
-    """A short name of a set from its run config, e.g. 'laplace last_layer kron nn'."""
-    s = cfg.get("sample", {})
-    source = s.get("source", "set")
+def set_label(source: str, options: Mapping[str, Any]) -> str:
+    """A short name of a set from its source and resolved options (the sample stage's record),
+    e.g. 'laplace last_layer kron nn'."""
     if source == "laplace":
-        return f"laplace {s.get('subset')} {s.get('hessian')} {s.get('kind')}"
+        return f"laplace {options.get('subset')} {options.get('hessian')} {options.get('kind')}"
     if source == "riemannian":
-        lin = " linearized" if s.get("linearized") else ""
-        return f"riemannian {s.get('subset')}{lin}"
+        lin = " linearized" if options.get("linearized") else ""
+        return f"riemannian {options.get('subset')}{lin}"
     return str(source)
 
 
-def in_set_column(per_model: pd.DataFrame, epsilon: float, where: str) -> str:
-    """The `in_set@ε` column of per_model.csv for ε (matched as a number)."""
-    found = {}
-    for col in per_model.columns:
-        m = IN_SET.match(col)
-        if m:
-            try:
-                found[float(m.group(1))] = col
-            except ValueError:
-                continue
-    for eps, col in found.items():
-        if math.isclose(eps, epsilon, rel_tol=1e-9, abs_tol=1e-12):
-            return col
-    raise RashomonError(
-        f"{where} has no Rashomon set at ε={epsilon:g} (it has {sorted(found)}); choose one of "
-        "those with --epsilon or add ε to sample.epsilons and re-run its sample stage"
-    )
-
-
 def load_set(run_dir: Path, epsilon: float | None = None, name: str | None = None) -> SetArrays:
-    """A run directory's test predictions of the models within ε (default: its configured ε),
-    its MAP model's, the kept models' desiderata and the cost of building the set."""
+    """A run directory's test predictions of the models within ε (default: the ε its sample stage
+    recorded), its MAP model's, the kept models' desiderata and the cost of building the set."""
     run_dir = Path(run_dir)
     sample = run_dir / "sample"
-    needed = ("probs_test.npy", "map_probs_test.npy", "per_model.csv")
+    per_model_file = S.TABLES["per_model"].path(run_dir)
+    needed = (S.probs_file("test"), S.map_probs_file("test"), per_model_file.name)
     missing = [f for f in needed if not (sample / f).exists()]
     if missing:
         raise RashomonError(
-            f"{run_dir} lacks sample/{missing[0]}; run `rashomon sample {run_dir}` first"
+            f"{run_dir} lacks sample/{missing[0]}; re-run `rashomon sample {run_dir} --force`"
         )
-    cfg = _read_config(run_dir)
+    record = S.sample_record(run_dir)  # ε, source and options as the sample stage recorded them
     if epsilon is None:
-        epsilon = float(cfg.get("sample", {}).get("epsilon", 0.02))
-    per_model = pd.read_csv(sample / "per_model.csv")
-    col = in_set_column(per_model, epsilon, f"{sample / 'per_model.csv'}")
-    probs = np.load(sample / "probs_test.npy", mmap_mode="r")
+        epsilon = record.epsilon
+    per_model = pd.read_csv(per_model_file)
+    col = S.find_in_set_column(per_model.columns, epsilon, str(per_model_file))
+    probs = np.load(sample / S.probs_file("test"), mmap_mode="r")
     if len(per_model) != probs.shape[0]:
         raise RashomonError(
             f"{sample}: per_model.csv has {len(per_model)} rows for {probs.shape[0]} models; "
@@ -270,21 +244,20 @@ def load_set(run_dir: Path, epsilon: float | None = None, name: str | None = Non
         raise RashomonError(
             f"no model of {run_dir} is within ε={epsilon:g}; use a larger --epsilon"
         )
-    ids = per_model["model"].to_numpy() if "model" in per_model else np.arange(len(per_model))
+    ids = per_model[S.MODEL].to_numpy()
     desiderata = None
-    pm_test = run_dir / "evaluate" / "per_model_test.csv"
+    pm_test = S.TABLES["per_model_test"].path(run_dir)
     if pm_test.exists():
         df = pd.read_csv(pm_test)
-        if "model" in df:
-            desiderata = df[df["model"].isin(ids[keep])]
+        desiderata = df[df[S.MODEL].isin(ids[keep])]
     return SetArrays(
-        name=name or set_label(cfg) or run_dir.name,
+        name=name or set_label(record.source, record.options) or run_dir.name,
         probs=np.asarray(probs[keep], dtype=np.float32),
-        map_probs=np.load(sample / "map_probs_test.npy"),
+        map_probs=np.load(sample / S.map_probs_file("test")),
         models=int(probs.shape[0]),
         per_model_test=desiderata,
         cost=build_cost(run_dir),
-        source=str(cfg.get("sample", {}).get("source", "")),
+        source=record.source,
         run_dir=str(run_dir),
     )
 
@@ -294,7 +267,7 @@ def build_cost(run_dir: Path) -> dict[str, float]:
     `train_seconds` from the train stage (what every set shares)."""
     cost: dict[str, float] = {}
     for stage, prefix in (("sample", ""), ("train", "train_")):
-        f = Path(run_dir) / stage / "summary.json"
+        f = Path(run_dir) / stage / S.SUMMARY
         if not f.exists():
             continue
         summary = json.loads(f.read_text())
@@ -326,7 +299,7 @@ def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
 
 
 def _find_truth(run_dirs: Sequence[Path]) -> Path:
-    retrain = [d for d in run_dirs if _read_config(d).get("sample", {}).get("source") == "retrain"]
+    retrain = [d for d in run_dirs if S.sample_record(d).source == "retrain"]
     if len(retrain) != 1:
         raise RashomonError(
             f"found {len(retrain)} retrained sets among the runs; name the ground truth with "
@@ -357,9 +330,9 @@ def run_compare(
 
     RUN_DIRS are run directories with a finished sample stage, or sweep directories (every cell
     that has one). The ground truth is --truth, else the one run whose source is `retrain`.
-    ε defaults to the ground truth's configured `sample.epsilon`. Writes OUT/compare.csv (one row
-    per set, then the ground-truth row), OUT/per_patient.csv and OUT/compare.html; returns the
-    compare table.
+    ε defaults to the ground truth's ε as its sample stage recorded it (sample/summary.json).
+    Writes OUT/compare.csv (one row per set, then the ground-truth row), OUT/per_patient.csv and
+    OUT/compare.html; returns the compare table.
     """
     from rich.console import Console
 
@@ -370,7 +343,7 @@ def run_compare(
     if not dirs:
         raise RashomonError("no set to compare with the ground truth; give more run directories")
     if epsilon is None:
-        epsilon = float(_read_config(truth_dir).get("sample", {}).get("epsilon", 0.02))
+        epsilon = S.sample_record(truth_dir).epsilon
     truth_set = load_set(truth_dir, epsilon)
     truth_set.name = f"{truth_set.name} (ground truth)"
     sets = [load_set(d, epsilon) for d in dirs]

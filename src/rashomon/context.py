@@ -6,7 +6,6 @@ this small contract, not on the orchestration above them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +56,3 @@ class StageContext:
                 f"{p} is missing; re-run stage {stage!r}: `rashomon {stage} {self.run_dir} --force`"
             )
         return p
-
-    def upstream(self, stage: str) -> dict[str, Any]:
-        """What a finished earlier stage recorded in its summary.json (e.g. the sample stage's
-        ε and set size): later stages read these, never the config's defaults."""
-        return json.loads(self.path(stage, "summary.json").read_text())

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from rashomon import metrics as rm
+from rashomon import schema as S
 from rashomon.context import StageContext
 from rashomon.errors import RashomonError
 from rashomon.sets.rashomon import MIN_SET_MODELS
@@ -44,7 +45,7 @@ def chosen_attributes(task, requested: list[str] | None) -> list[str]:
 def multiplicity_table(summary: dict[str, Any]) -> pd.DataFrame:
     """Flatten `multiplicity_summary`'s dict into rows: metric, group, attribute, derived, value."""
     rows = [
-        {"metric": k, "group": "all", "attribute": "", "derived": None, "value": v}
+        {S.METRIC: k, S.GROUP: "all", S.ATTRIBUTE: "", S.DERIVED: None, S.VALUE: v}
         for k, v in summary.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     ]
@@ -56,14 +57,48 @@ def multiplicity_table(summary: dict[str, Any]) -> pd.DataFrame:
                     continue
                 rows.append(
                     {
-                        "metric": col,
-                        "group": f"{attribute}={r.get('group', r.get('level'))}",
-                        "attribute": attribute,
-                        "derived": bool(r.get("derived", False)),
-                        "value": float(r[col]),
+                        S.METRIC: col,
+                        S.GROUP: f"{attribute}={r.get('group', r.get('level'))}",
+                        S.ATTRIBUTE: attribute,
+                        S.DERIVED: bool(r.get("derived", False)),
+                        S.VALUE: float(r[col]),
                     }
                 )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=S.TABLES["multiplicity"].columns)
+
+
+def multiplicity_tables(
+    probs: np.ndarray,
+    map_probs: np.ndarray,
+    y: np.ndarray,
+    groups: dict[str, np.ndarray],
+    derived: dict[str, bool],
+    levels: dict[str, list[str]],
+    *,
+    kind: str,
+    threshold: float,
+    extra_thresholds: dict[str, float] | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The multiplicity tables of the test split, keyed as `rashomon.schema.TABLES`:
+    per_sample (with the true label, except multilabel), multiplicity and (not multilabel)
+    convergence; and `multiplicity_summary`'s summary."""
+    per_sample, summary = rm.multiplicity_summary(
+        probs,
+        map_probs,
+        groups,
+        derived,
+        threshold=threshold,
+        extra_thresholds=extra_thresholds,
+        kind=kind,
+        level_names=levels,
+    )
+    tables = {"per_sample": per_sample, "multiplicity": multiplicity_table(summary)}
+    if kind != "multilabel":
+        per_sample.insert(1, S.TRUE_LABEL, y)
+        ref = rm.predict_labels(map_probs[None], threshold)[0]
+        tables["convergence"] = rm.convergence_curve(probs, ref, seed=seed, threshold=threshold)
+    return tables, summary
 
 
 def per_model_frames(
@@ -72,8 +107,8 @@ def per_model_frames(
     """Per-model metric table of the set with the MAP model as row `model = -1`."""
     table = rm.per_model_table(probs, **kwargs)
     map_row = rm.per_model_table(map_probs[None], **kwargs)
-    table.insert(0, "model", model_ids)
-    map_row.insert(0, "model", -1)
+    table.insert(0, S.MODEL, model_ids)
+    map_row.insert(0, S.MODEL, -1)
     out = pd.concat([map_row, table], ignore_index=True)
     out.attrs = table.attrs
     return out
@@ -87,7 +122,7 @@ def null_control_notes(per_model_test: pd.DataFrame, attributes: list[str], task
     real = [a for a in attributes if not task.attributes[a].derived]
     targets = real or [a for a in attributes if a != "random"]
     notes = []
-    set_rows = per_model_test[per_model_test["model"] >= 0]
+    set_rows = per_model_test[per_model_test[S.MODEL] >= 0]
     for a in targets:
         for gap in ("tpr_gap", "accuracy_gap"):
             if f"{gap}[{a}]" not in set_rows.columns:
@@ -105,12 +140,12 @@ def run_evaluate_stage(ctx: StageContext) -> None:
         raise RashomonError(f"unknown metric group(s) {unknown}; choose from {KNOWN_METRICS}")
     task = ctx.task()
     sample_dir = ctx.path("sample")
-    sampled = ctx.upstream("sample")  # ε and source as the sample stage recorded them
-    epsilon, source = float(sampled["epsilon"]), str(sampled["source"])
-    keep = np.load(ctx.path("sample", "in_set.npy"))
+    sampled = S.sample_record(ctx.run_dir)  # ε and source as the sample stage recorded them
+    epsilon, source = sampled.epsilon, sampled.source
+    keep = np.load(ctx.path("sample", S.IN_SET))
     idx = rashomon_indices(keep, epsilon)
-    probs = {s: np.load(sample_dir / f"probs_{s}.npy", mmap_mode="r")[idx] for s in ("val", "test")}
-    map_probs = {s: np.load(sample_dir / f"map_probs_{s}.npy") for s in ("val", "test")}
+    probs = {s: np.load(sample_dir / S.probs_file(s), mmap_mode="r")[idx] for s in ("val", "test")}
+    map_probs = {s: np.load(sample_dir / S.map_probs_file(s)) for s in ("val", "test")}
     attributes = chosen_attributes(task, e.groups)
     derived = {a: task.attributes[a].derived for a in attributes}
     levels = {a: list(task.attributes[a].levels) for a in attributes}
@@ -136,30 +171,26 @@ def run_evaluate_stage(ctx: StageContext) -> None:
         ctx.summary[f"threshold@{name}"] = round(float(t_sens), 4)
 
     if "multiplicity" in e.metrics:
-        per_sample, summary = rm.multiplicity_summary(
+        tables, summary = multiplicity_tables(
             probs["test"],
             map_probs["test"],
+            y["test"],
             groups["test"],
             derived,
+            levels,
+            kind=kind,
             threshold=e.threshold,
             extra_thresholds=extra_thresholds,
-            kind=kind,
-            level_names=levels,
+            seed=cfg.seed,
         )
-        if kind != "multilabel":
-            per_sample.insert(1, "true_label", y["test"])
-        per_sample.to_csv(ctx.out / "per_sample.csv", index=False)
-        multiplicity_table(summary).to_csv(ctx.out / "multiplicity.csv", index=False)
-        if kind != "multilabel":
-            ref = rm.predict_labels(map_probs["test"][None], e.threshold)[0]
-            curve = rm.convergence_curve(probs["test"], ref, seed=cfg.seed, threshold=e.threshold)
-            curve.to_csv(ctx.out / "convergence.csv", index=False)
+        for key, table in tables.items():
+            write(ctx, key, table)
         for key in ("ambiguity", "discrepancy", "mean_disagreement", "mean_capacity", "flip_share"):
             if key in summary:
                 ctx.summary[key] = round(float(summary[key]), 4)
 
     if "multiplicity" in e.metrics and wants_extremes(e.extremes, sampled, task):
-        extremes_table(ctx, task, epsilon).to_csv(ctx.out / "extremes.csv", index=False)
+        write(ctx, "extremes", extremes_table(ctx, task, epsilon))
 
     table_args = dict(
         attributes_derived=derived, threshold=e.threshold, kind=kind, level_names=levels
@@ -172,14 +203,15 @@ def run_evaluate_stage(ctx: StageContext) -> None:
 
     if "robustness" in e.metrics:
         rob = robustness_table(ctx, idx)
-        rob.to_csv(ctx.out / "robustness.csv", index=False)
-        per_model["test"] = per_model["test"].merge(robustness_columns(rob), on="model", how="left")
+        write(ctx, "robustness", rob)
+        per_model["test"] = per_model["test"].merge(robustness_columns(rob), on=S.MODEL, how="left")
 
     for s in ("val", "test"):
-        per_model[s].to_csv(ctx.out / f"per_model_{s}.csv", index=False)
-    set_rows = per_model["test"][per_model["test"]["model"] >= 0].drop(columns="model")
+        write(ctx, f"per_model_{s}", per_model[s])
+    test_rows = per_model["test"]
+    set_rows = test_rows[test_rows[S.MODEL] >= 0].drop(columns=S.MODEL)
     set_rows.attrs = {"attributes_derived": derived}
-    map_row = per_model["test"][per_model["test"]["model"] == -1].drop(columns="model").iloc[0]
+    map_row = test_rows[test_rows[S.MODEL] == -1].drop(columns=S.MODEL).iloc[0]
     tidy = rm.spread_table(
         set_rows,
         map_row,
@@ -189,7 +221,7 @@ def run_evaluate_stage(ctx: StageContext) -> None:
         n_boot=e.bootstrap,
         seed=cfg.seed,
     )
-    rm.write_table(tidy, ctx.out / "metrics.csv")
+    rm.write_table(tidy, ctx.out / S.TABLES["metrics"].file)
     notes = null_control_notes(per_model["test"], attributes, task)
     ctx.summary["null_control"] = notes or ["null-control gaps stay below the real attributes'"]
     headline = [c for c in ("accuracy", "auroc", "ece", "nll") if c in set_rows.columns]
@@ -198,15 +230,20 @@ def run_evaluate_stage(ctx: StageContext) -> None:
         ctx.console.print(f"[yellow]{note}[/yellow]")
 
 
+def write(ctx: StageContext, key: str, table: pd.DataFrame) -> None:
+    """Write one table of this stage under the schema's file name."""
+    table.to_csv(ctx.out / S.TABLES[key].file, index=False)
+
+
 EXTREMES_AUTO_WORK = 5_000_000  # N_train · N_test up to which "auto" computes the extremes
 
 
-def wants_extremes(setting: str, sampled: dict[str, Any], task: Any) -> bool:
+def wants_extremes(setting: str, sampled: S.SampleRecord, task: Any) -> bool:
     """Whether to compute the exact last-layer extremes: for head-only sets of binary tasks,
     always ("on"), never ("off"), or when the problem is small enough ("auto")."""
-    if setting == "off" or task.kind != "binary" or not sampled.get("head_only"):
+    if setting == "off" or task.kind != "binary" or not sampled.head_only:
         if setting == "on":
-            shape = "head-only" if sampled.get("head_only") else "not head-only"
+            shape = "head-only" if sampled.head_only else "not head-only"
             raise RashomonError(
                 "evaluate.extremes 'on' needs a head-only set of a binary task (last-layer "
                 f"extremes); this run's set is {shape} on a {task.kind} task; use 'auto' or 'off'"
@@ -223,10 +260,10 @@ def extremes_table(ctx: StageContext, task: Any, epsilon: float) -> pd.DataFrame
     from rashomon.models.train import load_checkpoint
     from rashomon.sets.extremes import last_layer_extremes
 
-    model, _ = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
+    model, _ = load_checkpoint(ctx.path("train", S.CHECKPOINT), device=ctx.device)
     start = time.perf_counter()
     table = last_layer_extremes(model, task, epsilon, "test", device=ctx.device)
-    ctx.summary["extremes_ambiguity"] = round(float(table["flip_possible"].mean()), 4)
+    ctx.summary["extremes_ambiguity"] = round(float(table[S.FLIP_POSSIBLE].mean()), 4)
     ctx.summary["extremes_seconds"] = round(time.perf_counter() - start, 2)
     ctx.summary["extremes_set"] = table.attrs["definition"]
     return table
@@ -240,14 +277,14 @@ def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
     from rashomon.sets.base import ModelSet
 
     e = ctx.cfg.evaluate
-    mset = ModelSet.load(ctx.path("sample", "set.pt"))
+    mset = ModelSet.load(ctx.path("sample", S.SET))
     if not mset.head_only and len(idx) > e.robustness_models:
         # A full forward per model and per corrupted split: audit a seeded subset of the set.
         rng = np.random.default_rng(ctx.cfg.seed)
         idx = np.sort(rng.choice(idx, e.robustness_models, replace=False))
         ctx.summary["robustness_models"] = f"{len(idx)} of the set (seeded subset)"
     mset = mset.subset(idx)
-    model, _ = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
+    model, _ = load_checkpoint(ctx.path("train", S.CHECKPOINT), device=ctx.device)
     table = robustness_tables(
         mset,
         model,
@@ -269,8 +306,8 @@ def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
         k: round(float(v), 2) for k, v in table.attrs.get("timings", {}).items()
     }
     # robustness_tables numbers the set's models 0..M'-1; map back to the sample stage's ids.
-    set_rows = table["model"] >= 0
-    table.loc[set_rows, "model"] = idx[table.loc[set_rows, "model"].to_numpy()]
+    set_rows = table[S.MODEL] >= 0
+    table.loc[set_rows, S.MODEL] = idx[table.loc[set_rows, S.MODEL].to_numpy()]
     return table
 
 
@@ -278,16 +315,18 @@ def robustness_columns(table: pd.DataFrame) -> pd.DataFrame:
     """Per-model summary columns for selection and spread: mean accuracy over corruptions and
     severities, and adversarial accuracy per attack and ε (transfer from the MAP model)."""
     out = []
-    corr = table[(table["family"] == "corruption") & (table["metric"] == "accuracy")]
+    accuracy = table[S.METRIC] == "accuracy"
+    corr = table[(table[S.FAMILY] == "corruption") & accuracy]
     if len(corr):
-        out.append(corr.groupby("model")["value"].mean().rename("corruption_accuracy"))
-    att = table[(table["family"] == "attack") & (table["metric"] == "accuracy")]
-    for (name, eps), frame in att.groupby(["corruption", "epsilon"]):
+        out.append(corr.groupby(S.MODEL)[S.VALUE].mean().rename(S.CORRUPTION_ACCURACY))
+    att = table[(table[S.FAMILY] == "attack") & accuracy]
+    for (name, eps), frame in att.groupby([S.CORRUPTION, S.EPSILON]):
         if eps == 0:
             continue
-        mode = frame[frame["mode"] == "transfer"] if (frame["mode"] == "transfer").any() else frame
+        transfer = frame[S.MODE] == "transfer"
+        mode = frame[transfer] if transfer.any() else frame
         col = f"adv_accuracy_{name}_{eps * 255:.0f}of255"
-        out.append(mode.groupby("model")["value"].mean().rename(col))
+        out.append(mode.groupby(S.MODEL)[S.VALUE].mean().rename(col))
     if not out:
-        return pd.DataFrame({"model": []})
+        return pd.DataFrame({S.MODEL: []})
     return pd.concat(out, axis=1).reset_index()

@@ -9,26 +9,27 @@ network with `net.load_state_dict(torch.load(path)["user_state_dict"])` without 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
-from rashomon.schema import CHECKPOINT, PER_MODEL, SET, SUMMARY, find_in_set_column
 
 MAP_MODEL = "map"  # the audited (trained) model itself
 
 
-def _sample_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "sample" / SUMMARY
-    if not (run_dir / "sample" / SET).exists() or not path.exists():
+PER_MODEL = S.TABLES["per_model"].file
+
+
+def _sample_record(run_dir: Path) -> S.SampleRecord:
+    if not (run_dir / "sample" / S.SET).exists() or not (run_dir / "sample" / S.SUMMARY).exists():
         raise RashomonError(
-            f"{run_dir} has no finished sample stage (no sample/{SET}); run "
+            f"{run_dir} has no finished sample stage (no sample/{S.SET}); run "
             f"`rashomon sample {run_dir}` first"
         )
-    return json.loads(path.read_text())
+    return S.sample_record(run_dir)  # ε and source as the sample stage recorded them
 
 
 def parse_model_id(model: str | int) -> int | str:
@@ -62,35 +63,35 @@ def export_model(
     if out.exists() and not force:
         raise RashomonError(f"{out} exists; choose another --out or pass --force to replace it")
     model_id = parse_model_id(model)
-    summary = _sample_summary(run_dir)
-    epsilon = float(summary["epsilon"])
-    base, meta = load_checkpoint(run_dir / "train" / CHECKPOINT)
+    sampled = _sample_record(run_dir)
+    epsilon = sampled.epsilon
+    base, meta = load_checkpoint(run_dir / "train" / S.CHECKPOINT)
     origin: dict[str, Any] = {
         "run_dir": str(run_dir.resolve()),
-        "source": summary.get("source", ""),
+        "source": sampled.source,
         "epsilon": epsilon,
     }
     if model_id == MAP_MODEL:
         net = base
         origin.update(model=MAP_MODEL, in_set=True)
     else:
-        per_model = pd.read_csv(run_dir / "sample" / PER_MODEL)
-        rows = per_model.index[per_model["model"] == model_id]
+        per_model = pd.read_csv(S.TABLES["per_model"].path(run_dir))
+        rows = per_model.index[per_model[S.MODEL] == model_id]
         if len(rows) == 0:
             raise RashomonError(
                 f"model {model_id} is not in {run_dir}/sample/{PER_MODEL} (models "
-                f"{int(per_model['model'].min())}..{int(per_model['model'].max())})"
+                f"{int(per_model[S.MODEL].min())}..{int(per_model[S.MODEL].max())})"
             )
         row = per_model.loc[rows[0]]
-        col = find_in_set_column(per_model.columns, epsilon, f"sample/{PER_MODEL}")
+        col = S.find_in_set_column(per_model.columns, epsilon, f"sample/{PER_MODEL}")
         in_set = bool(row[col])
         if not in_set and not outside:
             raise RashomonError(
                 f"model {model_id} is outside the Rashomon set at ε = {epsilon:g} (validation "
-                f"loss {float(row['val_loss']):.4f}); pick one with {col} True in "
+                f"loss {float(row[S.VAL_LOSS]):.4f}); pick one with {col} True in "
                 f"sample/{PER_MODEL}, or pass --outside to export it anyway"
             )
-        mset = ModelSet.load(run_dir / "sample" / SET)
+        mset = ModelSet.load(run_dir / "sample" / S.SET)
         if mset.kind == "glm" and not mset.head_only:
             raise RashomonError(
                 "the set's models are linearised networks (kind glm), which no plain network "

@@ -395,7 +395,7 @@ def top_lsi(lsi: Any, k: int) -> np.ndarray:
 def training_multiplicity(train_preds: Any, ref: Any) -> pd.DataFrame:
     """Per training sample, how the Rashomon set disagrees on it: ``disagreement`` =
     C/(C-1) * (1 - sum_c s_c^2) with s_c the share of models predicting class c (equals
-    4 p(1-p) for two classes; 0 = unanimous, 1 = evenly split), and ``flip_share`` = share of
+    4 p(1-p) for two classes; 0 = unanimous, 1 = evenly split), and ``flip_rate`` = share of
     models whose label differs from the MAP's ``ref``. ``train_preds`` is ``[M, N]`` labels."""
     preds = np.asarray(
         train_preds.detach().cpu() if isinstance(train_preds, torch.Tensor) else train_preds
@@ -407,7 +407,7 @@ def training_multiplicity(train_preds: Any, ref: Any) -> pd.DataFrame:
     c = max(c, 2)
     shares = np.stack([(preds == j).mean(0) for j in range(c)], -1)
     dis = c / (c - 1) * (1 - (shares**2).sum(-1))
-    return pd.DataFrame({"disagreement": dis, "flip_share": (preds != r).mean(0)})
+    return pd.DataFrame({"disagreement": dis, "flip_rate": (preds != r).mean(0)})
 
 
 def lsi_vs_multiplicity(lsi: Any, disagreement: Any, *, top_fraction: float = 0.1) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
+from rashomon import schema as S
 from rashomon.config import RunConfig, dump_config, load_config
 from rashomon.context import StageContext
 from rashomon.errors import RashomonError
@@ -110,10 +111,10 @@ STAGES: dict[str, Stage] = {
 }
 # What `rashomon run` does by default; validate (K retrained networks) only when asked.
 STAGE_ORDER = ("train", "sample", "evaluate", "decide", "report")
-CONFIG_FILE = "config.yaml"
-RECORDS_FILE = "stages.json"
-ENV_FILE = "environment.json"
-LOCK_FILE = ".lock"
+CONFIG_FILE = S.CONFIG
+RECORDS_FILE = S.RECORDS
+ENV_FILE = S.ENVIRONMENT
+LOCK_FILE = S.LOCK
 HASH_CACHE_FILE = ".file-hashes.json"
 
 
@@ -360,7 +361,7 @@ def run_stage(
         raise
     seconds = time.perf_counter() - start
     ctx.summary.setdefault("seconds", round(seconds, 2))
-    (tmp / "summary.json").write_text(json.dumps(ctx.summary, indent=2, default=str))
+    (tmp / S.SUMMARY).write_text(json.dumps(ctx.summary, indent=2, default=str))
     _commit_stage(run_dir, cfg, name, tmp, {"seconds": round(seconds, 2)}, data)
     return ctx.summary
 

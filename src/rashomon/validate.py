@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
 
 SPLIT_HALF_ROUNDS = 20
@@ -108,16 +109,15 @@ def run_validate_stage(ctx: Any) -> None:
     from rashomon.compare import SetArrays, compare_sets
     from rashomon.models.train import load_checkpoint
     from rashomon.predict import model_probs
-    from rashomon.schema import find_in_set_column
     from rashomon.sets.base import ModelSet
     from rashomon.sets.rashomon import MIN_SET_MODELS, rashomon_mask
     from rashomon.sets.retrain import trained_networks
 
     cfg, v = ctx.cfg, ctx.cfg.validity
     task = ctx.task()
-    sampled = ctx.upstream("sample")
-    epsilon, on = float(sampled["epsilon"]), str(sampled.get("on", "loss"))
-    model, _ = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
+    sampled = S.sample_record(ctx.run_dir)  # ε and criterion as the sample stage recorded them
+    epsilon, on = sampled.epsilon, sampled.on
+    model, _ = load_checkpoint(ctx.path("train", S.CHECKPOINT), device=ctx.device)
     t = cfg.train
     seeds = list(range(cfg.seed + 1, cfg.seed + 1 + v.models))  # the MAP model is seed cfg.seed
     if v.workers > 1 or v.address:
@@ -154,19 +154,20 @@ def run_validate_stage(ctx: Any) -> None:
         )
     p_test = truth.subset(keep).predict(task.test.x, device=ctx.device).numpy()
     map_test = model_probs(model, task.test.x, multilabel, ctx.device).numpy()
-    np.save(ctx.out / "probs_test.npy", p_test.astype(np.float32))
+    np.save(ctx.out / S.probs_file("test"), p_test.astype(np.float32))
 
     sample_dir = ctx.path("sample")
-    per_model = pd.read_csv(sample_dir / "per_model.csv")
-    col = find_in_set_column(per_model.columns, epsilon, str(sample_dir / "per_model.csv"))
+    per_model_file = S.TABLES["per_model"].path(ctx.run_dir)
+    per_model = pd.read_csv(per_model_file)
+    col = S.find_in_set_column(per_model.columns, epsilon, str(per_model_file))
     cheap_keep = per_model[col].astype(bool).to_numpy()
-    cheap_probs = np.load(sample_dir / "probs_test.npy", mmap_mode="r")[cheap_keep]
+    cheap_probs = np.load(sample_dir / S.probs_file("test"), mmap_mode="r")[cheap_keep]
     cheap = SetArrays(
-        name=str(sampled.get("source", "set")),
+        name=sampled.source,
         probs=np.asarray(cheap_probs, dtype=np.float32),
         map_probs=map_test,
         models=len(per_model),
-        source=str(sampled.get("source", "")),
+        source=sampled.source,
         run_dir=str(ctx.run_dir),
     )
     retrained = SetArrays(

@@ -2,8 +2,8 @@
 ensembles with abstention, and the link between Laplace Sample Information and multiplicity.
 
 ``decide_all`` is the whole ``decide`` stage as a pure function of arrays; the stage wrapper only
-loads the arrays written by ``sample``/``evaluate`` and writes the returned DataFrames as CSV
-(``<key>.csv``)."""
+loads the arrays written by ``sample``/``evaluate`` and writes each returned DataFrame once, as
+the file ``rashomon.schema.TABLES[key]`` names (``<key>.csv``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.decide.desiderata import (
     Desideratum,
@@ -107,10 +108,12 @@ def decide_all(
         mask applied here too) and ``map_train_preds [N_train]``;
       - ``class_names``: the task's, so that notes name a class as the report does.
 
-    Returns DataFrames (write each as ``<key>.csv``): ``selection`` (best-in-set per
-    desideratum), ``selection_values`` (long: model, desideratum, val, test), ``pareto``,
-    ``pareto_front``, ``ensemble_curves``, ``ensemble_min_k``, ``arbitrary_patients``, and with
-    LSI inputs ``lsi`` (per training sample) and ``lsi_summary``; ``notes`` lists what was
+    Returns DataFrames keyed as ``rashomon.schema.TABLES`` (written as ``<key>.csv``, columns
+    as the schema lists them): ``selection`` (best-in-set per desideratum),
+    ``selection_values`` (long: model, desideratum, val, test), ``pareto``, ``pareto_front``,
+    ``ensembles`` (curves over k and the abstention rule), ``ensemble_min_k``, ``patients``
+    (the arbitrary test patients), and with LSI inputs ``lsi`` (per training sample) and
+    ``lsi_summary``; ``notes`` lists what was
     skipped and why. Selection and Pareto selection are skipped (a note says why) when the MAP
     model is degenerate, see :func:`degenerate_map`. Multilabel tasks get a ``label`` column in
     every table."""
@@ -154,7 +157,7 @@ def decide_all(
     out: dict[str, pd.DataFrame] = {}
     refusal = degenerate_map(mvp, vy, mtp, ty, class_names)
     if refusal:  # Pareto selection is a selection too
-        notes += [{"part": p, "note": f"skipped: {refusal}"} for p in ("selection", "pareto")]
+        notes += [{S.PART: p, S.NOTE: f"skipped: {refusal}"} for p in ("selection", "pareto")]
     else:
         sel = best_in_set(
             vv,
@@ -177,10 +180,10 @@ def decide_all(
         [
             pd.DataFrame(
                 {
-                    "model": np.arange(m),
-                    "desideratum": d.name,
-                    "val": vv[d.name].to_numpy(),
-                    "test": tv[d.name].to_numpy(),
+                    S.MODEL: np.arange(m),
+                    S.DESIDERATUM: d.name,
+                    S.VAL: vv[d.name].to_numpy(),
+                    S.TEST: tv[d.name].to_numpy(),
                 }
             )
             for d in des
@@ -188,7 +191,7 @@ def decide_all(
         ignore_index=True,
     )
     if "accuracy" not in vv:
-        notes.append({"part": "pareto", "note": "skipped: no 'accuracy' desideratum"})
+        notes.append({S.PART: "pareto", S.NOTE: "skipped: no 'accuracy' desideratum"})
     elif not refusal:
         out["pareto"], out["pareto_front"] = pareto_selection(
             vv, tv, mv, mt, des, epsilon=pareto_epsilon
@@ -198,29 +201,29 @@ def decide_all(
     feasible = [k for k in ks if k <= m]
     for k in sorted(set(ks) - set(feasible)):
         notes.append(
-            {"part": "ensembles", "note": f"k={k} skipped: the Rashomon set has only {m} models"}
+            {S.PART: "ensembles", S.NOTE: f"k={k} skipped: the Rashomon set has only {m} models"}
         )
     curves = ensemble_curves(tp, ty, feasible, taus, alphas, n_partitions=n_partitions, seed=seed)
-    out["ensemble_curves"] = curves
+    out["ensembles"] = curves
     out["ensemble_min_k"] = smallest_k(curves, ambiguity_target)
     pick = out["ensemble_min_k"]
     row = pick[
-        (pick["combine"] == "vote")
-        & (pick["rule"] == "share")
-        & np.isclose(pick["threshold"], patient_threshold)
+        (pick[S.COMBINE] == "vote")
+        & (pick[S.RULE] == "share")
+        & np.isclose(pick[S.THRESHOLD], patient_threshold)
     ]
     k_pat = (
-        int(row["k_min"].iloc[0])
-        if len(row) and np.isfinite(row["k_min"].iloc[0])
+        int(row[S.K_MIN].iloc[0])
+        if len(row) and np.isfinite(row[S.K_MIN].iloc[0])
         else (feasible[-1])
     )
-    out["arbitrary_patients"] = arbitrary_patients(
+    out["patients"] = arbitrary_patients(
         tp, ty, mtp.argmax(-1), k=k_pat, rule="share", threshold=patient_threshold, seed=seed
-    ).assign(k=k_pat, threshold=patient_threshold)
+    ).assign(**{S.K: k_pat, S.THRESHOLD: patient_threshold})
 
     if lsi is not None:
         out.update(_lsi_tables(lsi, train_preds, map_train_preds, mask, lsi_top_k))
-    out["notes"] = pd.DataFrame(notes, columns=["part", "note"])
+    out["notes"] = pd.DataFrame(notes, columns=[S.PART, S.NOTE])
     return out
 
 
@@ -257,9 +260,9 @@ def _lsi_tables(lsi, train_preds, map_train_preds, mask, top_k) -> dict[str, pd.
     from rashomon.lsi import lsi_vs_multiplicity, top_lsi, training_multiplicity
 
     v = np.asarray(to_numpy(lsi, "lsi"), np.float64).reshape(-1)
-    table = pd.DataFrame({"sample": np.arange(len(v)), "lsi": v})
-    table["top_lsi"] = False
-    table.loc[top_lsi(v, min(top_k, len(v))), "top_lsi"] = True
+    table = pd.DataFrame({S.SAMPLE: np.arange(len(v)), S.LSI: v})
+    table[S.TOP_LSI] = False
+    table.loc[top_lsi(v, min(top_k, len(v))), S.TOP_LSI] = True
     out = {}
     if train_preds is not None and map_train_preds is not None:
         tp = np.asarray(to_numpy(train_preds, "train_preds"))
@@ -267,7 +270,7 @@ def _lsi_tables(lsi, train_preds, map_train_preds, mask, top_k) -> dict[str, pd.
             tp = tp[mask]
         tm = training_multiplicity(tp, map_train_preds)
         table = pd.concat([table, tm], axis=1)
-        out["lsi_summary"] = lsi_vs_multiplicity(v, tm["disagreement"].to_numpy())
+        out["lsi_summary"] = lsi_vs_multiplicity(v, tm[S.DISAGREEMENT].to_numpy())
     out["lsi"] = table
     return out
 
@@ -297,5 +300,5 @@ def _per_label(args: dict[str, Any]) -> dict[str, pd.DataFrame]:
             sub["lsi"] = None  # LSI is per training sample, not per label: report it once
         res = decide_all(kind="binary", **sub)
         for key, df in res.items():
-            tables.setdefault(key, []).append(df.assign(label=label))
+            tables.setdefault(key, []).append(df.assign(**{S.LABEL: label}))
     return {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rashomon import schema as S
 from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.errors import RashomonError
 
@@ -248,16 +249,16 @@ def ensemble_curves(
         v = _nanmean_rows(np.stack(vals))
         rows.append(
             {
-                "combine": comb,
-                "rule": rule,
-                "threshold": thr,
-                "k": k,
-                "n_ensembles": int(vals[0][4]),
-                "n_partitions": len(vals),
-                "coverage": v[0],
-                "covered_accuracy": v[1],
-                "residual_ambiguity": v[2],
-                "pairwise_disagreement": v[3],
+                S.COMBINE: comb,
+                S.RULE: rule,
+                S.THRESHOLD: thr,
+                S.K: k,
+                S.N_ENSEMBLES: int(vals[0][4]),
+                S.N_PARTITIONS: len(vals),
+                S.COVERAGE: v[0],
+                S.COVERED_ACCURACY: v[1],
+                S.RESIDUAL_AMBIGUITY: v[2],
+                S.PAIRWISE_DISAGREEMENT: v[3],
             }
         )
     return pd.DataFrame(rows)
@@ -285,16 +286,18 @@ def smallest_k(curves: pd.DataFrame, target: float = 0.01) -> pd.DataFrame:
         first = ok.iloc[0] if len(ok) else None
         rows.append(
             {
-                "combine": comb,
-                "rule": rule,
-                "threshold": thr,
-                "target": target,
-                "k_min": int(first["k"]) if first is not None else np.nan,
-                "coverage": first["coverage"] if first is not None else np.nan,
-                "coverage_cost": 1 - first["coverage"] if first is not None else np.nan,
-                "covered_accuracy": first["covered_accuracy"] if first is not None else np.nan,
-                "residual_ambiguity": first["residual_ambiguity"] if first is not None else np.nan,
-                "single_model_ambiguity": single.get(comb, np.nan),
+                S.COMBINE: comb,
+                S.RULE: rule,
+                S.THRESHOLD: thr,
+                S.TARGET: target,
+                S.K_MIN: int(first[S.K]) if first is not None else np.nan,
+                S.COVERAGE: first[S.COVERAGE] if first is not None else np.nan,
+                S.COVERAGE_COST: 1 - first[S.COVERAGE] if first is not None else np.nan,
+                S.COVERED_ACCURACY: first[S.COVERED_ACCURACY] if first is not None else np.nan,
+                S.RESIDUAL_AMBIGUITY: (
+                    first[S.RESIDUAL_AMBIGUITY] if first is not None else np.nan
+                ),
+                S.SINGLE_MODEL_AMBIGUITY: single.get(comb, np.nan),
             }
         )
     return pd.DataFrame(rows)
@@ -317,7 +320,7 @@ def arbitrary_patients(
     flips the MAP label), and what do E disjoint ensembles of k models do with it.
 
     Columns: ``sample`` (index in the split), ``true_label``, ``map_label``, ``map_correct``,
-    ``flip_share`` (share of set models whose label differs from the MAP's), ``arbitrary``,
+    ``flip_rate`` (share of set models whose label differs from the MAP's), ``ambiguous``,
     ``ensemble_abstain_rate`` (share of the E ensembles abstaining), ``ensemble_label`` (most
     common label among covering ensembles, -1 if all abstain), ``ensembles_disagree`` (two
     covering ensembles differ). ``only_arbitrary`` keeps the arbitrary rows."""
@@ -333,16 +336,16 @@ def arbitrary_patients(
     ens_label = np.where(cc.sum(-1) > 0, cc.argmax(-1), -1)
     table = pd.DataFrame(
         {
-            "sample": np.arange(n),
-            "true_label": yy,
-            "map_label": rr,
-            "map_correct": rr == yy,
-            "flip_share": flip,
-            "arbitrary": flip > 0,
-            "ensemble_abstain_rate": 1 - out.covered.mean(0),
-            "ensemble_label": ens_label,
-            "ensembles_disagree": (cc > 0).sum(-1) >= 2,
+            S.SAMPLE: np.arange(n),
+            S.TRUE_LABEL: yy,
+            S.MAP_LABEL: rr,
+            S.MAP_CORRECT: rr == yy,
+            S.FLIP_RATE: flip,
+            S.AMBIGUOUS: flip > 0,
+            S.ENSEMBLE_ABSTAIN_RATE: 1 - out.covered.mean(0),
+            S.ENSEMBLE_LABEL: ens_label,
+            S.ENSEMBLES_DISAGREE: (cc > 0).sum(-1) >= 2,
         }
     )
     table.attrs.update(k=k, rule=rule, threshold=threshold, combine=combine, n_ensembles=len(idx))
-    return table[table["arbitrary"]].reset_index(drop=True) if only_arbitrary else table
+    return table[table[S.AMBIGUOUS]].reset_index(drop=True) if only_arbitrary else table

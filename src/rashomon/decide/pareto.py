@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.decide._arrays import to_numpy
 from rashomon.decide.desiderata import Desideratum
 from rashomon.errors import RashomonError
@@ -98,35 +99,40 @@ def pareto_selection(
         c = chosen if chosen is not None else None
         rows.append(
             {
-                "desideratum": d.name,
-                "higher_is_better": d.higher_is_better,
-                "epsilon": epsilon,
-                "n_front": len(front),
-                "chosen": -1 if c is None else c,
-                "chosen_val_accuracy": np.nan if c is None else va[c],
-                "chosen_val": np.nan if c is None else vv[c],
-                "chosen_test_accuracy": np.nan if c is None else ta[c],
-                "chosen_test": np.nan if c is None else tv[c],
-                "map_val_accuracy": float(map_val[accuracy]),
-                "map_val": float(map_val[d.name]),
-                "map_test_accuracy": float(map_test[accuracy]),
-                "map_test": float(map_test[d.name]),
-                "test_gain": np.nan if c is None else sign * (tv[c] - float(map_test[d.name])),
-                "test_accuracy_change": np.nan if c is None else ta[c] - float(map_test[accuracy]),
+                S.DESIDERATUM: d.name,
+                S.HIGHER_IS_BETTER: d.higher_is_better,
+                S.EPSILON: epsilon,
+                S.N_FRONT: len(front),
+                S.CHOSEN: -1 if c is None else c,
+                S.CHOSEN_VAL_ACCURACY: np.nan if c is None else va[c],
+                S.CHOSEN_VAL: np.nan if c is None else vv[c],
+                S.CHOSEN_TEST_ACCURACY: np.nan if c is None else ta[c],
+                S.CHOSEN_TEST: np.nan if c is None else tv[c],
+                S.MAP_VAL_ACCURACY: float(map_val[accuracy]),
+                S.MAP_VAL: float(map_val[d.name]),
+                S.MAP_TEST_ACCURACY: float(map_test[accuracy]),
+                S.MAP_TEST: float(map_test[d.name]),
+                S.TEST_GAIN: np.nan if c is None else sign * (tv[c] - float(map_test[d.name])),
+                S.TEST_ACCURACY_CHANGE: (
+                    np.nan if c is None else ta[c] - float(map_test[accuracy])
+                ),
             }
         )
         members.append(
             pd.DataFrame(
                 {
-                    "desideratum": d.name,
-                    "model": front,
-                    "val_accuracy": va[front],
-                    "val_value": vv[front],
-                    "test_accuracy": ta[front],
-                    "test_value": tv[front],
-                    "chosen": front == (-1 if c is None else c),
+                    S.DESIDERATUM: d.name,
+                    S.MODEL: front,
+                    S.VAL_ACCURACY: va[front],
+                    S.VAL_VALUE: vv[front],
+                    S.TEST_ACCURACY: ta[front],
+                    S.TEST_VALUE: tv[front],
+                    S.CHOSEN: front == (-1 if c is None else c),
                 }
             )
         )
-    front_table = pd.concat(members, ignore_index=True) if members else pd.DataFrame()
-    return pd.DataFrame(rows), front_table
+    columns = S.TABLES["pareto_front"].columns
+    front_table = (
+        pd.concat(members, ignore_index=True) if members else pd.DataFrame(columns=columns)
+    )
+    return pd.DataFrame(rows, columns=S.TABLES["pareto"].columns), front_table

@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rashomon import schema as S
 from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.decide.desiderata import Desideratum, Metric
 from rashomon.errors import RashomonError
 
-QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+QUANTILES = S.SELECTION_QUANTILES
 
 
 def pick_on_validation(val: Any, higher_is_better: bool) -> tuple[int, int]:
@@ -192,27 +193,25 @@ def select_one(
         )
     beaten = float(np.mean(sign * ft <= sign * t[best])) if len(ft) else float("nan")
     row: dict[str, Any] = {
-        "desideratum": desideratum.name,
-        "higher_is_better": hib,
-        "models_in_set": len(v),
-        "chosen": best,
-        "n_tied_on_val": n_tied,
-        "chosen_val": v[best],
-        "map_val": map_val,
-        "chosen_test": t[best],
-        "map_test": map_test,
-        "test_gain": gain,
-        "gain_ci_low": lo,
-        "gain_ci_high": hi,
-        "oracle_test": float(np.max(sign * ft) * sign) if len(ft) else float("nan"),
-        "chosen_test_percentile": beaten,
+        S.DESIDERATUM: desideratum.name,
+        S.HIGHER_IS_BETTER: hib,
+        S.MODELS_IN_SET: len(v),
+        S.CHOSEN: best,
+        S.N_TIED_ON_VAL: n_tied,
+        S.CHOSEN_VAL: v[best],
+        S.MAP_VAL: map_val,
+        S.CHOSEN_TEST: t[best],
+        S.MAP_TEST: map_test,
+        S.TEST_GAIN: gain,
+        S.GAIN_CI_LOW: lo,
+        S.GAIN_CI_HIGH: hi,
+        S.ORACLE_TEST: float(np.max(sign * ft) * sign) if len(ft) else float("nan"),
+        S.CHOSEN_TEST_PERCENTILE: beaten,
     }
-    row.update(
-        {f"set_test_q{int(round(100 * a)):02d}": x for a, x in zip(QUANTILES, q, strict=True)}
-    )
-    row.update({"spearman_rho": rho, "spearman_p": rho_p})
-    row["verdict"] = verdict(rho, lo, hi, rho_min)
-    row["selection_noise"] = row["verdict"] == "selection noise"
+    row.update({S.set_test_quantile(a): x for a, x in zip(QUANTILES, q, strict=True)})
+    row.update({S.SPEARMAN_RHO: rho, S.SPEARMAN_P: rho_p})
+    row[S.VERDICT] = verdict(rho, lo, hi, rho_min)
+    row[S.SELECTION_NOISE] = row[S.VERDICT] == "selection noise"
     return row
 
 
@@ -277,8 +276,9 @@ def compare_with_baseline(
     """Free selection next to a constrained baseline (e.g. a group-balanced retrain): adds
     ``<name>_test`` and ``selection_minus_<name>`` (oriented, > 0: free selection is better)."""
     out = selection.copy()
-    base = out["desideratum"].map(lambda d: baseline_test.get(d, np.nan)).astype(float)
-    sign = np.where(out["higher_is_better"], 1.0, -1.0)
-    out[f"{name}_test"] = base
-    out[f"selection_minus_{name}"] = sign * (out["chosen_test"] - base)
+    base = out[S.DESIDERATUM].map(lambda d: baseline_test.get(d, np.nan)).astype(float)
+    sign = np.where(out[S.HIGHER_IS_BETTER], 1.0, -1.0)
+    test_col, minus_col = S.baseline_columns(name)
+    out[test_col] = base
+    out[minus_col] = sign * (out[S.CHOSEN_TEST] - base)
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.context import StageContext
 from rashomon.decide import decide_all
 from rashomon.decide.constrained import train_constrained_baseline
@@ -58,12 +59,12 @@ def run_decide_stage(ctx: StageContext) -> None:
     s = ctx.path("sample")
     ctx.path("evaluate")
     load = lambda name: np.load(s / name)  # noqa: E731
-    keep = load("in_set.npy")
+    keep = load(S.IN_SET)
     groups = {
         split: {a: g.numpy() for a, g in task.split(split).groups.items()}
         for split in ("val", "test")
     }
-    model, _ = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
+    model, _ = load_checkpoint(ctx.path("train", S.CHECKPOINT), device=ctx.device)
     t = cfg.train
 
     baseline_test = None
@@ -86,7 +87,7 @@ def run_decide_stage(ctx: StageContext) -> None:
         ctx.summary["constrained_baseline"] = f"{d.constrained_method} on {attribute}"
 
     lsi = train_preds = map_train_preds = None
-    if d.lsi and (s / "probs_train.npy").exists():
+    if d.lsi and (s / S.probs_file("train")).exists():
         prior = len(task.train) * t.weight_decay  # mean loss + weight decay wd ⇔ prior N·wd
         parts = model_lsi(
             model,
@@ -100,7 +101,7 @@ def run_decide_stage(ctx: StageContext) -> None:
         lsi = parts["lsi"].to_numpy()
         # The closed form holds at the head's optimum; record how far the trained head was.
         ctx.summary["lsi_head"] = {k: round(v, 6) for k, v in parts.attrs.items()}
-        p_train = np.load(s / "probs_train.npy", mmap_mode="r")
+        p_train = np.load(s / S.probs_file("train"), mmap_mode="r")
         map_p_train = model_probs(
             model, task.train.x, task.kind == "multilabel", ctx.device
         ).numpy()
@@ -111,18 +112,18 @@ def run_decide_stage(ctx: StageContext) -> None:
     elif d.lsi:
         ctx.summary["lsi"] = "skipped: the sample stage stored no training predictions"
 
-    per_model_test = pd.read_csv(ctx.path("evaluate", "per_model_test.csv"))
-    if "corruption_accuracy" in per_model_test.columns:
+    per_model_test = pd.read_csv(ctx.path("evaluate", S.TABLES["per_model_test"].file))
+    if S.CORRUPTION_ACCURACY in per_model_test.columns:
         # Robustness is measured on test images only, so selecting on it would peek at test.
         ctx.summary["robustness_selection"] = "shown in evaluate, not selected on (test only)"
 
     out = decide_all(
-        val_probs=load("probs_val.npy"),
+        val_probs=load(S.probs_file("val")),
         val_y=task.val.y,
-        test_probs=load("probs_test.npy"),
+        test_probs=load(S.probs_file("test")),
         test_y=task.test.y,
-        map_val_probs=load("map_probs_val.npy"),
-        map_test_probs=load("map_probs_test.npy"),
+        map_val_probs=load(S.map_probs_file("val")),
+        map_test_probs=load(S.map_probs_file("test")),
         val_groups=groups["val"],
         test_groups=groups["test"],
         rashomon_mask=keep,
@@ -139,16 +140,12 @@ def run_decide_stage(ctx: StageContext) -> None:
         seed=cfg.seed,
         class_names=task.class_names,
     )
-    for name, frame in out.items():
-        frame.to_csv(ctx.out / f"{name}.csv", index=False)
-    # The report's canonical names (docs/run-directory.md).
-    for src, dst in (("ensemble_curves", "ensembles"), ("arbitrary_patients", "patients")):
-        if src in out:
-            out[src].to_csv(ctx.out / f"{dst}.csv", index=False)
+    for key, frame in out.items():  # each table once, under the schema's file name
+        frame.to_csv(ctx.out / S.TABLES[key].file, index=False)
     sel = out.get("selection")
     if sel is not None and len(sel):
         ctx.summary["selection"] = {
-            r["desideratum"]: r.get("verdict", "") for _, r in sel.iterrows()
+            r[S.DESIDERATUM]: r.get(S.VERDICT, "") for _, r in sel.iterrows()
         }
     mk = out.get("ensemble_min_k")
     if mk is not None and len(mk):

@@ -30,10 +30,11 @@ Pipeline entry point:
     per_sample, summary = multiplicity_summary(probs, ref_probs, groups={"sex": codes},
                                                attributes_derived={"sex": False},
                                                threshold=0.5, kind="binary")
-`per_sample` has one row per sample: sample, ref_label, ref_prob (binary: the MAP model's
-positive probability), flip_rate, ambiguous, disagreement, self_consistency, capacity,
-vpr_low / vpr_high / vpr_width (binary: positive class; multiclass: one `_k` triple per class),
-then one column of group codes per attribute; `summary` is a JSON-ready dict of the
+`per_sample` has one row per sample (column names from `rashomon.schema`): sample, map_label
+(the reference model's label), flip_rate, ambiguous, disagreement, self_consistency, capacity,
+map_prob (binary: the reference model's positive probability), vpr_low / vpr_high / vpr_width
+(binary: positive class; multiclass: one `_k` triple per class), then one column of group codes
+per attribute; `summary` is a JSON-ready dict of the
 set-level numbers, `summary["groups"][attribute]` a list of per-group rows (each marked `derived`
 for proxy attributes) and, for multilabel tasks, `summary["labels"][l]` one summary per label.
 """
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
 from rashomon.metrics import validation as v
 
@@ -354,11 +356,11 @@ def multiplicity_summary(
         pl = np.stack([1.0 - p[..., label], p[..., label]], axis=-1)
         rl = np.stack([1.0 - ref[:, label], ref[:, label]], axis=-1)
         frame, summ = _summary_one(pl, rl, groups_np, derived, threshold, extra_thresholds, names)
-        frame = frame.drop(columns=["sample", *groups_np])
-        frames.append(frame.add_prefix(f"label{label}."))
+        frame = frame.drop(columns=[S.SAMPLE, *groups_np])
+        frames.append(frame.rename(columns=lambda c, lab=label: S.label_column(lab, c)))
         per_label.append(summ)
     per_sample = pd.concat(frames, axis=1)
-    per_sample.insert(0, "sample", np.arange(p.shape[1]))
+    per_sample.insert(0, S.SAMPLE, np.arange(p.shape[1]))
     for a, g in groups_np.items():
         per_sample[a] = g
     scalars = {k: val for k, val in per_label[0].items() if isinstance(val, float)}
@@ -389,34 +391,32 @@ def _summary_one(
     sc = (counts * (counts - 1)).sum(axis=1) / (m * (m - 1)) if m > 1 else np.ones(n)
     focus = 1 if c == 2 else None  # binary: report the positive class's range
     columns: dict[str, Any] = {
-        "sample": np.arange(n),
-        "ref_label": ref_labels,
-        "flip_rate": mismatch.mean(axis=0),
-        "ambiguous": mismatch.any(axis=0),
-        "disagreement": _gini(shares),
-        "self_consistency": sc,
-        "capacity": capacity,
+        S.SAMPLE: np.arange(n),
+        S.MAP_LABEL: ref_labels,
+        S.FLIP_RATE: mismatch.mean(axis=0),
+        S.AMBIGUOUS: mismatch.any(axis=0),
+        S.DISAGREEMENT: _gini(shares),
+        S.SELF_CONSISTENCY: sc,
+        S.CAPACITY: capacity,
     }
     if focus is not None:
-        columns["ref_prob"] = ref[:, focus]
+        columns[S.MAP_PROB] = ref[:, focus]
     classes = [focus] if focus is not None else list(range(c))
     for k in classes:
-        suffix = "" if focus is not None else f"_{k}"
         lo, hi = p[..., k].min(axis=0), p[..., k].max(axis=0)
-        columns[f"vpr_low{suffix}"] = lo
-        columns[f"vpr_high{suffix}"] = hi
-        columns[f"vpr_width{suffix}"] = hi - lo
+        for name, values in ((S.VPR_LOW, lo), (S.VPR_HIGH, hi), (S.VPR_WIDTH, hi - lo)):
+            columns[name if focus is not None else S.class_column(name, k)] = values
     per_sample = pd.DataFrame(columns)
     for a, g in groups.items():
         per_sample[a] = g
-    width_cols = [col for col in per_sample.columns if col.startswith("vpr_width")]
+    width_cols = [col for col in per_sample.columns if col.startswith(S.VPR_WIDTH)]
     summary: dict[str, Any] = {
         "models_in_set": int(m),
         "n_samples": int(n),
         "threshold": t,
         "ambiguity": float(mismatch.any(axis=0).mean()),
         "discrepancy": float(mismatch.mean(axis=1).max()),
-        "mean_disagreement": float(columns["disagreement"].mean()),
+        "mean_disagreement": float(columns[S.DISAGREEMENT].mean()),
         "mean_capacity": float(capacity.mean()),
         "share_capacity_above_1.01": float((capacity > 1.01).mean()),
         "mean_self_consistency": float(sc.mean()),

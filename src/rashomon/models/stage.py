@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from rashomon import metrics as rm
+from rashomon import schema as S
 from rashomon.models.external import build_network
 from rashomon.models.registry import count_parameters
 from rashomon.models.train import save_checkpoint, train
@@ -60,9 +61,9 @@ def run_train_stage(ctx: Any) -> None:
             progress=ctx.progress,
             history=history,
         )
-    save_checkpoint(model, ctx.out / "model.pt", task)
+    save_checkpoint(model, ctx.out / S.CHECKPOINT, task)
     if history:  # a given network has no training history
-        pd.DataFrame(history).to_csv(ctx.out / "history.csv", index=False)
+        pd.DataFrame(history).to_csv(ctx.out / S.TABLES["history"].file, index=False)
     ctx.summary["parameters"] = count_parameters(model)
     ctx.summary["epochs_run"] = len(history)
     for split in ("val", "test"):

@@ -1,8 +1,11 @@
 """Read a run directory into one object the report sections draw from.
 
 Stages train, sample and evaluate are required (a missing one is a RashomonError naming the
-command to run); every file inside a stage, and the whole decide stage, is optional: a missing
-table leaves its section with a note saying which stage or option produces it.
+command to run); ε, the set's source and its options come from the sample stage's summary.json
+only (`rashomon.schema.sample_record`). Every file inside a stage, and the whole decide stage, is
+optional: a missing table leaves its section with a note saying which stage or option produces
+it. Tables are read under the names `rashomon.schema` defines; the only columns the report adds
+are the ones `derive_columns` computes.
 """
 
 from __future__ import annotations
@@ -15,108 +18,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
 
 REQUIRED_STAGES = ("train", "sample", "evaluate")
 
-# file key -> (stage, file name)
-TABLES = {
-    "history": ("train", "history.csv"),
-    "per_model": ("sample", "per_model.csv"),
-    "survival": ("sample", "survival.csv"),
-    "metrics": ("evaluate", "metrics.csv"),
-    "per_model_val": ("evaluate", "per_model_val.csv"),
-    "per_model_test": ("evaluate", "per_model_test.csv"),
-    "per_sample": ("evaluate", "per_sample.csv"),
-    "multiplicity": ("evaluate", "multiplicity.csv"),
-    "convergence": ("evaluate", "convergence.csv"),
-    "robustness": ("evaluate", "robustness.csv"),
-    "selection": ("decide", "selection.csv"),
-    "pareto": ("decide", "pareto.csv"),
-    "ensembles": ("decide", "ensembles.csv"),
-    "patients": ("decide", "patients.csv"),
-    "lsi": ("decide", "lsi.csv"),
-    "notes": ("decide", "notes.csv"),  # what the decide stage skipped, and why
+# The per-patient worst case over labels that a multilabel per_sample.csv gets (see
+# `derive_columns`): column -> how the labels' values combine.
+WORST_OVER_LABELS = {
+    S.AMBIGUOUS: "any",
+    S.DISAGREEMENT: "max",
+    S.CAPACITY: "max",
+    S.FLIP_RATE: "max",
 }
 
 
-# Accepted spellings of the columns the report reads: table -> {alias: canonical name}. The
-# canonical names are the ones docs/run-directory.md and tests/fake_run.py use; the aliases are
-# the names of the library functions that produce the tables (rashomon.metrics, rashomon.decide).
-ALIASES: dict[str, dict[str, str]] = {
-    "per_sample": {
-        "sample": "index",
-        "sample_index": "index",
-        "true_label": "label",
-        "y": "label",
-        "ref_label": "map_pred",
-        "map_label": "map_pred",
-        "ref_prob": "map_prob",
-        "map_prob_1": "map_prob",
-        "vpr_low": "vpr_min",
-        "vpr_high": "vpr_max",
-        "vpr_low_1": "vpr_min",
-        "vpr_high_1": "vpr_max",
-        "n_flips": "flips",
-        "flip_share": "flip_rate",
-    },
-    "patients": {
-        "sample": "index",
-        "sample_index": "index",
-        "true_label": "label",
-        "map_label": "map_pred",
-        "ref_label": "map_pred",
-    },
-    "lsi": {"sample": "index", "sample_index": "index"},
-    "selection": {
-        "test_gain": "gain",
-        "gain_ci_low": "gain_low",
-        "gain_ci_high": "gain_high",
-        "spearman_rho": "spearman",
-        "chosen": "selected_model",
-        "chosen_val": "selected_val",
-        "chosen_test": "selected_test",
-    },
-    "ensembles": {"covered_accuracy": "accuracy_covered"},
-}
-
-
-def normalize_table(key: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Rename aliased columns to the canonical names and add the columns the report derives."""
-    renames = {a: c for a, c in ALIASES.get(key, {}).items() if a in df and c not in df}
-    df = df.rename(columns=renames)
-    if key == "per_sample":
-        df = _per_sample_columns(df)
-    elif key == "selection" and "direction" not in df and "higher_is_better" in df:
-        df["direction"] = np.where(df["higher_is_better"].astype(bool), "max", "min")
-        df = df.drop(columns="higher_is_better")
-    return df
-
-
-def _per_sample_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Add `arbitrary` (some model of the set flips the MAP label) and, for multilabel tables
-    whose columns are prefixed `label<l>.`, the per-patient worst case over labels."""
+def derive_columns(key: str, df: pd.DataFrame) -> pd.DataFrame:
+    """The report's computed columns, all of them: a multilabel per_sample.csv (columns
+    `label<l>.<name>`, no top-level ones) gets per patient the worst case over its labels,
+    `ambiguous` (some label flips), `disagreement`, `capacity` and `flip_rate` (the largest),
+    so that the summary and the patient sections read one column per patient whatever the
+    task's kind. Every other table is used as written."""
+    if key != "per_sample" or S.AMBIGUOUS in df:
+        return df
     # One block per column after read_csv of a 14-label table: consolidate before adding
     # columns, or pandas warns that the frame is highly fragmented on every report.
     df = df.copy()
-    if "disagreement" not in df:
-        for col in ("disagreement", "capacity", "flip_rate"):
-            parts = [c for c in df.columns if c.startswith("label") and c.endswith("." + col)]
-            if parts:
-                df[col] = df[parts].max(axis=1)
-        amb = [c for c in df.columns if c.startswith("label") and c.endswith(".ambiguous")]
-        if amb:
-            df["ambiguous"] = df[amb].astype(bool).any(axis=1)
-    if "arbitrary" not in df:
-        for col in ("flips", "flip_rate"):
-            if col in df:
-                df["arbitrary"] = df[col].to_numpy(float) > 0
-                break
-        else:
-            if "ambiguous" in df:
-                df["arbitrary"] = df["ambiguous"].astype(str).str.lower().isin(["true", "1"])
-            elif "disagreement" in df:
-                df["arbitrary"] = df["disagreement"].to_numpy(float) > 0
+    for name, how in WORST_OVER_LABELS.items():
+        parts = list(S.label_columns(df.columns, name).values())
+        if parts:
+            values = df[parts].astype(bool if how == "any" else float)
+            df[name] = values.any(axis=1) if how == "any" else values.max(axis=1)
     return df
 
 
@@ -124,6 +56,7 @@ def _per_sample_columns(df: pd.DataFrame) -> pd.DataFrame:
 class RunData:
     run_dir: Path
     config: dict[str, Any]
+    sample: S.SampleRecord
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> summary.json
     checkpoint: dict[str, Any] = field(default_factory=dict)  # model.pt metadata (no weights)
@@ -135,52 +68,68 @@ class RunData:
         return self.tables.get(key)
 
     def missing_note(self, key: str) -> str:
-        stage, name = TABLES[key]
-        if stage not in self.stages:
-            cmd = f"rashomon {stage} RUN_DIR"
-            return f"Stage <code>{stage}</code> has not run: run <code>{cmd}</code>."
-        return f"<code>{stage}/{name}</code> is missing from this run."
+        t = S.TABLES[key]
+        if t.stage not in self.stages:
+            cmd = f"rashomon {t.stage} RUN_DIR"
+            return f"Stage <code>{t.stage}</code> has not run: run <code>{cmd}</code>."
+        return f"<code>{t.stage}/{t.file}</code> is missing from this run."
 
-    # --- small accessors with the run's configured values -----------------------------------
+    # --- the sample stage's record ----------------------------------------------------------
     @property
-    def epsilon(self) -> float | None:
-        s = self.summaries.get("sample", {})
-        eps = s.get("epsilon", self.config.get("sample", {}).get("epsilon"))
-        return float(eps) if eps is not None else None
+    def epsilon(self) -> float:
+        return self.sample.epsilon
 
     @property
     def on(self) -> str:
-        s = self.summaries.get("sample", {})
-        return str(s.get("on", self.config.get("sample", {}).get("on", "loss")))
+        return self.sample.on
 
     @property
     def task_info(self) -> dict[str, Any]:
         return self.checkpoint.get("task", {}) or {}
 
     @property
+    def kind(self) -> str:
+        """binary | multiclass | multilabel: the checkpoint's task, else per_sample.csv's layout."""
+        kind = self.task_info.get("kind")
+        if kind:
+            return str(kind)
+        ps = self.table("per_sample")
+        if ps is not None and S.label_columns(ps.columns, S.AMBIGUOUS):
+            return "multilabel"
+        return "binary" if len(self.class_names) == 2 else "multiclass"
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """Multilabel runs: label index -> its name (the task's class names), for every label
+        per_sample.csv holds; {} otherwise."""
+        ps = self.table("per_sample")
+        if ps is None:
+            return {}
+        found = S.label_columns(ps.columns, S.AMBIGUOUS)
+        names = list(self.task_info.get("class_names") or [])
+        return {lab: names[lab] if lab < len(names) else f"label {lab}" for lab in found}
+
+    @property
     def class_names(self) -> list[str]:
         names = list(self.task_info.get("class_names") or [])
         if not names:
             ps = self.table("per_sample")
-            n = int(ps["label"].max()) + 1 if ps is not None and "label" in ps else 2
+            n = int(ps[S.TRUE_LABEL].max()) + 1 if ps is not None and S.TRUE_LABEL in ps else 2
             names = [f"class {c}" for c in range(n)]
         return names
 
     @property
     def attributes(self) -> dict[str, dict[str, Any]]:
         """name -> {levels, derived, description} of the attributes per_sample.csv holds codes for
-        (from the checkpoint's task description; guessed from the columns if it has none)."""
+        (from the checkpoint's task description; without one, its columns the schema does not
+        define)."""
         ps = self.table("per_sample")
         attrs = dict(self.task_info.get("attributes") or {})
         if ps is None:
             return attrs
         if not attrs:
-            for c in ps.columns:
-                if (
-                    c not in KNOWN_PER_SAMPLE
-                    and not c.startswith("vpr")
-                    and pd.api.types.is_integer_dtype(ps[c])
-                ):
+            for c in S.TABLES["per_sample"].unexpected(ps.columns):
+                if pd.api.types.is_integer_dtype(ps[c]):
                     levels = [str(v) for v in sorted(ps[c].unique())]
                     attrs[c] = {
                         "levels": levels,
@@ -188,29 +137,6 @@ class RunData:
                         "description": "",
                     }
         return {k: v for k, v in attrs.items() if k in ps.columns}
-
-
-KNOWN_PER_SAMPLE = {
-    "index",
-    "label",
-    "map_pred",
-    "map_prob",
-    "disagreement",
-    "capacity",
-    "flips",
-    "flip_rate",
-    "self_consistency",
-    "ambiguous",
-    "arbitrary",
-}
-
-
-def find_column(df: pd.DataFrame, *names: str) -> str | None:
-    """The first of `names` that `df` has (the stages' column names, with tolerated aliases)."""
-    for n in names:
-        if n in df.columns:
-            return n
-    return None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -221,7 +147,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.yaml"
+    path = run_dir / S.CONFIG
     if not path.exists():
         return {}
     import yaml
@@ -264,18 +190,18 @@ def load_run(run_dir: Path, task: Any = None, load_images: bool = True) -> RunDa
                 f"{run_dir} has no outputs of stage {stage!r}; run `rashomon {stage} "
                 f"{run_dir}` (or `rashomon run`) first"
             )
-    data = RunData(run_dir=run_dir, config=_read_config(run_dir))
+    data = RunData(run_dir=run_dir, config=_read_config(run_dir), sample=S.sample_record(run_dir))
     data.stages = {p.name for p in run_dir.iterdir() if p.is_dir()}
-    for key, (stage, name) in TABLES.items():
-        path = run_dir / stage / name
+    for key, t in S.TABLES.items():
+        path = t.path(run_dir)
         if path.exists():
             try:
                 # One pass over the whole file, so a column is not typed chunk by chunk.
-                data.tables[key] = normalize_table(key, pd.read_csv(path, low_memory=False))
+                data.tables[key] = derive_columns(key, pd.read_csv(path, low_memory=False))
             except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
                 raise RashomonError(
-                    f"{path} is unreadable ({exc}); re-run stage {stage!r} with "
-                    f"`rashomon {stage} {run_dir} --force`"
+                    f"{path} is unreadable ({exc}); re-run stage {t.stage!r} with "
+                    f"`rashomon {t.stage} {run_dir} --force`"
                 ) from exc
     if "per_sample" not in data.tables and "multiplicity" not in data.tables:
         raise RashomonError(
@@ -283,10 +209,10 @@ def load_run(run_dir: Path, task: Any = None, load_images: bool = True) -> RunDa
             f"stage 'evaluate' with `rashomon evaluate {run_dir} --force`"
         )
     for stage in data.stages:
-        s = _read_json(run_dir / stage / "summary.json")
+        s = _read_json(run_dir / stage / S.SUMMARY)
         if s:
             data.summaries[stage] = s
-    data.checkpoint = _read_checkpoint_meta(run_dir / "train" / "model.pt")
+    data.checkpoint = _read_checkpoint_meta(run_dir / "train" / S.CHECKPOINT)
     if task is not None:
         data.task = task
     elif load_images:

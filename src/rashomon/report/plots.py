@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from rashomon import schema as S
 from rashomon.schema import find_in_set_column
 
 MAP_COLOR = "#d62728"
@@ -52,17 +53,17 @@ def save_png(fig: Figure, path: Path) -> Path:
 
 def training_curve(history: pd.DataFrame) -> Figure:
     fig, ax = figure(6.4, 3.0, 1, 2)
-    ep = history["epoch"]
+    ep = history[S.EPOCH]
     a = ax[0, 0]
-    for col, color, label in (("train_loss", SET_COLOR, "train"), ("val_loss", ACCENT, "val")):
+    for col, color, label in ((S.TRAIN_LOSS, SET_COLOR, "train"), (S.VAL_LOSS, ACCENT, "val")):
         if col in history:
             a.plot(ep, history[col], marker="o", ms=3, color=color, label=label)
-    if "val_loss" in history:
-        best = history["val_loss"].idxmin()
+    if S.VAL_LOSS in history:
+        best = history[S.VAL_LOSS].idxmin()
         a.axvline(ep[best], color=GREY, ls=":", lw=1)
         a.annotate(
             "best val",
-            (ep[best], history["val_loss"][best]),
+            (ep[best], history[S.VAL_LOSS][best]),
             xytext=(4, 8),
             textcoords="offset points",
             color=GREY,
@@ -71,9 +72,8 @@ def training_curve(history: pd.DataFrame) -> Figure:
     a.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
     a.legend()
     b = ax[0, 1]
-    acc = next((c for c in ("val_acc", "val_accuracy") if c in history), None)
-    if acc is not None:
-        b.plot(ep, 100 * history[acc], marker="o", ms=3, color=ACCENT)
+    if S.VAL_ACC in history:
+        b.plot(ep, 100 * history[S.VAL_ACC], marker="o", ms=3, color=ACCENT)
     b.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
     return fig
 
@@ -81,16 +81,16 @@ def training_curve(history: pd.DataFrame) -> Figure:
 def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
     fig, ax = figure(4.2, 3.0)
     a = ax[0, 0]
-    for on, df in survival.groupby("on") if "on" in survival else [("", survival)]:
+    for on, df in survival.groupby(S.ON) if S.ON in survival else [("", survival)]:
         df = df.sort_values("epsilon")
         a.plot(
-            df["epsilon"],
-            df["models_in_set"],
+            df[S.EPSILON],
+            df[S.MODELS_IN_SET],
             marker="o",
             color=SET_COLOR,
             label=f"filtered on val {on}" if on else None,
         )
-        for e, k in zip(df["epsilon"], df["models_in_set"], strict=True):
+        for e, k in zip(df[S.EPSILON], df[S.MODELS_IN_SET], strict=True):
             a.annotate(
                 str(int(k)),
                 (e, k),
@@ -99,12 +99,12 @@ def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
                 ha="center",
                 fontsize=8,
             )
-    total = int(survival["models"].max()) if "models" in survival else None
+    total = int(survival[S.MODELS].max()) if S.MODELS in survival else None
     if total:
         a.axhline(total, color=GREY, ls="--", lw=1)
         a.annotate(
             f"sampled: {total}",
-            (survival["epsilon"].min(), total),
+            (survival[S.EPSILON].min(), total),
             xytext=(0, -12),
             textcoords="offset points",
             color=GREY,
@@ -114,7 +114,7 @@ def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
     if epsilon is not None:
         a.axvline(epsilon, color=MAP_COLOR, ls=":", lw=1.2, label=f"audit ε = {epsilon:g}")
     a.set_xscale("log")
-    eps = sorted(survival["epsilon"].astype(float).unique())
+    eps = sorted(survival[S.EPSILON].astype(float).unique())
     a.set_xticks(eps, [f"{e:g}" for e in eps])
     a.minorticks_off()
     a.set(
@@ -127,7 +127,7 @@ def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
 def set_distance(per_model: pd.DataFrame, epsilon: float | None) -> Figure:
     fig, ax = figure(4.6, 3.0)
     a = ax[0, 0]
-    dist = "distance_rel" if "distance_rel" in per_model else "distance_l2"
+    dist = S.DISTANCE_REL
     # The set at the audit's ε; a table without that column is an error, never another ε.
     col = (
         find_in_set_column(per_model.columns, epsilon, "per_model.csv")
@@ -135,10 +135,10 @@ def set_distance(per_model: pd.DataFrame, epsilon: float | None) -> Figure:
         else None
     )
     inside = per_model[col].astype(bool).to_numpy() if col else np.ones(len(per_model), bool)
-    x, y = per_model[dist], per_model["val_loss"]
+    x, y = per_model[dist], per_model[S.VAL_LOSS]
     a.scatter(x[~inside], y[~inside], s=12, color=GREY, alpha=0.6, label="outside the set")
     a.scatter(x[inside], y[inside], s=12, color=SET_COLOR, alpha=0.8, label="in the set")
-    unit = "‖θ − θ*‖ / ‖θ*‖" if dist == "distance_rel" else "‖θ − θ*‖₂"
+    unit = "‖θ − θ*‖ / ‖θ*‖"
     a.set(
         title="Distance from θ* vs validation loss",
         xlabel=f"distance from θ* ({unit})",
@@ -151,7 +151,7 @@ def set_distance(per_model: pd.DataFrame, epsilon: float | None) -> Figure:
 def multiplicity_hist(per_sample: pd.DataFrame) -> Figure:
     fig, ax = figure(6.6, 2.9, 1, 2)
     a = ax[0, 0]
-    d = per_sample["disagreement"].to_numpy(float)
+    d = per_sample[S.DISAGREEMENT].to_numpy(float)
     a.hist(d, bins=np.linspace(0, 1, 21), color=SET_COLOR, edgecolor="white")
     a.set_yscale("log")
     a.set(
@@ -161,7 +161,7 @@ def multiplicity_hist(per_sample: pd.DataFrame) -> Figure:
     )
     b = ax[0, 1]
     if "capacity" in per_sample:
-        c = per_sample["capacity"].to_numpy(float)
+        c = per_sample[S.CAPACITY].to_numpy(float)
         hi = max(2.0, float(np.nanmax(c)))
         b.hist(c, bins=np.linspace(1, hi, 21), color=ACCENT, edgecolor="white")
         b.set_yscale("log")
@@ -178,7 +178,7 @@ def multiplicity_hist(per_sample: pd.DataFrame) -> Figure:
 def convergence(conv: pd.DataFrame) -> Figure:
     fig, ax = figure(6.6, 2.9, 1, 2)
     a = ax[0, 0]
-    a.plot(conv["models"], 100 * conv["ambiguity"], marker="o", color=SET_COLOR)
+    a.plot(conv[S.MODELS], 100 * conv[S.AMBIGUITY], marker="o", color=SET_COLOR)
     a.set(
         title="Ambiguity vs models audited",
         xlabel="models in the set",
@@ -187,13 +187,13 @@ def convergence(conv: pd.DataFrame) -> Figure:
     a.set_ylim(bottom=0)
     b = ax[0, 1]
     if "mean_capacity" in conv:
-        b.plot(conv["models"], conv["mean_capacity"], marker="o", color=ACCENT)
+        b.plot(conv[S.MODELS], conv[S.MEAN_CAPACITY], marker="o", color=ACCENT)
     b.set(
         title="Mean capacity vs models audited",
         xlabel="models in the set",
         ylabel="mean 2^capacity",
     )
-    ticks = sorted(conv["models"].astype(int).unique())
+    ticks = sorted(conv[S.MODELS].astype(int).unique())
     for x in (a, b):
         x.set_xscale("log")
         x.set_xticks(ticks, [str(t) for t in ticks])
@@ -204,7 +204,7 @@ def convergence(conv: pd.DataFrame) -> Figure:
 def group_bars(per_sample: pd.DataFrame, attributes: dict[str, dict]) -> Figure:
     names = list(attributes)
     fig, ax = figure(3.0 * len(names) + 0.6, 3.0, 1, len(names), sharey=True)
-    arbitrary = per_sample["arbitrary"].to_numpy(bool)
+    arbitrary = per_sample[S.AMBIGUOUS].to_numpy(bool)
     overall = 100 * arbitrary.mean()
     for i, name in enumerate(names):
         a = ax[0, i]
@@ -243,7 +243,7 @@ def desiderata_strips(per_model: pd.DataFrame, metrics: Sequence[str]) -> Figure
     ncols = min(4, n)
     nrows = int(np.ceil(n / ncols))
     fig, ax = figure(2.05 * ncols + 0.4, 2.5 * nrows, nrows, ncols)
-    is_map = per_model["model"].to_numpy() == -1
+    is_map = per_model[S.MODEL].to_numpy() == -1
     rng = np.random.default_rng(0)
     for i, metric in enumerate(metrics):
         a = ax[i // ncols, i % ncols]
@@ -283,17 +283,16 @@ def selection_gains(selection: pd.DataFrame, name_col: str) -> Figure:
     fig, ax = figure(6.4, 0.42 * len(df) + 1.3)
     a = ax[0, 0]
     y = np.arange(len(df))
-    gain = df["gain"].to_numpy(float)
+    gain = df[S.TEST_GAIN].to_numpy(float)
     colors = []
-    for v in df.get("verdict", pd.Series([""] * len(df))).astype(str).str.lower():
+    for v in df[S.VERDICT].astype(str).str.lower():
         bad = "worse" in v or "loss" in v
         colors.append(MAP_COLOR if bad else ("#2ca02c" if "gain" in v else GREY))
-    if {"gain_low", "gain_high"} <= set(df.columns):
-        # Interval and point drawn apart: a table whose point lies outside its interval (written
-        # by an older version) is drawn as it is instead of failing.
-        lo, hi = df["gain_low"].to_numpy(float), df["gain_high"].to_numpy(float)
-        a.hlines(y, lo, hi, colors=colors, lw=1.5)
-        a.scatter(np.r_[lo, hi], np.r_[y, y], marker="|", s=60, c=colors + colors)
+    # Interval and point drawn apart: a table whose point lies outside its interval (written by
+    # an older version) is drawn as it is instead of failing.
+    lo, hi = df[S.GAIN_CI_LOW].to_numpy(float), df[S.GAIN_CI_HIGH].to_numpy(float)
+    a.hlines(y, lo, hi, colors=colors, lw=1.5)
+    a.scatter(np.r_[lo, hi], np.r_[y, y], marker="|", s=60, c=colors + colors)
     a.scatter(gain, y, color=colors, s=28, zorder=3)
     a.axvline(0, color="black", lw=0.8)
     a.set_yticks(y, df[name_col].astype(str))
@@ -310,24 +309,24 @@ def ensemble_curves(ens: pd.DataFrame) -> Figure:
     (for the first combine rule only, when the table holds several)."""
     from rashomon.report.summary import rule_label
 
-    if "combine" in ens and ens["combine"].nunique() > 1:
-        ens = ens[ens["combine"] == ens["combine"].iloc[0]]
+    if S.COMBINE in ens and ens[S.COMBINE].nunique() > 1:
+        ens = ens[ens[S.COMBINE] == ens[S.COMBINE].iloc[0]]
     fig, ax = figure(6.8, 3.0, 1, 2)
     cmap = __import__("matplotlib").colormaps["viridis"]
-    keys = [c for c in ("rule", "threshold") if c in ens]
+    keys = [c for c in (S.RULE, S.THRESHOLD) if c in ens]
     groups = list(ens.groupby(keys, dropna=False, sort=False)) if keys else [((), ens)]
     for i, (key, df) in enumerate(groups):
         key = key if isinstance(key, tuple) else (key,)
-        rule = key[0] if "rule" in ens else "share"
-        thr = key[-1] if "threshold" in ens else None
+        rule = key[0] if S.RULE in ens else "share"
+        thr = key[-1] if S.THRESHOLD in ens else None
         label = rule_label(rule, thr)
         color = GREY if label == "no abstention" else cmap(i / max(1, len(groups) - 1) * 0.9)
         ls = "--" if label == "no abstention" else "-"
         df = df.sort_values("k")
         ax[0, 0].plot(
-            df["k"], 100 * df["coverage"], marker="o", ms=3, color=color, ls=ls, label=label
+            df[S.K], 100 * df[S.COVERAGE], marker="o", ms=3, color=color, ls=ls, label=label
         )
-        ax[0, 1].plot(df["k"], 100 * df["residual_ambiguity"], marker="o", ms=3, color=color, ls=ls)
+        ax[0, 1].plot(df[S.K], 100 * df[S.RESIDUAL_AMBIGUITY], marker="o", ms=3, color=color, ls=ls)
     ax[0, 0].set(
         title="Coverage (patients decided)", xlabel="ensemble size k", ylabel="coverage (%)"
     )
@@ -337,7 +336,7 @@ def ensemble_curves(ens: pd.DataFrame) -> Figure:
         ylabel="decided patients that differ (%)",
     )
     ax[0, 0].legend(fontsize=7.5, loc="lower left")
-    ks = sorted(ens["k"].unique())
+    ks = sorted(ens[S.K].unique())
     for a in ax[0]:
         a.set_xscale("log")
         a.set_xticks(ks, [str(int(k)) for k in ks])
@@ -348,8 +347,8 @@ def ensemble_curves(ens: pd.DataFrame) -> Figure:
 def lsi_scatter(lsi: pd.DataFrame) -> Figure:
     fig, ax = figure(4.6, 3.1)
     a = ax[0, 0]
-    x = lsi["lsi"].to_numpy(float)
-    y = lsi["disagreement"].to_numpy(float)
+    x = lsi[S.LSI].to_numpy(float)
+    y = lsi[S.DISAGREEMENT].to_numpy(float)
     a.scatter(x, y, s=5, alpha=0.35, color=SET_COLOR, lw=0)
     if (x > 0).all() and x.max() / max(x.min(), 1e-12) > 100:
         a.set_xscale("log")
@@ -382,10 +381,16 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int =
 
 
 def patient_ranges(
-    rows: pd.DataFrame, images: Sequence[np.ndarray] | None, positive: str, threshold: float = 0.5
+    rows: pd.DataFrame,
+    images: Sequence[np.ndarray] | None,
+    positive: str,
+    threshold: float = 0.5,
+    low: str = S.VPR_LOW,
+    high: str = S.VPR_HIGH,
 ) -> Figure:
-    """One row per patient: its image, the range of P(positive) over the Rashomon set (bar) with
-    the MAP model's probability (diamond), and a caption (`rows["caption"]`)."""
+    """One row per patient: its image, the range of P(positive) over the Rashomon set (columns
+    `low`, `high`: a bar) with the MAP model's probability (`map_prob`: a diamond, binary
+    tasks), and a caption (`rows["caption"]`)."""
     import matplotlib
 
     matplotlib.rcParams.update(STYLE)
@@ -402,11 +407,11 @@ def patient_ranges(
             ia.set_axis_off()
         a = fig.add_subplot(gs[i, -2], sharex=bar_axes[0] if bar_axes else None)
         bar_axes.append(a)
-        lo, hi = float(r["vpr_min"]), float(r["vpr_max"])
+        lo, hi = float(r[low]), float(r[high])
         a.barh([0], [hi - lo], left=[lo], height=0.55, color=SET_COLOR, alpha=0.35)
         a.plot([lo, hi], [0, 0], "|", color=SET_COLOR, ms=12, mew=2)
-        if "map_prob" in r and pd.notna(r["map_prob"]):
-            a.plot([r["map_prob"]], [0], "D", color=MAP_COLOR, ms=6)
+        if S.MAP_PROB in r and pd.notna(r[S.MAP_PROB]):
+            a.plot([r[S.MAP_PROB]], [0], "D", color=MAP_COLOR, ms=6)
         a.axvline(threshold, color="black", lw=0.8, ls="--")
         a.set_yticks([])
         a.set_xlim(0, 1)
@@ -427,13 +432,13 @@ def patient_ranges(
 
 
 def robustness_corruptions(rob: pd.DataFrame, metric: str) -> Figure:
-    corrs = list(dict.fromkeys(rob["corruption"]))
+    corrs = list(dict.fromkeys(rob[S.CORRUPTION]))
     ncols = min(4, len(corrs))
     nrows = int(np.ceil(len(corrs) / ncols))
     fig, ax = figure(2.3 * ncols + 0.4, 2.4 * nrows, nrows, ncols, sharey=True)
     for i, c in enumerate(corrs):
         a = ax[i // ncols, i % ncols]
-        _band(a, rob[rob["corruption"] == c], scale=100)
+        _band(a, rob[rob[S.CORRUPTION] == c], scale=100)
         a.set_title(c.replace("_", " "))
         a.set_xlabel("severity")
         if i % ncols == 0:
@@ -446,12 +451,12 @@ def robustness_corruptions(rob: pd.DataFrame, metric: str) -> Figure:
 
 
 def robustness_attacks(rob: pd.DataFrame, metric: str) -> Figure:
-    attacks = list(dict.fromkeys(rob["corruption"]))
+    attacks = list(dict.fromkeys(rob[S.CORRUPTION]))
     fig, ax = figure(3.2 * len(attacks) + 0.4, 2.8, 1, len(attacks), sharey=True)
     for i, c in enumerate(attacks):
         a = ax[0, i]
-        df = rob[rob["corruption"] == c].copy()
-        df["severity"] = df["severity"].astype(float) * 255
+        df = rob[rob[S.CORRUPTION] == c].copy()
+        df[S.SEVERITY] = df[S.SEVERITY].astype(float) * 255
         _band(a, df, scale=100)
         a.set_title(c.upper())
         a.set_xlabel("ε (× 1/255, L∞)")
@@ -462,9 +467,9 @@ def robustness_attacks(rob: pd.DataFrame, metric: str) -> Figure:
 
 
 def _band(a, df: pd.DataFrame, scale: float) -> None:
-    is_map = df["model"] == -1
-    df = df.assign(severity=df["severity"].astype(float))
-    s = df[~is_map].groupby("severity")["value"]
+    is_map = df[S.MODEL] == -1
+    df = df.assign(severity=df[S.SEVERITY].astype(float))
+    s = df[~is_map].groupby(S.SEVERITY)[S.VALUE]
     x = s.min().index.to_numpy(float)
     if len(x):
         a.fill_between(
@@ -474,8 +479,8 @@ def _band(a, df: pd.DataFrame, scale: float) -> None:
     m = df[is_map].sort_values("severity")
     if len(m):
         a.plot(
-            m["severity"].astype(float),
-            scale * m["value"],
+            m[S.SEVERITY].astype(float),
+            scale * m[S.VALUE],
             marker="o",
             ms=3,
             color=MAP_COLOR,
@@ -486,13 +491,13 @@ def _band(a, df: pd.DataFrame, scale: float) -> None:
 def axis_study(study: pd.DataFrame, axis: str) -> Figure:
     """Sweep page: every headline metric against one grid axis (mean ± std over the other
     cells), one small panel each."""
-    metrics = list(dict.fromkeys(study["metric"]))
+    metrics = list(dict.fromkeys(study[S.METRIC]))
     ncols = min(4, len(metrics))
     nrows = int(np.ceil(len(metrics) / ncols))
     fig, ax = figure(3.2 * ncols, 2.6 * nrows, nrows, ncols)
     for i, metric in enumerate(metrics):
         a = ax[i // ncols, i % ncols]
-        s = study[study["metric"] == metric]
+        s = study[study[S.METRIC] == metric]
         x = pd.to_numeric(s[axis])
         a.errorbar(
             x, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, color=SET_COLOR, ms=4

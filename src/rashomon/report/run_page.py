@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.errors import one_line
 from rashomon.report import plots
 from rashomon.report.kit import (
@@ -34,19 +35,21 @@ from rashomon.report.kit import (
     table_html,
     warning_box,
 )
-from rashomon.report.load import TABLES, RunData, find_column, load_run
+from rashomon.report.load import RunData, load_run
 from rashomon.report.summary import (
     arbitrariness,
     degenerate_warning,
     kept_models,
     pct,
+    rule_label,
     skip_notes,
     summary_sentences,
+    worst_over_labels,
 )
 
-DEFAULT_ATTACKS = ("fgsm", "pgd", "pgd-linf", "pgd_linf", "autoattack", "apgd")
 TOP_PATIENTS = 10
 TOP_LSI = 16
+SELECTION_PLOT_ROWS = 30  # multilabel: the plot shows the real gains and losses, at most these
 
 
 @dataclass
@@ -105,16 +108,15 @@ def section_summary(b: ReportBuilder) -> Section:
     a = arbitrariness(d)
     kept, total = kept_models(d)
     t = d.summaries.get("train", {})
+    what = "finding on some label" if d.labels else "diagnosis"
     cards = [
-        (pct(a.share, 1), "of test patients get a different diagnosis from some equally good model")
+        (pct(a.share, 1), f"of test patients get a different {what} from some equally good model")
     ]
     if kept is not None:
         cards.append(
             (
                 f"{kept}" + (f" / {total}" if total else ""),
-                f"models in the Rashomon set (ε = {d.epsilon:g})"
-                if d.epsilon is not None
-                else "models in the Rashomon set",
+                f"models in the Rashomon set (ε = {d.epsilon:g})",
             )
         )
     if "test_accuracy" in t:
@@ -166,8 +168,8 @@ def section_task(b: ReportBuilder) -> Section:
         sizes = info.get("sizes") or {}
         ps = d.table("per_sample")
         for split in ("train", "val", "test"):
-            if split == "test" and ps is not None and "label" in ps:
-                counts = _class_counts(ps["label"].to_numpy(), len(names))
+            if split == "test" and ps is not None and S.TRUE_LABEL in ps:
+                counts = _class_counts(ps[S.TRUE_LABEL].to_numpy(), len(names))
                 rows.append(_balance_row(split, len(ps), counts, names))
             elif split in sizes:
                 rows.append({"split": split, "patients": sizes[split]})
@@ -257,18 +259,17 @@ def section_map(b: ReportBuilder) -> Section:
 
 def section_set(b: ReportBuilder) -> Section:
     d = b.data
-    s = d.summaries.get("sample", {})
-    cfg = d.config.get("sample") or {}
-    source = s.get("source", cfg.get("source", "?"))
+    s = d.sample.summary or {}
+    source = d.sample.source
     kept, total = kept_models(d)
     pairs: list[tuple[str, Any]] = [("source", source)]
-    for k in ("subset", "hessian", "prior", "kind"):
-        if k in cfg and source in ("laplace", "riemannian"):
-            pairs.append((f"Laplace {k}", cfg[k]))
+    # The options the set was built with, as the sample stage resolved and recorded them.
+    for k, v in d.sample.options.items():
+        if v is not None:
+            pairs.append((f"{source} {k}", v))
     if total is not None:
         pairs.append(("models sampled (M)", total))
-    if d.epsilon is not None:
-        pairs.append(("audit ε", f"{d.epsilon:g} (relative validation {d.on})"))
+    pairs.append(("audit ε", f"{d.epsilon:g} (relative validation {d.on})"))
     if kept is not None:
         pairs.append(("models kept at that ε", kept))
     for k, v in s.items():
@@ -281,7 +282,7 @@ def section_set(b: ReportBuilder) -> Section:
     ]
     surv, pm = d.table("survival"), d.table("per_model")
     figs = []
-    if surv is not None and {"epsilon", "models_in_set"} <= set(surv.columns) and len(surv):
+    if surv is not None and len(surv):
         figs.append(
             b.figure(
                 plots.set_survival(surv, d.epsilon),
@@ -296,7 +297,7 @@ def section_set(b: ReportBuilder) -> Section:
     else:
         parts.append(kv_table(pairs))
         parts.append(b.missing("survival", "survival table"))
-    if pm is not None and "val_loss" in pm and ({"distance_rel", "distance_l2"} & set(pm.columns)):
+    if pm is not None:
         figs.append(
             b.figure(
                 plots.set_distance(pm, d.epsilon),
@@ -305,7 +306,7 @@ def section_set(b: ReportBuilder) -> Section:
                 "its validation loss.",
             )
         )
-    elif pm is None:
+    else:
         parts.append(b.missing("per_model", "per-model table"))
     if figs:
         parts.append(f'<div class="row">{"".join(figs)}</div>')
@@ -316,17 +317,16 @@ def section_multiplicity(b: ReportBuilder) -> Section:
     d = b.data
     parts = []
     mult = d.table("multiplicity")
-    if mult is not None and {"metric", "value"} <= set(mult.columns):
-        g = mult["group"].fillna("all").astype(str) if "group" in mult else "all"
-        overall = mult[pd.Series(g).str.lower().isin(["all", "overall", ""]).to_numpy()]
+    if mult is not None:
+        overall = mult[mult[S.GROUP].astype(str) == "all"]
         parts.append(
             "<h3>Across all test patients</h3>"
-            + table_html(overall[["metric", "value"]].reset_index(drop=True), 4)
+            + table_html(overall[[S.METRIC, S.VALUE]].reset_index(drop=True), 4)
         )
     else:
         parts.append(b.missing("multiplicity", "multiplicity table"))
     ps = d.table("per_sample")
-    if ps is not None and "disagreement" in ps:
+    if ps is not None and S.DISAGREEMENT in ps:
         parts.append(
             b.figure(
                 plots.multiplicity_hist(ps),
@@ -337,7 +337,7 @@ def section_multiplicity(b: ReportBuilder) -> Section:
             )
         )
     conv = d.table("convergence")
-    if conv is not None and {"models", "ambiguity"} <= set(conv.columns):
+    if conv is not None:
         parts.append(
             b.figure(
                 plots.convergence(conv),
@@ -346,12 +346,12 @@ def section_multiplicity(b: ReportBuilder) -> Section:
                 "still rising at the right means more models would find more arbitrary patients.",
             )
         )
-    elif d.task_info.get("kind") == "multilabel":
+    elif d.kind == "multilabel":
         parts.append(b.note(MULTILABEL_NOTE.format(what="The convergence curve")))
     else:
         parts.append(b.missing("convergence", "convergence curve"))
     attrs = d.attributes
-    if ps is not None and attrs and "arbitrary" in ps:
+    if ps is not None and attrs and S.AMBIGUOUS in ps:
         parts.append(
             "<h3>Per patient group</h3>"
             + b.figure(
@@ -361,12 +361,12 @@ def section_multiplicity(b: ReportBuilder) -> Section:
                 "(dashed: all patients). Derived proxies are lighter.",
             )
         )
-    if mult is not None and "group" in mult and mult["group"].nunique() > 1:
-        index = [c for c in mult.columns if c not in ("metric", "value")]
+    if mult is not None and mult[S.GROUP].nunique() > 1:
+        index = [c for c in mult.columns if c not in (S.METRIC, S.VALUE)]
         pivot = mult.pivot_table(
-            index=index, columns="metric", values="value", aggfunc="first", sort=False
+            index=index, columns=S.METRIC, values=S.VALUE, aggfunc="first", sort=False
         ).reset_index()
-        pivot["group"] = [group_label(g, d.attributes) for g in pivot["group"]]
+        pivot[S.GROUP] = [group_label(g, d.attributes) for g in pivot[S.GROUP]]
         pivot = pivot.dropna(axis=1, how="all")
         parts.append(table_html(pivot, 4))
     return Section("multiplicity", "Predictive multiplicity", "".join(parts))
@@ -401,11 +401,11 @@ def _desiderata_metrics(pm: pd.DataFrame) -> list[str]:
     cols = [
         c
         for c in pm.columns
-        if c not in ("model", "is_map")
+        if c != S.MODEL
         and pd.api.types.is_numeric_dtype(pm[c])
         and pm[c].notna().any()
         and "=" not in c
-        and not c.startswith("label")
+        and not c.startswith(S.LABEL_PREFIX)
     ]
 
     def rank(c: str) -> tuple[int, int, str]:
@@ -427,7 +427,7 @@ def section_desiderata(b: ReportBuilder) -> Section:
         "models changes that property.</p>"
     ]
     pm = d.table("per_model_test")
-    if pm is not None and "model" in pm:
+    if pm is not None:
         metrics = _desiderata_metrics(pm)
         if metrics:
             parts.append(
@@ -440,20 +440,18 @@ def section_desiderata(b: ReportBuilder) -> Section:
     else:
         parts.append(b.missing("per_model_test", "per-model metrics"))
     mt = d.table("metrics")
-    if mt is not None and {"metric", "stat", "value"} <= set(mt.columns):
-        sub = mt
-        if "epsilon" in mt and d.epsilon is not None:
-            at = mt[np.isclose(mt["epsilon"].astype(float), d.epsilon)]
-            sub = at if len(at) else mt
-        if "group" in sub:  # per-group values stay in the CSV; overall metrics and gaps here
-            sub = sub[~sub["group"].astype(str).str.contains("=")]
+    if mt is not None:
+        at = mt[np.isclose(mt[S.EPSILON].astype(float), d.epsilon)]
+        sub = at if len(at) else mt
+        # per-group values stay in the CSV; overall metrics and gaps here
+        sub = sub[~sub[S.GROUP].astype(str).str.contains("=")]
         index = [
             c
-            for c in ("metric", "group", "source", "epsilon")
-            if c in sub and (c == "metric" or sub[c].nunique() > 1)
+            for c in (S.METRIC, S.GROUP, S.SOURCE, S.EPSILON)
+            if c == S.METRIC or sub[c].nunique() > 1
         ]
         pivot = sub.pivot_table(
-            index=index, columns="stat", values="value", aggfunc="first", sort=False
+            index=index, columns=S.STAT, values=S.VALUE, aggfunc="first", sort=False
         ).reset_index()
         order = [
             c
@@ -461,8 +459,7 @@ def section_desiderata(b: ReportBuilder) -> Section:
             if c in pivot.columns
         ]
         pivot = pivot[index + order + [c for c in pivot.columns if c not in index + order]]
-        eps = f" at ε = {d.epsilon:g}" if d.epsilon is not None else ""
-        parts.append(f"<h3>Spread table{eps}</h3>" + table_html(pivot, 4))
+        parts.append(f"<h3>Spread table at ε = {d.epsilon:g}</h3>" + table_html(pivot, 4))
     else:
         parts.append(b.missing("metrics", "spread table"))
     return Section("desiderata", "Desiderata across the set", "".join(parts))
@@ -471,15 +468,15 @@ def section_desiderata(b: ReportBuilder) -> Section:
 def section_selection(b: ReportBuilder) -> Section:
     d = b.data
     sel = d.table("selection")
+    skipped = skip_notes(d, "selection")
     if sel is None:
-        skipped = skip_notes(d, "selection")
         body = (
             warning_box("Selection skipped:", esc("; ".join(skipped)) + ".")
             if skipped
             else b.missing("selection", "selection results")
         )
         return Section("selection", "Best-in-set selection", body)
-    name_col = find_column(sel, "desideratum", "metric") or sel.columns[0]
+    sel = with_label_names(d, sel)
     parts = [
         "<p>For each desideratum the model of the set that is best on <i>validation</i> data is "
         "picked, and its gain over the MAP model is measured on <i>test</i> data. A gain whose "
@@ -491,50 +488,76 @@ def section_selection(b: ReportBuilder) -> Section:
             "(paired bootstrap)."
         ),
     ]
-    if "gain" in sel:
+    if skipped:  # multilabel: labels whose trained model is degenerate
+        parts.append(warning_box("Selection skipped for some labels:", esc("; ".join(skipped))))
+    shown, caption = sel, ""
+    if S.LABEL in sel:
+        # One row per (label, desideratum): the plot keeps the verdicts that are not noise.
+        real = sel[sel[S.VERDICT].astype(str).str.startswith("real")]
+        shown = real.head(SELECTION_PLOT_ROWS)
+        caption = (
+            f" Shown: the {len(shown)} of {len(sel)} (label, desideratum) pairs with a real gain "
+            "or loss; the table lists them all."
+        )
+        sel = pd.concat([real, sel.drop(real.index)])
+    if len(shown):
         parts.append(
             b.figure(
-                plots.selection_gains(sel, name_col),
+                plots.selection_gains(shown, S.DESIDERATUM),
                 "selection",
                 "Honest test gain of the best-in-set model (green: real gain, "
-                "grey: within selection noise, red: worse).",
+                f"grey: within selection noise, red: worse).{caption}",
             )
         )
-    parts.append(table_html(selection_table(sel, name_col), 4))
+    else:
+        parts.append(b.note("No label's best-in-set model gains or loses beyond selection noise."))
+    parts.append(table_html(selection_table(sel), 4))
     par = d.table("pareto")
     if par is not None and len(par):
-        parts.append("<h3>Validation Pareto fronts</h3>" + table_html(par, 4, max_rows=25))
+        parts.append(
+            "<h3>Validation Pareto fronts</h3>"
+            + table_html(with_label_names(d, par), 4, max_rows=25)
+        )
     return Section("selection", "Best-in-set selection", "".join(parts))
 
 
-def selection_table(sel: pd.DataFrame, name_col: str) -> pd.DataFrame:
-    """The selection table with the interval in one column."""
+def with_label_names(d: RunData, table: pd.DataFrame) -> pd.DataFrame:
+    """A multilabel decide table with its `label` column named by the task's class names and
+    its desiderata read `label: desideratum`; other tables unchanged."""
+    if S.LABEL not in table or not d.labels:
+        return table
+    t = table.copy()
+    names = [d.labels.get(int(lab), f"label {lab}") for lab in t[S.LABEL]]
+    t[S.LABEL] = names
+    if S.DESIDERATUM in t:
+        t[S.DESIDERATUM] = [f"{n}: {x}" for n, x in zip(names, t[S.DESIDERATUM], strict=True)]
+        t = t.drop(columns=S.LABEL)
+    return t
+
+
+def selection_table(sel: pd.DataFrame) -> pd.DataFrame:
+    """The selection table with the interval in one column and the direction as an arrow."""
     t = sel.copy()
-    if {"gain_low", "gain_high"} <= set(t.columns):
-        t["95 % interval"] = [
-            f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(t["gain_low"], t["gain_high"], strict=True)
-        ]
-        t = t.drop(columns=["gain_low", "gain_high"])
-    if "direction" in t:
-        arrows = {"max": " ↑", "min": " ↓"}
-        t[name_col] = [
-            f"{n}{arrows.get(str(d), '')}" for n, d in zip(t[name_col], t["direction"], strict=True)
-        ]
-        t = t.drop(columns="direction")
+    t["95 % interval"] = [
+        f"[{lo:+.4f}, {hi:+.4f}]"
+        for lo, hi in zip(t[S.GAIN_CI_LOW], t[S.GAIN_CI_HIGH], strict=True)
+    ]
+    t = t.drop(columns=[S.GAIN_CI_LOW, S.GAIN_CI_HIGH])
+    t[S.DESIDERATUM] = [
+        f"{n}{' ↑' if bool(hib) else ' ↓'}"
+        for n, hib in zip(t[S.DESIDERATUM], t[S.HIGHER_IS_BETTER], strict=True)
+    ]
+    t = t.drop(columns=S.HIGHER_IS_BETTER)
     first = [
-        c
-        for c in (
-            name_col,
-            "map_test",
-            "selected_model",
-            "selected_val",
-            "selected_test",
-            "gain",
-            "95 % interval",
-            "spearman",
-            "verdict",
-        )
-        if c in t.columns
+        S.DESIDERATUM,
+        S.MAP_TEST,
+        S.CHOSEN,
+        S.CHOSEN_VAL,
+        S.CHOSEN_TEST,
+        S.TEST_GAIN,
+        "95 % interval",
+        S.SPEARMAN_RHO,
+        S.VERDICT,
     ]
     return t[first + [c for c in t.columns if c not in first]]
 
@@ -552,51 +575,53 @@ def section_ensembles(b: ReportBuilder) -> Section:
         "the share of decided patients whose decision still depends on which k models were "
         "drawn.</p>"
     ]
-    if {"k", "coverage", "residual_ambiguity"} <= set(ens.columns):
+    worst = ""
+    if S.LABEL in ens:
+        worst = " Multilabel: per k and rule, the worst label (lowest coverage, highest ambiguity)."
         parts.append(
-            b.figure(
-                plots.ensemble_curves(ens),
-                "ensembles",
-                "Coverage and residual ambiguity against the ensemble size.",
+            b.note(
+                f"Every label is audited as its own binary task; shown is the worst of the "
+                f"{ens[S.LABEL].nunique()} labels for each k and rule (ensembles.csv has every "
+                "label)."
             )
         )
-    if {"k", "threshold", "coverage", "residual_ambiguity"} <= set(ens.columns):
-        from rashomon.report.summary import rule_label
-
-        t = ens.copy()
-        rules = t["rule"] if "rule" in t else ["share"] * len(t)
-        t["rule "] = [rule_label(r, th) for r, th in zip(rules, t["threshold"], strict=True)]
-        index = [c for c in ("combine",) if c in t and t[c].nunique() > 1] + ["k"]
-        tabs = []
-        for col, title in (
-            ("coverage", "Coverage"),
-            ("residual_ambiguity", "Residual ambiguity"),
-            ("accuracy_covered", "Accuracy on decided patients"),
-        ):
-            if col not in t:
-                continue
-            piv = t.pivot_table(
-                index=index, columns="rule ", values=col, aggfunc="mean", sort=False
-            )
-            piv = (100 * piv).round(1).reset_index()
-            piv["k"] = piv["k"].astype(int)
-            piv.columns.name = None
-            tabs.append(f"<div><h3>{title} (%)</h3>{table_html(piv, 1)}</div>")
-        parts.append("".join(tabs))
-    else:
-        parts.append(table_html(ens, 4, max_rows=40))
+        ens = worst_over_labels(ens)
+    parts.append(
+        b.figure(
+            plots.ensemble_curves(ens),
+            "ensembles",
+            f"Coverage and residual ambiguity against the ensemble size.{worst}",
+        )
+    )
+    t = ens.copy()
+    t["rule "] = [rule_label(r, th) for r, th in zip(t[S.RULE], t[S.THRESHOLD], strict=True)]
+    index = [S.COMBINE] if t[S.COMBINE].nunique() > 1 else []
+    index.append(S.K)
+    tabs = []
+    for col, title in (
+        (S.COVERAGE, "Coverage"),
+        (S.RESIDUAL_AMBIGUITY, "Residual ambiguity"),
+        (S.COVERED_ACCURACY, "Accuracy on decided patients"),
+    ):
+        piv = t.pivot_table(index=index, columns="rule ", values=col, aggfunc="mean", sort=False)
+        piv = (100 * piv).round(1).reset_index()
+        piv[S.K] = piv[S.K].astype(int)
+        piv.columns.name = None
+        tabs.append(f"<div><h3>{title} (%)</h3>{table_html(piv, 1)}</div>")
+    parts.append("".join(tabs))
     return Section("ensembles", "Ensembles and abstention", "".join(parts))
 
 
 def section_lsi(b: ReportBuilder) -> Section:
     d = b.data
     lsi = d.table("lsi")
-    if lsi is None or not {"lsi", "disagreement"} <= set(lsi.columns):
-        note = (
-            "enable it with <code>decide.lsi: true</code>"
-            if "decide" in d.stages
-            else d.missing_note("lsi")
-        )
+    if lsi is None or S.DISAGREEMENT not in lsi:
+        if lsi is not None:
+            note = "the sample stage stored no training predictions to measure disagreement on"
+        elif "decide" in d.stages:
+            note = "enable it with <code>decide.lsi: true</code>"
+        else:
+            note = d.missing_note("lsi")
         return Section(
             "lsi", "Laplace Sample Information", f'<p class="note missing">No LSI table: {note}</p>'
         )
@@ -609,18 +634,17 @@ def section_lsi(b: ReportBuilder) -> Section:
             "Each training sample: its LSI and how much the set disagrees on it.",
         ),
     ]
-    top = lsi.sort_values("lsi", ascending=False).head(TOP_LSI)
+    top = lsi.sort_values(S.LSI, ascending=False).head(TOP_LSI)
     task = d.task
-    idx_col = find_column(top, "index", "sample")
-    if task is not None and task.train.raw is not None and idx_col is not None:
+    if task is not None and task.train.raw is not None:
         y = task.train.y.numpy()
         names = d.class_names
         imgs, titles = [], []
         for _, r in top.iterrows():
-            i = int(r[idx_col])
+            i = int(r[S.SAMPLE])
             imgs.append(task.train.raw[i])
             lab = names[int(y[i])] if y.ndim == 1 and int(y[i]) < len(names) else str(y[i])
-            titles.append(f"#{i} · {lab}\nLSI {r['lsi']:.2g}")
+            titles.append(f"#{i} · {lab}\nLSI {r[S.LSI]:.2g}")
         parts.append(
             "<h3>Training images with the highest LSI</h3>"
             + b.figure(
@@ -645,57 +669,54 @@ MULTILABEL_NOTE = (
 
 def section_patients(b: ReportBuilder) -> Section:
     d = b.data
+    title = "The most arbitrary patients"
     ps = d.table("per_sample")
-    need = {"disagreement", "vpr_min", "vpr_max"}
-    if d.task_info.get("kind") == "multilabel":
-        note = MULTILABEL_NOTE.format(what="This panel")
-        return Section("patients", "The most arbitrary patients", b.note(note))
-    if ps is None or not need <= set(ps.columns):
+    if ps is None:
+        return Section("patients", title, b.missing("per_sample", "per-patient table"))
+    if d.kind == "multilabel":
         return Section(
             "patients",
-            "The most arbitrary patients",
+            title,
             b.note(
-                "per_sample.csv has no viable prediction range (vpr_min, vpr_max); re-run "
-                "<code>rashomon evaluate RUN_DIR --force</code> with a version that writes it."
+                "Multilabel runs hold a viable prediction range per label "
+                "(<code>label&lt;l&gt;.vpr_low</code>, <code>label&lt;l&gt;.vpr_high</code> in "
+                "<code>evaluate/per_sample.csv</code>); this section draws one range per "
+                "patient and is left out."
             ),
         )
-    idx_col = find_column(ps, "index") or None
-    order = ps.assign(_w=ps["vpr_max"] - ps["vpr_min"]).sort_values(
-        ["disagreement", "_w"], ascending=False, kind="stable"
+    names = d.class_names
+    # Binary: the positive class's range; multiclass: class 1's, drawn the same way.
+    low, high = S.VPR_LOW, S.VPR_HIGH
+    if low not in ps:
+        low, high = S.class_column(S.VPR_LOW, 1), S.class_column(S.VPR_HIGH, 1)
+    order = ps.assign(_w=ps[high] - ps[low]).sort_values(
+        [S.DISAGREEMENT, "_w"], ascending=False, kind="stable"
     )
-    arbitrary = ps["arbitrary"] if "arbitrary" in ps else ps["disagreement"] > 0
-    top = order[arbitrary.loc[order.index].to_numpy(bool)].head(TOP_PATIENTS)
+    top = order[ps[S.AMBIGUOUS].loc[order.index].to_numpy(bool)].head(TOP_PATIENTS)
     if not len(top):
         return Section(
             "patients",
-            "The most arbitrary patients",
+            title,
             "<p>No test patient gets a different diagnosis from any model of the set.</p>",
         )
-    names = d.class_names
     positive = names[1] if len(names) > 1 else "positive"
-    flips_col = find_column(ps, "flips", "flip_rate")
-    kept, _ = kept_models(d)
     captions = []
     for _, r in top.iterrows():
-        lab = names[int(r["label"])] if "label" in r and int(r["label"]) < len(names) else "?"
-        cap = f"#{int(r[idx_col]) if idx_col else r.name} · true: {lab}"
-        if flips_col == "flips":
-            cap += f"\nflips: {int(r[flips_col])}" + (f" of {kept} models" if kept else "")
-        elif flips_col:
-            cap += f"\nflips: {pct(float(r[flips_col]))} of models"
+        lab = int(r[S.TRUE_LABEL])
+        cap = f"#{int(r[S.SAMPLE])} · true: {names[lab] if lab < len(names) else '?'}"
+        cap += f"\nflips: {pct(float(r[S.FLIP_RATE]))} of models"
         captions.append(cap)
     top = top.assign(caption=captions)
     images = None
     if d.task is not None and d.task.test.raw is not None:
-        ids = top[idx_col].astype(int).to_numpy() if idx_col else top.index.to_numpy()
-        images = [d.task.test.raw[i] for i in ids]
+        images = [d.task.test.raw[i] for i in top[S.SAMPLE].astype(int).to_numpy()]
     parts = [
         "<p>The test patients on whom the equally good models disagree most. Each bar is the "
         f"viable prediction range: the lowest and highest probability of {esc(positive)} that a "
         "model of the Rashomon set gives this patient; where it crosses the threshold, the "
         "diagnosis depends on the model.</p>",
         b.figure(
-            plots.patient_ranges(top, images, positive),
+            plots.patient_ranges(top, images, positive, low=low, high=high),
             "patients",
             "Bar: lowest to highest probability over the models of the set; ◆ the trained "
             "(MAP) model; dashed line: the decision threshold.",
@@ -704,37 +725,33 @@ def section_patients(b: ReportBuilder) -> Section:
     if images is None:
         parts.append(b.note(f"Images not shown: {esc(d.task_error or 'no task images')}."))
     cols = [
-        c
-        for c in (
-            idx_col,
-            "label",
-            "map_pred",
-            "map_prob",
-            "disagreement",
-            "capacity",
-            "vpr_min",
-            "vpr_max",
-            flips_col,
-        )
-        if c and c in top
+        S.SAMPLE,
+        S.TRUE_LABEL,
+        S.MAP_LABEL,
+        S.MAP_PROB,
+        S.DISAGREEMENT,
+        S.CAPACITY,
+        low,
+        high,
+        S.FLIP_RATE,
     ]
-    tab = top[cols].copy()
-    for c in ("label", "map_pred"):
-        if c in tab:
-            tab[c] = [names[int(v)] if 0 <= int(v) < len(names) else str(v) for v in tab[c]]
+    tab = top[[c for c in cols if c in top]].copy()
+    for c in (S.TRUE_LABEL, S.MAP_LABEL):
+        tab[c] = [names[int(v)] if 0 <= int(v) < len(names) else str(v) for v in tab[c]]
     pat = d.table("patients")
-    if pat is not None and idx_col and "index" in pat:
-        extra = [c for c in pat.columns if c not in tab.columns or c == "index"]
-        extra = [c for c in extra if c not in ("arbitrary", "map_correct")]
-        tab = tab.merge(pat[extra], how="left", on="index")
+    if pat is not None:
+        # What the decide stage's ensembles do with these patients.
+        extra = [c for c in pat.columns if c not in tab.columns or c == S.SAMPLE]
+        extra = [c for c in extra if c not in (S.AMBIGUOUS, S.MAP_CORRECT)]
+        tab = tab.merge(pat[extra], how="left", on=S.SAMPLE)
     parts.append(table_html(tab.reset_index(drop=True), 3))
-    return Section("patients", "The most arbitrary patients", "".join(parts))
+    return Section("patients", title, "".join(parts))
 
 
 def section_robustness(b: ReportBuilder) -> Section:
     d = b.data
     rob = d.table("robustness")
-    if rob is None or not {"corruption", "severity", "value", "model"} <= set(rob.columns):
+    if rob is None:
         return Section(
             "robustness",
             "Robustness",
@@ -744,32 +761,25 @@ def section_robustness(b: ReportBuilder) -> Section:
                 "<code>robustness</code> (corruptions and/or attacks configured).</p>"
             ),
         )
-    metric = "accuracy"
-    if "metric" in rob:
-        metric = "accuracy" if (rob["metric"] == "accuracy").any() else str(rob["metric"].iloc[0])
-        rob = rob[rob["metric"] == metric]
-    ev = d.config.get("evaluate") or {}
-    attacks = {a.lower() for a in (ev.get("attacks") or [])} | set(DEFAULT_ATTACKS)
-    if "family" in rob:  # rashomon.metrics.robustness: clean | corruption | summary | attack
-        fam = rob["family"].astype(str).str.lower()
-        clean = rob[fam == "clean"]
-        rob = rob[fam.isin(["corruption", "attack"])].copy()
-        att_rows = rob["family"] == "attack"
-        if "epsilon" in rob:  # attacks: the budget is the x axis
-            rob.loc[att_rows, "severity"] = rob.loc[att_rows, "epsilon"]
-        if "mode" in rob:  # the set's band: transfer attacks from the MAP model when present
-            transfer = att_rows & (rob["mode"] == "transfer")
-            if transfer.any():
-                rob = rob[~(att_rows & (rob["model"] != -1) & ~transfer)]
-        corr_names = rob.loc[rob["family"] == "corruption", "corruption"].unique()
-        if len(clean) and len(corr_names):  # severity 0 = clean images on every curve
-            zero = [clean.assign(corruption=c, severity=0, family="corruption") for c in corr_names]
-            rob = pd.concat([rob, *zero], ignore_index=True)
-        is_attack = rob["family"] == "attack"
-    elif "kind" in rob:
-        is_attack = rob["kind"].astype(str).str.lower().str.contains("attack")
-    else:
-        is_attack = rob["corruption"].astype(str).str.lower().isin(attacks)
+    metric = "accuracy" if (rob[S.METRIC] == "accuracy").any() else str(rob[S.METRIC].iloc[0])
+    rob = rob[rob[S.METRIC] == metric]
+    fam = rob[S.FAMILY].astype(str)
+    clean = rob[fam == "clean"]
+    rob = rob[fam.isin(["corruption", "attack"])].copy()
+    att_rows = rob[S.FAMILY] == "attack"
+    rob.loc[att_rows, S.SEVERITY] = rob.loc[att_rows, S.EPSILON]  # attacks: the budget is x
+    # The set's band: transfer attacks from the MAP model when present.
+    transfer = att_rows & (rob[S.MODE] == "transfer")
+    if transfer.any():
+        rob = rob[~(att_rows & (rob[S.MODEL] != -1) & ~transfer)]
+    corr_names = rob.loc[rob[S.FAMILY] == "corruption", S.CORRUPTION].unique()
+    if len(clean) and len(corr_names):  # severity 0 = clean images on every curve
+        zero = [
+            clean.assign(**{S.CORRUPTION: c, S.SEVERITY: 0, S.FAMILY: "corruption"})
+            for c in corr_names
+        ]
+        rob = pd.concat([rob, *zero], ignore_index=True)
+    is_attack = rob[S.FAMILY] == "attack"
     if not len(rob[~is_attack]) and not len(rob[is_attack]):  # clean rows only
         return Section(
             "robustness",
@@ -808,7 +818,7 @@ def section_run(b: ReportBuilder) -> Section:
     d = b.data
     import json
 
-    rec_path = d.run_dir / "stages.json"
+    rec_path = d.run_dir / S.RECORDS
     rows = []
     if rec_path.exists():
         try:
@@ -896,9 +906,7 @@ def render_page(data: RunData, sections: list[Section]) -> str:
     arch = (data.checkpoint.get("spec") or {}).get("arch") or (data.config.get("train") or {}).get(
         "arch", ""
     )
-    source = data.summaries.get("sample", {}).get("source") or (
-        data.config.get("sample") or {}
-    ).get("source", "")
+    source = data.sample.source
     subtitle = " · ".join(
         x
         for x in (arch, f"{source} set" if source else "", f"seed {data.config.get('seed', 0)}")
@@ -945,9 +953,9 @@ def write_report(
     (out_dir / "summary.txt").write_text(text)
     tables = out_dir / "tables"
     tables.mkdir(exist_ok=True)
-    for key, (stage, name) in TABLES.items():
-        if key in data.tables:
-            shutil.copyfile(run_dir / stage / name, tables / f"{stage}_{name}")
+    for key in data.tables:
+        t = S.TABLES[key]
+        shutil.copyfile(t.path(run_dir), tables / f"{t.stage}_{t.file}")
     errors = out_dir / ERRORS_FILE
     if failures:
         errors.write_text("\n".join(f"--- {f.title}\n{f.traceback}" for f in failures))

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.metrics.degenerate import Degeneracy, degeneracy
-from rashomon.report.load import RunData, find_column
+from rashomon.report.load import RunData
 
 # disagreement = 4·p̂·(1−p̂) ≥ 0.64  ⇔  at least 20 % of the set predicts the minority label.
 SPLIT_DISAGREEMENT = 0.64
+NAMED_LABELS = 5  # multilabel sentences name this many labels, then count the rest
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,18 @@ def pct(x: float, digits: int = 0) -> str:
 def arbitrariness(data: RunData) -> Arbitrariness:
     """Who would get a different diagnosis from an equally good model (the headline number)."""
     ps = data.table("per_sample")
-    if ps is not None and len(ps) and "arbitrary" in ps:
-        arbitrary = ps["arbitrary"].to_numpy(bool)
+    if ps is not None and len(ps) and S.AMBIGUOUS in ps:
+        arbitrary = ps[S.AMBIGUOUS].to_numpy(bool)
         split = None
-        if "disagreement" in ps:
-            split = float((ps["disagreement"].to_numpy(float) >= SPLIT_DISAGREEMENT - 1e-12).mean())
+        if S.DISAGREEMENT in ps:
+            dis = ps[S.DISAGREEMENT].to_numpy(float)
+            split = float((dis >= SPLIT_DISAGREEMENT - 1e-12).mean())
         return Arbitrariness(float(arbitrary.mean()), int(arbitrary.sum()), len(ps), split)
     mult = data.table("multiplicity")
     if mult is not None:
-        row = mult[(mult["metric"] == "ambiguity") & _overall(mult["group"])]
+        row = mult[(mult[S.METRIC] == "ambiguity") & _overall(mult[S.GROUP])]
         if len(row):
-            return Arbitrariness(float(row["value"].iloc[0]), None, None, None)
+            return Arbitrariness(float(row[S.VALUE].iloc[0]), None, None, None)
     raise ValueError("neither per_sample.csv nor multiplicity.csv gives the ambiguity")
 
 
@@ -53,26 +56,23 @@ def _overall(groups: pd.Series) -> pd.Series:
 
 
 def kept_models(data: RunData) -> tuple[int | None, int | None]:
-    """(models kept at the configured ε, models sampled)."""
-    s = data.summaries.get("sample", {})
-    kept, total = s.get("models_in_set"), s.get("models")
+    """(models kept at the sample stage's ε, models sampled)."""
+    kept, total = data.sample.models_in_set, data.sample.models
     surv = data.table("survival")
-    if (kept is None or total is None) and surv is not None and data.epsilon is not None:
-        row = surv[np.isclose(surv["epsilon"].astype(float), data.epsilon)]
+    if (kept is None or total is None) and surv is not None:
+        row = surv[np.isclose(surv[S.EPSILON].astype(float), data.epsilon)]
         if len(row):
-            kept = kept if kept is not None else int(row["models_in_set"].iloc[0])
-            total = total if total is not None else int(row["models"].iloc[0])
+            kept = kept if kept is not None else int(row[S.MODELS_IN_SET].iloc[0])
+            total = total if total is not None else int(row[S.MODELS].iloc[0])
     return (int(kept) if kept is not None else None, int(total) if total is not None else None)
 
 
 def group_extremes(data: RunData) -> list[tuple[str, str, bool, float, int]]:
     """(attribute, level, derived, share arbitrary, n) per group level, most arbitrary first."""
     ps = data.table("per_sample")
-    if ps is None:
+    if ps is None or S.AMBIGUOUS not in ps:
         return []
-    if "arbitrary" not in ps:
-        return []
-    arbitrary = ps["arbitrary"].to_numpy(bool)
+    arbitrary = ps[S.AMBIGUOUS].to_numpy(bool)
     out = []
     for name, info in data.attributes.items():
         levels = list(info.get("levels") or [])
@@ -90,9 +90,9 @@ def map_degeneracy(data: RunData) -> Degeneracy | None:
     """The degeneracy checks of the MAP model on the test patients (per_sample.csv's MAP labels
     against the true ones); None when the table lacks them (multilabel tasks, old runs)."""
     ps = data.table("per_sample")
-    if ps is None or not len(ps) or not {"label", "map_pred"} <= set(ps.columns):
+    if ps is None or not len(ps) or not {S.TRUE_LABEL, S.MAP_LABEL} <= set(ps.columns):
         return None
-    return degeneracy(ps["map_pred"].to_numpy(), ps["label"].to_numpy())
+    return degeneracy(ps[S.MAP_LABEL].to_numpy(), ps[S.TRUE_LABEL].to_numpy())
 
 
 def degenerate_warning(data: RunData) -> str | None:
@@ -103,37 +103,43 @@ def degenerate_warning(data: RunData) -> str | None:
 
 def summary_sentences(data: RunData) -> list[str]:
     """The summary as plain sentences (no markup); the first is the headline: the warning of a
-    degenerate MAP model when it is one, else the share of arbitrary patients."""
+    degenerate MAP model when it is one, else the share of arbitrary patients (multilabel: on
+    the most arbitrary label, named, then how many labels change at all)."""
     a = arbitrariness(data)
     kept, total = kept_models(data)
-    eps = data.epsilon
-    cond = []
-    if eps is not None:
-        what = "loss" if data.on == "loss" else "accuracy"
-        cond.append(f"validation {what} within ε = {eps:g} of the trained model's")
+    what = "loss" if data.on == "loss" else "accuracy"
+    cond = [f"validation {what} within ε = {data.epsilon:g} of the trained model's"]
     if kept is not None and total is not None:
         cond.append(f"{kept} of {total} sampled models")
-    cond_text = f" ({'; '.join(cond)})" if cond else ""
-    count = f" ({a.count} of {a.total})" if a.count is not None else ""
-    out = [
-        f"{pct(a.share)} of test patients{count} would receive a different diagnosis from at "
-        f"least one equally good model{cond_text}."
-    ]
+    cond_text = f" ({'; '.join(cond)})"
+    per_label = label_arbitrariness(data)
+    if per_label:
+        out = _multilabel_headline(per_label, a, cond_text)
+    else:
+        count = f" ({a.count} of {a.total})" if a.count is not None else ""
+        out = [
+            f"{pct(a.share)} of test patients{count} would receive a different diagnosis from at "
+            f"least one equally good model{cond_text}."
+        ]
     if a.split_share is not None:
+        on_label = " on some label" if per_label else ""
         out.append(
             f"For {pct(a.split_share)} of test patients at least one in five of these models "
-            "disagrees with the majority: their diagnosis depends on an arbitrary choice of model."
+            f"disagrees with the majority{on_label}: their diagnosis depends on an arbitrary "
+            "choice of model."
         )
     t = data.summaries.get("train", {})
     if "test_accuracy" in t:
         auc = f" (AUROC {t['test_auroc']:.3f})" if "test_auroc" in t else ""
-        out.append(f"The trained model's test accuracy is {pct(t['test_accuracy'], 1)}{auc}.")
+        mean = "mean per-label " if per_label else ""
+        out.append(f"The trained model's {mean}test accuracy is {pct(t['test_accuracy'], 1)}{auc}.")
     groups = group_extremes(data)
     if groups and a.share > 0:
         name, level, derived, share, n = groups[0]
         tag = " (derived proxy)" if derived else ""
+        some = " on some label" if per_label else ""
         out.append(
-            f"Arbitrariness is highest for {name} = {level}{tag}: {pct(share)} of its {n} "
+            f"Arbitrariness{some} is highest for {name} = {level}{tag}: {pct(share)} of its {n} "
             f"patients, against {pct(a.share)} overall."
         )
     out += _selection_sentence(data)
@@ -142,45 +148,155 @@ def summary_sentences(data: RunData) -> list[str]:
     return [warning, *out] if warning else out
 
 
-def skip_notes(data: RunData, part: str) -> list[str]:
-    """Why the decide stage skipped `part` (decide/notes.csv), without the 'skipped: ' prefix."""
-    notes = data.table("notes")
-    if notes is None or not {"part", "note"} <= set(notes.columns):
+@dataclass(frozen=True)
+class LabelArbitrariness:
+    label: int
+    name: str
+    share: float  # share of test patients for whom some model of the set flips this label
+    count: int
+    total: int
+
+
+def label_arbitrariness(data: RunData) -> list[LabelArbitrariness]:
+    """Multilabel runs: per label, who would get a different finding from an equally good model,
+    the most arbitrary label first (ties in label order); [] for other runs."""
+    ps = data.table("per_sample")
+    labels = data.labels
+    if ps is None or not len(ps) or not labels:
         return []
-    rows = notes[notes["part"].astype(str) == part]["note"].astype(str)
-    return list(dict.fromkeys(n.removeprefix("skipped: ") for n in rows))
+    cols = S.label_columns(ps.columns, S.AMBIGUOUS)
+    rows = []
+    for lab, name in labels.items():
+        flags = ps[cols[lab]].astype(bool).to_numpy()
+        rows.append(LabelArbitrariness(lab, name, float(flags.mean()), int(flags.sum()), len(ps)))
+    return sorted(rows, key=lambda r: (-r.share, r.label))
+
+
+def name_list(items: list[str], limit: int = NAMED_LABELS) -> str:
+    """'a, b and c'; past `limit` items 'a, b, c and 4 more'."""
+    shown = items[:limit]
+    rest = len(items) - len(shown)
+    if rest:
+        return f"{', '.join(shown)} and {rest} more"
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def _multilabel_headline(
+    per_label: list[LabelArbitrariness], a: Arbitrariness, cond_text: str
+) -> list[str]:
+    n_labels = len(per_label)
+    worst = per_label[0]
+    if worst.count == 0:
+        return [
+            f"No test patient would receive a different finding on any of the {n_labels} labels "
+            f"from an equally good model{cond_text}."
+        ]
+    head = (
+        f"For {worst.name}, the most arbitrary of the {n_labels} labels, {pct(worst.share)} of "
+        f"test patients ({worst.count} of {worst.total}) would receive a different finding from "
+        f"at least one equally good model{cond_text}."
+    )
+    changing = [r for r in per_label if r.count]
+    others = [f"{r.name} {pct(r.share)}" for r in changing[1:]]
+    labels = f"{len(changing)} of the {n_labels} labels change for some test patient"
+    if others:
+        labels += f" (after {worst.name}: {name_list(others)})"
+    count = f" ({a.count} of {a.total})" if a.count is not None else ""
+    return [
+        head,
+        f"{labels}; {pct(a.share)} of test patients{count} have at least one label that changes.",
+    ]
+
+
+def skip_notes(data: RunData, part: str) -> list[str]:
+    """Why the decide stage skipped `part` (decide/notes.csv), without the 'skipped: ' prefix;
+    multilabel runs: one note per label, prefixed with the label's name."""
+    notes = data.table("notes")
+    if notes is None:
+        return []
+    rows = notes[notes[S.PART].astype(str) == part]
+    texts = [str(n).removeprefix("skipped: ") for n in rows[S.NOTE]]
+    if S.LABEL in rows and data.labels:
+        texts = [
+            f"{data.labels.get(int(lab), f'label {lab}')}: {t}"
+            for lab, t in zip(rows[S.LABEL], texts, strict=True)
+        ]
+    return list(dict.fromkeys(texts))
+
+
+def _skipped_labels(data: RunData, part: str) -> list[int]:
+    notes = data.table("notes")
+    if notes is None or S.LABEL not in notes:
+        return []
+    rows = notes[notes[S.PART].astype(str) == part]
+    return sorted({int(v) for v in rows[S.LABEL]})
+
+
+def _real_gains(sel: pd.DataFrame) -> pd.DataFrame:
+    verdicts = sel[S.VERDICT].astype(str).str.lower()
+    return sel[verdicts.str.contains("real gain")]
 
 
 def _selection_sentence(data: RunData) -> list[str]:
     sel = data.table("selection")
+    labels = data.labels
+    if labels:
+        return _multilabel_selection_sentence(data, sel, labels)
     if sel is None:
         skipped = skip_notes(data, "selection")
         return [f"Best-in-set selection was skipped: {skipped[0]}."] if skipped else []
-    if "verdict" not in sel or not len(sel):
+    if not len(sel):
         return []
-    name_col = find_column(sel, "desideratum", "metric")
-    verdicts = sel["verdict"].astype(str).str.lower()
-    real = sel[verdicts.str.contains("real") | verdicts.str.contains("significant")]
+    real = _real_gains(sel)
     if not len(real):
         return [
             "Picking the best model of the set on validation data gives no test gain beyond "
             f"selection noise for any of the {len(sel)} desiderata checked."
         ]
-    if name_col and "label" in real and sel["label"].nunique() > 1:
-        # multilabel: one row per desideratum and label; a bare name would repeat
-        classes = data.class_names
-        names = ", ".join(
-            f"{d} ({classes[int(lb)] if 0 <= int(lb) < len(classes) else f'label {lb}'})"
-            for d, lb in zip(real[name_col], real["label"], strict=True)
-        )
-    elif name_col:
-        names = ", ".join(str(v) for v in real[name_col])
-    else:
-        names = f"{len(real)} desiderata"
+    names = ", ".join(str(v) for v in real[S.DESIDERATUM])
     return [
         f"Picking the best model of the set on validation data gives a real test gain for: "
         f"{names} (see the selection section for the size and its interval)."
     ]
+
+
+def _multilabel_selection_sentence(
+    data: RunData, sel: pd.DataFrame | None, labels: dict[int, str]
+) -> list[str]:
+    """Per label, not per (label, desideratum): how many labels gain, the labels with the most
+    real gains first, and how many labels selection skipped."""
+    n_labels = len(labels)
+    skipped = _skipped_labels(data, "selection")
+    out = []
+    if sel is not None and len(sel):
+        checked = sel[S.LABEL].nunique()
+        real = _real_gains(sel)
+        per = real.groupby(S.LABEL, sort=False)[S.DESIDERATUM].apply(list)
+        ranked = sorted(per.items(), key=lambda kv: (-len(kv[1]), int(kv[0])))
+        if not ranked:
+            out.append(
+                "Picking the best model of the set on validation data gives no test gain beyond "
+                f"selection noise for any desideratum of the {checked} labels checked."
+            )
+        else:
+            items = [
+                f"{labels.get(int(lab), f'label {lab}')} ({', '.join(map(str, names))})"
+                for lab, names in ranked
+            ]
+            out.append(
+                "Picking the best model of the set on validation data gives a real test gain "
+                f"for {len(ranked)} of the {checked} labels checked: {name_list(items)} (see "
+                "the selection section for the sizes and their intervals)."
+            )
+    if skipped:
+        notes = skip_notes(data, "selection")
+        names = [labels.get(lab, f"label {lab}") for lab in skipped]
+        first = f"; for {notes[0]}" if notes else ""
+        out.append(
+            f"Best-in-set selection was skipped for {len(skipped)} of the {n_labels} labels "
+            f"({name_list(names)}){first}."
+        )
+    return out
 
 
 def rule_label(rule: object, threshold: object) -> str:
@@ -189,43 +305,57 @@ def rule_label(rule: object, threshold: object) -> str:
     t = float(threshold) if threshold is not None and pd.notna(threshold) else None
     if r in ("none", "nan") or t is None:
         return "no abstention"
-    if r in ("share", "majority", "agreement"):
+    if r == "share":
         return f"agree ≥ {100 * t:.0f} %"
     if r == "binomial":
         return f"binomial test, α = {t:g}"
     return f"{r} {t:g}"
 
 
+def worst_over_labels(ens: pd.DataFrame) -> pd.DataFrame:
+    """Multilabel ensembles.csv (one row per label): per ensemble rule and k, the lowest
+    coverage and the highest residual ambiguity over the labels; other tables unchanged."""
+    if S.LABEL not in ens:
+        return ens
+    keys = [S.COMBINE, S.RULE, S.THRESHOLD, S.K]
+    return (
+        ens.groupby(keys, dropna=False, sort=False)
+        .agg({S.COVERAGE: "min", S.RESIDUAL_AMBIGUITY: "max", S.COVERED_ACCURACY: "min"})
+        .reset_index()
+    )
+
+
 def _ensemble_sentence(data: RunData) -> list[str]:
     ens = data.table("ensembles")
-    need = {"k", "coverage", "residual_ambiguity"}
-    if ens is None or not need <= set(ens.columns) or not len(ens):
+    if ens is None or not len(ens):
         return []
-    ens = ens[ens["coverage"].fillna(0) > 0]
-    if "rule" in ens:
-        ens = ens[ens["rule"].astype(str).str.lower() != "none"]
-    ok = ens[(ens["residual_ambiguity"] <= 0.01) & (ens["k"] > 1)]
+    every = f" on every one of the {ens[S.LABEL].nunique()} labels" if S.LABEL in ens else ""
+    ens = worst_over_labels(ens)
+    ens = ens[ens[S.COVERAGE].fillna(0) > 0]
+    ens = ens[ens[S.RULE].astype(str).str.lower() != "none"]
+    ok = ens[(ens[S.RESIDUAL_AMBIGUITY] <= 0.01) & (ens[S.K] > 1)]
     if not len(ens):
         return []
     if not len(ok):
-        best = ens.loc[ens["residual_ambiguity"].idxmin()]
+        best = ens.loc[ens[S.RESIDUAL_AMBIGUITY].idxmin()]
         return [
-            f"No ensemble tried removes the arbitrariness: the lowest residual ambiguity is "
-            f"{pct(best['residual_ambiguity'], 1)} (k = {int(best['k'])})."
+            f"No ensemble tried removes the arbitrariness{every}: the lowest residual ambiguity "
+            f"is {pct(best[S.RESIDUAL_AMBIGUITY], 1)} (k = {int(best[S.K])})."
         ]
-    row = ok.sort_values(["k", "coverage"], ascending=[True, False]).iloc[0]
-    rule = str(row.get("rule", "share")).lower()
-    thr = float(row["threshold"]) if pd.notna(row.get("threshold")) else None
-    if rule in ("share", "majority", "agreement") and thr is not None:
+    row = ok.sort_values([S.K, S.COVERAGE], ascending=[True, False]).iloc[0]
+    rule = str(row[S.RULE]).lower()
+    thr = float(row[S.THRESHOLD]) if pd.notna(row[S.THRESHOLD]) else None
+    if rule == "share" and thr is not None:
         how = f" that abstains unless at least {pct(thr)} of its models agree"
     elif rule == "binomial" and thr is not None:
         how = f" that abstains unless a binomial test of its votes passes at α = {thr:g}"
     else:
         how = f" (abstention rule {rule_label(rule, thr)})"
+    least, each = ("at most ", " on each") if every else ("", "")
     return [
-        f"An ensemble of k = {int(row['k'])} models{how} leaves "
-        f"{pct(row['residual_ambiguity'], 1)} residual ambiguity and still decides for "
-        f"{pct(row['coverage'])} of patients."
+        f"An ensemble of k = {int(row[S.K])} models{how} leaves {least}"
+        f"{pct(row[S.RESIDUAL_AMBIGUITY], 1)} residual ambiguity{every} and still decides for "
+        f"{'at least ' if every else ''}{pct(row[S.COVERAGE])} of patients{each}."
     ]
 
 

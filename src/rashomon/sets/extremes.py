@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch.nn.functional import softplus
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
 
 BARRIER_GROWTH = 20.0  # t ← t·growth between centering steps
@@ -377,7 +378,7 @@ def last_layer_extremes(
     every head within the set defined in the module docstring (binary tasks).
 
     `prior_precision` defaults to N_train · weight decay of the model's training (1e-4 when
-    unknown). Returns one row per patient: `index`, `p_map`, `p_min`, `p_max`, `flip_possible`
+    unknown). Returns one row per patient: `sample`, `p_map`, `p_min`, `p_max`, `flip_possible`
     (some head in the set gives the other label at threshold 0.5); `attrs["definition"]` holds
     the set's bounds."""
     from rashomon.models.external import as_classifier
@@ -418,13 +419,13 @@ def last_layer_extremes(
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     table = pd.DataFrame(
         {
-            "index": np.arange(len(z_map)),
-            "p_map": sig(z_map),
-            "p_min": sig(z_min),
-            "p_max": sig(z_max),
+            S.SAMPLE: np.arange(len(z_map)),
+            S.P_MAP: sig(z_map),
+            S.P_MIN: sig(z_min),
+            S.P_MAX: sig(z_max),
         }
     )
-    map_label = table["p_map"] >= 0.5
-    table["flip_possible"] = np.where(map_label, table["p_min"] < 0.5, table["p_max"] >= 0.5)
+    map_label = table[S.P_MAP] >= 0.5
+    table[S.FLIP_POSSIBLE] = np.where(map_label, table[S.P_MIN] < 0.5, table[S.P_MAX] >= 0.5)
     table.attrs["definition"] = {**definition, "split": split}
     return table

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
 from rashomon.predict import model_probs
 from rashomon.schema import in_set_column
@@ -55,8 +56,14 @@ def build_set(ctx: Any, model: torch.nn.Module, task: Any) -> ModelSet:
 
 
 # Files of the stage that do not depend on ε: reused when only the Rashomon filter changes.
-SET_FILES = ("set.pt", "probs_val.npy", "probs_test.npy", "map_probs_val.npy", "map_probs_test.npy")
-OPTIONAL_SET_FILES = ("probs_train.npy",)
+SET_FILES = (
+    S.SET,
+    S.probs_file("val"),
+    S.probs_file("test"),
+    S.map_probs_file("val"),
+    S.map_probs_file("test"),
+)
+OPTIONAL_SET_FILES = (S.probs_file("train"),)
 FILTER_FIELDS = ("epsilon", "epsilons", "on")
 
 
@@ -84,7 +91,7 @@ def _reuse_previous_set(ctx: Any, key: str):
 
     old = ctx.run_dir / "sample"
     try:
-        summary = json.loads((old / "summary.json").read_text())
+        summary = json.loads((old / S.SUMMARY).read_text())
     except (OSError, ValueError):
         return None
     if summary.get("build_key") != key or not all((old / f).exists() for f in SET_FILES):
@@ -95,11 +102,11 @@ def _reuse_previous_set(ctx: Any, key: str):
     for f in (*SET_FILES, *OPTIONAL_SET_FILES):
         if (old / f).exists():
             shutil.copy2(old / f, ctx.out / f)
-    mset = ModelSet.load(ctx.out / "set.pt")
+    mset = ModelSet.load(ctx.out / S.SET)
     probs = {}
     for split in ("val", "test"):
-        probs[split] = np.load(ctx.out / f"probs_{split}.npy")
-        probs[f"map_{split}"] = np.load(ctx.out / f"map_probs_{split}.npy")
+        probs[split] = np.load(ctx.out / S.probs_file(split))
+        probs[f"map_{split}"] = np.load(ctx.out / S.map_probs_file(split))
     timings = {k: summary[k] for k in ("build_seconds", "predict_seconds") if k in summary}
     return mset, probs, {**timings, "reused_from_previous_run": True}
 
@@ -118,7 +125,7 @@ def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any):
     mset = build_set(ctx, model, task)
     build_seconds = time.perf_counter() - start
     mset.validate(task=task, model=model)
-    mset.save(ctx.out / "set.pt")
+    mset.save(ctx.out / S.SET)
 
     start = time.perf_counter()
     probs = {}
@@ -126,14 +133,14 @@ def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any):
         probs[split] = mset.predict(
             task.split(split).x, device=ctx.device, max_memory=s.max_memory
         ).numpy()
-        np.save(ctx.out / f"probs_{split}.npy", probs[split].astype(np.float32))
+        np.save(ctx.out / S.probs_file(split), probs[split].astype(np.float32))
         map_p = model_probs(model, task.split(split).x, mset.multilabel, ctx.device).numpy()
-        np.save(ctx.out / f"map_probs_{split}.npy", map_p.astype(np.float32))
+        np.save(ctx.out / S.map_probs_file(split), map_p.astype(np.float32))
         probs[f"map_{split}"] = map_p
     n_train = len(task.train)
     if mset.head_only and len(mset) * n_train * probs["val"].shape[2] * 4 <= TRAIN_PROBS_LIMIT:
         p_train = mset.predict(task.train.x, device=ctx.device, max_memory=s.max_memory)
-        np.save(ctx.out / "probs_train.npy", p_train.numpy().astype(np.float32))
+        np.save(ctx.out / S.probs_file("train"), p_train.numpy().astype(np.float32))
     predict_seconds = time.perf_counter() - start
     timings = {
         "build_seconds": round(build_seconds, 2),
@@ -147,7 +154,7 @@ def run_sample_stage(ctx: Any) -> None:
 
     s = ctx.cfg.sample
     task = ctx.task()
-    model, meta = load_checkpoint(ctx.path("train", "model.pt"), device=ctx.device)
+    model, meta = load_checkpoint(ctx.path("train", S.CHECKPOINT), device=ctx.device)
     trained_on = meta.get("task", {}).get("name")
     if trained_on and trained_on != task.name:
         raise RashomonError(
@@ -184,9 +191,9 @@ def run_sample_stage(ctx: Any) -> None:
         table[in_set_column(eps)] = rashomon_mask(
             probs["val"], y_val, eps, on=s.on, ref=probs["map_val"], min_models=0
         )
-    table.to_csv(ctx.out / "per_model.csv", index=False)
+    table.to_csv(ctx.out / S.TABLES["per_model"].file, index=False)
     rows = survival_table(probs["val"], y_val, probs["map_val"], epsilons, on=s.on)
-    pd.DataFrame(rows).to_csv(ctx.out / "survival.csv", index=False)
+    pd.DataFrame(rows).to_csv(ctx.out / S.TABLES["survival"].file, index=False)
     keep = table[in_set_column(s.epsilon)].to_numpy()
     if keep.sum() < MIN_SET_MODELS:
         counts = ", ".join(f"{eps:g}: {int(table[in_set_column(eps)].sum())}" for eps in epsilons)
@@ -196,7 +203,7 @@ def run_sample_stage(ctx: Any) -> None:
             f"{counts}); use a larger sample.epsilon, more models, or a narrower posterior "
             "(sample.prior grid or a larger fixed prior precision)"
         )
-    np.save(ctx.out / "in_set.npy", keep)
+    np.save(ctx.out / S.IN_SET, keep)
 
     map_val = model_scores(probs["map_val"][None], y_val)
     ctx.summary.update(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.errors import RashomonError
 from rashomon.sweep.spec import STATUS_FILE, STATUS_ONLY
 
@@ -37,7 +38,7 @@ def cell_rows(run_dir: Path) -> pd.DataFrame:
     evaluate stage's multiplicity.csv and metrics.csv when present."""
     frames = []
     for stage in ("train", "sample"):
-        f = run_dir / stage / "summary.json"
+        f = run_dir / stage / S.SUMMARY
         if f.exists():
             summary = json.loads(f.read_text())
             rows = [
@@ -46,14 +47,13 @@ def cell_rows(run_dir: Path) -> pd.DataFrame:
                 if isinstance(v, int | float) and not isinstance(v, bool)
             ]
             frames.append(pd.DataFrame(rows, columns=["stage", "metric", "group", "stat", "value"]))
-    mult = run_dir / "evaluate" / "multiplicity.csv"
+    mult = S.TABLES["multiplicity"].path(run_dir)
     if mult.exists():
         df = pd.read_csv(mult)
         df.insert(0, "stage", "evaluate")
-        if "stat" not in df:
-            df["stat"] = "value"
+        df[S.STAT] = "value"  # multiplicity.csv holds single values, no spread statistics
         frames.append(df)
-    metrics = run_dir / "evaluate" / "metrics.csv"
+    metrics = S.TABLES["metrics"].path(run_dir)
     if metrics.exists():
         df = pd.read_csv(metrics)
         df.insert(0, "stage", "evaluate")
