@@ -285,7 +285,7 @@ class EvaluateSection(Section):
     whitebox_models: int = 20  # models attacked with their own gradients (the rest: transfer)
     attack_images: int | None = 256  # seeded subset of test images for attacks
     # Exact last-layer extremes (rs.last_layer_extremes) for head-only sets of binary tasks:
-    # "auto" computes them when N_train · N_test is at most EXTREMES_AUTO_WORK.
+    # "auto" computes them for small problems (evaluate.EXTREMES_AUTO_WORK, EXTREMES_AUTO_HEAD).
     extremes: Literal["auto", "on", "off"] = "auto"
 
 
