@@ -81,6 +81,21 @@ def test_full_pipeline(tiny_root, tmp_path):
     for name in ("selection.csv", "ensembles.csv", "patients.csv", "lsi.csv"):
         assert (d / name).exists(), name
     assert len(pd.read_csv(d / "lsi.csv")) == 120
+    # the most robust model is chosen on corrupted validation, confirmed on corrupted test
+    sel = pd.read_csv(d / "selection.csv")
+    rob_row = sel.set_index("desideratum").loc["corruption_accuracy"]
+    correct_test = np.load(run_dir / "evaluate" / "corrupted_correct_test.npy")
+    audited = np.load(run_dir / "evaluate" / "corrupted_models.npy")
+    assert correct_test.shape == (1 + len(audited), 40)
+    assert rob_row["map_test"] == pytest.approx(correct_test[0].mean())
+    assert rob_row["model"] == audited[int(rob_row["chosen"])]
+    # every row names the chosen model's id in the sample stage's set (what export takes)
+    assert set(sel["model"]) <= set(np.flatnonzero(keep))
+    assert (sel["gain_p_holm"].dropna() >= sel["gain_p"].dropna() - 1e-12).all()
+    # fairlearn's ThresholdOptimizer on the MAP model's and on set members' scores
+    post = pd.read_csv(d / "postprocess.csv")
+    assert -1 in set(post["model"]) and set(post["split"]) == {"val", "test"}
+    assert "threshold_test" in sel.columns
 
     html = (run_dir / "report" / "report.html").read_text()
     assert "Rashomon audit" in html and "data:image/png;base64," in html

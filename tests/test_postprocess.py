@@ -65,3 +65,7 @@ def test_threshold_set_and_bad_inputs():
         threshold_baseline(three, y_val, g_val, three, g_val)
     with pytest.raises(RashomonError, match="one group of the attribute"):
         threshold_baseline(p, y_val, np.zeros(300), p, g_val)
+    lonely = np.where(np.arange(300) < 5, "X", g_val)
+    y_lonely = np.where(lonely == "X", 0, y_val)
+    with pytest.raises(RashomonError, match=r"\['X'\] hold one label only on validation"):
+        threshold_baseline(p, y_lonely, lonely, p, g_val)

@@ -111,8 +111,10 @@ def test_binary_producers_write_the_schemas_columns():
         train_preds=train_preds,
         map_train_preds=train_preds[0],
     )
-    assert set(out) == set(S.STAGE_TABLES["decide"])  # every table, each under its schema key
-    extra = {"selection": list(S.baseline_columns()), "lsi": [S.DISAGREEMENT, S.FLIP_RATE]}
+    # every table, each under its schema key; the stage adds postprocess.csv (fairlearn's
+    # ThresholdOptimizer needs the task's attribute, not only arrays)
+    assert set(out) == set(S.STAGE_TABLES["decide"]) - {"postprocess"}
+    extra = {"selection": [S.MODEL, *S.baseline_columns()], "lsi": [S.DISAGREEMENT, S.FLIP_RATE]}
     _assert_decide_columns(out, extra)
 
 
@@ -156,7 +158,7 @@ def test_multiclass_and_multilabel_layouts():
         n_boot=20,
     )
     assert {"selection", "ensembles", "patients", "notes"} <= set(out)
-    _assert_decide_columns(out, {"*": [S.LABEL]})
+    _assert_decide_columns(out, {"selection": [S.MODEL], "*": [S.LABEL]})
 
 
 def test_robustness_columns_are_the_schemas():

@@ -23,6 +23,7 @@ from rashomon.decide.selection import (
     compare_with_baseline,
     pick_on_validation,
     spearman,
+    symmetric_interval,
     verdict,
 )
 from rashomon.errors import RashomonError
@@ -325,3 +326,18 @@ def test_decide_all_multilabel_runs_per_label():
     )
     assert sorted(out["selection"]["label"].unique()) == [0, 1]
     assert len(out["selection"]) == 2 * 5  # five default desiderata without attributes
+
+
+def test_holm_and_the_pivot_pvalue_by_hand():
+    from rashomon.decide.selection import holm, pivot_pvalue
+
+    # Holm: sorted p (0.01, 0.02, 0.04) × (3, 2, 1) = (0.03, 0.04, 0.04), monotone; NaN stays out
+    np.testing.assert_allclose(
+        holm([0.04, 0.01, np.nan, 0.02]), [0.04, 0.03, np.nan, 0.04], equal_nan=True
+    )
+    assert holm([0.6, 0.5])[1] == 1.0  # capped at 1
+    # the p-value is below 0.05 exactly when the symmetric 95 % interval excludes 0
+    reps = np.linspace(-0.1, 0.3, 401)
+    for est in (0.05, 0.15, 0.25, 0.4):
+        lo, _ = symmetric_interval(est, reps, 0.95)
+        assert (pivot_pvalue(est, reps) < 0.05) == (lo > 0), est

@@ -282,6 +282,9 @@ class EvaluateSection(Section):
     bootstrap: int = 1000
     robustness_images: int | None = None  # seeded subset of test images for corruptions
     robustness_models: int = 100  # cap for sets whose body varies (each model is a full forward)
+    # Corrupt the validation split too (same seeded corruptions), so decide can select the most
+    # robust model on validation and confirm it on test.
+    robustness_selection: bool = True
     whitebox_models: int = 20  # models attacked with their own gradients (the rest: transfer)
     attack_images: int | None = 256  # seeded subset of test images for attacks
     # Exact last-layer extremes (rs.last_layer_extremes) for head-only sets of binary tasks:

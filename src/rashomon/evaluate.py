@@ -314,6 +314,36 @@ def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
     ctx.summary["robustness_timings"] = {
         k: round(float(v), 2) for k, v in table.attrs.get("timings", {}).items()
     }
+    # NumPy arrays in attrs break pandas' concat of frames derived from the table: take them out
+    correct = {"test": table.attrs.pop("patient_correct", None)}
+    table.attrs.pop("patient_index", None)
+    if e.robustness_selection and correct["test"] is not None:
+        # The same seeded corruptions of the validation split, so that decide can choose the
+        # most robust model without looking at test: per-patient correctness, MAP first.
+        val = robustness_tables(
+            mset,
+            model,
+            ctx.task(),
+            corruptions=e.corruptions,
+            severities=e.severities,
+            attacks=[],
+            seed=ctx.cfg.seed,
+            cache_dir=ctx.run_dir / "cache" / "corruptions",
+            device=ctx.device,
+            max_images=e.robustness_images,
+            split="val",
+            max_memory=ctx.cfg.sample.max_memory,
+            progress=ctx.progress,
+        )
+        correct["val"] = val.attrs["patient_correct"]
+        for split, matrix in correct.items():
+            np.save(ctx.out / S.corrupted_correct_file(split), matrix)
+        np.save(ctx.out / S.CORRUPTED_MODELS, idx)
+        ctx.summary["robustness_timings"]["val_corruption_s"] = round(
+            float(val.attrs["timings"].get("corruption_predict_s", 0.0))
+            + float(val.attrs["timings"].get("corruption_generate_s", 0.0)),
+            2,
+        )
     # robustness_tables numbers the set's models 0..M'-1; map back to the sample stage's ids.
     set_rows = table[S.MODEL] >= 0
     table.loc[set_rows, S.MODEL] = idx[table.loc[set_rows, S.MODEL].to_numpy()]

@@ -34,11 +34,18 @@ LOCK = ".lock"  # held (flock) by the command working on the run
 CHECKPOINT = "model.pt"  # train/
 SET = "set.pt"  # sample/
 IN_SET = "in_set.npy"  # sample/
+CORRUPTED_MODELS = "corrupted_models.npy"  # evaluate/: the set's model ids audited on corruptions
 
 
 def probs_file(split: str) -> str:
     """sample/probs_<split>.npy: [M, N, C] float32 probabilities of every model."""
     return f"probs_{split}.npy"
+
+
+def corrupted_correct_file(split: str) -> str:
+    """evaluate/: per-patient correctness [1 + models, images] over every corruption and severity
+    (row 0 the MAP model, then the models of CORRUPTED_MODELS), on `split`'s audited images."""
+    return f"corrupted_correct_{split}.npy"
 
 
 def map_probs_file(split: str) -> str:
@@ -73,6 +80,9 @@ GROUP = "group"
 ATTRIBUTE = "attribute"
 DERIVED = "derived"
 VALUE = "value"
+SPLIT = "split"
+SECONDS = "seconds"
+CONSTRAINT = "constraint"
 SOURCE = "source"
 STAT = "stat"
 DESIDERATUM = "desideratum"
@@ -124,6 +134,8 @@ CHOSEN_TEST_PERCENTILE = "chosen_test_percentile"
 SELECTION_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 VERDICT = "verdict"
 SELECTION_NOISE = "selection_noise"
+GAIN_P = "gain_p"  # bootstrap p-value of "no test gain" (pivot: share of |θ* − θ̂| ≥ |θ̂|)
+GAIN_P_HOLM = "gain_p_holm"  # Holm-adjusted over the desiderata selected for
 
 
 def set_test_quantile(q: float) -> str:
@@ -395,8 +407,9 @@ TABLES: dict[str, Table] = {
             "decide",
             "selection.csv",
             "best-in-set selection per desideratum: chosen on validation, its gain over the MAP "
-            "model on test with a paired-bootstrap interval, the verdict (absent when the MAP "
-            "model is degenerate: notes.csv says so)",
+            "model on test with a paired-bootstrap interval and p-value (Holm-adjusted across the "
+            "desiderata), the verdict, and `model`, the chosen model's id in sample/per_model.csv "
+            "(absent when the MAP model is degenerate: notes.csv says so)",
             (
                 DESIDERATUM,
                 HIGHER_IS_BETTER,
@@ -415,10 +428,12 @@ TABLES: dict[str, Table] = {
                 *(set_test_quantile(q) for q in SELECTION_QUANTILES),
                 SPEARMAN_RHO,
                 SPEARMAN_P,
+                GAIN_P,
+                GAIN_P_HOLM,
                 VERDICT,
                 SELECTION_NOISE,
             ),
-            optional=(*baseline_columns(), LABEL),
+            optional=(MODEL, *baseline_columns(), *baseline_columns("threshold"), LABEL),
             varying="with a constrained baseline: `constrained_test`, "
             f"`selection_minus_constrained`; {_MULTILABEL}",
         ),
@@ -546,6 +561,15 @@ TABLES: dict[str, Table] = {
             LSI_SUMMARY_COLUMNS,
             optional=(LABEL,),
             varying=_MULTILABEL,
+        ),
+        Table(
+            "postprocess",
+            "decide",
+            "postprocess.csv",
+            "fairlearn's ThresholdOptimizer fitted on validation scores of the MAP model (model "
+            "-1) and of the first decide.threshold_models members of the set: their label "
+            "desiderata after post-processing, per split (binary tasks with an attribute)",
+            (MODEL, ATTRIBUTE, CONSTRAINT, SPLIT, DESIDERATUM, VALUE, SECONDS),
         ),
         Table(
             "notes",

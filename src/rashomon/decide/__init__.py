@@ -30,7 +30,14 @@ from rashomon.decide.ensemble import (
     smallest_k,
 )
 from rashomon.decide.pareto import pareto_choice, pareto_front, pareto_selection
-from rashomon.decide.selection import best_in_set, bootstrap_gain, compare_with_baseline, spearman
+from rashomon.decide.selection import (
+    apply_holm,
+    best_in_set,
+    bootstrap_gain,
+    compare_with_baseline,
+    robustness_selection,
+    spearman,
+)
 from rashomon.errors import RashomonError
 from rashomon.metrics.degenerate import degeneracy
 
@@ -89,6 +96,10 @@ def decide_all(
     lsi_top_k: int = 16,
     seed: int = 0,
     class_names: Sequence[str] = (),
+    threshold_test: Mapping[str, float] | None = None,
+    corrupted_val: Any | None = None,
+    corrupted_test: Any | None = None,
+    corrupted_models: Any | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The ``decide`` stage.
 
@@ -106,7 +117,13 @@ def decide_all(
       - ``baseline_test``: test values of a constrained baseline (desideratum -> value);
       - ``lsi [N_train]`` with ``train_preds [M, N_train]`` (set labels on the training images,
         mask applied here too) and ``map_train_preds [N_train]``;
-      - ``class_names``: the task's, so that notes name a class as the report does.
+      - ``class_names``: the task's, so that notes name a class as the report does;
+      - ``threshold_test``: test values of the MAP model post-processed by fairlearn's
+        ThresholdOptimizer (desideratum -> value), set beside the selection like the
+        constrained baseline;
+      - ``corrupted_val``/``corrupted_test`` ``[1 + M', N]``: per-patient correctness on
+        corrupted images (row 0 the MAP model) of the set's models ``corrupted_models [M']``
+        (ids of the sample stage's set): adds the ``corruption_accuracy`` selection row.
 
     Returns DataFrames keyed as ``rashomon.schema.TABLES`` (written as ``<key>.csv``, columns
     as the schema lists them): ``selection`` (best-in-set per desideratum),
@@ -173,8 +190,19 @@ def decide_all(
             seed=seed,
             rho_min=rho_min,
         )
+        in_set_ids = np.flatnonzero(mask) if mask is not None else np.arange(m)
+        sel[S.MODEL] = in_set_ids[sel[S.CHOSEN].to_numpy(int)]
+        if corrupted_val is not None and corrupted_test is not None:
+            row = robustness_selection(
+                corrupted_val, corrupted_test, n_boot=n_boot, seed=seed + len(sel), rho_min=rho_min
+            )
+            ids = np.asarray(to_numpy(corrupted_models, "corrupted_models"), np.int64)
+            row[S.MODEL] = int(ids[row[S.CHOSEN]])
+            sel = apply_holm(pd.concat([sel, pd.DataFrame([row])], ignore_index=True))
         if baseline_test:
             sel = compare_with_baseline(sel, baseline_test)
+        if threshold_test:
+            sel = compare_with_baseline(sel, threshold_test, name="threshold")
         out["selection"] = sel
     out["selection_values"] = pd.concat(
         [
@@ -280,6 +308,9 @@ def _per_label(args: dict[str, Any]) -> dict[str, pd.DataFrame]:
     args = dict(args)
     args.pop("kind")
     args["class_names"] = ()  # each label is audited as a 0/1 task of its own
+    # corrupted accuracy counts every label at once: it is not a per-label desideratum
+    args.update(corrupted_val=None, corrupted_test=None, corrupted_models=None)
+    args["threshold_test"] = None
     vp = np.asarray(to_numpy(args["val_probs"]), np.float64)
     n_labels = vp.shape[-1]
     tables: dict[str, list[pd.DataFrame]] = {}

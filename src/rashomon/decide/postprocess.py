@@ -115,6 +115,13 @@ def threshold_baseline(
             "the validation split holds one group of the attribute; ThresholdOptimizer needs "
             "two or more (choose another attribute)"
         )
+    one_label = [g for g in np.unique(gv) if len(np.unique(yv[gv == g])) < 2]
+    if one_label:
+        raise RashomonError(
+            f"group(s) {[str(g) for g in one_label]} hold one label only on validation; "
+            "ThresholdOptimizer needs positives and negatives in every group (choose a coarser "
+            "attribute or a larger validation split)"
+        )
     start = time.perf_counter()
     opt = ThresholdOptimizer(
         estimator=ScoreColumn(),

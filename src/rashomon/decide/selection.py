@@ -134,6 +134,28 @@ def symmetric_interval(
     return estimate - half, estimate + half
 
 
+def pivot_pvalue(estimate: float, reps: np.ndarray) -> float:
+    """The bootstrap p-value of "no gain" that matches :func:`symmetric_interval`: the share of
+    replicates with |θ* − θ̂| ≥ |θ̂|, so that p < 1 − level exactly when the interval excludes 0."""
+    reps = np.asarray(reps, dtype=np.float64)
+    if not len(reps) or not np.isfinite(estimate):
+        return float("nan")
+    return float(np.mean(np.abs(reps - estimate) >= abs(estimate)))
+
+
+def holm(pvalues: Any) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN entries are left out of the family)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        out[i] = running
+    return out
+
+
 def verdict(rho: float, ci_low: float, ci_high: float, rho_min: float = 0.2) -> str:
     """The rule in the module docstring."""
     if not np.isfinite(rho) or rho < rho_min:
@@ -178,9 +200,10 @@ def select_one(
     ft = t[np.isfinite(t)]
     q = np.quantile(ft, QUANTILES) if len(ft) else np.full(len(QUANTILES), np.nan)
     gain, lo, hi = sign * (t[best] - map_test), float("nan"), float("nan")
+    p_gain = float("nan")
     if desideratum.metric is not None and test_probs is not None and map_test_probs is not None:
         probs = check_probs(test_probs, "test_probs")
-        gain, lo, hi, _ = bootstrap_gain(
+        gain, lo, hi, reps = bootstrap_gain(
             desideratum.metric,
             probs[best],
             map_test_probs,
@@ -191,6 +214,7 @@ def select_one(
             level=level,
             seed=seed,
         )
+        p_gain = pivot_pvalue(gain, reps)
     beaten = float(np.mean(sign * ft <= sign * t[best])) if len(ft) else float("nan")
     row: dict[str, Any] = {
         S.DESIDERATUM: desideratum.name,
@@ -209,7 +233,7 @@ def select_one(
         S.CHOSEN_TEST_PERCENTILE: beaten,
     }
     row.update({S.set_test_quantile(a): x for a, x in zip(QUANTILES, q, strict=True)})
-    row.update({S.SPEARMAN_RHO: rho, S.SPEARMAN_P: rho_p})
+    row.update({S.SPEARMAN_RHO: rho, S.SPEARMAN_P: rho_p, S.GAIN_P: p_gain, S.GAIN_P_HOLM: p_gain})
     row[S.VERDICT] = verdict(rho, lo, hi, rho_min)
     row[S.SELECTION_NOISE] = row[S.VERDICT] == "selection noise"
     return row
@@ -267,7 +291,67 @@ def best_in_set(
                 rho_min=rho_min,
             )
         )
-    return pd.DataFrame(rows)
+    return apply_holm(pd.DataFrame(rows), level)
+
+
+def apply_holm(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Holm-adjust the gains' p-values across the table's desiderata; a real gain (or loss)
+    whose adjusted p-value is not below 1 − level becomes selection noise. The more desiderata
+    selection tries, the likelier one of them gains by chance."""
+    if not len(table):
+        return table
+    table = table.copy()
+    table[S.GAIN_P_HOLM] = holm(table[S.GAIN_P])
+    real = table[S.VERDICT].isin(["real gain", "real loss"])
+    table.loc[real & ~(table[S.GAIN_P_HOLM] < 1.0 - level), S.VERDICT] = "selection noise"
+    table[S.SELECTION_NOISE] = table[S.VERDICT] == "selection noise"
+    return table
+
+
+CORRUPTION_DESIDERATUM = "corruption_accuracy"
+
+
+def _mean_correct(probs: np.ndarray, y: np.ndarray, groups: Mapping[str, np.ndarray]) -> float:
+    return float(probs[:, 1].mean())
+
+
+def robustness_selection(
+    val_correct: Any,
+    test_correct: Any,
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    rho_min: float = 0.2,
+) -> dict[str, Any]:
+    """Select the model with the highest accuracy on corrupted validation images and confirm it
+    on corrupted test images. Inputs are per-patient correctness [1 + M, N] averaged over every
+    corruption and severity (row 0 the MAP model), as `robustness_tables` keeps them; the gain's
+    interval resamples test patients, pairing the chosen model with the MAP model."""
+    v = np.asarray(to_numpy(val_correct, "val_correct"), dtype=np.float64)
+    t = np.asarray(to_numpy(test_correct, "test_correct"), dtype=np.float64)
+    if v.ndim != 2 or t.ndim != 2 or len(v) != len(t) or len(v) < 3:
+        raise RashomonError(
+            f"corrupted correctness must be [1 + M, N] on both splits with M ≥ 2 models, got "
+            f"{v.shape} and {t.shape}; re-run the evaluate stage"
+        )
+    # correctness c as [N, 2] "probabilities" (1 − c, c): the metric is then their mean
+    probs = np.stack([1 - t[1:], t[1:]], axis=-1)
+    return select_one(
+        v[1:].mean(axis=1),
+        t[1:].mean(axis=1),
+        float(v[0].mean()),
+        float(t[0].mean()),
+        Desideratum(CORRUPTION_DESIDERATUM, True, _mean_correct),
+        test_probs=probs,
+        map_test_probs=np.stack([1 - t[0], t[0]], axis=-1),
+        test_y=np.zeros(t.shape[1], dtype=np.int64),
+        test_groups={},
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+        rho_min=rho_min,
+    )
 
 
 def compare_with_baseline(

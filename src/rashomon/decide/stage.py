@@ -10,7 +10,9 @@ from rashomon import schema as S
 from rashomon.context import StageContext
 from rashomon.decide import decide_all
 from rashomon.decide.constrained import train_constrained_baseline
-from rashomon.decide.desiderata import default_desiderata, single_model_values
+from rashomon.decide.desiderata import Desideratum, default_desiderata, single_model_values
+from rashomon.decide.postprocess import threshold_baseline
+from rashomon.decide.selection import CORRUPTION_DESIDERATUM
 from rashomon.errors import RashomonError
 from rashomon.predict import model_probs
 
@@ -48,6 +50,79 @@ def baseline_options(fit_options: dict, method: str) -> dict:
     if method == "penalty":
         return {k: fit_options[k] for k in PENALTY_OPTIONS}
     return fit_options
+
+
+def chosen_desiderata(task, select: list[str] | None) -> list[Desideratum] | None:
+    """The task's desiderata, or the ones `decide.select` names (an error lists the valid names);
+    None: every one (decide_all's default)."""
+    attrs = sorted(task.attributes)
+    num_classes = 2 if task.kind == "multilabel" else task.num_classes
+    every = default_desiderata(attrs, num_classes)
+    if not select:
+        return None
+    names = [x.name for x in every] + [CORRUPTION_DESIDERATUM]
+    unknown = [n for n in select if n not in names]
+    if unknown:
+        raise RashomonError(
+            f"decide.select names {unknown}, which this task has not; choose from "
+            f"{', '.join(names)}"
+        )
+    return [x for x in every if x.name in select]
+
+
+def corrupted_inputs(ctx: StageContext) -> dict[str, np.ndarray]:
+    """Per-patient correctness on corrupted validation and test images, when evaluate kept it."""
+    ev = ctx.path("evaluate")
+    files = [ev / S.corrupted_correct_file(s) for s in ("val", "test")]
+    if not all(f.exists() for f in files) or not (ev / S.CORRUPTED_MODELS).exists():
+        return {}
+    return {
+        "corrupted_val": np.load(files[0]),
+        "corrupted_test": np.load(files[1]),
+        "corrupted_models": np.load(ev / S.CORRUPTED_MODELS),
+    }
+
+
+def threshold_tables(ctx, task, attribute: str, load, keep, d) -> pd.DataFrame | None:
+    """fairlearn's ThresholdOptimizer on the MAP model's validation scores and on the first
+    `threshold_models` members of the set ("Rashomon set + ThresholdOptimizer"): each one's
+    label desiderata on validation and test after post-processing, long format."""
+    gv = task.val.groups[attribute].numpy()
+    gt = task.test.groups[attribute].numpy()
+    if len(np.unique(gv)) < 2:
+        ctx.summary["threshold_baseline"] = f"skipped: validation has one group of {attribute}"
+        return None
+    yv, yt = task.val.y.numpy(), task.test.y.numpy()
+    des = [
+        x
+        for x in default_desiderata([attribute], 2)
+        if x.name in ("accuracy", "balanced_accuracy") or x.name.endswith(f":{attribute}")
+    ]
+    groups = {"val": {attribute: gv}, "test": {attribute: gt}}
+    ids = np.flatnonzero(keep)[: d.threshold_models]
+    pv, pt = load(S.probs_file("val")), load(S.probs_file("test"))
+    who = [(-1, load(S.map_probs_file("val")), load(S.map_probs_file("test")))]
+    who += [(int(i), pv[i], pt[i]) for i in ids]
+    rows = []
+    for model_id, val_p, test_p in who:
+        out = threshold_baseline(
+            val_p, yv, gv, test_p, gt, d.threshold_constraint, seed=ctx.cfg.seed
+        )
+        for split, probs, y in (("val", out.val_probs, yv), ("test", out.test_probs, yt)):
+            values = single_model_values(probs, y, groups[split], des)
+            rows += [
+                {
+                    S.MODEL: model_id,
+                    S.ATTRIBUTE: attribute,
+                    S.CONSTRAINT: d.threshold_constraint,
+                    S.SPLIT: split,
+                    S.DESIDERATUM: name,
+                    S.VALUE: value,
+                    S.SECONDS: round(out.seconds, 4),
+                }
+                for name, value in values.items()
+            ]
+    return pd.DataFrame(rows)
 
 
 def run_decide_stage(ctx: StageContext) -> None:
@@ -112,10 +187,28 @@ def run_decide_stage(ctx: StageContext) -> None:
     elif d.lsi:
         ctx.summary["lsi"] = "skipped: the sample stage stored no training predictions"
 
-    per_model_test = pd.read_csv(ctx.path("evaluate", S.TABLES["per_model_test"].file))
-    if S.CORRUPTION_ACCURACY in per_model_test.columns:
-        # Robustness is measured on test images only, so selecting on it would peek at test.
-        ctx.summary["robustness_selection"] = "shown in evaluate, not selected on (test only)"
+    des = chosen_desiderata(task, d.select)
+    corrupted = corrupted_inputs(ctx)
+    if corrupted and d.select and CORRUPTION_DESIDERATUM not in d.select:
+        corrupted = {}
+    ctx.summary["robustness_selection"] = (
+        "on corrupted validation, confirmed on corrupted test"
+        if corrupted
+        else "not selected on (no corrupted validation split: evaluate.robustness_selection)"
+    )
+    threshold_test = None
+    if d.threshold_optimizer and task.kind == "binary":
+        attribute = baseline_attribute(task, d.constrained_attribute)
+        try:
+            post = threshold_tables(ctx, task, attribute, load, keep, d)
+        except RashomonError as exc:  # a baseline that cannot be fitted is a note, not a failure
+            post = None
+            ctx.summary["threshold_baseline"] = f"skipped on {attribute}: {exc}"
+        if post is not None:
+            post.to_csv(ctx.out / S.TABLES["postprocess"].file, index=False)
+            map_rows = post[(post[S.MODEL] == -1) & (post[S.SPLIT] == "test")]
+            threshold_test = dict(zip(map_rows[S.DESIDERATUM], map_rows[S.VALUE], strict=True))
+            ctx.summary["threshold_baseline"] = f"{d.threshold_constraint} on {attribute}"
 
     out = decide_all(
         val_probs=load(S.probs_file("val")),
@@ -139,6 +232,9 @@ def run_decide_stage(ctx: StageContext) -> None:
         map_train_preds=map_train_preds,
         seed=cfg.seed,
         class_names=task.class_names,
+        desiderata=des,
+        threshold_test=threshold_test,
+        **corrupted,
     )
     for key, frame in out.items():  # each table once, under the schema's file name
         frame.to_csv(ctx.out / S.TABLES[key].file, index=False)
