@@ -405,6 +405,7 @@ def _write_decide(run_dir, cfg, splits, keep, n_train, rng) -> None:
     split -> set probabilities, MAP probabilities, labels, groups) and an LSI table whose values
     are simulated: heavy-tailed LSI, disagreement rising with it."""
     from rashomon.decide import decide_all
+    from rashomon.decide.postprocess import threshold_frame
     from rashomon.lsi import lsi_vs_multiplicity
 
     set_pv, map_pv, y_val, g_val = splits["val"]
@@ -442,6 +443,12 @@ def _write_decide(run_dir, cfg, splits, keep, n_train, rng) -> None:
         }
     )
     out["lsi_summary"] = lsi_vs_multiplicity(lsi, dis)
+    ids = np.flatnonzero(keep)[:5]
+    attribute = sorted(g_val)[0]
+    out["postprocess"] = threshold_frame(
+        map_pv, map_pt, set_pv[ids], set_pt[ids], ids, y_val, y_test,
+        g_val[attribute], g_test[attribute], attribute, seed=cfg.seed,
+    )  # fmt: skip
     for key, table in out.items():
         _write(run_dir, key, table)
 

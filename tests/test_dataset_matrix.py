@@ -264,7 +264,7 @@ def test_twenty_image_validation_split(data_root, tmp):
     np.testing.assert_allclose(per_model["val_loss"], nll(probs_val), rtol=1e-5, atol=1e-6)
     keep = np.load(run / "sample" / "in_set.npy")
     np.testing.assert_array_equal(keep, nll(probs_val) <= 1.5 * map_loss + 1e-9)
-    assert f"{keep.sum()} of 20 sampled models" in headline(run)
+    assert f"{keep.sum()} of 20 models of the last-layer Laplace set (kron)" in headline(run)
 
 
 # --- e. 95/5 imbalance: the MAP model stays on the majority class ------------------------------

@@ -98,7 +98,7 @@ def test_summary_numbers_come_from_per_sample(tmp_path):
     assert lines[0] == (
         "30 % of test patients (3 of 10) would receive a different diagnosis from at least one "
         "equally good model (validation loss within ε = 0.01 of the trained model's; 40 of 50 "
-        "sampled models)."
+        "models of the last-layer Laplace set (kron))."
     )
     assert lines[1].startswith("For 20 % of test patients at least one in five")
     assert "test accuracy is 80.0 % (AUROC 0.900)" in lines[2]
@@ -487,7 +487,10 @@ def test_multilabel_headline_and_selection_name_labels(tmp_path):
     )
     page = build_report(run, tmp_path / "out", load_images=False).read_text()
     lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
-    cond = "validation loss within ε = 0.01 of the trained model's; 40 of 50 sampled models"
+    cond = (
+        "validation loss within ε = 0.01 of the trained model's; 40 of 50 models of the "
+        "last-layer Laplace set (kron)"
+    )
     assert lines[0] == (
         "For label 1, the most arbitrary of the 3 labels, 75 % of test patients (3 of 4) would "
         f"receive a different finding from at least one equally good model ({cond})."

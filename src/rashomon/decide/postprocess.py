@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from rashomon import schema as S
 from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.errors import RashomonError
 
@@ -162,3 +164,54 @@ def threshold_set(
         )
         for m in idx
     ]
+
+
+def threshold_frame(
+    map_val: Any,
+    map_test: Any,
+    set_val: Any,
+    set_test: Any,
+    set_ids: Sequence[int],
+    y_val: Any,
+    y_test: Any,
+    groups_val: Any,
+    groups_test: Any,
+    attribute: str,
+    constraint: str = "equalized_odds",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """postprocess.csv: the MAP model (model −1) and each set member (`set_ids`, with their
+    [M, N, 2] probabilities) post-processed on validation, and their label desiderata for
+    `attribute` (accuracy, balanced accuracy, TPR and demographic-parity gaps, worst group) on
+    validation and test, long format."""
+    from rashomon.decide.desiderata import default_desiderata, single_model_values
+
+    yv = np.asarray(to_numpy(y_val, "y_val")).astype(np.int64)
+    yt = np.asarray(to_numpy(y_test, "y_test")).astype(np.int64)
+    gv, gt = np.asarray(to_numpy(groups_val)), np.asarray(to_numpy(groups_test))
+    des = [
+        x
+        for x in default_desiderata([attribute], 2)
+        if x.name in ("accuracy", "balanced_accuracy") or x.name.endswith(f":{attribute}")
+    ]
+    groups = {"val": {attribute: gv}, "test": {attribute: gt}}
+    who = [(-1, map_val, map_test)]
+    who += [(int(i), set_val[k], set_test[k]) for k, i in enumerate(set_ids)]
+    rows = []
+    for model_id, val_p, test_p in who:
+        out = threshold_baseline(val_p, yv, gv, test_p, gt, constraint, seed=seed)
+        for split, probs, y in (("val", out.val_probs, yv), ("test", out.test_probs, yt)):
+            values = single_model_values(probs, y, groups[split], des)
+            rows += [
+                {
+                    S.MODEL: model_id,
+                    S.ATTRIBUTE: attribute,
+                    S.CONSTRAINT: constraint,
+                    S.SPLIT: split,
+                    S.DESIDERATUM: name,
+                    S.VALUE: value,
+                    S.SECONDS: round(out.seconds, 4),
+                }
+                for name, value in values.items()
+            ]
+    return pd.DataFrame(rows, columns=list(S.TABLES["postprocess"].columns))

@@ -11,7 +11,7 @@ from rashomon.context import StageContext
 from rashomon.decide import decide_all
 from rashomon.decide.constrained import train_constrained_baseline
 from rashomon.decide.desiderata import Desideratum, default_desiderata, single_model_values
-from rashomon.decide.postprocess import threshold_baseline
+from rashomon.decide.postprocess import threshold_frame
 from rashomon.decide.selection import CORRUPTION_DESIDERATUM
 from rashomon.errors import RashomonError
 from rashomon.predict import model_probs
@@ -84,45 +84,28 @@ def corrupted_inputs(ctx: StageContext) -> dict[str, np.ndarray]:
 
 
 def threshold_tables(ctx, task, attribute: str, load, keep, d) -> pd.DataFrame | None:
-    """fairlearn's ThresholdOptimizer on the MAP model's validation scores and on the first
-    `threshold_models` members of the set ("Rashomon set + ThresholdOptimizer"): each one's
-    label desiderata on validation and test after post-processing, long format."""
+    """fairlearn's ThresholdOptimizer on the MAP model and the first `threshold_models` members
+    of the set (see rashomon.decide.postprocess.threshold_frame)."""
     gv = task.val.groups[attribute].numpy()
-    gt = task.test.groups[attribute].numpy()
     if len(np.unique(gv)) < 2:
         ctx.summary["threshold_baseline"] = f"skipped: validation has one group of {attribute}"
         return None
-    yv, yt = task.val.y.numpy(), task.test.y.numpy()
-    des = [
-        x
-        for x in default_desiderata([attribute], 2)
-        if x.name in ("accuracy", "balanced_accuracy") or x.name.endswith(f":{attribute}")
-    ]
-    groups = {"val": {attribute: gv}, "test": {attribute: gt}}
     ids = np.flatnonzero(keep)[: d.threshold_models]
     pv, pt = load(S.probs_file("val")), load(S.probs_file("test"))
-    who = [(-1, load(S.map_probs_file("val")), load(S.map_probs_file("test")))]
-    who += [(int(i), pv[i], pt[i]) for i in ids]
-    rows = []
-    for model_id, val_p, test_p in who:
-        out = threshold_baseline(
-            val_p, yv, gv, test_p, gt, d.threshold_constraint, seed=ctx.cfg.seed
-        )
-        for split, probs, y in (("val", out.val_probs, yv), ("test", out.test_probs, yt)):
-            values = single_model_values(probs, y, groups[split], des)
-            rows += [
-                {
-                    S.MODEL: model_id,
-                    S.ATTRIBUTE: attribute,
-                    S.CONSTRAINT: d.threshold_constraint,
-                    S.SPLIT: split,
-                    S.DESIDERATUM: name,
-                    S.VALUE: value,
-                    S.SECONDS: round(out.seconds, 4),
-                }
-                for name, value in values.items()
-            ]
-    return pd.DataFrame(rows)
+    return threshold_frame(
+        load(S.map_probs_file("val")),
+        load(S.map_probs_file("test")),
+        pv[ids],
+        pt[ids],
+        ids,
+        task.val.y.numpy(),
+        task.test.y.numpy(),
+        gv,
+        task.test.groups[attribute].numpy(),
+        attribute,
+        d.threshold_constraint,
+        ctx.cfg.seed,
+    )
 
 
 def run_decide_stage(ctx: StageContext) -> None:

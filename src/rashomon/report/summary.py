@@ -110,7 +110,7 @@ def summary_sentences(data: RunData) -> list[str]:
     what = "loss" if data.on == "loss" else "accuracy"
     cond = [f"validation {what} within ε = {data.epsilon:g} of the trained model's"]
     if kept is not None and total is not None:
-        cond.append(f"{kept} of {total} sampled models")
+        cond.append(f"{kept} of {total} models of the {set_name(data.sample)}")
     cond_text = f" ({'; '.join(cond)})"
     per_label = label_arbitrariness(data)
     if per_label:
@@ -142,10 +142,79 @@ def summary_sentences(data: RunData) -> list[str]:
             f"Arbitrariness{some} is highest for {name} = {level}{tag}: {pct(share)} of its {n} "
             f"patients, against {pct(a.share)} overall."
         )
+    out += _validity_sentences(data)
+    out += _extremes_sentence(data)
     out += _selection_sentence(data)
     out += _ensemble_sentence(data)
     warning = degenerate_warning(data)
     return [warning, *out] if warning else out
+
+
+SOURCE_NAMES = {
+    "laplace": "Laplace set",
+    "riemannian": "Riemannian Laplace set",
+    "retrain": "set of retrained networks",
+    "dropout": "MC-dropout set",
+    "multimode": "multi-mode Laplace set",
+    "swag": "SWAG set",
+}
+
+
+def set_name(sample: S.SampleRecord) -> str:
+    """The set in words, as the headline names it: "last-layer Laplace set (kron, ε-scaled)"."""
+    o = sample.options or {}
+    name = SOURCE_NAMES.get(sample.source, f"{sample.source} set")
+    where = {"last_layer": "last-layer ", "all": "all-weights ", "subnetwork": "subnetwork "}
+    prefix = where.get(str(o.get("subset", "")), "")
+    detail = [str(o["hessian"])] if o.get("hessian") else []
+    scale = str(o.get("scale", "posterior"))
+    if scale != "posterior":
+        detail.append({"epsilon": "ε-scaled", "boundary": "boundary samples"}.get(scale, scale))
+    if o.get("metric") and sample.source == "riemannian":
+        detail.append(f"{o['metric']} metric")
+    return f"{prefix}{name}" + (f" ({', '.join(detail)})" if detail else "")
+
+
+def _validity_sentences(data: RunData) -> list[str]:
+    """How close this kind of set comes to retraining: measured on this task when `rashomon
+    validate` ran, else the validity study's figure for this dataset, architecture and set."""
+    v = data.summaries.get("validate")
+    if v and v.get("retrained_in_set"):
+        if not v.get("retrained_flags"):
+            return [
+                f"Checked against {v['retrained_in_set']} retrained networks within ε on this "
+                "task: they agree on every test patient, so the set's recall is undefined."
+            ]
+        ceiling = (v.get("ceiling") or {}).get("flag_recall")
+        half = f"; two halves of the retrained set agree on {pct(ceiling)}" if ceiling else ""
+        return [
+            f"Checked on this task: the set flags {pct(v['flag_recall'])} of the "
+            f"{v['retrained_flags']} patients that {v['retrained_in_set']} retrained networks "
+            f"flag (precision {pct(v['flag_precision'])}){half}; read the share above as a lower "
+            "bound."
+        ]
+    from rashomon.report.study import validity_line
+
+    d, t = data.config.get("data") or {}, data.config.get("train") or {}
+    line = validity_line(
+        str(d.get("dataset", "")), str(t.get("arch", "")), data.sample.summary or {}
+    )
+    return [line] if line else []
+
+
+def _extremes_sentence(data: RunData) -> list[str]:
+    """The exact upper line of a head-only set, when evaluate computed it."""
+    e = data.summaries.get("evaluate") or {}
+    if "extremes_ambiguity" not in e:
+        return []
+    bound = e.get("extremes_set") or {}
+    eps, eps_t = bound.get("epsilon", data.epsilon), bound.get("train_epsilon", data.epsilon)
+    return [
+        f"Over every last layer whose validation loss is within ε = {eps:g} and whose training "
+        f"objective is within {eps_t:g} of the trained model's, up to "
+        f"{pct(e['extremes_ambiguity'])} of test patients could receive a different diagnosis: "
+        "the exact upper line that no last-layer set can exceed."
+    ]
 
 
 @dataclass(frozen=True)
