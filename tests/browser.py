@@ -223,7 +223,7 @@ IMAGES_JS = """JSON.stringify({
     naturalWidth: im.naturalWidth, naturalHeight: im.naturalHeight, alt: im.alt})),
   sections: Array.from(document.querySelectorAll("section")).map(s => ({
     id: s.id, cls: s.className, title: (s.querySelector("h2") || {}).innerText || "",
-    height: s.getBoundingClientRect().height, text: s.innerText.slice(0, 2000)})),
+    height: s.getBoundingClientRect().height, text: s.innerText.slice(0, 8000)})),
   tables: document.querySelectorAll("table").length
 })"""
 

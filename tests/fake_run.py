@@ -104,6 +104,7 @@ def write_fake_run(
     robustness: bool = True,
     data_root: str | None = None,
     arch: str = "cnn-small",
+    dataset: str | None = None,
 ) -> Path:
     """Write a synthetic run directory; returns it. `task` (a real Task) supplies labels/groups."""
     import torch
@@ -115,7 +116,8 @@ def write_fake_run(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    name = task.name if task is not None else "pneumoniamnist"
+    # a folder task's dataset is its folder (its name is no MedMNIST name)
+    name = dataset or (task.name if task is not None else "pneumoniamnist")
     cfg = RunConfig.model_validate(
         {
             "seed": seed,

@@ -573,3 +573,36 @@ def test_multilabel_run_report(tmp_path):
     assert [s["id"] for s in page.sections if s["cls"] == "failed"] == []
     broken = [im for im in page.images if not im["complete"] or im["naturalWidth"] == 0]
     assert page.images and broken == []
+
+
+def test_fairness_section_answers_on_a_real_attribute_in_chromium(tmp_path, data_root):
+    """HAM10000's real sex and age group (labels and groups from the real task; the set's
+    probabilities simulated by the fake run): the fairness section leads with the real
+    attributes, then the random noise floor, the proxies folded away, and the front drawn."""
+    import rashomon as rs
+    from browser import inspect_self_contained
+
+    folder = data_root / "ham10000"
+    if not (folder / "labels-binary.csv").exists():
+        pytest.skip("HAM10000 folder task not present")
+    task = rs.load_task(str(folder), labels="labels-binary.csv", size=28)
+    run = write_fake_run(tmp_path / "run", task, models=60, robustness=False, dataset=str(folder))
+    build_report(run, run / "report", task=task)
+    sel = pd.read_csv(run / "decide" / "selection.csv").set_index("desideratum")
+    post = pd.read_csv(run / "decide" / "postprocess.csv")
+    page = inspect_self_contained(run / "report" / "report.html", height=1200)
+    text = {s["id"]: s for s in page.sections}["fairness"]["text"]
+    real, floor = text.index("Real patient attributes"), text.index("Noise floor")
+    assert real < text.index("age_group, TPR gap") < text.index("sex, TPR gap") < floor
+    assert floor < text.index("random, worst-group accuracy")
+    row = sel.loc["tpr_gap:sex"]
+    assert f"has {row['chosen_val']:.3f} against the trained model's {row['map_val']:.3f}" in text
+    assert f"the gain is {100 * row['test_gain']:+.1f} points" in text
+    # the fake run post-processes on the first attribute, age_group (the stage: decide's)
+    q = "model == -1 and split == 'test' and desideratum == 'tpr_gap:age_group'"
+    to = post.query(q)["value"]
+    assert f"ThresholdOptimizer (equalized_odds) on the trained model reaches {to.iloc[0]:.3f}" in (
+        text
+    )
+    assert "Derived proxies" in text and "intensity, TPR gap" not in text[:floor]
+    assert (run / "report" / "fairness_front.png").stat().st_size > 5000

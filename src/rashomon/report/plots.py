@@ -534,3 +534,39 @@ def disagreement_vs_truth(patients: pd.DataFrame, truth_col: str, others: Sequen
         ax[j // ncols, j % ncols].set_axis_off()
     fig.suptitle("Per-patient disagreement: set vs ground truth", fontsize=10)
     return fig
+
+
+def fairness_front(
+    values: pd.DataFrame,
+    post: pd.DataFrame | None,
+    gap: str,
+    map_point: tuple[float, float],
+    split: str = "val",
+) -> Figure:
+    """Accuracy against one fairness desideratum for every model of the set (selection_values),
+    the trained model, and fairlearn's ThresholdOptimizer on the trained model and on set members
+    (postprocess.csv), on `split`."""
+    col = S.VAL if split == "val" else S.TEST
+    wide = values.pivot_table(index=S.MODEL, columns=S.DESIDERATUM, values=col)
+    fig, ax = figure(6.0, 4.2)
+    a = ax[0, 0]
+    a.scatter(wide[gap], wide["accuracy"], s=10, color=GREY, alpha=0.6, label="models of the set")
+    if post is not None and len(post):
+        p = post[post[S.SPLIT] == split].pivot_table(
+            index=S.MODEL, columns=S.DESIDERATUM, values=S.VALUE
+        )
+        if gap in p and "accuracy" in p:
+            members = p.drop(index=-1, errors="ignore")
+            a.scatter(
+                members[gap], members["accuracy"], s=14, marker="s", color="#9467bd", alpha=0.7,
+                label="set member + ThresholdOptimizer",
+            )  # fmt: skip
+            if -1 in p.index:
+                a.scatter(
+                    p.loc[-1, gap], p.loc[-1, "accuracy"], s=70, marker="D", color="#9467bd",
+                    edgecolor="black", label="trained model + ThresholdOptimizer", zorder=4,
+                )  # fmt: skip
+    a.scatter(*map_point, s=80, marker="*", color=MAP_COLOR, label="trained model", zorder=5)
+    a.set(xlabel=gap, ylabel="accuracy", title=f"Accuracy against {gap} ({split})")
+    a.legend(fontsize=7, loc="best")
+    return fig

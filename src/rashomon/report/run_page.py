@@ -521,6 +521,68 @@ def section_selection(b: ReportBuilder) -> Section:
     return Section("selection", "Best-in-set selection", "".join(parts))
 
 
+def section_fairness(b: ReportBuilder) -> Section:
+    """Is there a fairer model among the equally good ones? The answer per real attribute first,
+    the random attribute's as the noise floor, derived proxies last and smaller."""
+    from rashomon.report.fairness import NULL_ATTRIBUTE, answers
+
+    d = b.data
+    title = "Is there a fairer model in the set?"
+    found = answers(d)
+    if not found:
+        reason = skip_notes(d, "selection")
+        text = (
+            f"Selection was skipped: {esc('; '.join(reason))}."
+            if reason
+            else "No fairness desideratum was selected for (no attribute, a multilabel task, "
+            "or <code>decide.select</code> left them out)."
+        )
+        return Section("fairness", title, b.note(text))
+    real = [a for a in found if not a.derived]
+    null = [a for a in found if a.attribute == NULL_ATTRIBUTE]
+    proxies = [a for a in found if a.derived and a.attribute != NULL_ATTRIBUTE]
+    parts = []
+    if real:
+        parts.append("<h3>Real patient attributes</h3><ul>")
+        parts += [f"<li>{esc(a.sentence)}</li>" for a in real]
+        parts.append("</ul>")
+    else:
+        parts.append(
+            b.note("This task has no real patient attributes; only derived proxies are shown.")
+        )
+    if null:
+        parts.append(
+            "<h3>Noise floor: the random attribute</h3><p>The same selection on a seeded random "
+            "split of the patients. A gain on a real attribute that is not larger than this one "
+            "is what selection finds by chance.</p><ul>"
+        )
+        parts += [f"<li>{esc(a.sentence)}</li>" for a in null]
+        parts.append("</ul>")
+    values, sel = d.table("selection_values"), d.table("selection")
+    first = (real or proxies or null)[0]
+    if values is not None and sel is not None and "accuracy" in set(values[S.DESIDERATUM]):
+        rows = sel.set_index(S.DESIDERATUM)
+        if first.desideratum in rows.index and "accuracy" in rows.index:
+            map_point = (rows.loc[first.desideratum, S.MAP_VAL], rows.loc["accuracy", S.MAP_VAL])
+            parts.append(
+                b.figure(
+                    plots.fairness_front(
+                        values, d.table("postprocess"), first.desideratum, map_point
+                    ),
+                    "fairness_front",
+                    "Validation accuracy against the fairness desideratum for every model of the "
+                    "Rashomon set, the trained model, and fairlearn's ThresholdOptimizer fitted "
+                    "on validation (on the trained model and on set members): does the free "
+                    "choice among equally good models reach what post-processing buys?",
+                )  # fmt: skip
+            )
+    if proxies:
+        parts.append("<details><summary>Derived proxies (not patient attributes)</summary><ul>")
+        parts += [f"<li>{esc(a.sentence)}</li>" for a in proxies]
+        parts.append("</ul></details>")
+    return Section("fairness", title, "".join(parts))
+
+
 def with_label_names(d: RunData, table: pd.DataFrame) -> pd.DataFrame:
     """A multilabel decide table with its `label` column named by the task's class names and
     its desiderata read `label: desideratum`; other tables unchanged."""
@@ -849,6 +911,7 @@ SECTIONS: list[tuple[str, str, Callable[[ReportBuilder], Section]]] = [
     ("set", "The Rashomon set", section_set),
     ("multiplicity", "Predictive multiplicity", section_multiplicity),
     ("desiderata", "Desiderata across the set", section_desiderata),
+    ("fairness", "Is there a fairer model in the set?", section_fairness),
     ("selection", "Best-in-set selection", section_selection),
     ("ensembles", "Ensembles and abstention", section_ensembles),
     ("lsi", "Laplace Sample Information", section_lsi),
