@@ -579,8 +579,9 @@ def test_fairness_section_answers_on_a_real_attribute_in_chromium(tmp_path, data
     """HAM10000's real sex and age group (labels and groups from the real task; the set's
     probabilities simulated by the fake run): the fairness section leads with the real
     attributes, then the random noise floor, the proxies folded away, and the front drawn."""
-    import rashomon as rs
     from browser import inspect_self_contained
+
+    import rashomon as rs
 
     folder = data_root / "ham10000"
     if not (folder / "labels-binary.csv").exists():
