@@ -28,6 +28,7 @@ FIGURES = {
     "convergence",
     "multiplicity_groups",
     "desiderata",
+    "fairness_front",
     "selection",
     "ensembles",
     "lsi",
@@ -341,7 +342,9 @@ def test_a_failing_section_shows_a_box_and_the_rest_is_written(fake_run, tmp_pat
         "map",
         "set",
         "multiplicity",
+        "validity",
         "desiderata",
+        "fairness",
         "selection",
         "ensembles",
         "lsi",
@@ -606,4 +609,9 @@ def test_fairness_section_answers_on_a_real_attribute_in_chromium(tmp_path, data
         text
     )
     assert "Derived proxies" in text and "intensity, TPR gap" not in text[:floor]
+    sections = {s["id"]: s["text"] for s in page.sections}
+    # the exact last-layer upper line heads the multiplicity section; validity points to validate
+    ext = json.loads((run / "evaluate" / "summary.json").read_text())["extremes_ambiguity"]
+    assert f"of the trained model's, {100 * ext:.0f} % of test patients" in sections["multiplicity"]
+    assert "rashomon validate" in sections["validity"]
     assert (run / "report" / "fairness_front.png").stat().st_size > 5000

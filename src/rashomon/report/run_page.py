@@ -316,6 +316,21 @@ def section_set(b: ReportBuilder) -> Section:
 def section_multiplicity(b: ReportBuilder) -> Section:
     d = b.data
     parts = []
+    ext = d.table("extremes")
+    e = d.summaries.get("evaluate") or {}
+    if ext is not None and len(ext) and "extremes_ambiguity" in e:
+        bound = e.get("extremes_set") or {}
+        sampled = arbitrariness(d).share
+        parts.append(
+            "<p><b>Upper line (exact, last layer).</b> Over every last layer whose validation "
+            f"loss is within ε = {bound.get('epsilon', d.epsilon):g} and whose training "
+            f"objective is within {bound.get('train_epsilon', d.epsilon):g} of the trained "
+            f"model's, {pct(e['extremes_ambiguity'])} of test patients could receive a different "
+            f"diagnosis (each patient's lowest and highest probability solved exactly, "
+            f"<code>evaluate/extremes.csv</code>, {e.get('extremes_seconds', 0):g} s); the sampled "
+            f"set reaches {pct(sampled)}. No last-layer set can exceed this line; retrained "
+            "networks, which change every layer, can.</p>"
+        )
     mult = d.table("multiplicity")
     if mult is not None:
         overall = mult[mult[S.GROUP].astype(str) == "all"]
@@ -581,6 +596,55 @@ def section_fairness(b: ReportBuilder) -> Section:
         parts += [f"<li>{esc(a.sentence)}</li>" for a in proxies]
         parts.append("</ul></details>")
     return Section("fairness", title, "".join(parts))
+
+
+def section_validity(b: ReportBuilder) -> Section:
+    """How much of the truth the set finds, on this task: `rashomon validate` retrained K
+    networks; without it, the study's figure for this kind of set, or a pointer."""
+    d = b.data
+    title = "How close is the set to retraining?"
+    v = d.summaries.get("validate")
+    if not v:
+        from rashomon.report.study import validity_line
+
+        cfg_d, cfg_t = d.config.get("data") or {}, d.config.get("train") or {}
+        line = validity_line(
+            str(cfg_d.get("dataset", "")), str(cfg_t.get("arch", "")), d.sample.summary or {}
+        )
+        text = (line + " " if line else "") + (
+            f"Check it on this task: <code>rashomon validate {esc(str(d.run_dir))} --retrain "
+            "30</code> retrains networks like the trained one and measures how many of their "
+            "arbitrary patients this set finds."
+        )
+        return Section("validity", title, f"<p>{text}</p>")
+    rows = [
+        ("retrained networks (within ε)", f"{v.get('retrained')} ({v.get('retrained_in_set')})"),
+        ("patients they flag", v.get("retrained_flags")),
+        ("the set's flag recall", v.get("flag_recall")),
+        ("the set's flag precision", v.get("flag_precision")),
+        ("rank agreement ρ (disagreement)", v.get("spearman_disagreement")),
+        (
+            "ambiguity: set / retrained",
+            f"{v.get('ambiguity_set')} / {v.get('ambiguity_retrained')}",
+        ),
+    ]
+    ceiling = v.get("ceiling") or {}
+    if ceiling:
+        rows.append(
+            (
+                "split-half ceiling: recall / precision",
+                f"{ceiling.get('flag_recall')} / {ceiling.get('flag_precision')}",
+            )
+        )
+    table = pd.DataFrame(rows, columns=["", "value"])
+    return Section(
+        "validity",
+        title,
+        "<p>The set against networks retrained like the trained one (seeds differ): recall is "
+        "the share of the retrained set's arbitrary patients the set also flags; two halves of "
+        "the retrained set against each other give the ceiling a set can be read against.</p>"
+        + table_html(table, 4),
+    )
 
 
 def with_label_names(d: RunData, table: pd.DataFrame) -> pd.DataFrame:
@@ -910,6 +974,7 @@ SECTIONS: list[tuple[str, str, Callable[[ReportBuilder], Section]]] = [
     ("map", "The trained (MAP) model", section_map),
     ("set", "The Rashomon set", section_set),
     ("multiplicity", "Predictive multiplicity", section_multiplicity),
+    ("validity", "How close is the set to retraining?", section_validity),
     ("desiderata", "Desiderata across the set", section_desiderata),
     ("fairness", "Is there a fairer model in the set?", section_fairness),
     ("selection", "Best-in-set selection", section_selection),
