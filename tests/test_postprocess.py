@@ -10,7 +10,7 @@ from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.linear_model import LogisticRegression
 
 from rashomon.decide.desiderata import tpr_gap
-from rashomon.decide.postprocess import threshold_baseline, threshold_set
+from rashomon.decide.postprocess import threshold_baseline, threshold_frame
 from rashomon.errors import RashomonError
 
 
@@ -56,8 +56,14 @@ def test_threshold_set_and_bad_inputs():
     x_val, y_val, g_val = _biased(300, 4)
     lr = LogisticRegression().fit(x_val, y_val)
     p = lr.predict_proba(x_val)
-    out = threshold_set(np.stack([p, p[:, ::-1]]), y_val, g_val, np.stack([p, p]), g_val)
-    assert len(out) == 2 and out[0].test_pred.shape == (300,)
+    # "Rashomon set + ThresholdOptimizer": the MAP model (-1) and each member, long format
+    frame = threshold_frame(
+        p, p, np.stack([p, p[:, ::-1]]), np.stack([p, p]), [4, 9], y_val, y_val, g_val, g_val, "sex"
+    )
+    assert sorted(set(frame["model"])) == [-1, 4, 9] and set(frame["split"]) == {"val", "test"}
+    acc = frame.query("model == -1 and split == 'val' and desideratum == 'accuracy'")["value"]
+    one = threshold_baseline(p, y_val, g_val, p, g_val)
+    assert acc.iloc[0] == pytest.approx((one.val_pred == y_val).mean())
     with pytest.raises(RashomonError, match="constraint 'parity' is not offered"):
         threshold_baseline(p, y_val, g_val, p, g_val, constraint="parity")
     with pytest.raises(RashomonError, match="binary classifiers; this task has 3 classes"):

@@ -143,29 +143,6 @@ def threshold_baseline(
     )
 
 
-def threshold_set(
-    val_probs: Any,
-    y_val: Any,
-    groups_val: Any,
-    test_probs: Any,
-    groups_test: Any,
-    constraint: str = "equalized_odds",
-    objective: str = "balanced_accuracy_score",
-    seed: int = 0,
-    models: Sequence[int] | None = None,
-) -> list[ThresholdBaseline]:
-    """ "Rashomon set + ThresholdOptimizer": the same post-processing fitted on each model of the
-    set ([M, N, 2] probabilities), so its front can be set beside the free choice's."""
-    pv, pt = np.asarray(val_probs), np.asarray(test_probs)
-    idx = range(len(pv)) if models is None else models
-    return [
-        threshold_baseline(
-            pv[m], y_val, groups_val, pt[m], groups_test, constraint, objective, seed
-        )
-        for m in idx
-    ]
-
-
 def threshold_frame(
     map_val: Any,
     map_test: Any,
