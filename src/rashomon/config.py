@@ -285,7 +285,7 @@ class EvaluateSection(Section):
     # Corrupt the validation split too (same seeded corruptions), so decide can select the most
     # robust model on validation and confirm it on test.
     robustness_selection: bool = True
-    whitebox_models: int = 20  # models attacked with their own gradients (the rest: transfer)
+    whitebox_models: int = 5  # models attacked with their own gradients (the rest: transfer)
     attack_images: int | None = 256  # seeded subset of test images for attacks
     # Exact last-layer extremes (rs.last_layer_extremes) for head-only sets of binary tasks:
     # "auto" computes them for small problems (evaluate.EXTREMES_AUTO_WORK, EXTREMES_AUTO_HEAD).

@@ -58,9 +58,10 @@ COLUMNS = [
     "model", "is_map", "family", "corruption", "severity", "epsilon", "mode", "metric", "value"
 ]  # fmt: skip
 MAP_INDEX = -1
-# Defaults measured on a quiet 2-core CPU (cnn-small, PneumoniaMNIST, 1000 head-only models):
-# one white-box model costs ~2.5 s for FGSM + PGD at three ε on 256 images, so 20 models ~50 s.
-WHITEBOX_MODELS = 20
+# White-box attacks dominate evaluate's time: on a quiet 2-core CPU (cnn-small, BreastMNIST, 156
+# images) 20 models took 65 s of an 82 s evaluate stage, so 5 attack with their own gradients
+# by default and the rest of the set gets the MAP model's (transfer) attacks.
+WHITEBOX_MODELS = 5
 ATTACK_IMAGES = 256
 
 # --------------------------------------------------------------------------- arithmetic
