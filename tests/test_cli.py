@@ -226,7 +226,9 @@ def test_interrupted_stage_keeps_earlier_and_resumes(tiny_root, tmp_path):
         # Ctrl-C, as a user would press, must still end the run cleanly.
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # 130, or death by SIGINT (-2) when the interrupt lands while the interpreter shuts down
+    # after the handler ran: a shell reports both as exit status 130.
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "interrupted" in err and "Traceback" not in err
     assert (out / "train" / "model.pt").read_bytes() == model
     assert not list(out.glob("train.tmp-*"))
