@@ -220,12 +220,16 @@ def test_interrupted_stage_keeps_earlier_and_resumes(tiny_root, tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        # Seen once here: a SIGINT right after the stage started went unanswered; a second
-        # Ctrl-C, as a user would press, must still end the run cleanly.
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Seen once here: a SIGINT right after the stage started went unanswered; a second
+            # Ctrl-C, as a user would press, must still end the run cleanly.
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a 100,000-epoch run behind
+            proc.kill()
     # 130, or death by SIGINT (-2) when the interrupt lands while the interpreter shuts down
     # after the handler ran: a shell reports both as exit status 130.
     assert proc.returncode in (130, -signal.SIGINT), err
