@@ -254,10 +254,17 @@ def test_twenty_image_validation_split(data_root, tmp):
     assert probs_val.shape == (20, 20, 2)
     with np.load(root / "pneumoniamnist.npz") as f:
         y_val = f["val_labels"][:, 0].astype(int)
+        counts = np.bincount(f["train_labels"][:, 0], minlength=2)
+    # 120 training images at about 1:3 are imbalanced: the default weighs the classes by inverse
+    # frequency, and the filter's loss is the weighted NLL the model was trained on
+    weight = json.loads((run / "sample" / "summary.json").read_text())["class_weight"]
+    assert counts.max() >= 2 * counts.min()
+    np.testing.assert_allclose(weight, counts.sum() / (2 * counts), rtol=1e-6)
 
     # the Rashomon filter on 20 images: validation NLL within 50 % of the MAP model's
     def nll(p):
-        return -np.log(np.clip(p[..., np.arange(20), y_val], 1e-12, None)).mean(-1)
+        own = -np.log(np.clip(p[..., np.arange(20), y_val], 1e-12, None))
+        return (own * np.asarray(weight)[y_val]).mean(-1)
 
     map_loss = nll(np.load(run / "sample" / "map_probs_val.npy"))
     per_model = pd.read_csv(run / "sample" / "per_model.csv")
@@ -267,24 +274,57 @@ def test_twenty_image_validation_split(data_root, tmp):
     assert f"{keep.sum()} of 20 models of the last-layer Laplace set (kron)" in headline(run)
 
 
-# --- e. 95/5 imbalance: the MAP model stays on the majority class ------------------------------
+# --- e. 95/5 imbalance: weighted by default; without weights the MAP stays on the majority ------
 
 
-def test_imbalanced_binary_names_a_degenerate_map(tmp):
+def _imbalanced_npz(path: Path, sizes: dict[str, int], signal: bool, seed: int = 5) -> None:
+    """Noise images, 5 % positives; with `signal`, positives carry a bright 8×8 square."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in sizes.items():
+        images = rng.integers(0, 160, (n, 28, 28), dtype=np.uint8)
+        labels = np.zeros((n, 1), np.uint8)
+        positive = rng.choice(n, n // 20, replace=False)
+        labels[positive] = 1
+        if signal:
+            images[positive, 10:18, 10:18] = 255
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = labels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+
+
+def test_imbalanced_binary_is_learned_by_default(tmp):
+    """The default run on a 95/5 task with something to learn finds the rare class (class
+    weights "auto"), says so in the report, and is not named degenerate."""
+    from rashomon.metrics.degenerate import degeneracy
+
+    root = tmp / "imbalanced-signal-root"
+    sizes = {"train": 400, "val": 100, "test": 100}
+    _imbalanced_npz(root / "pneumoniamnist.npz", sizes, signal=True)
+    run = run_cli(tmp, "imbalanced-signal", root, "--dataset", "pneumoniamnist")
+    sections = rendered(run)
+    ps = per_sample(run)
+    assert ps["true_label"].sum() == 5
+    assert not degeneracy(ps["map_label"], ps["true_label"]).degenerate
+    # every positive test patient is found, at most a few negatives called positive
+    assert ps.loc[ps["true_label"] == 1, "map_label"].eq(1).all()
+    assert ps.loc[ps["true_label"] == 0, "map_label"].eq(1).sum() <= 5
+    train = json.loads((run / "train" / "summary.json").read_text())
+    assert train["class_weight"] == pytest.approx([400 / (2 * 380), 400 / (2 * 20)], rel=1e-6)
+    assert "class weights" in sections["map"]["text"]
+    assert "near-constant classifier" not in headline(run)
+
+
+def test_imbalanced_binary_without_weights_names_a_degenerate_map(tmp):
     from rashomon.metrics.degenerate import degeneracy
 
     root = tmp / "imbalanced-root"
-    root.mkdir()
-    rng = np.random.default_rng(5)
-    arrays = {}
-    for split, n in (("train", 160), ("val", 40), ("test", 40)):
-        # noise images: nothing to learn, so the prior (95 % 'normal') is the best guess
-        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = np.zeros((n, 1), np.uint8)
-        labels[rng.choice(n, n // 20, replace=False)] = 1
-        arrays[f"{split}_labels"] = labels
-    np.savez_compressed(root / "pneumoniamnist.npz", **arrays)
-    run = run_cli(tmp, "imbalanced", root, "--dataset", "pneumoniamnist")
+    # noise images: nothing to learn, so the prior (95 % 'normal') is the best unweighted guess
+    _imbalanced_npz(root / "pneumoniamnist.npz", {"train": 160, "val": 40, "test": 40}, False)
+    run = run_cli(
+        tmp, "imbalanced", root, "--dataset", "pneumoniamnist", train={"class_weights": False}
+    )
     sections = rendered(run)
     ps = per_sample(run)
     assert ps["true_label"].sum() == 2

@@ -80,3 +80,21 @@ def test_bad_shapes():
         degeneracy(np.zeros(3), np.zeros(4))
     with pytest.raises(RashomonError, match="N > 0"):
         degeneracy([], [])
+
+
+def test_a_model_that_finds_a_rare_class_is_not_constant():
+    """95/5 task: the perfect classifier predicts the majority for 95 % of patients too; it is
+    near-constant only when it also misses the minority (mean recall of the others ≤ 0.5)."""
+    from rashomon.metrics.degenerate import MINORITY_RECALL
+
+    y = np.r_[np.zeros(95), np.ones(5)].astype(int)
+    perfect = degeneracy(y.copy(), y)
+    assert perfect.dominant_share == 0.95 and perfect.balanced_accuracy == 1.0
+    assert not perfect.near_constant and not perfect.degenerate
+    pred = y.copy()
+    pred[95:98] = 0  # finds 2 of the 5 positives: recall 0.4 ≤ MINORITY_RECALL
+    assert MINORITY_RECALL == 0.5
+    missed = degeneracy(pred, y)
+    assert missed.dominant_share == 0.98 and missed.near_constant
+    pred[95:98] = 1  # finds all 5 again, but also calls 3 negatives positive: 92 % majority
+    assert not degeneracy(pred, y).near_constant

@@ -117,3 +117,38 @@ def test_extremes_bound_every_sampled_last_layer_set(task_breast):
     assert np.all(p.max(0) <= ext["p_max"].to_numpy() + 1e-5)
     # and the exact set is wider than the sample shows for most patients
     assert float((ext["p_max"] - ext["p_min"]).mean()) > float((p.max(0) - p.min(0)).mean())
+
+
+def test_weighted_extremes_equal_scipy_on_a_small_problem():
+    """Class-weighted training: both bounds are on the class-weighted losses."""
+    pt, yt, pv, yv, pe = _problem(3)
+    cw = np.array([2.5, 0.6])
+    wt, wv = cw[yt], cw[yv]
+
+    def jtrain(d):
+        return (wt * np.logaddexp(0, -(2 * yt - 1) * (pt @ d))).sum() + 0.25 * d @ d
+
+    def lval(d):
+        return (wv * np.logaddexp(0, -(2 * yv - 1) * (pv @ d))).mean()
+
+    delta_map = minimize(jtrain, np.zeros(pt.shape[1]), method="BFGS").x * 0.97
+    z_min, z_max, definition = binary_head_extremes(
+        pt, yt, pv, yv, pe, delta_map, epsilon=0.1, prior_precision=1.0, tol=1e-8, class_weight=cw
+    )
+    assert definition["val_loss_map"] == pytest.approx(lval(delta_map), rel=1e-9)
+    assert definition["train_objective_map"] == pytest.approx(jtrain(delta_map), rel=1e-9)
+    cons = [
+        NonlinearConstraint(lval, -np.inf, lval(delta_map) * 1.1),
+        NonlinearConstraint(jtrain, -np.inf, jtrain(delta_map) * 1.1),
+    ]
+    for i, a in enumerate(pe[:3]):
+        for sign, ours in ((1, z_max[i]), (-1, z_min[i])):
+            res = minimize(
+                lambda d, a=a, sign=sign: -sign * a @ d,
+                delta_map,
+                jac=lambda d, a=a, sign=sign: -sign * a,
+                constraints=cons,
+                method="trust-constr",
+                options={"xtol": 1e-12, "gtol": 1e-12, "maxiter": 5000},
+            )
+            assert ours == pytest.approx(a @ res.x, abs=1e-4)

@@ -85,3 +85,63 @@ def test_same_downstream_path(source, retrained, tiny_task, tmp_path):
     np.testing.assert_allclose(
         loaded.predict(tiny_task.val.x), p_val[torch.as_tensor(keep)], atol=1e-6
     )
+
+
+def _relabelled(task, flip: bool = True, train_x=None):
+    """A copy of `task` whose training labels are flipped (or whose images are replaced)."""
+    import copy
+
+    other = copy.copy(task)
+    other.__dict__.pop("_fingerprints", None)
+    train = copy.copy(task.train)
+    if flip:
+        train.y = 1 - task.train.y
+    if train_x is not None:
+        train.x = train_x
+    other.train = train
+    return other
+
+
+def test_retrain_cache_is_keyed_by_the_data_content(retrained, tiny_task):
+    """Issue 21 case 1: flipping every training label (or changing the images) is other data;
+    the cache must not hand back networks trained on the old labels."""
+    from rashomon.sets.retrain import training_key
+
+    _, opts = retrained
+    arch, epochs = opts["arch"], opts["epochs"]
+    fit = {"arch_options": opts["arch_options"]}
+    key = training_key(tiny_task, arch, epochs, fit)
+    flipped = _relabelled(tiny_task)
+    assert training_key(flipped, arch, epochs, fit) != key
+    one_channel_more = _relabelled(
+        tiny_task, flip=False, train_x=tiny_task.train.x.repeat(1, 3, 1, 1)
+    )
+    assert training_key(one_channel_more, arch, epochs, fit) != key
+    # every training option is part of the key, defaults filled in
+    assert training_key(tiny_task, arch, epochs, {**fit, "lr": 1e-3}) == key
+    assert training_key(tiny_task, arch, epochs, {**fit, "lr": 2e-3}) != key
+    # the tiny task is 3:1 imbalanced: "auto" weighs as `true` does, `false` is another recipe
+    assert training_key(tiny_task, arch, epochs, {**fit, "class_weights": True}) == key
+    assert training_key(tiny_task, arch, epochs, {**fit, "class_weights": False}) != key
+    assert training_key(tiny_task, arch, 2, fit) != key
+    with pytest.raises(RashomonError, match="unknown training option"):
+        training_key(tiny_task, arch, epochs, {"lrate": 1.0})
+    again = retrain(flipped, 1, **opts)
+    assert again.meta["reused"] == 0  # trained anew on the flipped labels
+
+
+def test_builder_source_is_part_of_the_architecture(tmp_path, monkeypatch):
+    """Issue 21 case 12: editing the user's builder module is another architecture."""
+    from rashomon.models.external import arch_identity
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "my_nets_for_identity.py"
+    module.write_text("import torch.nn as nn\ndef build(num_classes):\n    return nn.ReLU()\n")
+    first = arch_identity("my_nets_for_identity:build")
+    module.write_text("import torch.nn as nn\ndef build(num_classes):\n    return nn.Tanh()\n")
+    import importlib
+    import sys
+
+    importlib.reload(sys.modules["my_nets_for_identity"])
+    assert arch_identity("my_nets_for_identity:build") != first
+    assert arch_identity("cnn-small") == "cnn-small"

@@ -95,7 +95,9 @@ class TrainSection(Section):
     batch_size: StrictInt = 64
     patience: StrictInt | None = None
     select_window: StrictInt | None = None
-    class_weights: bool = False
+    # auto: inverse-frequency class weights when the training split is imbalanced (the most
+    # frequent class at least rashomon.models.train.IMBALANCE_RATIO times the rarest)
+    class_weights: bool | Literal["auto"] = "auto"
     augment: bool = False
 
     def identity(self) -> dict[str, Any]:
@@ -105,10 +107,11 @@ class TrainSection(Section):
             from rashomon.fingerprint import files_fingerprint
 
             out["weights"] = files_fingerprint([self.weights])
-        if self.arch.endswith((".pt", ".pth")):
-            from rashomon.fingerprint import files_fingerprint
+        if self.arch.endswith((".pt", ".pth")) or ":" in self.arch:
+            # A user's network by its content: the builder's source, or the saved file
+            from rashomon.models.external import arch_identity
 
-            out["arch"] = "file:" + files_fingerprint([self.arch])
+            out["arch"] = arch_identity(self.arch)
         return out
 
     @field_validator("epochs")

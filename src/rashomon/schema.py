@@ -649,6 +649,9 @@ class SampleRecord:
     models: int | None = None
     models_in_set: int | None = None
     head_only: bool = False  # the set varies the last layer only
+    # The MAP model's training class weights, on which the filter's loss is defined (None:
+    # unweighted cross-entropy)
+    class_weight: tuple[float, ...] | None = None
     summary: dict[str, Any] | None = None  # the whole summary.json
 
 
@@ -690,6 +693,9 @@ def sample_record(run_dir: Path | str) -> SampleRecord:
         models=count(MODELS),
         models_in_set=count(MODELS_IN_SET),
         head_only=bool(summary.get("head_only", False)),
+        class_weight=tuple(map(float, summary["class_weight"]))
+        if summary.get("class_weight")
+        else None,
         summary=summary,
     )
 

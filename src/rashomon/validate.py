@@ -146,7 +146,9 @@ def run_validate_stage(ctx: Any) -> None:
     y_val = task.val.y.numpy()
     map_val = model_probs(model, task.val.x, multilabel, ctx.device).numpy()
     p_val = truth.predict(task.val.x, device=ctx.device).numpy()
-    keep = rashomon_mask(p_val, y_val, epsilon, on=on, ref=map_val, min_models=0)
+    keep = rashomon_mask(
+        p_val, y_val, epsilon, on=on, ref=map_val, min_models=0, class_weight=sampled.class_weight
+    )
     if keep.sum() < MIN_SET_MODELS:
         raise RashomonError(
             f"only {int(keep.sum())} of {len(keep)} retrained networks are within ε = {epsilon:g} "

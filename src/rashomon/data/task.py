@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -81,6 +83,26 @@ class Task:
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}: use train, val or test")
         return getattr(self, name)
+
+    def fingerprint(self, groups: Sequence[str] = ()) -> str:
+        """Digest of what training reads: the train and validation images and labels (the
+        validation split selects the checkpoint), the kind and the number of classes, plus the
+        training groups named in `groups` (group-balanced training reads them). Computed from
+        the tensors themselves, so a flipped label, another channel count or another image
+        size is other data, wherever the files came from."""
+        key = tuple(groups)
+        cache: dict[tuple[str, ...], str] = self.__dict__.setdefault("_fingerprints", {})
+        if key not in cache:
+            h = hashlib.sha256(f"{self.kind}:{self.num_classes}".encode())
+            for split in (self.train, self.val):
+                for t in (split.x, split.y):
+                    h.update(str((tuple(t.shape), str(t.dtype))).encode())
+                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            for name in key:
+                h.update(name.encode())
+                h.update(self.train.groups[name].cpu().contiguous().numpy().tobytes())
+            cache[key] = h.hexdigest()[:16]
+        return cache[key]
 
     def describe(self) -> dict:
         return {

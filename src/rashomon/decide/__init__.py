@@ -190,8 +190,17 @@ def decide_all(
             seed=seed,
             rho_min=rho_min,
         )
+        for name in sel.attrs.get("undefined_on_validation", []):
+            notes.append(
+                {
+                    S.PART: "selection",
+                    S.NOTE: f"{name} skipped: undefined for every model on validation "
+                    "(e.g. a group with no patient of a class)",
+                }
+            )
         in_set_ids = np.flatnonzero(mask) if mask is not None else np.arange(m)
-        sel[S.MODEL] = in_set_ids[sel[S.CHOSEN].to_numpy(int)]
+        if len(sel):
+            sel[S.MODEL] = in_set_ids[sel[S.CHOSEN].to_numpy(int)]
         if corrupted_val is not None and corrupted_test is not None:
             row = robustness_selection(
                 corrupted_val, corrupted_test, n_boot=n_boot, seed=seed + len(sel), rho_min=rho_min

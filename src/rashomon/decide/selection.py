@@ -270,10 +270,16 @@ def best_in_set(
     chosen model matches or beats on test), set_test_q05..q95, spearman_rho, spearman_p, verdict,
     selection_noise."""
     rows = []
+    undefined = []
     for i, d in enumerate(desiderata):
         for name, table in (("validation", val_values), ("test", test_values)):
             if d.name not in table:
                 raise RashomonError(f"{name} values have no column {d.name!r}; compute it first")
+        if not np.isfinite(np.asarray(val_values[d.name], dtype=np.float64)).any():
+            # e.g. a TPR gap where a group has no positive patient on validation: nothing to
+            # choose on; one such desideratum must not take the others down
+            undefined.append(d.name)
+            continue
         rows.append(
             select_one(
                 np.asarray(val_values[d.name], dtype=np.float64),
@@ -291,7 +297,9 @@ def best_in_set(
                 rho_min=rho_min,
             )
         )
-    return apply_holm(pd.DataFrame(rows), level)
+    table = apply_holm(pd.DataFrame(rows), level)
+    table.attrs["undefined_on_validation"] = undefined
+    return table
 
 
 def apply_holm(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

@@ -4,7 +4,10 @@ The multiplicity of a set around such a model is no finding: every equally bad m
 same few patients, and "the best model of the set" is the best of near-constant classifiers. Two
 checks on one model's labels against the true ones, each with its threshold as a constant:
 
-- near-constant: one class is predicted for at least `DOMINANT_SHARE` of the patients;
+- near-constant: one class is predicted for at least `DOMINANT_SHARE` of the patients, and at
+  most `MINORITY_RECALL` of the patients of the other classes get their own class (on a task
+  whose minority is 5 %, a model that finds that minority also predicts the majority for 95 %
+  of patients: it is not a constant classifier);
 - near chance: its balanced accuracy (mean recall over the classes present, as scikit-learn's
   `balanced_accuracy_score`) is at most `CHANCE_MARGIN` above chance. Chance is 1/K for the K
   classes present in `y`: what every constant classifier scores (1/C when all C classes are
@@ -25,6 +28,7 @@ from rashomon.errors import RashomonError
 
 DOMINANT_SHARE = 0.95  # one class for at least this share of patients: near-constant
 CHANCE_MARGIN = 0.05  # balanced accuracy at most this far above chance: near chance
+MINORITY_RECALL = 0.5  # mean recall of the other classes at most this: the dominant one is all
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,16 @@ def degeneracy(
     top = int(np.argmax(counts))
     share = float(counts[top] / len(p))
     present = np.unique(t)
-    bacc = float(np.mean([(p[t == c] == c).mean() for c in present]))
+    recall = {int(c): float((p[t == c] == c).mean()) for c in present}
+    bacc = float(np.mean(list(recall.values())))
     chance = 1.0 / len(present)
+    others = [r for c, r in recall.items() if c != int(values[top])]
+    misses_the_others = not others or float(np.mean(others)) <= MINORITY_RECALL
     return Degeneracy(
         dominant_class=int(values[top]),
         dominant_share=share,
         balanced_accuracy=bacc,
         chance=chance,
-        near_constant=share >= dominant_share,
+        near_constant=share >= dominant_share and misses_the_others,
         near_chance=bacc <= chance + chance_margin + 1e-12,
     )

@@ -252,6 +252,29 @@ def is_external(arch: str) -> bool:
     return ":" in arch or arch.endswith((".pt", ".pth"))
 
 
+def arch_identity(arch: str) -> str:
+    """What an `arch` string builds, as content: a registry name as it is; a builder
+    ("pkg.module:function") with the sha256 of its module's source file, so that editing the
+    builder (ReLU → Tanh) is a different architecture; a saved network file by its content."""
+    from rashomon.fingerprint import file_sha256
+
+    if arch.endswith((".pt", ".pth")):
+        from pathlib import Path
+
+        path = Path(arch).expanduser()
+        return f"file:{file_sha256(path)[:16]}" if path.exists() else f"file:{arch}:absent"
+    if ":" not in arch:
+        return arch
+    module = arch.partition(":")[0]
+    import_builder(arch)  # a clear error when the builder cannot be imported
+    source = inspect.getsourcefile(sys.modules[module])
+    if source is None:
+        return arch
+    from pathlib import Path
+
+    return f"{arch}@{file_sha256(Path(source))[:16]}"
+
+
 def load_module_file(path: str) -> nn.Module:
     """A whole network saved with `torch.save(net, path)` (its class must be importable)."""
     from pathlib import Path

@@ -11,7 +11,7 @@ from rashomon import metrics as rm
 from rashomon import schema as S
 from rashomon.models.external import build_network
 from rashomon.models.registry import count_parameters
-from rashomon.models.train import save_checkpoint, train
+from rashomon.models.train import resolve_class_weights, save_checkpoint, train
 from rashomon.predict import model_probs
 
 
@@ -38,7 +38,15 @@ def given_model(task: Any, train_section: Any) -> Any:
         weights=t.weights,
         **t.arch_options(),
     )
-    model.train_config = {"arch": t.arch, "weights": t.weights, "given": True}
+    # The objective a given network was trained on is the user's: unweighted unless they say
+    # `train.class_weights: true` (then the filter's loss is the class-weighted NLL).
+    weight = resolve_class_weights(task, True) if t.class_weights is True else None
+    model.train_config = {
+        "arch": t.arch,
+        "weights": t.weights,
+        "given": True,
+        "class_weight": None if weight is None else [float(v) for v in weight],
+    }
     model.task_name = task.name
     return model
 
@@ -65,6 +73,9 @@ def run_train_stage(ctx: Any) -> None:
     if history:  # a given network has no training history
         pd.DataFrame(history).to_csv(ctx.out / S.TABLES["history"].file, index=False)
     ctx.summary["parameters"] = count_parameters(model)
+    # The loss the model minimised and the Rashomon filter uses: None = unweighted
+    ctx.summary["class_weights"] = t.class_weights
+    ctx.summary["class_weight"] = model.train_config.get("class_weight")
     ctx.summary["epochs_run"] = len(history)
     for split in ("val", "test"):
         s = task.split(split)

@@ -39,6 +39,13 @@ CHECKPOINT_VERSION = 1
 DEFAULT_STEPS = 1000
 DEFAULT_BATCH_SIZE = 64
 SCHEDULES = ("cosine", "constant")
+# `class_weights="auto"` turns inverse-frequency class weights on when the most frequent class
+# of the training split has at least this many times the images of the rarest (binary and
+# multiclass tasks): at 2:1 and beyond, the unweighted default run measured here called most
+# minority patients wrong (HAM10000 malignant vs benign, 5.3:1: 98 % 'benign', balanced
+# accuracy 0.55; RSNA opacity, 3:1: sensitivity 0.42).
+IMBALANCE_RATIO = 2.0
+CLASS_WEIGHT_SETTINGS = ("auto", True, False)
 # Derived defaults, as fractions of the planned number of epochs (one evaluation per epoch).
 WINDOW_FRACTION = 0.1
 PATIENCE_FRACTION = 0.2
@@ -55,7 +62,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     batch_size: int = DEFAULT_BATCH_SIZE
     patience: int | None = None
-    class_weights: bool = False
+    class_weights: bool | str = "auto"
     group_balanced: str | None = None  # attribute whose groups are reweighted to equal mass
     augment: bool = False
     arch_options: dict[str, Any] = field(default_factory=dict)
@@ -174,6 +181,28 @@ def class_weight_vector(task: Task) -> torch.Tensor:
     return counts.sum() / (len(counts) * counts)
 
 
+def resolve_class_weights(task: Task, setting: bool | str = "auto") -> torch.Tensor | None:
+    """The class weights training uses: inverse-frequency weights (`class_weight_vector`) when
+    `setting` is True, or when it is "auto" and the task is binary or multiclass with a most
+    frequent class at least `IMBALANCE_RATIO` times the rarest; None otherwise. Multilabel tasks
+    get weights only when asked for (their per-label ratios reach 100:1, where auto-weighting
+    would change the task rather than balance it)."""
+    if setting not in CLASS_WEIGHT_SETTINGS:
+        raise RashomonError(
+            f"class_weights must be auto, true or false, got {setting!r}; "
+            "auto weights classes when the training split is imbalanced"
+        )
+    if setting is False:
+        return None
+    if setting == "auto":
+        if task.kind == "multilabel":
+            return None
+        counts = torch.bincount(task.train.y, minlength=task.num_classes).float()
+        if counts.max() < IMBALANCE_RATIO * counts.clamp(min=1).min():
+            return None
+    return class_weight_vector(task)
+
+
 def sample_weight_vector(task: Task, attribute: str) -> torch.Tensor:
     """Weights giving every (group, label) cell of the training split equal total mass."""
     if attribute not in task.train.groups:
@@ -191,11 +220,18 @@ def sample_weight_vector(task: Task, attribute: str) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str, device: str, batch: int = 512
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    kind: str,
+    device: str,
+    batch: int = 512,
+    class_weight: torch.Tensor | None = None,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy (multilabel: per-label accuracy) on a split."""
+    """Mean loss (the training objective's: class-weighted when training was) and accuracy
+    (multilabel: per-label accuracy) on a split."""
     model.eval()
-    loss_fn = loss_function(kind)
+    loss_fn = loss_function(kind, None if class_weight is None else class_weight.to(device))
     total, correct, n = 0.0, 0.0, 0
     for i in range(0, len(x), batch):
         xb, yb = x[i : i + batch].to(device), y[i : i + batch].to(device)
@@ -242,11 +278,17 @@ def fit(
     progress: bool = True,
     history: list[dict] | None = None,
     desc: str = "train",
+    class_weight: torch.Tensor | None = None,
 ) -> dict[str, int]:
     """The training loop `train` and the constrained baselines share: `budget.epochs` epochs of
     shuffled mini-batches, one learning rate per step (`learning_rate`), one validation
     evaluation per epoch, early stopping (`should_stop`); loads the selected checkpoint
-    (`select_checkpoint`) into ``model`` and returns what was planned and chosen."""
+    (`select_checkpoint`) into ``model`` and returns what was planned and chosen.
+
+    `class_weight` weights the validation loss that selects the checkpoint, so that selection
+    is on the objective `batch_loss` trains (class-weighted training selected on the
+    unweighted loss measured 0.677 test balanced accuracy on RSNA opacity, 3 seeds, against
+    0.693 selected on the weighted one)."""
     if optimizer not in ("adam", "sgd"):
         raise RashomonError(f"unknown optimizer {optimizer!r}; use adam or sgd")
     learning_rate(0, 1, lr, schedule)  # refuses an unknown schedule before any work
@@ -293,7 +335,9 @@ def fit(
             step += 1
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
-        val_loss, val_acc = evaluate_loss(model, task.val.x, task.val.y, task.kind, device)
+        val_loss, val_acc = evaluate_loss(
+            model, task.val.x, task.val.y, task.kind, device, class_weight=class_weight
+        )
         losses.append(val_loss)
         row = {"epoch": epoch + 1, "step": step, "lr": learning_rate(step - 1, total, lr, schedule)}
         row.update({k: v / n for k, v in sums.items()})
@@ -335,7 +379,7 @@ def train(
     weight_decay: float = 1e-4,
     batch_size: int = DEFAULT_BATCH_SIZE,
     patience: int | None = None,
-    class_weights: bool = False,
+    class_weights: bool | str = "auto",
     group_balanced: str | None = None,
     augment: bool = False,
     arch_options: dict[str, Any] | None = None,
@@ -353,6 +397,9 @@ def train(
       budget (at most that many epochs).
     - Schedule (`learning_rate`): cosine decay from ``lr`` to 0 over the planned steps
       (``schedule="constant"`` keeps ``lr``).
+    - Class weights (`resolve_class_weights`): "auto" weights classes by inverse frequency when
+      the training split is imbalanced (most frequent class ≥ `IMBALANCE_RATIO` × the rarest);
+      the checkpoint is then selected on the class-weighted validation loss as well.
     - Selection (`select_checkpoint`): one validation evaluation per epoch; the weights kept are
       those of the epoch with the lowest validation loss averaged over a centred window of
       ``select_window`` epochs (default about a tenth of the planned epochs, odd; 1 = the raw
@@ -390,8 +437,8 @@ def train(
         **cfg.arch_options,
     )
     model.to(device)
-    weight = class_weight_vector(task).to(device) if class_weights else None
-    loss_fn = loss_function(task.kind, weight)
+    weight = resolve_class_weights(task, class_weights)
+    loss_fn = loss_function(task.kind, None if weight is None else weight.to(device))
     sample_w = sample_weight_vector(task, group_balanced) if group_balanced else None
 
     def batch_loss(net, xb, yb, idx):
@@ -418,8 +465,12 @@ def train(
         progress=progress,
         history=history,
         desc=f"train {arch}",
+        class_weight=weight,
     )
-    model.train_config = {**asdict(cfg), **chosen}
+    # The resolved weights travel with the model: the Rashomon filter is defined on the
+    # objective the model was trained on (rashomon.sets.rashomon.model_scores).
+    class_weight = None if weight is None else [float(v) for v in weight]
+    model.train_config = {**asdict(cfg), **chosen, "class_weight": class_weight}
     model.task_name = task.name
     return model
 

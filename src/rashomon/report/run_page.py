@@ -12,7 +12,7 @@ import re
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,24 @@ def _balance_row(split: str, n: int, counts: list[int], names: list[str]) -> dic
     return row
 
 
+def class_weight_text(train_summary: dict[str, Any], class_names: Sequence[str]) -> str:
+    """How the MAP model weighted its classes, in words: the loss the Rashomon filter uses."""
+    weight = train_summary.get("class_weight")
+    if not weight:
+        return "cross-entropy, classes unweighted (the Rashomon filter's loss too)"
+    names = list(class_names) or [str(i) for i in range(len(weight))]
+    how = (
+        "auto: the training split is imbalanced"
+        if train_summary.get("class_weights") == ("auto")
+        else "as configured"
+    )
+    each = ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weight, strict=False))
+    return (
+        f"cross-entropy with inverse-frequency class weights ({each}; {how}); the checkpoint "
+        "and the Rashomon filter use the same weighted loss"
+    )
+
+
 def section_map(b: ReportBuilder) -> Section:
     d = b.data
     t = d.summaries.get("train", {})
@@ -235,6 +253,7 @@ def section_map(b: ReportBuilder) -> Section:
         pairs.append(("parameters", int(params)))
     if "epochs_run" in t:
         pairs.append(("epochs run", int(t["epochs_run"])))
+    pairs.append(("loss", class_weight_text(t, d.class_names)))
     for split in ("val", "test"):
         for m in ("accuracy", "auroc"):
             if f"{split}_{m}" in t:

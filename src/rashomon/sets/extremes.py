@@ -53,44 +53,53 @@ PATIENT_CHUNK_BYTES = 256 * 2**20  # bound on the [chunk, N_train, D+1] Hessian 
 
 @dataclass(frozen=True)
 class HeadProblem:
-    """The two constraints over δ, on float64 tensors."""
+    """The two constraints over δ, on float64 tensors. `w_train`, `w_val` [N] weight each
+    patient's loss as training did (its class's weight; ones when unweighted)."""
 
     phi_train: torch.Tensor  # [N_t, d]
     s_train: torch.Tensor  # [N_t] ±1 (2y − 1)
     phi_val: torch.Tensor  # [N_v, d]
     s_val: torch.Tensor
-    prior: float  # τ: J = Σ softplus(−s δᵀφ) + τ/4 ‖δ‖²
-    val_bound: float  # on the mean validation CE
+    prior: float  # τ: J = Σ w softplus(−s δᵀφ) + τ/4 ‖δ‖²
+    val_bound: float  # on the mean (weighted) validation CE
     train_bound: float  # on J
+    w_train: torch.Tensor | None = None
+    w_val: torch.Tensor | None = None
+
+    def _weights(self, which: str) -> torch.Tensor:
+        w = self.w_val if which == "val" else self.w_train
+        phi = self.phi_val if which == "val" else self.phi_train
+        return torch.ones(phi.shape[0], dtype=phi.dtype) if w is None else w
 
     def values(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(L_val, J_train) for δ [B, d]."""
-        lv = softplus(-(delta @ self.phi_val.T) * self.s_val).mean(1)
-        jt = softplus(-(delta @ self.phi_train.T) * self.s_train).sum(1)
+        lv = (self._weights("val") * softplus(-(delta @ self.phi_val.T) * self.s_val)).mean(1)
+        jt = (self._weights("train") * softplus(-(delta @ self.phi_train.T) * self.s_train)).sum(1)
         return lv, jt + 0.25 * self.prior * (delta**2).sum(1)
 
     def gradients(self, delta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(L_val, ∇L_val, J_train, ∇J_train) for δ [B, d]: two products with each split."""
+        wv, wt = self._weights("val"), self._weights("train")
         mv = -(delta @ self.phi_val.T) * self.s_val
-        lv = softplus(mv).mean(1)
-        gv = (-torch.sigmoid(mv) * self.s_val) @ self.phi_val / self.phi_val.shape[0]
+        lv = (wv * softplus(mv)).mean(1)
+        gv = (-wv * torch.sigmoid(mv) * self.s_val) @ self.phi_val / self.phi_val.shape[0]
         mt = -(delta @ self.phi_train.T) * self.s_train
-        jt = softplus(mt).sum(1) + 0.25 * self.prior * (delta**2).sum(1)
-        gt = (-torch.sigmoid(mt) * self.s_train) @ self.phi_train + 0.5 * self.prior * delta
+        jt = (wt * softplus(mt)).sum(1) + 0.25 * self.prior * (delta**2).sum(1)
+        gt = (-wt * torch.sigmoid(mt) * self.s_train) @ self.phi_train + 0.5 * self.prior * delta
         return lv, gv, jt, gt
 
     def derivatives(self, delta: torch.Tensor) -> tuple:
         """Values, gradients [B, d] and Hessians [B, d, d] of both constraints."""
         out = []
-        for phi, s, mean in (
-            (self.phi_val, self.s_val, True),
-            (self.phi_train, self.s_train, False),
+        for phi, s, w, mean in (
+            (self.phi_val, self.s_val, self._weights("val"), True),
+            (self.phi_train, self.s_train, self._weights("train"), False),
         ):
             m = -(delta @ phi.T) * s  # [B, N]
-            value = softplus(m)
+            value = w * softplus(m)
             sig = torch.sigmoid(m)
-            gcoef = -sig * s  # d softplus(m)/dz
-            hcoef = sig * (1 - sig)
+            gcoef = -w * sig * s  # d w·softplus(m)/dz
+            hcoef = w * sig * (1 - sig)
             scale = 1.0 / phi.shape[0] if mean else 1.0
             grad = scale * gcoef @ phi
             hess = scale * _weighted_gram(phi, hcoef)
@@ -154,11 +163,14 @@ def _barrier_hvp(problem: HeadProblem, wv, wt, sv, st, gv, gt, v: torch.Tensor) 
 
 
 def _curvature_weights(problem: HeadProblem, delta: torch.Tensor) -> tuple:
-    """Per-sample loss curvature σ(m)(1 − σ(m)) on each split for δ [B, d]."""
+    """Per-sample (weighted) loss curvature w·σ(m)(1 − σ(m)) on each split for δ [B, d]."""
     out = []
-    for phi, s in ((problem.phi_val, problem.s_val), (problem.phi_train, problem.s_train)):
+    for which, phi, s in (
+        ("val", problem.phi_val, problem.s_val),
+        ("train", problem.phi_train, problem.s_train),
+    ):
         sig = torch.sigmoid(-(delta @ phi.T) * s)
-        out.append(sig * (1 - sig))
+        out.append(problem._weights(which) * sig * (1 - sig))
     return tuple(out)
 
 
@@ -302,10 +314,12 @@ def binary_head_extremes(
     train_epsilon: float | None = None,
     prior_precision: float,
     tol: float = 1e-6,
+    class_weight: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(z_min [N], z_max [N], definition) of the logit margin δᵀφ̃ over S for each row of
     `phi_eval` (features with the constant 1 appended). `delta_map` is the trained head's
-    δ* = θ₁ − θ₀; `train_epsilon` defaults to `epsilon`."""
+    δ* = θ₁ − θ₀; `train_epsilon` defaults to `epsilon`; `class_weight` [2] weights each
+    patient's loss by its class, as the model's training did."""
     f64 = torch.float64
     pt, pv, pe = (torch.as_tensor(np.asarray(v), dtype=f64) for v in (phi_train, phi_val, phi_eval))
     st = 2 * torch.as_tensor(np.asarray(y_train), dtype=f64) - 1
@@ -314,7 +328,11 @@ def binary_head_extremes(
     if not epsilon > 0:
         raise RashomonError(f"epsilon must be positive for last-layer extremes, got {epsilon}")
     eps_t = epsilon if train_epsilon is None else float(train_epsilon)
-    free = HeadProblem(pt, st, pv, sv, float(prior_precision), math.inf, math.inf)
+    weights: dict[str, torch.Tensor | None] = {"w_train": None, "w_val": None}
+    if class_weight is not None:
+        cw = torch.as_tensor(np.asarray(class_weight, dtype=float), dtype=f64)
+        weights = {"w_train": cw[(st > 0).long()], "w_val": cw[(sv > 0).long()]}
+    free = HeadProblem(pt, st, pv, sv, float(prior_precision), math.inf, math.inf, **weights)
     d_hat = _fit_objective_minimum(free, d_map)
     l_map, j_map = free.values(d_map[None])
     l_hat, j_hat = free.values(d_hat[None])
@@ -326,6 +344,7 @@ def binary_head_extremes(
         float(prior_precision),
         val_bound=float(l_map) * (1 + epsilon),
         train_bound=float(j_map) * (1 + eps_t),
+        **weights,
     )
     start = _strictly_feasible(problem, d_hat, d_map)
     z_max, _ = maximise_linear(problem, pe, start, tol)
@@ -340,6 +359,7 @@ def binary_head_extremes(
         "train_objective_map": float(j_map),
         "train_bound": problem.train_bound,
         "train_gradient_gap": float(j_map) - float(j_hat),
+        "class_weight": None if class_weight is None else [float(v) for v in class_weight],
         "tol_logit": tol,
     }
     return (-neg).numpy(), z_max.numpy(), definition
@@ -373,14 +393,16 @@ def last_layer_extremes(
     prior_precision: float | None = None,
     device: str = "cpu",
     tol: float = 1e-4,
+    class_weight: Any = "model",
 ) -> pd.DataFrame:
     """Lowest and highest probability of the positive class for every patient of `split` over
     every head within the set defined in the module docstring (binary tasks).
 
     `prior_precision` defaults to N_train · weight decay of the model's training (1e-4 when
-    unknown). Returns one row per patient: `sample`, `p_map`, `p_min`, `p_max`, `flip_possible`
-    (some head in the set gives the other label at threshold 0.5); `attrs["definition"]` holds
-    the set's bounds."""
+    unknown); `class_weight` to the class weights it was trained with ("model": its
+    `train_config["class_weight"]`; None: unweighted). Returns one row per patient: `sample`,
+    `p_map`, `p_min`, `p_max`, `flip_possible` (some head in the set gives the other label at
+    threshold 0.5); `attrs["definition"]` holds the set's bounds."""
     from rashomon.models.external import as_classifier
     from rashomon.predict import model_features
 
@@ -393,6 +415,8 @@ def last_layer_extremes(
     head = model.head
     if head.out_features != 2:
         raise RashomonError("last-layer extremes need a two-output softmax head")
+    if isinstance(class_weight, str) and class_weight == "model":
+        class_weight = getattr(model, "train_config", {}).get("class_weight")
     if prior_precision is None:
         wd = float(getattr(model, "train_config", {}).get("weight_decay", 1e-4) or 1e-4)
         prior_precision = len(task.train) * wd
@@ -414,6 +438,7 @@ def last_layer_extremes(
         train_epsilon=train_epsilon,
         prior_precision=prior_precision,
         tol=tol,
+        class_weight=class_weight,
     )
     z_map = (feats[split] @ delta_map).numpy()
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731

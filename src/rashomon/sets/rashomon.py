@@ -4,6 +4,12 @@ reference (the MAP model), and how many of M survive each ε.
 Pure functions of arrays (NumPy or torch in, NumPy out). `probs` is [M, N, C] softmax
 probabilities, or [M, N, L] sigmoid probabilities for multilabel tasks (then `y` is [N, L] and
 loss/accuracy are averaged over labels).
+
+The loss is the one the MAP model was trained on: with `class_weight` (the model's
+`train_config["class_weight"]`, recorded by the sample stage) each patient's NLL counts with its
+class's weight, as in training (multilabel: the weight multiplies the positive term, as
+`BCEWithLogitsLoss(pos_weight=...)` does), so "as good as the trained model" means as good on
+the objective it was trained to minimise.
 """
 
 from __future__ import annotations
@@ -40,27 +46,47 @@ def _check_probs(probs: np.ndarray, y: np.ndarray) -> None:
         raise RashomonError(f"multilabel y has {y.shape[1]} labels but probs {probs.shape[2]}")
 
 
-def model_scores(probs: Any, y: Any) -> dict[str, np.ndarray]:
+def _class_weight(class_weight: Any, width: int) -> np.ndarray | None:
+    if class_weight is None:
+        return None
+    w = np.asarray(_np(class_weight), dtype=np.float64).reshape(-1)
+    if w.shape != (width,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise RashomonError(
+            f"class_weight must hold {width} positive numbers (one per class or label), got "
+            f"{w.tolist()}; pass the model's train_config['class_weight'] or None"
+        )
+    return w
+
+
+def model_scores(probs: Any, y: Any, class_weight: Any = None) -> dict[str, np.ndarray]:
     """Per-model mean NLL ("loss") and accuracy, each float64 [M]. y [N] ints: softmax
-    probabilities; y [N, L] 0/1: sigmoid probabilities per label (multilabel)."""
+    probabilities; y [N, L] 0/1: sigmoid probabilities per label (multilabel). `class_weight`
+    [C] (or [L]) weights each patient's NLL as the training loss did (None: unweighted)."""
     p = _np(probs).astype(np.float64)
     y = _np(y)
     _check_probs(p, y)
+    w = _class_weight(class_weight, p.shape[2])
     if y.ndim == 2:
         pc = np.clip(p, EPS_PROB, 1 - EPS_PROB)
-        nll = -(y * np.log(pc) + (1 - y) * np.log1p(-pc)).mean(axis=(1, 2))
+        pos = y * np.log(pc) * (1.0 if w is None else w)
+        nll = -(pos + (1 - y) * np.log1p(-pc)).mean(axis=(1, 2))
         acc = ((p > 0.5) == (y > 0.5)).mean(axis=(1, 2))
         return {"loss": nll, "accuracy": acc}
     y = y.astype(np.int64)
     if y.min() < 0 or y.max() >= p.shape[2]:
         raise RashomonError(f"labels must lie in [0, {p.shape[2]}); got {y.min()}..{y.max()}")
     p_true = p[:, np.arange(len(y)), y]
-    nll = -np.log(np.clip(p_true, EPS_PROB, None)).mean(axis=1)
+    per_patient = -np.log(np.clip(p_true, EPS_PROB, None))
+    if w is not None:
+        per_patient = per_patient * w[y][None]
+    nll = per_patient.mean(axis=1)
     acc = (p.argmax(axis=2) == y[None]).mean(axis=1)
     return {"loss": nll, "accuracy": acc}
 
 
-def _reference(scores: np.ndarray, ref: Any, y: np.ndarray, on: str) -> float:
+def _reference(
+    scores: np.ndarray, ref: Any, y: np.ndarray, on: str, class_weight: Any = None
+) -> float:
     """The reference value: MAP probabilities [N, C] → their score; a number → itself;
     None → the best model of the set (lowest loss / highest accuracy)."""
     if ref is None:
@@ -70,7 +96,7 @@ def _reference(scores: np.ndarray, ref: Any, y: np.ndarray, on: str) -> float:
         return float(arr)
     if arr.ndim == 2:
         arr = arr[None]
-    return float(model_scores(arr, y)[on][0])
+    return float(model_scores(arr, y, class_weight)[on][0])
 
 
 def threshold(ref_value: float, epsilon: float, on: str, relative: bool) -> float:
@@ -95,18 +121,21 @@ def rashomon_mask(
     relative: bool = True,
     ref: Any = None,
     min_models: int = MIN_SET_MODELS,
+    class_weight: Any = None,
 ) -> np.ndarray:
     """Boolean [M]: models whose validation loss (mean NLL) is at most ref·(1+ε) (relative) or
     ref+ε (absolute), or whose accuracy is at least ref·(1−ε) or ref−ε.
 
     `ref`: the MAP model's validation probabilities [N, C] (recommended) or its score; None uses
-    the best model of the set. Filter on validation data only, never on test data.
+    the best model of the set. `class_weight`: the MAP model's training class weights (the loss
+    is then the class-weighted NLL it was trained on). Filter on validation data only, never on
+    test data.
     Fewer than `min_models` kept raises RashomonError (min_models=0 never raises).
     """
     _validate(epsilon, on)
     y = _np(y_val)
-    scores = model_scores(P_val, y)[on]
-    bound = threshold(_reference(scores, ref, y, on), epsilon, on, relative)
+    scores = model_scores(P_val, y, class_weight)[on]
+    bound = threshold(_reference(scores, ref, y, on, class_weight), epsilon, on, relative)
     # Tolerance: the MAP model's own score recomputed from stored float32 probabilities must
     # pass its own bound.
     tol = 1e-9 * max(1.0, abs(bound))
@@ -126,17 +155,19 @@ def survival_table(
     epsilons: Sequence[float] = DEFAULT_EPSILONS,
     on: str | Sequence[str] = ("loss", "accuracy"),
     relative: bool = True,
+    class_weight: Any = None,
 ) -> list[dict[str, Any]]:
     """How many of M models survive each ε (rows: epsilon, on, models_in_set, models, threshold)."""
     y = _np(y_val)
     crits = [on] if isinstance(on, str) else list(on)
-    all_scores = model_scores(P_val, y)
+    all_scores = model_scores(P_val, y, class_weight)
     rows = []
     for crit in crits:
         for eps in epsilons:
             _validate(eps, crit)
             scores = all_scores[crit]
-            bound = threshold(_reference(scores, map_probs, y, crit), eps, crit, relative)
+            ref_value = _reference(scores, map_probs, y, crit, class_weight)
+            bound = threshold(ref_value, eps, crit, relative)
             tol = 1e-9 * max(1.0, abs(bound))
             keep = scores <= bound + tol if crit == "loss" else scores >= bound - tol
             rows.append(

@@ -63,6 +63,9 @@ class BuildContext:
     progress: bool = False
     epsilon: float = 0.02  # the audit's ε and criterion (sources that aim at the Rashomon set)
     on: str = "loss"
+    # The MAP model's training class weights: the Rashomon filter's loss is the class-weighted
+    # NLL it was trained on (rashomon.sets.rashomon.model_scores); None when unweighted.
+    class_weight: tuple[float, ...] | None = None
     # The MAP model's training: {"arch", "epochs", "fit_options"}; sources that train networks
     # (retrain, multimode) train theirs the same way.
     train: Mapping[str, Any] = field(default_factory=dict)

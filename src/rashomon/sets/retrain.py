@@ -1,14 +1,19 @@
 """Retrained model sets: K networks trained independently, differing by seed (initialisation and
 data order) and optionally by other development choices. The expensive ground truth.
 
-Each model's checkpoint is cached under `<cache_dir>/<config hash>/seed_<s>[_<choice>].pt`
+Each model's checkpoint is cached under `<cache_dir>/<training key>/seed_<s>[_<choice>].pt`
 (default cache_dir ~/.cache/rashomon/retrain, or $RASHOMON_CACHE/retrain), so an interrupted run
-resumes and a later run of the same config reuses the models.
+resumes and a later run of the same training reuses the models. The key (`training_key`) is the
+content of what training reads (`Task.fingerprint`: train/val images and labels), the
+architecture as content (`arch_identity`: a user's builder by its source) and every option of
+`rashomon.models.train.train`, defaults filled in: a model is reused only when retraining it
+would give the same network.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -27,14 +32,50 @@ def default_cache_dir() -> Path:
     return Path(root) / "retrain" if root else Path.home() / ".cache" / "rashomon" / "retrain"
 
 
-def config_hash(task: Any, arch: str, epochs: int, train_kwargs: dict[str, Any]) -> str:
-    """Identity of the shared training config (task data + architecture + options)."""
-    d = task.describe()
+# Bumped when training's arithmetic changes, so that networks trained before are not reused.
+TRAINING_VERSION = 2
+# Arguments of `train` that change how it runs, never the network it returns.
+NOT_TRAINING_OPTIONS = frozenset({"task", "device", "progress", "history"})
+
+
+def training_options(epochs: int | None, train_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every option of `rashomon.models.train.train` (arch and seed aside), defaults filled in,
+    so that an option left at its default and the same option given explicitly are one key."""
+    from rashomon.models.train import train
+
+    params = inspect.signature(train).parameters
+    unknown = set(train_kwargs) - set(params)
+    if unknown:
+        raise RashomonError(
+            f"unknown training option(s) {sorted(unknown)}; train() takes "
+            f"{sorted(set(params) - NOT_TRAINING_OPTIONS - {'arch', 'seed'})}"
+        )
+    out = {
+        name: p.default
+        for name, p in params.items()
+        if name not in NOT_TRAINING_OPTIONS | {"arch", "seed", "epochs"}
+    }
+    out.update({k: v for k, v in train_kwargs.items() if k not in NOT_TRAINING_OPTIONS})
+    out["epochs"] = epochs
+    out["arch_options"] = dict(out.get("arch_options") or {})
+    return out
+
+
+def training_key(task: Any, arch: str, epochs: int | None, train_kwargs: dict[str, Any]) -> str:
+    """Identity of one training recipe on one task's data (the retrain cache's folder name)."""
+    from rashomon.models.external import arch_identity
+    from rashomon.models.train import resolve_class_weights
+
+    options = training_options(epochs, train_kwargs)
+    # the weights themselves, so that "auto" and an explicit `true` that weigh alike are one key
+    weight = resolve_class_weights(task, options["class_weights"])
+    options["class_weights"] = None if weight is None else [float(v) for v in weight]
+    balanced = options.get("group_balanced")
     payload = {
-        "task": {k: d[k] for k in ("name", "kind", "num_classes", "size", "sizes", "source")},
-        "arch": arch,
-        "epochs": epochs,
-        "train": train_kwargs,
+        "version": TRAINING_VERSION,
+        "data": task.fingerprint(groups=[balanced] if balanced else []),
+        "arch": arch_identity(arch),
+        "train": options,
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -67,7 +108,7 @@ def trained_networks(
         if not list(values):
             raise RashomonError(f"choices[{key!r}] lists no value; give at least one")
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    folder = folder / config_hash(task, arch, epochs, train_kwargs)
+    folder = folder / training_key(task, arch, epochs, train_kwargs)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -47,6 +47,7 @@ class PathEvaluator:
     device: str | None
     max_memory: str | int | None
     multilabel: bool
+    class_weight: Any = None  # the MAP model's training class weights (the filter's loss)
     calls: int = 0
 
     def __post_init__(self) -> None:
@@ -73,17 +74,22 @@ class PathEvaluator:
     def scores(self, t: torch.Tensor, on: str) -> np.ndarray:
         logits = self._logits(t.float())
         probs = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, -1)
-        return model_scores(probs.numpy(), self.y_val)[on]
+        return model_scores(probs.numpy(), self.y_val, self.class_weight)[on]
 
 
 def _bound(
-    reference: torch.nn.Module, task: Any, epsilon: float, on: str, device: str | None
+    reference: torch.nn.Module,
+    task: Any,
+    epsilon: float,
+    on: str,
+    device: str | None,
+    class_weight: Any = None,
 ) -> float:
     """The validation score a model must not exceed (loss) or must reach (accuracy): the
     Rashomon filter's relative bound around the audited (MAP) model."""
     multilabel = task.kind == "multilabel"
     ref = model_probs(reference, task.val.x, multilabel, device or "cpu").numpy()
-    ref_score = float(model_scores(ref[None], task.val.y.numpy())[on][0])
+    ref_score = float(model_scores(ref[None], task.val.y.numpy(), class_weight)[on][0])
     return threshold(ref_score, epsilon, on, relative=True)
 
 
@@ -92,7 +98,7 @@ def _inside(scores: np.ndarray, bound: float, on: str) -> np.ndarray:
     return scores <= bound + tol if on == "loss" else scores >= bound - tol
 
 
-def _evaluator(post, deviations, task, kind, device, max_memory) -> PathEvaluator:
+def _evaluator(post, deviations, task, kind, device, max_memory, class_weight) -> PathEvaluator:
     return PathEvaluator(
         post,
         deviations,
@@ -102,6 +108,7 @@ def _evaluator(post, deviations, task, kind, device, max_memory) -> PathEvaluato
         device,
         max_memory,
         task.kind == "multilabel",
+        class_weight,
     )
 
 
@@ -118,14 +125,15 @@ def epsilon_scale(
     max_memory: str | int | None = None,
     steps: int = 20,
     reference: torch.nn.Module | None = None,
+    class_weight: Any = None,
 ) -> tuple[float, dict[str, Any]]:
     """The factor s such that a share `target_share` of θ* + s·v (v = `deviations`) lies within
     ε of the audited model (`reference`, default the posterior's own network) on validation;
     bisection in log2 s over [2^-MAX, 2^MAX]."""
     if not 0 < target_share < 1:
         raise RashomonError(f"target_share must lie in (0, 1), got {target_share}")
-    ev = _evaluator(post, deviations, task, kind, device, max_memory)
-    bound = _bound(reference or post.model, task, epsilon, on, device)
+    ev = _evaluator(post, deviations, task, kind, device, max_memory, class_weight)
+    bound = _bound(reference or post.model, task, epsilon, on, device, class_weight)
     M = len(deviations)
 
     def share(log2s: float) -> float:
@@ -170,13 +178,16 @@ def boundary_scales(
     device: str | None = None,
     max_memory: str | int | None = None,
     steps: int = BISECTION_STEPS,
+    class_weight: Any = None,
     reference: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-direction factors t_m [M]: the largest t (to a relative 2^-steps) with θ* + t·v_m
     within ε on validation, found by doubling, then bisection, for all directions at once.
     A direction still inside at 2^MAX_LOG2_SCALE keeps that factor (flagged `unbounded`)."""
-    ev = _evaluator(post, deviations, task, kind, device, max_memory)
-    bound = _bound(reference or post.model, task, epsilon * (1 - BOUNDARY_MARGIN), on, device)
+    ev = _evaluator(post, deviations, task, kind, device, max_memory, class_weight)
+    bound = _bound(
+        reference or post.model, task, epsilon * (1 - BOUNDARY_MARGIN), on, device, class_weight
+    )
     M = len(deviations)
     centre = _inside(ev.scores(torch.zeros(M), on), bound, on)
     if not centre.all():  # the posterior's own centre lies outside (another mode's network)

@@ -32,8 +32,9 @@ from rashomon.sets.registry import BuildContext, build_model_set
 TRAIN_PROBS_LIMIT = 256 * 2**20  # bytes: store train predictions only when this cheap
 
 
-def build_context(ctx: Any) -> BuildContext:
-    """What the chosen source's builder gets from the run: seed, M, device, budget, training."""
+def build_context(ctx: Any, class_weight: Any = None) -> BuildContext:
+    """What the chosen source's builder gets from the run: seed, M, device, budget, training,
+    and the MAP model's training class weights (the filter's loss)."""
     cfg = ctx.cfg
     t = cfg.train
     return BuildContext(
@@ -44,15 +45,17 @@ def build_context(ctx: Any) -> BuildContext:
         progress=ctx.progress,
         epsilon=cfg.sample.epsilon,
         on=cfg.sample.on,
+        class_weight=None if class_weight is None else tuple(map(float, class_weight)),
         train={"arch": t.arch, "epochs": t.epochs, "fit_options": t.fit_options()},
         run_dir=ctx.run_dir,
     )
 
 
-def build_set(ctx: Any, model: torch.nn.Module, task: Any) -> ModelSet:
+def build_set(ctx: Any, model: torch.nn.Module, task: Any, class_weight: Any = None) -> ModelSet:
     """The ModelSet of the configured source (any registered one, see rashomon.sets.registry)."""
     s = ctx.cfg.sample
-    return build_model_set(s.source, model, task, s.source_options(), build_context(ctx))
+    context = build_context(ctx, class_weight)
+    return build_model_set(s.source, model, task, s.source_options(), context)
 
 
 # Files of the stage that do not depend on ε: reused when only the Rashomon filter changes.
@@ -119,10 +122,10 @@ def _current_train_id(ctx: Any) -> str | None:
     return records.get("train", {}).get("id")
 
 
-def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any):
+def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any, class_weight: Any):
     s = ctx.cfg.sample
     start = time.perf_counter()
-    mset = build_set(ctx, model, task)
+    mset = build_set(ctx, model, task, class_weight)
     build_seconds = time.perf_counter() - start
     mset.validate(task=task, model=model)
     mset.save(ctx.out / S.SET)
@@ -160,6 +163,7 @@ def run_sample_stage(ctx: Any) -> None:
         raise RashomonError(
             f"the MAP model was trained on {trained_on!r}, not {task.name!r}; re-run `train`"
         )
+    class_weight = meta.get("train_config", {}).get("class_weight")
     key = build_key(ctx)
     reused = _reuse_previous_set(ctx, key)
     if reused is not None:
@@ -168,11 +172,11 @@ def run_sample_stage(ctx: Any) -> None:
             "[dim]  set and predictions reused: only the Rashomon filter changed[/dim]"
         )
     else:
-        mset, probs, timings = _build_and_predict(ctx, model, task)
+        mset, probs, timings = _build_and_predict(ctx, model, task, class_weight)
     ctx.summary["build_key"] = key
     y_val, y_test = task.val.y.numpy(), task.test.y.numpy()
-    val = model_scores(probs["val"], y_val)
-    test = model_scores(probs["test"], y_test)
+    val = model_scores(probs["val"], y_val, class_weight)
+    test = model_scores(probs["test"], y_test, class_weight)
     dist = mset.distances()
     table = pd.DataFrame(
         {
@@ -189,10 +193,18 @@ def run_sample_stage(ctx: Any) -> None:
     epsilons = sorted(set(map(float, s.epsilons)) | {float(s.epsilon)})
     for eps in epsilons:
         table[in_set_column(eps)] = rashomon_mask(
-            probs["val"], y_val, eps, on=s.on, ref=probs["map_val"], min_models=0
+            probs["val"],
+            y_val,
+            eps,
+            on=s.on,
+            ref=probs["map_val"],
+            min_models=0,
+            class_weight=class_weight,
         )
     table.to_csv(ctx.out / S.TABLES["per_model"].file, index=False)
-    rows = survival_table(probs["val"], y_val, probs["map_val"], epsilons, on=s.on)
+    rows = survival_table(
+        probs["val"], y_val, probs["map_val"], epsilons, on=s.on, class_weight=class_weight
+    )
     pd.DataFrame(rows).to_csv(ctx.out / S.TABLES["survival"].file, index=False)
     keep = table[in_set_column(s.epsilon)].to_numpy()
     if keep.sum() < MIN_SET_MODELS:
@@ -205,7 +217,7 @@ def run_sample_stage(ctx: Any) -> None:
         )
     np.save(ctx.out / S.IN_SET, keep)
 
-    map_val = model_scores(probs["map_val"][None], y_val)
+    map_val = model_scores(probs["map_val"][None], y_val, class_weight)
     ctx.summary.update(
         source=mset.source,
         options=s.source_options().model_dump(mode="json"),
@@ -216,6 +228,7 @@ def run_sample_stage(ctx: Any) -> None:
         varied_parameters=mset.num_varied,
         epsilon=float(s.epsilon),
         on=s.on,
+        class_weight=class_weight,
         models_in_set=int(keep.sum()),
         survival={f"{r['epsilon']:g}": r["models_in_set"] for r in rows},
         map_val_loss=round(float(map_val["loss"][0]), 5),

@@ -69,6 +69,7 @@ def laplace_set(
     eps = context.epsilon if options.target_epsilon is None else options.target_epsilon
     common = dict(
         on=context.on,
+        class_weight=context.class_weight,
         kind=options.kind,
         device=context.device,
         max_memory=context.max_memory,

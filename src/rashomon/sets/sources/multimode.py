@@ -26,14 +26,19 @@ class MultimodeOptions(LaplaceOptions):
     cache_dir: str | None = None  # the retrain cache (default $RASHOMON_CACHE/retrain)
 
 
-def _within_epsilon(net: Any, reference: Any, task: Any, epsilon: float, on: str, device: str):
+def _within_epsilon(
+    net: Any, reference: Any, task: Any, epsilon: float, context: BuildContext
+) -> bool:
     from rashomon.predict import model_probs
     from rashomon.sets.rashomon import model_scores, threshold
 
     multilabel = task.kind == "multilabel"
     y = task.val.y.numpy()
-    ref = model_scores(model_probs(reference, task.val.x, multilabel, device).numpy()[None], y)
-    own = model_scores(model_probs(net, task.val.x, multilabel, device).numpy()[None], y)
+    on, device, weight = context.on, context.device, context.class_weight
+    ref = model_scores(
+        model_probs(reference, task.val.x, multilabel, device).numpy()[None], y, weight
+    )
+    own = model_scores(model_probs(net, task.val.x, multilabel, device).numpy()[None], y, weight)
     bound = threshold(float(ref[on][0]), epsilon, on, relative=True)
     value = float(own[on][0])
     return value <= bound if on == "loss" else value >= bound
@@ -62,7 +67,7 @@ def build(model: Any, task: Any, options: MultimodeOptions, context: BuildContex
             **train.get("fit_options", {}),
         )
         tried.append(s)
-        if _within_epsilon(net, model, task, eps, context.on, context.device):
+        if _within_epsilon(net, model, task, eps, context):
             nets.append(net)
             seeds.append(s)
         if len(nets) == k:
