@@ -415,6 +415,12 @@ def test_ambiguity_growth_ends_and_band():
     draws = [flips[rng.choice(40, k, replace=False)].any(0).mean() for _ in range(4000)]
     assert expected_ambiguity(flips, [k])[0] == pytest.approx(np.mean(draws), abs=0.003)
     assert math.isnan(expected_ambiguity(flips, [41])[0])
+    # a sample every model flips is flagged at every k, one none flips at none
+    every = ambiguity_growth(np.array([[True, False], [True, False]]), draws=10)
+    assert (
+        every[["ambiguity", "ambiguity_p05", "ambiguity_p95"]].to_numpy().tolist()
+        == [[0.5] * 3] * 2
+    )
     with pytest.raises(RashomonError, match="growth k must lie in 1 … 40"):
         ambiguity_growth(flips, ks=[0, 5])
     # a large set: log-spaced k from 1 to M, with the k asked for
