@@ -749,16 +749,12 @@ def _print_table(table: pd.DataFrame, console: Any) -> None:
     shown = {
         "set": "set",
         "models_in_set": "in set",
-        "flag_recall_ratio": "recall/ceil.",
-        "flag_precision_ratio": "prec./ceil.",
-        "flag_recall_matched": "recall@h",
-        "flag_precision_matched": "prec.@h",
+        "flag_recall_ratio": "rec/ceil",
+        "flag_precision_ratio": "prec/ceil",
         "flip_rate_spearman": "rho",
         "flip_rate_ap": "AP",
         "ambiguity": "ambig.",
         "ambiguity_matched": "ambig.@T",
-        "flag_recall_full": "recall full",
-        "flag_precision_full": "prec. full",
         "cost:seconds": "sec.",
     }
     cols = [c for c in shown if c in table.columns]
