@@ -578,6 +578,8 @@ def ambiguity_growth(growth: pd.DataFrame, truth: str, sets: Sequence[str]) -> F
     share of patients flagged by k models with its 5–95 % band over random draws of k models
     (growth.csv of `rashomon compare` / `rashomon validate`); the dotted line is the set's
     ambiguity at full size, the mark where the retrained curve first reaches it."""
+    from matplotlib.ticker import FuncFormatter
+
     ncols = min(3, len(sets))
     nrows = int(np.ceil(len(sets) / ncols))
     fig, ax = figure(3.6 * ncols, 3.0 * nrows, nrows, ncols)
@@ -599,10 +601,14 @@ def ambiguity_growth(growth: pd.DataFrame, truth: str, sets: Sequence[str]) -> F
         full = float(cur["ambiguity"].iloc[-1])
         a.axhline(full, color=SET_COLOR, lw=0.8, ls=":")
         reached = ref[ref["ambiguity"] >= full - 1e-12]
-        if len(reached):
+        if len(reached) and full > 0:
             k = float(reached["k"].iloc[0])
             a.plot([k], [full], "o", color=ACCENT, ms=5, label=f"retrained k = {k:g}")
         a.set_xscale("log")
+        a.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        # within a decade the log axis has no major tick past 1: label the minor ones then
+        few = max(cur["k"].max(), ref["k"].max()) < 20
+        a.xaxis.set_minor_formatter(FuncFormatter(lambda x, _, few=few: f"{x:g}" if few else ""))
         a.set_xlabel("models drawn (k)")
         a.set_ylabel("ambiguity (share flagged)")
         a.set_title(name, fontsize=8.5)
