@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rashomon.compare import flag_ceiling
 from rashomon.validate import split_half_ceiling
 from tests.test_cli import rashomon
 
@@ -35,6 +36,19 @@ def test_split_half_ceiling_by_hand():
     assert 0.6 < c["flag_recall"] < 0.9 and 0.6 < c["flag_precision"] < 0.9
     with pytest.raises(Exception, match="at least 4 models"):
         split_half_ceiling(_probs(flips[:3]), map_probs)
+
+
+def test_split_half_ceiling_is_the_compare_tables_ceiling():
+    # the same halves (truth_halves of models, rounds, seed) behind both: the same numbers
+    rng = np.random.default_rng(0)
+    flips = rng.random((9, 40)) < 0.1
+    map_probs = _probs(np.zeros(40, bool)[None])[0]
+    c = split_half_ceiling(_probs(flips), map_probs, rounds=30, seed=4)
+    ref = flag_ceiling(flips, rounds=30, seed=4)
+    assert c["models_per_half"] == 4 and c["rounds"] == 30
+    assert c["flag_recall"] == pytest.approx(ref["flag_recall_ceiling"])
+    assert c["flag_precision"] == pytest.approx(ref["flag_precision_ceiling"])
+    assert c["flag_recall_sd"] == pytest.approx(ref["flag_recall_ceiling_sd"])
 
 
 def test_validate_command_adds_the_retrained_truth(tiny_root, tmp_path):
@@ -65,7 +79,27 @@ def test_validate_command_adds_the_retrained_truth(tiny_root, tmp_path):
         table = pd.read_csv(out / "validate" / "compare.csv")
         assert list(table["ground_truth"]) == [False, True]
         assert summary["retrained_flags"] > 0
-        assert 0 <= summary["flag_recall"] <= 1 and "flag_recall" in summary["ceiling"]
+        # the size-matched headline: h = ⌊T/2⌋ models, ratios to the split-half ceiling
+        t = summary["retrained_in_set"]
+        assert summary["matched_models"] == t // 2 and summary["matched_rounds"] == 200
+        row = table.iloc[0]
+        for name in ("flag_recall", "flag_precision"):
+            assert summary[f"{name}_ratio"] == pytest.approx(
+                row[f"{name}_matched"] / row[f"{name}_ceiling"], abs=1e-3
+            )
+            assert 0 <= summary[f"{name}_full"] <= 1
+        assert "flag_recall" not in summary  # the full-size figure is named as such
+        ceiling = pd.read_csv(out / "validate" / "ceiling.csv").iloc[0]
+        assert ceiling["flag_recall"] == pytest.approx(row["flag_recall_ceiling"])
+        assert summary["ceiling"]["flag_recall"] == pytest.approx(ceiling["flag_recall"], abs=1e-4)
+        assert 0 <= summary["flip_rate_ap"] <= 1 and -1 <= summary["flip_rate_spearman"] <= 1
+        growth = pd.read_csv(out / "validate" / "growth.csv")
+        truth_curve = growth[growth["ground_truth"]]
+        assert truth_curve["k"].tolist() == list(range(1, t + 1))
+        assert truth_curve["ambiguity"].iloc[-1] == pytest.approx(summary["ambiguity_retrained"])
+        set_curve = growth[~growth["ground_truth"]]
+        assert set_curve["ambiguity"].iloc[-1] == pytest.approx(summary["ambiguity_set"], abs=1e-4)
+        assert "ratios recall" in proc.stdout and "ambiguity by number of models" in proc.stdout
         # resumable: a second validate with more seeds reuses the six trained ones
         proc = rashomon("validate", str(out), "--retrain", "8", "--no-progress", root=tiny_root)
         assert proc.returncode == 0, proc.stderr

@@ -471,8 +471,10 @@ def validate(
     no_progress: NoProgress = False,
 ) -> None:
     """Retrain K networks like the MAP model (cached, resumable) and measure how much of their
-    multiplicity the run's set finds: flag recall and precision, rank agreement, and the
-    retrained set's own split-half ceiling. The report then shows a validity section."""
+    multiplicity the run's set finds at the same number of models: flag recall and precision of
+    K/2 of the set's models against half of the retrained ones, over the retrained set's own
+    split-half ceiling; flip-rate agreement; ambiguity against the number of models. The report
+    then shows a validity section."""
     flags = {"device": device}
     for key, value in (("retrain", retrain), ("workers", workers), ("address", address)):
         if value is not None:
@@ -632,11 +634,13 @@ def compare(
         float | None, typer.Option(help="Matched ε for every set (default the truth's).")
     ] = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for compare.csv, per_patient.csv, compare.html.")
+        Path,
+        typer.Option(help="Folder for compare.csv, per_patient.csv, growth.csv, compare.html."),
     ] = Path("compare"),
 ) -> None:
     """Compare model sets with the retrained set (the ground truth) on the same test patients
-    at one ε: multiplicity, per-patient agreement, spread of each desideratum, cost."""
+    at one ε: size-matched flag agreement over the split-half ceiling, flip-rate agreement,
+    ambiguity against the number of models, multiplicity, spread of each desideratum, cost."""
     from rashomon.compare import run_compare
 
     run_compare(run_dirs, out, truth=truth, epsilon=epsilon, console=console)

@@ -4,13 +4,17 @@ task, so the report can say how much of the retraining truth the set finds.
 It trains K seeds like the MAP model (the retrain source's checkpoint cache: resumable, and
 seeds trained before are reused; in parallel on Ray when `workers > 1` or a cluster address is
 given), filters them at the sample stage's ε on validation, and compares the cheap set with
-them on the test patients (`rashomon.compare.compare_sets`: flag recall and precision, rank
-correlation of per-patient disagreement, ambiguity, desideratum spreads). The retrained set's
-own split-half agreement is the ceiling each figure is read against: two random halves of the
-retrained set flag and rank patients only so alike.
+them on the test patients (`rashomon.compare.compare_with_truth`). The headline is size-matched:
+h = ⌊T/2⌋ of the set's models against a random half of the T retrained networks within ε, read
+against the retrained set's own split-half ceiling (two disjoint halves of h flag patients only
+so alike), as the ratios set / ceiling. Beside it: rank correlation and average precision of
+per-patient flip rates, and ambiguity against the number of models (how many retrained networks
+show as much arbitrariness as the set). Full-size flag recall and precision (all of the set
+against all T) are kept as `flag_*_full`; they grow with the set's size whatever its quality.
 
 Outputs in `validate/`: compare.csv (the cheap set's row and the retrained row), ceiling.csv,
-per_patient.csv, probs_test.npy of the retrained models within ε, summary.json.
+growth.csv (ambiguity against the number of models, both sets), per_patient.csv, probs_test.npy
+of the retrained models within ε, summary.json.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
+from rashomon.compare import MATCHED_ROUNDS
 from rashomon.errors import RashomonError
 
-SPLIT_HALF_ROUNDS = 20
+SPLIT_HALF_ROUNDS = MATCHED_ROUNDS  # the ceiling's rounds are the matched comparison's
 
 
 def _finite(value: Any) -> float | None:
@@ -36,10 +41,12 @@ def _finite(value: Any) -> float | None:
 def split_half_ceiling(
     probs: np.ndarray, map_probs: np.ndarray, rounds: int = SPLIT_HALF_ROUNDS, seed: int = 0
 ) -> dict[str, float]:
-    """Agreement of two random halves of one set (the retrained truth): mean over `rounds`
-    splits of half A's flag recall and precision against half B's, and the Spearman ρ of their
-    per-patient disagreement."""
-    from rashomon.compare import flag_agreement, rank_agreement, set_multiplicity
+    """Agreement of two disjoint random halves of one set (the retrained truth), over the
+    splits `rashomon.compare.truth_halves` draws for (models, rounds, seed), so its flag figures
+    are the compare table's `flag_*_ceiling`: mean (and sd) of half B's flag recall and
+    precision against half A's, the Spearman ρ of their per-patient disagreement and a half's
+    ambiguity."""
+    from rashomon.compare import flag_agreement, rank_agreement, set_multiplicity, truth_halves
 
     m = probs.shape[0]
     if m < 4:
@@ -47,14 +54,11 @@ def split_half_ceiling(
             f"the split-half ceiling needs at least 4 models within ε, the retrained set has {m}; "
             "retrain more seeds or use a larger epsilon"
         )
-    rng = np.random.default_rng(seed)
     rows = []
-    for _ in range(rounds):
-        perm = rng.permutation(m)
-        a, b = perm[: m // 2], perm[m // 2 : 2 * (m // 2)]
+    for a, b in truth_halves(m, rounds, seed):
         ma = set_multiplicity(probs[a], map_probs)
         mb = set_multiplicity(probs[b], map_probs)
-        precision, recall = flag_agreement(ma["flags"], mb["flags"])
+        precision, recall = flag_agreement(mb["flags"], ma["flags"])
         rows.append(
             {
                 "flag_recall": recall,
@@ -106,7 +110,13 @@ def _train_on_ray(task_args: dict[str, Any], seeds: list[int], workers: int, add
 
 
 def run_validate_stage(ctx: Any) -> None:
-    from rashomon.compare import SetArrays, compare_sets
+    from rashomon.compare import (
+        COMPARE_FILE,
+        GROWTH_FILE,
+        PER_PATIENT_FILE,
+        SetArrays,
+        compare_with_truth,
+    )
     from rashomon.models.train import load_checkpoint
     from rashomon.predict import model_probs
     from rashomon.sets.base import ModelSet
@@ -180,41 +190,101 @@ def run_validate_stage(ctx: Any) -> None:
         source="retrain",
         run_dir=str(ctx.run_dir),
     )
-    table, patients = compare_sets([cheap], retrained)
-    table.to_csv(ctx.out / "compare.csv", index=False)
-    patients.to_csv(ctx.out / "per_patient.csv", index=False)
+    c = compare_with_truth([cheap], retrained, seed=cfg.seed)
+    table, patients = c.table, c.patients
+    table.to_csv(ctx.out / COMPARE_FILE, index=False)
+    patients.to_csv(ctx.out / PER_PATIENT_FILE, index=False)
+    c.growth.to_csv(ctx.out / GROWTH_FILE, index=False)
     ceiling = split_half_ceiling(p_test, map_test, seed=cfg.seed)
     pd.DataFrame([ceiling]).to_csv(ctx.out / "ceiling.csv", index=False)
-    row = table.iloc[0]
-    truth_flags = int(patients["arbitrary:retrained"].sum())
-    ctx.summary.update(
-        epsilon=epsilon,
-        retrained=len(nets),
-        retrained_in_set=int(keep.sum()),
-        retrained_flags=truth_flags,
-        reused=meta["reused"],
-        train_seconds=meta["train_seconds"],
-        flag_recall=_finite(row["flag_recall"]),
-        flag_precision=_finite(row["flag_precision"]),
-        spearman_disagreement=_finite(row["spearman_disagreement"]),
-        ambiguity_set=_finite(row["ambiguity"]),
-        ambiguity_retrained=_finite(table.iloc[-1]["ambiguity"]),
-        ceiling={k: _finite(val) for k, val in ceiling.items()},
-    )
-    if truth_flags == 0:
-        # recall over an empty set of truly arbitrary patients is undefined, not 0 or 1
-        set_flags = int(patients[f"arbitrary:{cheap.name}"].sum())
-        ctx.console.print(
-            f"the {int(keep.sum())} retrained networks within ε agree on every test patient, so "
-            f"the set's flag recall is undefined; the set flags {set_flags} patients the "
-            "retrained networks do not (retrain more, or train longer)"
-        )
-    else:
-        ctx.console.print(
-            f"the set flags {row['flag_recall']:.0%} of the {truth_flags} patients "
-            f"{int(keep.sum())} retrained networks flag (precision {row['flag_precision']:.0%}); "
-            f"two halves of the retrained set agree on {ceiling['flag_recall']:.0%}"
-        )
     (ctx.out / "ceiling.json").write_text(
         json.dumps({k: _finite(v) for k, v in ceiling.items()}, indent=2)
     )
+    row = table.iloc[0]
+    truth_flags = int(patients["arbitrary:retrained"].sum())
+    # the headline first: the CLI's stage summary shows the first numbers of this record
+    ctx.summary.update(
+        epsilon=epsilon,
+        retrained_in_set=int(keep.sum()),
+        retrained_flags=truth_flags,
+        matched_models=int(row["matched_models"]),
+        flag_recall_ratio=_finite(row["flag_recall_ratio"]),
+        flag_precision_ratio=_finite(row["flag_precision_ratio"]),
+        flip_rate_ap=_finite(row["flip_rate_ap"]),
+        ambiguity_set=_finite(row["ambiguity"]),
+        retrained_models_for_ambiguity=_finite(row["retrained_models_for_ambiguity"]),
+        retrained=len(nets),
+        reused=meta["reused"],
+        train_seconds=meta["train_seconds"],
+        **{
+            key: _finite(row[key])
+            for key in (
+                "flag_recall_matched",
+                "flag_recall_matched_sd",
+                "flag_precision_matched",
+                "flag_precision_matched_sd",
+                "flag_recall_ceiling",
+                "flag_precision_ceiling",
+                "flip_rate_spearman",
+                "flip_rate_ap_base_rate",
+                "ambiguity_matched",
+                "flag_recall_full",
+                "flag_precision_full",
+                "spearman_disagreement",
+            )
+        },
+        matched_rounds=int(row["matched_rounds"]),
+        matched_with_replacement=bool(row["matched_with_replacement"]),
+        ambiguity_retrained=_finite(table.iloc[-1]["ambiguity"]),
+        ceiling={k: _finite(val) for k, val in ceiling.items()},
+    )
+    for line in validity_lines(row, table.iloc[-1], c.growth, truth_flags):
+        ctx.console.print(line)
+
+
+def _growth_points(growth: pd.DataFrame, name: str, ks: list[int]) -> str:
+    """'k=1 0.021, k=12 0.151, …' for the growth rows of one set at the k given (those it has)."""
+    curve = growth[growth["set"] == name].set_index("k")["ambiguity"]
+    return ", ".join(f"k={k} {curve[k]:.3f}" for k in dict.fromkeys(ks) if k in curve.index)
+
+
+def validity_lines(
+    row: pd.Series, truth_row: pd.Series, growth: pd.DataFrame, truth_flags: int
+) -> list[str]:
+    """The CLI summary of `rashomon validate`: the size-matched ratios against the ceiling, the
+    flip-rate agreement, a few points of each ambiguity growth curve, and the full-size figures
+    (named as such)."""
+    from rashomon.compare import reach_phrase
+
+    t, h, m = int(truth_row["models_in_set"]), int(row["matched_models"]), int(row["models_in_set"])
+    if truth_flags == 0:
+        # recall over an empty set of truly arbitrary patients is undefined, not 0 or 1
+        return [
+            f"the {t} retrained networks within ε agree on every test patient, so the set's flag "
+            f"recall is undefined; the set flags {row['ambiguity']:.0%} of patients the "
+            "retrained networks do not (retrain more, or train longer)"
+        ]
+    drawn = (
+        " (the set has fewer: drawn with replacement)" if row["matched_with_replacement"] else ""
+    )
+    lines = [
+        f"at {h} models each{drawn}, the set flags {row['flag_recall_matched']:.0%} ± "
+        f"{row['flag_recall_matched_sd']:.0%} of the patients a retrained half flags (precision "
+        f"{row['flag_precision_matched']:.0%} ± {row['flag_precision_matched_sd']:.0%}); two "
+        f"retrained halves agree on {row['flag_recall_ceiling']:.0%} (precision "
+        f"{row['flag_precision_ceiling']:.0%}): ratios recall {row['flag_recall_ratio']:.2f}, "
+        f"precision {row['flag_precision_ratio']:.2f} ({int(row['matched_rounds'])} rounds)",
+        f"per-patient flip rates: Spearman ρ {row['flip_rate_spearman']:.2f} with the retrained "
+        f"set's; average precision {row['flip_rate_ap']:.2f} for its {truth_flags} flagged "
+        f"patients (base rate {row['flip_rate_ap_base_rate']:.2f})",
+        "ambiguity by number of models k: retrained "
+        f"{_growth_points(growth, truth_row['set'], [1, h, t])}; "
+        f"set {_growth_points(growth, row['set'], [1, h, t, m])}",
+    ]
+    reach = reach_phrase(row["retrained_models_for_ambiguity"], t, float(truth_row["ambiguity"]))
+    lines.append(f"the set's full-size ambiguity is {row['ambiguity']:.3f}: {reach}")
+    lines.append(
+        f"full size, not comparable ({m} models against {t}): recall "
+        f"{row['flag_recall_full']:.0%}, precision {row['flag_precision_full']:.0%}"
+    )
+    return lines

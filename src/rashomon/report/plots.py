@@ -570,3 +570,50 @@ def fairness_front(
     a.set(xlabel=gap, ylabel="accuracy", title=f"Accuracy against {gap} ({split})")
     a.legend(fontsize=7, loc="best")
     return fig
+
+
+def ambiguity_growth(growth: pd.DataFrame, truth: str, sets: Sequence[str]) -> Figure:
+    """Validity: ambiguity against the number of models, one panel per set. Each panel draws
+    the retrained set's curve (k = 1 … its size) and the set's (k = 1 … its size), the expected
+    share of patients flagged by k models with its 5–95 % band over random draws of k models
+    (growth.csv of `rashomon compare` / `rashomon validate`); the dotted line is the set's
+    ambiguity at full size, the mark where the retrained curve first reaches it."""
+    from matplotlib.ticker import FuncFormatter
+
+    ncols = min(3, len(sets))
+    nrows = int(np.ceil(len(sets) / ncols))
+    fig, ax = figure(3.6 * ncols, 3.0 * nrows, nrows, ncols)
+    ref = growth[growth["set"] == truth].sort_values("k")
+    for i, name in enumerate(sets):
+        a = ax[i // ncols, i % ncols]
+        cur = growth[growth["set"] == name].sort_values("k")
+        for curve, color, label in ((ref, GREY, "retrained"), (cur, SET_COLOR, "this set")):
+            a.plot(curve["k"], curve["ambiguity"], color=color, lw=1.6, label=label)
+            if curve["ambiguity_p05"].notna().any():
+                a.fill_between(
+                    curve["k"],
+                    curve["ambiguity_p05"],
+                    curve["ambiguity_p95"],
+                    color=color,
+                    alpha=0.2,
+                    lw=0,
+                )
+        full = float(cur["ambiguity"].iloc[-1])
+        a.axhline(full, color=SET_COLOR, lw=0.8, ls=":")
+        reached = ref[ref["ambiguity"] >= full - 1e-12]
+        if len(reached) and full > 0:
+            k = float(reached["k"].iloc[0])
+            a.plot([k], [full], "o", color=ACCENT, ms=5, label=f"retrained k = {k:g}")
+        a.set_xscale("log")
+        a.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        # within a decade the log axis has no major tick past 1: label the minor ones then
+        few = max(cur["k"].max(), ref["k"].max()) < 20
+        a.xaxis.set_minor_formatter(FuncFormatter(lambda x, _, few=few: f"{x:g}" if few else ""))
+        a.set_xlabel("models drawn (k)")
+        a.set_ylabel("ambiguity (share flagged)")
+        a.set_title(name, fontsize=8.5)
+        a.legend(loc="lower right")
+    for j in range(len(sets), nrows * ncols):
+        ax[j // ncols, j % ncols].set_axis_off()
+    fig.suptitle("Ambiguity against the number of models", fontsize=10)
+    return fig
