@@ -99,6 +99,9 @@ class TrainSection(Section):
     # frequent class at least rashomon.models.train.IMBALANCE_RATIO times the rarest)
     class_weights: bool | Literal["auto"] = "auto"
     augment: bool = False
+    # Shares of the budget at which the training state is kept (train/states.pt) for
+    # `--source fork`; [] keeps none. Not a training option: the MAP model is the same.
+    snapshots: list[float] = Field(default_factory=lambda: [0.0, 0.5, 0.75, 0.9])
 
     def identity(self) -> dict[str, Any]:
         # The weights' content, not their path, is what the train stage reads.
@@ -127,6 +130,13 @@ class TrainSection(Section):
         if v is not None and v < 1:
             raise ValueError("must be at least 1")
         return v
+
+    @field_validator("snapshots")
+    @classmethod
+    def _shares(cls, v: list[float]) -> list[float]:
+        if any(not 0 <= f <= 1 for f in v):
+            raise ValueError(f"snapshot shares must lie in [0, 1], got {v}")
+        return sorted(set(v))
 
     @field_validator("select_window")
     @classmethod

@@ -32,6 +32,7 @@ SUMMARY = "summary.json"
 LOCK = ".lock"  # held (flock) by the command working on the run
 
 CHECKPOINT = "model.pt"  # train/
+TRAINING_STATES = "states.pt"  # train/: the training states forks resume from (train.snapshots)
 SET = "set.pt"  # sample/
 IN_SET = "in_set.npy"  # sample/
 CORRUPTED_MODELS = "corrupted_models.npy"  # evaluate/: the set's model ids audited on corruptions

@@ -51,6 +51,36 @@ def given_model(task: Any, train_section: Any) -> Any:
     return model
 
 
+# Training states above this size are not kept (a ResNet-18's four states with their Adam
+# moments and candidate checkpoints run to gigabytes); cnn-small's are about 10 MB.
+STATES_BYTES_LIMIT = 512 * 2**20
+
+
+def keep_states(ctx: Any, states: list) -> None:
+    """Write the training states forks resume from (`rashomon.models.fork`), when affordable."""
+    from rashomon.models.fork import as_state_payloads
+    from rashomon.torchio import save_atomic
+
+    if not states:
+        return
+    payloads = as_state_payloads(states)
+    size = sum(
+        v.numel() * v.element_size()
+        for p in payloads
+        for part in (p["model"], *p["candidates"].values())
+        for v in part.values()
+    )
+    if size > STATES_BYTES_LIMIT:
+        ctx.summary["training_states"] = f"not kept: {size / 2**20:.0f} MB"
+        ctx.console.print(
+            f"[dim]  training states not kept for forks ({size / 2**20:.0f} MB); "
+            "--source fork will fine-tune from the trained weights[/dim]"
+        )
+        return
+    save_atomic({"states": payloads}, ctx.out / S.TRAINING_STATES)
+    ctx.summary["training_states"] = [round(s.fraction, 4) for s in states]
+
+
 def run_train_stage(ctx: Any) -> None:
     task = ctx.task()
     t = ctx.cfg.train
@@ -59,6 +89,7 @@ def run_train_stage(ctx: Any) -> None:
         model = given_model(task, t)
         ctx.summary["trained"] = "no: the given network is audited as it is"
     else:
+        states: list = []
         model = train(
             task,
             t.arch,
@@ -68,7 +99,10 @@ def run_train_stage(ctx: Any) -> None:
             device=ctx.device,
             progress=ctx.progress,
             history=history,
+            snapshots=t.snapshots,
+            saved_states=states,
         )
+        keep_states(ctx, states)
     save_checkpoint(model, ctx.out / S.CHECKPOINT, task)
     if history:  # a given network has no training history
         pd.DataFrame(history).to_csv(ctx.out / S.TABLES["history"].file, index=False)

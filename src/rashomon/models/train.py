@@ -18,6 +18,7 @@ checkpoint minimises the validation loss averaged over a centred window of evalu
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -82,6 +83,39 @@ class Budget:
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+
+@dataclass
+class TrainingState:
+    """Everything `fit` needs to go on from the end of an epoch (or from its start) exactly as it
+    would have: weights, optimizer moments, the data-order generator and the global RNG that
+    dropout draws from, the validation losses and history so far, and the candidate checkpoints
+    the selection rule can still fall on. `fraction` is the share of the planned optimizer steps
+    done (`step / total_steps`)."""
+
+    fraction: float
+    epoch: int  # epochs completed
+    step: int
+    total_steps: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    generator: torch.Tensor
+    torch_rng: torch.Tensor
+    cuda_rng: torch.Tensor | None  # dropout's stream when training ran on a GPU
+    losses: list[float]
+    history: list[dict]
+    candidates: dict[int, dict[str, torch.Tensor]]
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> TrainingState:
+        return cls(**payload)
+
+
+def _clone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def plan_budget(
@@ -218,6 +252,29 @@ def sample_weight_vector(task: Task, attribute: str) -> torch.Tensor:
     return w * len(w) / w.sum()
 
 
+def training_objective(
+    task: Task,
+    class_weights: bool | str = "auto",
+    group_balanced: str | None = None,
+    device: str = "cpu",
+) -> tuple[BatchLoss, torch.Tensor | None]:
+    """The mini-batch loss `train` minimises (mean cross-entropy, class-weighted as
+    `resolve_class_weights` says, each patient reweighted for `group_balanced`) and the class
+    weights it uses (None: unweighted), for `fit`."""
+    weight = resolve_class_weights(task, class_weights)
+    loss_fn = loss_function(task.kind, None if weight is None else weight.to(device))
+    sample_w = sample_weight_vector(task, group_balanced) if group_balanced else None
+
+    def batch_loss(net, xb, yb, idx):
+        losses = per_sample_loss(loss_fn, net(xb), yb, task.kind)
+        if sample_w is not None:
+            losses = losses * sample_w[idx].to(losses.device)
+        loss = losses.mean()
+        return loss, {"train_loss": loss.detach()}
+
+    return batch_loss, weight
+
+
 @torch.no_grad()
 def evaluate_loss(
     model: nn.Module,
@@ -279,6 +336,11 @@ def fit(
     history: list[dict] | None = None,
     desc: str = "train",
     class_weight: torch.Tensor | None = None,
+    snapshots: Sequence[float] = (),
+    saved: list[TrainingState] | None = None,
+    resume: TrainingState | None = None,
+    reseed: int | None = None,
+    lr_restart: bool = False,
 ) -> dict[str, int]:
     """The training loop `train` and the constrained baselines share: `budget.epochs` epochs of
     shuffled mini-batches, one learning rate per step (`learning_rate`), one validation
@@ -288,7 +350,15 @@ def fit(
     `class_weight` weights the validation loss that selects the checkpoint, so that selection
     is on the objective `batch_loss` trains (class-weighted training selected on the
     unweighted loss measured 0.677 test balanced accuracy on RSNA opacity, 3 seeds, against
-    0.693 selected on the weighted one)."""
+    0.693 selected on the weighted one).
+
+    Forks (`rashomon.models.fork`): `snapshots` lists shares of the planned steps (0 = before
+    the first step) at which the state is appended to `saved`, taken at the end of the first
+    epoch that reaches each share; `resume` goes on from such a state (its `model` must already
+    hold the state's weights' architecture), with the saved random streams, or with fresh ones
+    seeded by `reseed` (another data order and dropout draws); `lr_restart` starts the schedule
+    afresh over the remaining steps. Saving changes nothing about the run: a resumed run with
+    the saved streams ends at the weights of the run that saved it."""
     if optimizer not in ("adam", "sgd"):
         raise RashomonError(f"unknown optimizer {optimizer!r}; use adam or sgd")
     learning_rate(0, 1, lr, schedule)  # refuses an unknown schedule before any work
@@ -316,8 +386,63 @@ def fit(
     states: dict[int, dict[str, torch.Tensor]] = {}
     losses: list[float] = []
     step = 0
-    bar = _progress(budget.epochs, desc, progress)
-    for epoch in range(budget.epochs):
+    first_epoch = 0
+    schedule_origin = 0  # the step the learning-rate schedule counts from
+    pending = sorted({float(f) for f in snapshots})
+    if any(not 0 <= f <= 1 for f in pending):
+        raise RashomonError(f"snapshot shares must lie in [0, 1], got {pending}")
+
+    def snapshot(fraction: float, epoch_done: int) -> None:
+        assert saved is not None
+        saved.append(
+            TrainingState(
+                fraction=fraction,
+                epoch=epoch_done,
+                step=step,
+                total_steps=total,
+                model=_clone_state(model.state_dict()),
+                optimizer=copy.deepcopy(opt.state_dict()),
+                generator=gen.get_state(),
+                torch_rng=torch.get_rng_state(),
+                cuda_rng=torch.cuda.get_rng_state() if str(device).startswith("cuda") else None,
+                losses=list(losses),
+                history=[dict(r) for r in history[start:]],
+                candidates={k: _clone_state(v) for k, v in states.items()},
+            )
+        )
+
+    if resume is not None:
+        if resume.total_steps != total:
+            raise RashomonError(
+                f"the saved training state plans {resume.total_steps} steps, this training "
+                f"{total}; resume with the budget it was saved under"
+            )
+        model.load_state_dict(resume.model)
+        opt.load_state_dict(resume.optimizer)
+        step, first_epoch = resume.step, resume.epoch
+        losses = list(resume.losses)
+        states = {k: _clone_state(v) for k, v in resume.candidates.items()}
+        history.extend(dict(r) for r in resume.history)
+        if reseed is None:
+            gen.set_state(resume.generator)
+            torch.set_rng_state(resume.torch_rng)
+            if resume.cuda_rng is not None and str(device).startswith("cuda"):
+                torch.cuda.set_rng_state(resume.cuda_rng)
+        else:
+            gen.manual_seed(reseed)
+            torch.manual_seed(reseed)
+        if lr_restart:
+            schedule_origin = step
+        pending = []
+    elif pending and saved is not None and pending[0] == 0:
+        snapshot(pending.pop(0), 0)
+
+    def lr_at(k: int) -> float:
+        return learning_rate(k - schedule_origin, total - schedule_origin, lr, schedule)
+
+    stopped = resume is not None and len(losses) > 0 and should_stop(losses, window, wait)
+    bar = _progress(budget.epochs, desc, progress and not stopped)
+    for epoch in range(first_epoch, budget.epochs if not stopped else first_epoch):
         model.train()
         order = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}
@@ -327,7 +452,7 @@ def fit(
             if augment:
                 xb = _augment(xb, gen)
             for group in opt.param_groups:
-                group["lr"] = learning_rate(step, total, lr, schedule)
+                group["lr"] = lr_at(step)
             loss, values = batch_loss(model, xb.to(device), y[idx].to(device), idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -339,16 +464,19 @@ def fit(
             model, task.val.x, task.val.y, task.kind, device, class_weight=class_weight
         )
         losses.append(val_loss)
-        row = {"epoch": epoch + 1, "step": step, "lr": learning_rate(step - 1, total, lr, schedule)}
+        row = {"epoch": epoch + 1, "step": step, "lr": lr_at(step - 1)}
         row.update({k: v / n for k, v in sums.items()})
         history.append({**row, "val_loss": val_loss, "val_acc": val_acc})
-        states[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # keyed by position in `losses` (= epoch, unless resumed from a state with no history)
+        states[len(losses) - 1] = _clone_state(model.state_dict())
         complete = len(losses) - window // 2
         if complete >= 1:
             best = int(np.argmin(smoothed_losses(losses, window)[:complete]))
             for k in [k for k in states if k != best and k < complete]:
                 del states[k]
         bar.update(1, val_loss=val_loss, val_acc=val_acc)
+        while pending and saved is not None and step >= pending[0] * total:
+            snapshot(pending.pop(0), epoch + 1)
         if should_stop(losses, window, wait):
             break
     bar.close()
@@ -389,6 +517,8 @@ def train(
     device: str = "cpu",
     progress: bool = True,
     history: list[dict] | None = None,
+    snapshots: Sequence[float] = (),
+    saved_states: list[TrainingState] | None = None,
 ) -> Classifier:
     """Train the MAP model: minimise mean cross-entropy + weight decay (Adam, coupled L2).
 
@@ -407,7 +537,9 @@ def train(
       least 5) past that smoothed minimum (`should_stop`). Validation data are never trained on.
 
     Returns a `Classifier` whose forward gives logits; `model.train_config` records the call and
-    what was planned and selected; ``history`` (if given) receives one row per epoch.
+    what was planned and selected; ``history`` (if given) receives one row per epoch;
+    ``saved_states`` (if given) receives the training state at each share of the budget in
+    ``snapshots`` (what `rashomon.models.fork` resumes from).
     """
     budget = plan_budget(len(task.train), batch_size, steps, epochs)
     cfg = TrainConfig(
@@ -437,17 +569,7 @@ def train(
         **cfg.arch_options,
     )
     model.to(device)
-    weight = resolve_class_weights(task, class_weights)
-    loss_fn = loss_function(task.kind, None if weight is None else weight.to(device))
-    sample_w = sample_weight_vector(task, group_balanced) if group_balanced else None
-
-    def batch_loss(net, xb, yb, idx):
-        losses = per_sample_loss(loss_fn, net(xb), yb, task.kind)
-        if sample_w is not None:
-            losses = losses * sample_w[idx].to(losses.device)
-        loss = losses.mean()
-        return loss, {"train_loss": loss.detach()}
-
+    batch_loss, weight = training_objective(task, class_weights, group_balanced, device)
     chosen = fit(
         model,
         task,
@@ -466,6 +588,8 @@ def train(
         history=history,
         desc=f"train {arch}",
         class_weight=weight,
+        snapshots=snapshots,
+        saved=saved_states,
     )
     # The resolved weights travel with the model: the Rashomon filter is defined on the
     # objective the model was trained on (rashomon.sets.rashomon.model_scores).

@@ -35,7 +35,9 @@ def default_cache_dir() -> Path:
 # Bumped when training's arithmetic changes, so that networks trained before are not reused.
 TRAINING_VERSION = 2
 # Arguments of `train` that change how it runs, never the network it returns.
-NOT_TRAINING_OPTIONS = frozenset({"task", "device", "progress", "history"})
+NOT_TRAINING_OPTIONS = frozenset(
+    {"task", "device", "progress", "history", "snapshots", "saved_states"}
+)
 
 
 def training_options(epochs: int | None, train_kwargs: dict[str, Any]) -> dict[str, Any]:
