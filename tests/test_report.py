@@ -18,7 +18,7 @@ from fake_run import write_fake_run
 
 from rashomon import schema as S
 from rashomon.errors import RashomonError
-from rashomon.report import build_report
+from rashomon.report import build_report, write_report
 
 FIGURES = {
     "training_curve",
@@ -512,6 +512,35 @@ def test_multilabel_headline_and_selection_name_labels(tmp_path):
         "trained model predicts 'class 0' for 100 % of test patients."
     ) in lines
     assert "label 2: nll ↓" in page and "Selection skipped for some labels:" in page
+
+
+def test_an_undefined_flag_precision_reads_undefined(tmp_path):
+    """validate writes a null precision when the set flags no patient: the summary says it is
+    undefined instead of failing (the old TypeError showed an error box at the top)."""
+    ps = pd.DataFrame(
+        {S.SAMPLE: range(4), S.TRUE_LABEL: [0, 1, 0, 1], S.MAP_LABEL: [0, 1, 1, 1]}
+        | {S.AMBIGUOUS: [False] * 4, S.DISAGREEMENT: 0.0, S.FLIP_RATE: 0.0}
+        | {S.VPR_LOW: [0.1, 0.6, 0.7, 0.8], S.VPR_HIGH: [0.2, 0.7, 0.8, 0.9]}
+    )
+    run = _minimal_run(tmp_path / "run", ps)
+    (run / "validate").mkdir()
+    validate = {
+        "retrained": 30,
+        "retrained_in_set": 25,
+        "retrained_flags": 12,
+        "flag_recall": 0.0,
+        "flag_precision": None,
+        "ceiling": {"flag_recall": None, "flag_precision": None},
+    }
+    (run / "validate" / "summary.json").write_text(json.dumps(validate))
+    report = write_report(run, tmp_path / "out", load_images=False)
+    assert report.failures == []
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    assert (
+        "Checked on this task: the set flags 0 % of the 12 patients that 25 retrained networks "
+        "flag (precision undefined: the set flags no patient); read the share above as a lower "
+        "bound."
+    ) in lines
 
 
 @pytest.mark.slow

@@ -186,12 +186,24 @@ def _validity_sentences(data: RunData) -> list[str]:
                 "task: they agree on every test patient, so the set's recall is undefined."
             ]
         ceiling = (v.get("ceiling") or {}).get("flag_recall")
-        half = f"; two halves of the retrained set agree on {pct(ceiling)}" if ceiling else ""
+        half = (
+            f"; two halves of the retrained set agree on {pct(ceiling)}"
+            if ceiling is not None
+            else ""
+        )
+        # validate writes null where a figure is undefined: precision when the set flags nobody
+        precision = v.get("flag_precision")
+        precision = (
+            f"precision {pct(precision)}"
+            if precision is not None
+            else "precision undefined: the set flags no patient"
+        )
+        recall = v.get("flag_recall")
         return [
-            f"Checked on this task: the set flags {pct(v['flag_recall'])} of the "
+            f"Checked on this task: the set flags "
+            f"{pct(recall) if recall is not None else 'an undefined share'} of the "
             f"{v['retrained_flags']} patients that {v['retrained_in_set']} retrained networks "
-            f"flag (precision {pct(v['flag_precision'])}){half}; read the share above as a lower "
-            "bound."
+            f"flag ({precision}){half}; read the share above as a lower bound."
         ]
     from rashomon.report.study import validity_line
 
