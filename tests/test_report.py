@@ -439,11 +439,18 @@ def test_fake_run_files_have_the_schemas_columns(fake_run, task_pneumonia):
     ]
 
 
-def _multilabel_run(root: Path, flips: dict[int, list[bool]], extra=None) -> Path:
-    """A multilabel per_sample.csv (labels of a checkpoint-less run are named 'label <l>')."""
-    cols = {S.SAMPLE: range(len(flips[0]))}
+def _multilabel_run(
+    root: Path, flips: dict[int, list[bool]], extra=None, map_labels: np.ndarray | None = None
+) -> Path:
+    """A multilabel per_sample.csv (labels of a checkpoint-less run are named 'label <l>'); the
+    MAP model's findings `map_labels` [N, L], by default patient i gets label l when i + l is
+    odd (no one finding vector for nearly everyone)."""
+    n = len(flips[0])
+    if map_labels is None:
+        map_labels = (np.add.outer(np.arange(n), np.arange(len(flips))) % 2).astype(int)
+    cols = {S.SAMPLE: range(n)}
     for lab, f in flips.items():
-        cols[S.label_column(lab, S.MAP_LABEL)] = 0
+        cols[S.label_column(lab, S.MAP_LABEL)] = map_labels[:, lab]
         cols[S.label_column(lab, S.AMBIGUOUS)] = f
         cols[S.label_column(lab, S.DISAGREEMENT)] = np.where(f, 0.5, 0.0)
         cols[S.label_column(lab, S.CAPACITY)] = np.where(f, 1.2, 1.0)
@@ -512,6 +519,38 @@ def test_multilabel_headline_and_selection_name_labels(tmp_path):
         "trained model predicts 'class 0' for 100 % of test patients."
     ) in lines
     assert "label 2: nll ↓" in page and "Selection skipped for some labels:" in page
+
+
+def test_a_degenerate_multilabel_map_model_gets_the_banner(tmp_path):
+    """A multilabel MAP model that finds nothing on any label for every test patient (or is at
+    chance per label) is flagged above the headline, as a binary one is."""
+    rng = np.random.default_rng(0)
+    flips = {lab: list(rng.random(20) < 0.9) for lab in range(3)}
+    run = _multilabel_run(tmp_path / "run", flips, map_labels=np.zeros((20, 3), int))
+    page = build_report(run, tmp_path / "out", load_images=False).read_text()
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    warning = (
+        "The trained model predicts no finding on any label for 100 % of test patients (mean "
+        "per-label AUROC 0.90, chance 0.50): multiplicity of a near-constant classifier is no "
+        "finding; train longer or check the data."
+    )  # the AUROC: the train stage's mean (no per_model_test.csv)
+    assert lines[0] == warning and lines[1].startswith("For label ")
+    assert "Degenerate trained model." in page and html_escape(warning) in page
+    # varied findings, but the MAP row of per_model_test.csv is at chance on every label
+    pm = pd.DataFrame(
+        {S.MODEL: [-1, 0]} | {S.label_column(lab, "auroc"): [0.5, 0.9] for lab in range(3)}
+    )
+    run = _multilabel_run(tmp_path / "chance", flips, {"evaluate/per_model_test.csv": pm})
+    build_report(run, tmp_path / "out2", load_images=False)
+    first = (tmp_path / "out2" / "summary.txt").read_text().splitlines()[0]
+    assert first.startswith(
+        "The trained model is near chance on test patients (mean per-label AUROC 0.50, chance 0.50"
+    )
+    # a working multilabel model gets no banner
+    pm[[S.label_column(lab, "auroc") for lab in range(3)]] = 0.8
+    run = _multilabel_run(tmp_path / "fine", flips, {"evaluate/per_model_test.csv": pm})
+    build_report(run, tmp_path / "out3", load_images=False)
+    assert (tmp_path / "out3" / "summary.txt").read_text().startswith("For label ")
 
 
 def test_an_undefined_flag_precision_reads_undefined(tmp_path):

@@ -12,7 +12,12 @@ import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
-from rashomon.metrics.degenerate import Degeneracy, degeneracy
+from rashomon.metrics.degenerate import (
+    Degeneracy,
+    MultilabelDegeneracy,
+    degeneracy,
+    multilabel_degeneracy,
+)
 from rashomon.report.load import RunData
 
 # disagreement = 4·p̂·(1−p̂) ≥ 0.64  ⇔  at least 20 % of the set predicts the minority label.
@@ -86,19 +91,44 @@ def group_extremes(data: RunData) -> list[tuple[str, str, bool, float, int]]:
     return sorted(out, key=lambda r: -r[3])
 
 
-def map_degeneracy(data: RunData) -> Degeneracy | None:
-    """The degeneracy checks of the MAP model on the test patients (per_sample.csv's MAP labels
-    against the true ones); None when the table lacks them (multilabel tasks, old runs)."""
+def map_degeneracy(data: RunData) -> Degeneracy | MultilabelDegeneracy | None:
+    """The degeneracy checks of the MAP model on the test patients: per_sample.csv's MAP labels
+    against the true ones; multilabel, its finding vectors and its per-label AUROC (the MAP row
+    of per_model_test.csv, else the train stage's mean). None when the tables lack them."""
     ps = data.table("per_sample")
-    if ps is None or not len(ps) or not {S.TRUE_LABEL, S.MAP_LABEL} <= set(ps.columns):
+    if ps is None or not len(ps):
+        return None
+    if data.labels:
+        cols = S.label_columns(ps.columns, S.MAP_LABEL)
+        if not cols:
+            return None
+        return multilabel_degeneracy(ps[list(cols.values())].to_numpy(), _map_auroc(data, cols))
+    if not {S.TRUE_LABEL, S.MAP_LABEL} <= set(ps.columns):
         return None
     return degeneracy(ps[S.MAP_LABEL].to_numpy(), ps[S.TRUE_LABEL].to_numpy())
+
+
+def _map_auroc(data: RunData, labels: dict[int, str]) -> np.ndarray | float | None:
+    """The multilabel MAP model's test AUROC per label, else its mean, else None."""
+    pm = data.table("per_model_test")
+    if pm is not None and S.MODEL in pm:
+        row = pm[pm[S.MODEL] == -1]
+        cols = [S.label_column(lab, "auroc") for lab in labels]
+        if len(row) and all(c in row for c in cols):
+            return row[cols].iloc[0].to_numpy(float)
+    auroc = data.summaries.get("train", {}).get("test_auroc")
+    return float(auroc) if auroc is not None else None
 
 
 def degenerate_warning(data: RunData) -> str | None:
     """The headline's warning when the MAP model is near-constant or near chance, else None."""
     d = map_degeneracy(data)
-    return d.sentence(data.class_names, "test") if d is not None and d.degenerate else None
+    if d is None or not d.degenerate:
+        return None
+    if isinstance(d, MultilabelDegeneracy):
+        cols = S.label_columns(data.table("per_sample").columns, S.MAP_LABEL)
+        return d.sentence([data.labels[lab] for lab in cols], "test")
+    return d.sentence(data.class_names, "test")
 
 
 def summary_sentences(data: RunData) -> list[str]:
