@@ -521,6 +521,34 @@ def test_multilabel_headline_and_selection_name_labels(tmp_path):
     assert "label 2: nll ↓" in page and "Selection skipped for some labels:" in page
 
 
+def test_multilabel_selection_plot_shows_the_real_verdicts(tmp_path):
+    """Multilabel selection: the plot keeps the (label, desideratum) pairs whose gain or loss is
+    real and says so; the table lists every pair, the real ones first."""
+    flips = {0: [True, False, False, False], 1: [False, True, False, False]}
+    sel = pd.DataFrame(
+        {
+            S.DESIDERATUM: ["accuracy", "nll"] * 2,
+            S.HIGHER_IS_BETTER: [True, False] * 2,
+            S.CHOSEN: 0,
+            S.CHOSEN_VAL: 0.5,
+            S.CHOSEN_TEST: 0.5,
+            S.MAP_TEST: 0.5,
+            S.TEST_GAIN: 0.01,
+            S.GAIN_CI_LOW: 0.001,
+            S.GAIN_CI_HIGH: 0.02,
+            S.SPEARMAN_RHO: 0.5,
+            S.VERDICT: ["selection noise", "real loss", "real gain", "selection noise"],
+            S.LABEL: [0, 0, 1, 1],
+        }
+    )
+    run = _multilabel_run(tmp_path / "run", flips, {"decide/selection.csv": sel})
+    page = build_report(run, tmp_path / "out", load_images=False).read_text()
+    assert "Shown: the 2 of 4 (label, desideratum) pairs with a real gain or loss" in page
+    table = page[page.index("Shown: the 2 of 4") :]
+    rows = [table.index(f"label {r}") for r in ("0: nll", "1: accuracy", "0: accuracy")]
+    assert rows == sorted(rows)  # the real verdicts first
+
+
 def test_a_degenerate_multilabel_map_model_gets_the_banner(tmp_path):
     """A multilabel MAP model that finds nothing on any label for every test patient (or is at
     chance per label) is flagged above the headline, as a binary one is."""

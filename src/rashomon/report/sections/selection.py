@@ -83,7 +83,6 @@ def build_selection(b: Builder) -> str:
         if skipped:
             return warning_box("Selection skipped:", esc("; ".join(skipped)) + ".")
         return b.missing("selection", "selection results")
-    sel = with_label_names(sel, d.labels)
     parts = [
         "<p>For each desideratum the model of the set that is best on <i>validation</i> data is "
         "picked, and its gain over the MAP model is measured on <i>test</i> data. A gain whose "
@@ -107,6 +106,8 @@ def build_selection(b: Builder) -> str:
             "or loss; the table lists them all."
         )
         sel = pd.concat([real, sel.drop(real.index)])
+    # named after the split above: naming the labels drops the label column it reads
+    sel, shown = with_label_names(sel, d.labels), with_label_names(shown, d.labels)
     if len(shown):
         parts.append(
             b.figure(
