@@ -610,6 +610,30 @@ def test_an_undefined_flag_precision_reads_undefined(tmp_path):
     ) in lines
 
 
+def test_wide_tables_scroll_inside_their_section(tmp_path):
+    """In a narrow window every table (key-value tables too) scrolls inside its own box, which
+    ends within its section: nothing is cut off at the section's edge or spills past it."""
+    from browser import inspect_self_contained
+
+    ps = pd.DataFrame(
+        {S.SAMPLE: range(4), S.TRUE_LABEL: [0, 1, 0, 1], S.MAP_LABEL: [0, 1, 1, 1]}
+        | {S.AMBIGUOUS: [True, False, False, False], S.DISAGREEMENT: [0.5, 0, 0, 0]}
+    )
+    surv = pd.DataFrame(
+        {S.EPSILON: [0.01, 0.02], S.ON: "loss", S.MODELS_IN_SET: [40, 45], S.MODELS: 50}
+        | {S.THRESHOLD: [0.31, 0.32]} | {f"a_long_extra_column_{i}": 1.0 for i in range(6)}
+    )
+    run = _minimal_run(tmp_path / "run", ps, {"sample/survival.csv": surv})
+    long = dict(SAMPLE_SUMMARY, options={"hessian": "kron", "note": "x" * 160})
+    (run / "sample" / "summary.json").write_text(json.dumps(long))
+    page = inspect_self_contained(build_report(run, tmp_path / "out", load_images=False), 560)
+    boxes = page.table_boxes
+    assert boxes and all(t["in_scroll"] for t in boxes), boxes
+    for t in boxes:
+        assert t["box_right"] <= t["section_right"] + 1, t
+    assert [t["scrolls"] for t in boxes if t["section"] == "set"] == [True, True]
+
+
 @pytest.mark.slow
 def test_multilabel_run_report(tmp_path):
     """A real multilabel run (ChestMNIST layout, 14 labels): every table has the schema's
