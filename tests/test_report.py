@@ -610,6 +610,45 @@ def test_an_undefined_flag_precision_reads_undefined(tmp_path):
     ) in lines
 
 
+def test_desiderata_legend_is_drawn_outside_the_strips():
+    """The legend of the strips sits below the axes, over no strip's data."""
+    from rashomon.report import plots
+
+    rng = np.random.default_rng(0)
+    pm = pd.DataFrame(
+        {S.MODEL: np.arange(-1, 30), "accuracy": rng.uniform(0.8, 0.9, 31)}
+        | {"nll": rng.uniform(0.2, 0.4, 31), "ece": rng.uniform(0, 0.1, 31)}
+    )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plots.desiderata_strips(pm, ["accuracy", "nll", "ece"])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the figure out
+    renderer = canvas.get_renderer()
+    legends = [*fig.legends, *(a.get_legend() for a in fig.axes if a.get_legend())]
+    assert len(legends) == 1
+    box = legends[0].get_window_extent(renderer)
+    for a in fig.axes:
+        assert not box.overlaps(a.get_window_extent(renderer)), a.get_title()
+    assert box.y1 <= min(a.get_window_extent(renderer).y0 for a in fig.axes)
+
+
+def test_training_curve_ticks_are_whole_epochs():
+    """A short training (3 epochs) labels its epoch axes with whole numbers only."""
+    from rashomon.report import plots
+
+    hist = pd.DataFrame(
+        {S.EPOCH: [1, 2, 3], S.TRAIN_LOSS: [0.6, 0.5, 0.45], S.VAL_LOSS: [0.62, 0.55, 0.5]}
+        | {S.VAL_ACC: [0.7, 0.75, 0.8]}
+    )
+    fig = plots.training_curve(hist)
+    fig.canvas.draw()
+    for a in fig.axes:
+        lo, hi = a.get_xlim()
+        ticks = [t for t in a.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_wide_tables_scroll_inside_their_section(tmp_path):
     """In a narrow window every table (key-value tables too) scrolls inside its own box, which
     ends within its section: nothing is cut off at the section's edge or spills past it."""

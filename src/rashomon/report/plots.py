@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from rashomon import schema as S
 from rashomon.schema import find_in_set_column
@@ -75,6 +76,8 @@ def training_curve(history: pd.DataFrame) -> Figure:
     if S.VAL_ACC in history:
         b.plot(ep, 100 * history[S.VAL_ACC], marker="o", ms=3, color=ACCENT)
     b.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for axis in (a, b):  # epochs are whole: no tick at 1.5
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
@@ -271,10 +274,11 @@ def desiderata_strips(per_model: pd.DataFrame, metrics: Sequence[str]) -> Figure
         a.set_xticks([])
         a.set_title(metric.replace(":", "\n").replace("[", "\n").rstrip("]"), fontsize=9.5)
         a.grid(axis="x", visible=False)
-        if i == 0:
-            a.legend(loc="best", fontsize=7.5)
     for j in range(n, nrows * ncols):
         ax[j // ncols, j % ncols].set_axis_off()
+    # below the strips, where it covers no model's dot
+    handles, labels = ax[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     return fig
 
 
