@@ -239,7 +239,7 @@ def _validity_sentences(data: RunData) -> list[str]:
 
     d, t = data.config.get("data") or {}, data.config.get("train") or {}
     line = validity_line(
-        str(d.get("dataset", "")), str(t.get("arch", "")), data.sample.summary or {}
+        str(d.get("dataset", "")), str(t.get("arch", "")), data.sample.summary or {}, t
     )
     return [line] if line else []
 

@@ -42,7 +42,10 @@ def build(b: Builder) -> str:
     if not v:
         cfg_d, cfg_t = d.config.get("data") or {}, d.config.get("train") or {}
         line = validity_line(
-            str(cfg_d.get("dataset", "")), str(cfg_t.get("arch", "")), d.sample.summary or {}
+            str(cfg_d.get("dataset", "")),
+            str(cfg_t.get("arch", "")),
+            d.sample.summary or {},
+            cfg_t,
         )
         text = (line + " " if line else "") + (
             f"Check it on this task: <code>rashomon validate {esc(str(d.run_dir))} --retrain "
