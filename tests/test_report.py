@@ -91,6 +91,7 @@ def test_summary_numbers_come_from_per_sample(tmp_path):
             S.VPR_LOW: [0.1] * 10,
             S.VPR_HIGH: [0.2, 0.3, 0.7, 0.9, 0.45, 0.2, 0.3, 0.2, 0.1, 0.2],
             "sex": [0, 0, 1, 1, 1, 0, 0, 0, 0, 0],
+            "random": [0, 1] * 5,
         }
     )
     run = _minimal_run(tmp_path / "run", ps)
@@ -103,13 +104,114 @@ def test_summary_numbers_come_from_per_sample(tmp_path):
     )
     assert lines[1].startswith("For 20 % of test patients at least one in five")
     assert "test accuracy is 80.0 % (AUROC 0.900)" in lines[2]
-    # sex=1 holds patients 2, 3, 4: all three arbitrary (100 %), against 30 % overall.
-    assert "sex = 1: 100 % of its 3 patients, against 30 % overall" in lines[3]
+    # sex=1 holds patients 2, 3, 4: all three arbitrary (100 %), against 30 % overall; the
+    # random control's groups hold 2 of 5 (40 %) and 1 of 5 (20 %): 10 points from it.
+    assert lines[3] == (
+        "Arbitrariness is highest for sex = 1: 100 % of its 3 patients, against 30 % overall "
+        "(the random control's groups lie within 10.0 points of it)."
+    )
     html = page.read_text()
     assert "30 % of test patients (3 of 10)" in html
     # Missing optional stages name the command that produces them.
     assert "rashomon decide RUN_DIR" in html
     assert "robustness.csv is written by" in html
+
+
+def _group_summary(tmp_path: Path, name: str, groups: dict[str, list[int]], extra=None) -> list:
+    """summary.txt of a run of 40 patients, patients 0-11 arbitrary (30 %), with the given
+    attribute codes (no checkpoint: intensity and random are derived, the rest real)."""
+    arbitrary = np.arange(40) < 12
+    ps = pd.DataFrame(
+        {S.SAMPLE: range(40), S.TRUE_LABEL: [0, 1] * 20, S.MAP_LABEL: [0, 1] * 20}
+        | {S.AMBIGUOUS: arbitrary, S.FLIP_RATE: arbitrary * 0.1, S.DISAGREEMENT: arbitrary * 0.3}
+        | {S.VPR_LOW: 0.2, S.VPR_HIGH: np.where(arbitrary, 0.6, 0.3)}
+        | groups
+    )
+    run = _minimal_run(tmp_path / name, ps, extra)
+    build_report(run, tmp_path / f"{name}-out", load_images=False)
+    return (tmp_path / f"{name}-out" / "summary.txt").read_text().splitlines()
+
+
+def test_the_summary_names_a_real_group_only_beyond_the_random_control(tmp_path):
+    """The headline names a patient group only for a real attribute whose most arbitrary group
+    lies further from the overall share than the random control's groups do; derived proxies
+    (intensity: patients 0-11, all arbitrary) are never named there."""
+    i = np.arange(40)
+    intensity = np.where(i < 12, 0, 1 + i % 2).tolist()
+    sex = ((i < 10) | ((i >= 20) & (i < 30))).astype(int).tolist()  # sex 1: 10 of 20 arbitrary
+    even = (i % 2).tolist()  # random groups: 6 of 20 each (30 %): 0 points from overall
+    skewed = ((i < 10) | (i >= 30)).astype(int).tolist()  # random 1: 50 %, random 0: 10 %
+
+    # (a) only a derived attribute has a gap: no group is named
+    lines = _group_summary(tmp_path, "proxy", {"intensity": intensity, "random": even})
+    assert not any("intensity" in s or "Arbitrariness" in s for s in lines), lines
+    assert (
+        "No real patient attribute on this task: the summary names no patient group (derived "
+        "proxies are in the multiplicity section)."
+    ) in lines
+    # (b) a real attribute beyond the null control: named, the proxy still is not
+    lines = _group_summary(tmp_path, "real", {"sex": sex, "intensity": intensity, "random": even})
+    assert (
+        "Arbitrariness is highest for sex = 1: 50 % of its 20 patients, against 30 % overall "
+        "(the random control's groups lie within 0.0 points of it)."
+    ) in lines
+    assert not any("intensity" in s for s in lines)
+    # (c) the same real gap (20 points) within the random control's (20 points): not named
+    lines = _group_summary(
+        tmp_path, "noise", {"sex": sex, "intensity": intensity, "random": skewed}
+    )
+    assert (
+        "No patient group stands out beyond the random control's 20.0 points: the most "
+        "arbitrary real group, sex = 1, has 50 % against 30 % overall."
+    ) in lines
+    assert not any("Arbitrariness" in s or "intensity" in s for s in lines)
+    # without a random control there is nothing to tell a gap from noise with
+    lines = _group_summary(tmp_path, "nonull", {"sex": sex})
+    assert (
+        "This run has no random control attribute to tell a group's arbitrariness from noise: "
+        "the summary names no patient group."
+    ) in lines
+
+
+def test_the_selection_sentence_names_gaps_of_real_attributes_beyond_random(tmp_path):
+    """A real gain on a fairness gap is named in the summary only for a real attribute, and
+    only when it exceeds the same gap's gain on the random control."""
+    rows = [
+        ("accuracy", 0.010, "real gain"),
+        ("tpr_gap:intensity", 0.050, "real gain"),  # a derived proxy: never named
+        ("tpr_gap:sex", 0.030, "real gain"),  # beyond random's 0.02: named
+        ("tpr_gap:random", 0.020, "real gain"),
+        ("dp_gap:sex", 0.010, "real gain"),  # within random's 0.04: not named
+        ("dp_gap:random", 0.040, "selection noise"),
+    ]
+    sel = pd.DataFrame(
+        {
+            S.DESIDERATUM: [r[0] for r in rows],
+            S.HIGHER_IS_BETTER: False,
+            S.CHOSEN: 1,
+            S.CHOSEN_VAL: 0.1,
+            S.CHOSEN_TEST: 0.1,
+            S.MAP_TEST: 0.1,
+            S.TEST_GAIN: [r[1] for r in rows],
+            S.GAIN_CI_LOW: 0.001,
+            S.GAIN_CI_HIGH: 0.06,
+            S.SPEARMAN_RHO: 0.5,
+            S.VERDICT: [r[2] for r in rows],
+        }
+    )
+    i = np.arange(40)
+    groups = {"sex": (i % 2).tolist(), "intensity": (i % 3).tolist(), "random": (i // 20).tolist()}
+    lines = _group_summary(tmp_path, "sel", groups, {"decide/selection.csv": sel})
+    assert (
+        "Picking the best model of the set on validation data gives a real test gain for: "
+        "accuracy, tpr_gap:sex (see the selection section for the size and its interval)."
+    ) in lines
+    only_proxies = sel[sel[S.DESIDERATUM].str.endswith(("intensity", "random", "dp_gap:sex"))]
+    lines = _group_summary(tmp_path, "sel2", groups, {"decide/selection.csv": only_proxies})
+    assert (
+        "Picking the best model of the set on validation data gives a real test gain only on "
+        "derived proxies or within the random control's gain (see the selection section)."
+    ) in lines
 
 
 def test_decide_and_robustness_tables_render_under_the_schemas_names(tmp_path):

@@ -18,6 +18,7 @@ from rashomon.metrics.degenerate import (
     degeneracy,
     multilabel_degeneracy,
 )
+from rashomon.report.fairness import NULL_ATTRIBUTE
 from rashomon.report.load import RunData
 
 # disagreement = 4·p̂·(1−p̂) ≥ 0.64  ⇔  at least 20 % of the set predicts the minority label.
@@ -72,8 +73,17 @@ def kept_models(data: RunData) -> tuple[int | None, int | None]:
     return (int(kept) if kept is not None else None, int(total) if total is not None else None)
 
 
-def group_extremes(data: RunData) -> list[tuple[str, str, bool, float, int]]:
-    """(attribute, level, derived, share arbitrary, n) per group level, most arbitrary first."""
+@dataclass(frozen=True)
+class GroupShare:
+    attribute: str
+    level: str
+    derived: bool  # a derived proxy or the random null control, not a patient attribute
+    share: float  # share of the group's test patients who are arbitrary
+    count: int  # the group's test patients
+
+
+def group_extremes(data: RunData) -> list[GroupShare]:
+    """The share of arbitrary patients per group of every attribute, most arbitrary first."""
     ps = data.table("per_sample")
     if ps is None or S.AMBIGUOUS not in ps:
         return []
@@ -86,9 +96,53 @@ def group_extremes(data: RunData) -> list[tuple[str, str, bool, float, int]]:
             m = codes == code
             label = levels[int(code)] if 0 <= int(code) < len(levels) else str(code)
             out.append(
-                (name, label, bool(info.get("derived")), float(arbitrary[m].mean()), int(m.sum()))
+                GroupShare(
+                    name, label, bool(info.get("derived")), float(arbitrary[m].mean()), int(m.sum())
+                )
             )
-    return sorted(out, key=lambda r: -r[3])
+    return sorted(out, key=lambda g: -g.share)
+
+
+def null_spread(groups: list[GroupShare], overall: float) -> float | None:
+    """How far the random control's groups lie from the overall share at most: the gap that
+    chance alone makes on this run (None without a random attribute)."""
+    shares = [g.share for g in groups if g.attribute == NULL_ATTRIBUTE]
+    return max(abs(x - overall) for x in shares) if shares else None
+
+
+def _group_sentence(data: RunData, overall: float, per_label: bool) -> list[str]:
+    """The patient group the summary names: the most arbitrary group of a real attribute, only
+    when it lies further from the overall share than the random control's groups do. Derived
+    proxies are never named here (the multiplicity section shows them)."""
+    groups = group_extremes(data)
+    if not groups or overall <= 0:
+        return []
+    real = [g for g in groups if not g.derived]
+    if not real:
+        return [
+            "No real patient attribute on this task: the summary names no patient group "
+            "(derived proxies are in the multiplicity section)."
+        ]
+    null = null_spread(groups, overall)
+    if null is None:
+        return [
+            "This run has no random control attribute to tell a group's arbitrariness from "
+            "noise: the summary names no patient group."
+        ]
+    top = real[0]
+    points = f"{100 * null:.1f} points"
+    if top.share - overall > null:
+        some = " on some label" if per_label else ""
+        return [
+            f"Arbitrariness{some} is highest for {top.attribute} = {top.level}: {pct(top.share)} "
+            f"of its {top.count} patients, against {pct(overall)} overall (the random control's "
+            f"groups lie within {points} of it)."
+        ]
+    return [
+        f"No patient group stands out beyond the random control's {points}: the most arbitrary "
+        f"real group, {top.attribute} = {top.level}, has {pct(top.share)} against "
+        f"{pct(overall)} overall."
+    ]
 
 
 def map_degeneracy(data: RunData) -> Degeneracy | MultilabelDegeneracy | None:
@@ -163,15 +217,7 @@ def summary_sentences(data: RunData) -> list[str]:
         auc = f" (AUROC {t['test_auroc']:.3f})" if "test_auroc" in t else ""
         mean = "mean per-label " if per_label else ""
         out.append(f"The trained model's {mean}test accuracy is {pct(t['test_accuracy'], 1)}{auc}.")
-    groups = group_extremes(data)
-    if groups and a.share > 0:
-        name, level, derived, share, n = groups[0]
-        tag = " (derived proxy)" if derived else ""
-        some = " on some label" if per_label else ""
-        out.append(
-            f"Arbitrariness{some} is highest for {name} = {level}{tag}: {pct(share)} of its {n} "
-            f"patients, against {pct(a.share)} overall."
-        )
+    out += _group_sentence(data, a.share, bool(per_label))
     out += _validity_sentences(data)
     out += _extremes_sentence(data)
     out += _selection_sentence(data)
@@ -348,6 +394,33 @@ def _real_gains(sel: pd.DataFrame) -> pd.DataFrame:
     return sel[verdicts.str.contains("real gain")]
 
 
+def _nameable_gains(real: pd.DataFrame, sel: pd.DataFrame, attributes: dict) -> list[str]:
+    """The desiderata of `real` (real gains) the summary may name: overall ones, and a gap of a
+    real attribute whose gain exceeds the same gap's gain on the random control (in `sel`, the
+    rows of the same task or label); a derived proxy's never."""
+    null = {}
+    for name, gain in zip(sel[S.DESIDERATUM].astype(str), sel[S.TEST_GAIN], strict=True):
+        prefix, _, attribute = name.partition(":")
+        if attribute == NULL_ATTRIBUTE:
+            null[prefix] = float(gain)
+    out = []
+    for name, gain in zip(real[S.DESIDERATUM].astype(str), real[S.TEST_GAIN], strict=True):
+        prefix, _, attribute = name.partition(":")
+        if attribute:
+            if bool(attributes.get(attribute, {}).get("derived", True)):
+                continue  # a derived proxy or the random control itself
+            if prefix in null and not float(gain) > null[prefix]:
+                continue
+        out.append(name)
+    return out
+
+
+ONLY_PROXY_GAINS = (
+    "Picking the best model of the set on validation data gives a real test gain only on "
+    "derived proxies or within the random control's gain (see the selection section)."
+)
+
+
 def _selection_sentence(data: RunData) -> list[str]:
     sel = data.table("selection")
     labels = data.labels
@@ -364,10 +437,12 @@ def _selection_sentence(data: RunData) -> list[str]:
             "Picking the best model of the set on validation data gives no test gain beyond "
             f"selection noise for any of the {len(sel)} desiderata checked."
         ]
-    names = ", ".join(str(v) for v in real[S.DESIDERATUM])
+    named = _nameable_gains(real, sel, data.attributes)
+    if not named:
+        return [ONLY_PROXY_GAINS]
     return [
         f"Picking the best model of the set on validation data gives a real test gain for: "
-        f"{names} (see the selection section for the size and its interval)."
+        f"{', '.join(named)} (see the selection section for the size and its interval)."
     ]
 
 
@@ -382,13 +457,21 @@ def _multilabel_selection_sentence(
     if sel is not None and len(sel):
         checked = sel[S.LABEL].nunique()
         real = _real_gains(sel)
-        per = real.groupby(S.LABEL, sort=False)[S.DESIDERATUM].apply(list)
-        ranked = sorted(per.items(), key=lambda kv: (-len(kv[1]), int(kv[0])))
-        if not ranked:
+        per = {
+            lab: _nameable_gains(rows, sel[sel[S.LABEL] == lab], data.attributes)
+            for lab, rows in real.groupby(S.LABEL, sort=False)
+        }
+        ranked = sorted(
+            ((lab, names) for lab, names in per.items() if names),
+            key=lambda kv: (-len(kv[1]), int(kv[0])),
+        )
+        if not len(real):
             out.append(
                 "Picking the best model of the set on validation data gives no test gain beyond "
                 f"selection noise for any desideratum of the {checked} labels checked."
             )
+        elif not ranked:
+            out.append(ONLY_PROXY_GAINS)
         else:
             items = [
                 f"{labels.get(int(lab), f'label {lab}')} ({', '.join(map(str, names))})"
