@@ -99,6 +99,10 @@ def test_multilabel_same_finding_vector_for_nearly_everyone():
     assert multilabel_degeneracy(preds).describe(["effusion", "mass", "hernia"]) == (
         "predicts exactly 'mass' for 95 % of test patients"
     )
+    wide = np.ones((20, 6), int)  # past four findings the rest are counted
+    assert multilabel_degeneracy(wide).describe(list("abcdef")) == (
+        "predicts exactly 'a', 'b', 'c', 'd' and 2 more labels for 100 % of test patients"
+    )
     preds[3] = [0, 0, 0]  # 18 of 20: 90 %, below the threshold
     assert not multilabel_degeneracy(preds).degenerate
 

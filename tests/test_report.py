@@ -836,7 +836,14 @@ def test_multilabel_run_report(tmp_path):
     assert not (run / "decide" / "ensemble_curves.csv").exists()  # each table once
     out = run / "report"
     assert not (out / "errors.txt").exists()
-    headline = (out / "summary.txt").read_text().splitlines()[0]
+    # 3 epochs of a quarter-width CNN on 300 images stay at chance (mean per-label AUROC 0.50,
+    # the same findings for nearly everyone): the degenerate-model banner leads the summary.
+    warning, headline = (out / "summary.txt").read_text().splitlines()[:2]
+    assert warning.startswith("The trained model predicts ") and "AUROC 0.50" in warning
+    assert warning.endswith(
+        "multiplicity of a near-constant classifier is no finding; train longer or check the data."
+    )
+    assert "Degenerate trained model." in (out / "report.html").read_text()
     classes = ["atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule"]
     classes += ["pneumonia", "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis"]
     classes += ["pleural", "hernia"]

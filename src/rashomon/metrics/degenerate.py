@@ -103,6 +103,7 @@ def degeneracy(
 
 
 AUROC_CHANCE = 0.5
+NAMED_FINDINGS = 4  # findings a multilabel warning names before it counts the rest
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,10 @@ class MultilabelDegeneracy:
             for j, v in enumerate(self.vector)
             if v
         ]
-        what = f"exactly {', '.join(found)}" if found else "no finding on any label"
+        named = ", ".join(found[:NAMED_FINDINGS])
+        if len(found) > NAMED_FINDINGS:  # a headline names a few, then counts the rest
+            named += f" and {len(found) - NAMED_FINDINGS} more labels"
+        what = f"exactly {named}" if found else "no finding on any label"
         share = f"{100 * self.vector_share:.0f} %"
         scores = (
             f"mean per-label AUROC {self.mean_auroc:.2f}, chance {AUROC_CHANCE:.2f}"
