@@ -50,6 +50,10 @@ class PageResult:
     # every <section>: id, class, heading, rendered height and text (cut), as laid out
     sections: list[dict[str, Any]] = field(default_factory=list)
     tables: int = 0  # rendered <table> elements
+    # every <table> as laid out: its section, the right edge of the box that shows it (its
+    # nearest .scroll wrapper, else itself) and of the section's content, whether it is in a
+    # .scroll wrapper and whether that wrapper scrolls
+    table_boxes: list[dict[str, Any]] = field(default_factory=list)
     title: str = ""
     height: int = 0
     screenshot: bytes = b""  # PNG
@@ -224,7 +228,16 @@ IMAGES_JS = """JSON.stringify({
   sections: Array.from(document.querySelectorAll("section")).map(s => ({
     id: s.id, cls: s.className, title: (s.querySelector("h2") || {}).innerText || "",
     height: s.getBoundingClientRect().height, text: s.innerText.slice(0, 8000)})),
-  tables: document.querySelectorAll("table").length
+  tables: document.querySelectorAll("table").length,
+  table_boxes: Array.from(document.querySelectorAll("table")).map(t => {
+    const s = t.closest("section"), wrap = t.closest(".scroll");
+    const box = (wrap || t).getBoundingClientRect();
+    const content = s
+      ? s.getBoundingClientRect().right - parseFloat(getComputedStyle(s).paddingRight)
+      : document.documentElement.clientWidth;
+    return {section: s ? s.id : "", in_scroll: !!wrap, box_right: box.right,
+            section_right: content, scrolls: !!wrap && wrap.scrollWidth > wrap.clientWidth};
+  })
 })"""
 
 
@@ -258,6 +271,7 @@ def inspect_page(
         )
         result.title, result.height, result.images = info["title"], info["height"], info["images"]
         result.sections, result.tables = info["sections"], info["tables"]
+        result.table_boxes = info["table_boxes"]
         shot_h = height or result.height
         br.send(
             "Emulation.setDeviceMetricsOverride",

@@ -8,7 +8,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from rashomon.errors import RashomonError
 from rashomon.metrics import degeneracy
-from rashomon.metrics.degenerate import CHANCE_MARGIN, DOMINANT_SHARE
+from rashomon.metrics.degenerate import CHANCE_MARGIN, DOMINANT_SHARE, multilabel_degeneracy
 
 HAM = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
@@ -98,3 +98,50 @@ def test_a_model_that_finds_a_rare_class_is_not_constant():
     assert missed.dominant_share == 0.98 and missed.near_constant
     pred[95:98] = 1  # finds all 5 again, but also calls 3 negatives positive: 92 % majority
     assert not degeneracy(pred, y).near_constant
+
+
+def test_multilabel_same_finding_vector_for_nearly_everyone():
+    # 20 patients, 3 labels: 19 get no finding, one gets labels 0 and 2 → 95 %: near-constant
+    preds = np.zeros((20, 3), int)
+    preds[7] = [1, 0, 1]
+    d = multilabel_degeneracy(preds)
+    assert d.vector == (0, 0, 0) and d.vector_share == pytest.approx(0.95)
+    assert d.near_constant and not d.near_chance and d.degenerate and d.mean_auroc is None
+    assert d.sentence(["effusion", "mass", "hernia"]) == (
+        "The trained model predicts no finding on any label for 95 % of test patients: "
+        "multiplicity of a near-constant classifier is no finding; train longer or check the data."
+    )
+    # the most common vector can hold findings; the labels are named
+    preds[:, 1] = 1
+    preds[7] = [1, 1, 1]
+    assert multilabel_degeneracy(preds).describe(["effusion", "mass", "hernia"]) == (
+        "predicts exactly 'mass' for 95 % of test patients"
+    )
+    wide = np.ones((20, 6), int)  # past four findings the rest are counted
+    assert multilabel_degeneracy(wide).describe(list("abcdef")) == (
+        "predicts exactly 'a', 'b', 'c', 'd' and 2 more labels for 100 % of test patients"
+    )
+    preds[3] = [0, 0, 0]  # 18 of 20: 90 %, below the threshold
+    assert not multilabel_degeneracy(preds).degenerate
+
+
+def test_multilabel_near_chance_by_mean_per_label_auroc():
+    rng = np.random.default_rng(0)
+    preds = (rng.random((40, 3)) < 0.5).astype(int)  # varied vectors: not near-constant
+    # labels' AUROC 0.50, 0.58 and one label with a single class (NaN): mean 0.54 ≤ 0.55
+    d = multilabel_degeneracy(preds, auroc=[0.5, 0.58, np.nan])
+    assert d.mean_auroc == pytest.approx(0.54) and d.near_chance and not d.near_constant
+    share = f"{100 * d.vector_share:.0f} %"
+    assert d.describe(["a", "b", "c"]).startswith(
+        "is near chance on test patients (mean per-label AUROC 0.54, chance 0.50; it predicts "
+    ) and d.describe().endswith(f"for {share})")
+    assert not multilabel_degeneracy(preds, auroc=[0.5, 0.62, np.nan]).degenerate  # mean 0.56
+    assert multilabel_degeneracy(preds, auroc=0.3).near_chance  # a mean given as one number
+    assert multilabel_degeneracy(preds, auroc=[np.nan] * 3).mean_auroc is None
+
+
+def test_multilabel_bad_shapes():
+    with pytest.raises(RashomonError, match=r"\[N, L\]"):
+        multilabel_degeneracy(np.zeros(5))
+    with pytest.raises(RashomonError, match=r"one AUROC per label"):
+        multilabel_degeneracy(np.zeros((5, 3)), auroc=[0.5, 0.5])

@@ -18,7 +18,7 @@ from fake_run import write_fake_run
 
 from rashomon import schema as S
 from rashomon.errors import RashomonError
-from rashomon.report import build_report
+from rashomon.report import build_report, write_report
 
 FIGURES = {
     "training_curve",
@@ -91,6 +91,7 @@ def test_summary_numbers_come_from_per_sample(tmp_path):
             S.VPR_LOW: [0.1] * 10,
             S.VPR_HIGH: [0.2, 0.3, 0.7, 0.9, 0.45, 0.2, 0.3, 0.2, 0.1, 0.2],
             "sex": [0, 0, 1, 1, 1, 0, 0, 0, 0, 0],
+            "random": [0, 1] * 5,
         }
     )
     run = _minimal_run(tmp_path / "run", ps)
@@ -103,13 +104,114 @@ def test_summary_numbers_come_from_per_sample(tmp_path):
     )
     assert lines[1].startswith("For 20 % of test patients at least one in five")
     assert "test accuracy is 80.0 % (AUROC 0.900)" in lines[2]
-    # sex=1 holds patients 2, 3, 4: all three arbitrary (100 %), against 30 % overall.
-    assert "sex = 1: 100 % of its 3 patients, against 30 % overall" in lines[3]
+    # sex=1 holds patients 2, 3, 4: all three arbitrary (100 %), against 30 % overall; the
+    # random control's groups hold 2 of 5 (40 %) and 1 of 5 (20 %): 10 points from it.
+    assert lines[3] == (
+        "Arbitrariness is highest for sex = 1: 100 % of its 3 patients, against 30 % overall "
+        "(the random control's groups lie within 10.0 points of it)."
+    )
     html = page.read_text()
     assert "30 % of test patients (3 of 10)" in html
     # Missing optional stages name the command that produces them.
     assert "rashomon decide RUN_DIR" in html
     assert "robustness.csv is written by" in html
+
+
+def _group_summary(tmp_path: Path, name: str, groups: dict[str, list[int]], extra=None) -> list:
+    """summary.txt of a run of 40 patients, patients 0-11 arbitrary (30 %), with the given
+    attribute codes (no checkpoint: intensity and random are derived, the rest real)."""
+    arbitrary = np.arange(40) < 12
+    ps = pd.DataFrame(
+        {S.SAMPLE: range(40), S.TRUE_LABEL: [0, 1] * 20, S.MAP_LABEL: [0, 1] * 20}
+        | {S.AMBIGUOUS: arbitrary, S.FLIP_RATE: arbitrary * 0.1, S.DISAGREEMENT: arbitrary * 0.3}
+        | {S.VPR_LOW: 0.2, S.VPR_HIGH: np.where(arbitrary, 0.6, 0.3)}
+        | groups
+    )
+    run = _minimal_run(tmp_path / name, ps, extra)
+    build_report(run, tmp_path / f"{name}-out", load_images=False)
+    return (tmp_path / f"{name}-out" / "summary.txt").read_text().splitlines()
+
+
+def test_the_summary_names_a_real_group_only_beyond_the_random_control(tmp_path):
+    """The headline names a patient group only for a real attribute whose most arbitrary group
+    lies further from the overall share than the random control's groups do; derived proxies
+    (intensity: patients 0-11, all arbitrary) are never named there."""
+    i = np.arange(40)
+    intensity = np.where(i < 12, 0, 1 + i % 2).tolist()
+    sex = ((i < 10) | ((i >= 20) & (i < 30))).astype(int).tolist()  # sex 1: 10 of 20 arbitrary
+    even = (i % 2).tolist()  # random groups: 6 of 20 each (30 %): 0 points from overall
+    skewed = ((i < 10) | (i >= 30)).astype(int).tolist()  # random 1: 50 %, random 0: 10 %
+
+    # (a) only a derived attribute has a gap: no group is named
+    lines = _group_summary(tmp_path, "proxy", {"intensity": intensity, "random": even})
+    assert not any("intensity" in s or "Arbitrariness" in s for s in lines), lines
+    assert (
+        "No real patient attribute on this task: the summary names no patient group (derived "
+        "proxies are in the multiplicity section)."
+    ) in lines
+    # (b) a real attribute beyond the null control: named, the proxy still is not
+    lines = _group_summary(tmp_path, "real", {"sex": sex, "intensity": intensity, "random": even})
+    assert (
+        "Arbitrariness is highest for sex = 1: 50 % of its 20 patients, against 30 % overall "
+        "(the random control's groups lie within 0.0 points of it)."
+    ) in lines
+    assert not any("intensity" in s for s in lines)
+    # (c) the same real gap (20 points) within the random control's (20 points): not named
+    lines = _group_summary(
+        tmp_path, "noise", {"sex": sex, "intensity": intensity, "random": skewed}
+    )
+    assert (
+        "No patient group stands out beyond the random control's 20.0 points: the most "
+        "arbitrary real group, sex = 1, has 50 % against 30 % overall."
+    ) in lines
+    assert not any("Arbitrariness" in s or "intensity" in s for s in lines)
+    # without a random control there is nothing to tell a gap from noise with
+    lines = _group_summary(tmp_path, "nonull", {"sex": sex})
+    assert (
+        "This run has no random control attribute to tell a group's arbitrariness from noise: "
+        "the summary names no patient group."
+    ) in lines
+
+
+def test_the_selection_sentence_names_gaps_of_real_attributes_beyond_random(tmp_path):
+    """A real gain on a fairness gap is named in the summary only for a real attribute, and
+    only when it exceeds the same gap's gain on the random control."""
+    rows = [
+        ("accuracy", 0.010, "real gain"),
+        ("tpr_gap:intensity", 0.050, "real gain"),  # a derived proxy: never named
+        ("tpr_gap:sex", 0.030, "real gain"),  # beyond random's 0.02: named
+        ("tpr_gap:random", 0.020, "real gain"),
+        ("dp_gap:sex", 0.010, "real gain"),  # within random's 0.04: not named
+        ("dp_gap:random", 0.040, "selection noise"),
+    ]
+    sel = pd.DataFrame(
+        {
+            S.DESIDERATUM: [r[0] for r in rows],
+            S.HIGHER_IS_BETTER: False,
+            S.CHOSEN: 1,
+            S.CHOSEN_VAL: 0.1,
+            S.CHOSEN_TEST: 0.1,
+            S.MAP_TEST: 0.1,
+            S.TEST_GAIN: [r[1] for r in rows],
+            S.GAIN_CI_LOW: 0.001,
+            S.GAIN_CI_HIGH: 0.06,
+            S.SPEARMAN_RHO: 0.5,
+            S.VERDICT: [r[2] for r in rows],
+        }
+    )
+    i = np.arange(40)
+    groups = {"sex": (i % 2).tolist(), "intensity": (i % 3).tolist(), "random": (i // 20).tolist()}
+    lines = _group_summary(tmp_path, "sel", groups, {"decide/selection.csv": sel})
+    assert (
+        "Picking the best model of the set on validation data gives a real test gain for: "
+        "accuracy, tpr_gap:sex (see the selection section for the size and its interval)."
+    ) in lines
+    only_proxies = sel[sel[S.DESIDERATUM].str.endswith(("intensity", "random", "dp_gap:sex"))]
+    lines = _group_summary(tmp_path, "sel2", groups, {"decide/selection.csv": only_proxies})
+    assert (
+        "Picking the best model of the set on validation data gives a real test gain only on "
+        "derived proxies or within the random control's gain (see the selection section)."
+    ) in lines
 
 
 def test_decide_and_robustness_tables_render_under_the_schemas_names(tmp_path):
@@ -245,6 +347,16 @@ def test_report_files_and_numbers(report, fake_run):
     headline = (out / "summary.txt").read_text().splitlines()[0]
     assert headline.startswith(f"{100 * share:.0f} % of test patients ({n} of {len(ps)})")
     assert html_escape(headline) in html
+    # The study's validity figure says how its MAP model was trained and how this run's differs
+    # (the fake run trains 20 epochs without dropout; the study's had dropout 0.1).
+    study = [s for s in (out / "summary.txt").read_text().splitlines() if "validity study" in s]
+    assert study == [
+        "In the validity study on pneumoniamnist (cnn-small, MAP model trained for 20 epochs, "
+        "dropout 0.1, no class weights), sets of this kind found 47% of the patients that 30 "
+        "retrained networks flag (precision 95%; docs/results.md, Validity study on "
+        "PneumoniaMNIST); this run's MAP model was trained differently (no dropout, not 0.1), so "
+        "the figure is only indicative: read the figure above as a lower bound."
+    ]
     # Derived attributes are marked as proxies; tables are copied next to the page.
     assert "intensity (derived proxy)" in html
     assert (out / "tables" / "evaluate_per_sample.csv").exists()
@@ -439,11 +551,18 @@ def test_fake_run_files_have_the_schemas_columns(fake_run, task_pneumonia):
     ]
 
 
-def _multilabel_run(root: Path, flips: dict[int, list[bool]], extra=None) -> Path:
-    """A multilabel per_sample.csv (labels of a checkpoint-less run are named 'label <l>')."""
-    cols = {S.SAMPLE: range(len(flips[0]))}
+def _multilabel_run(
+    root: Path, flips: dict[int, list[bool]], extra=None, map_labels: np.ndarray | None = None
+) -> Path:
+    """A multilabel per_sample.csv (labels of a checkpoint-less run are named 'label <l>'); the
+    MAP model's findings `map_labels` [N, L], by default patient i gets label l when i + l is
+    odd (no one finding vector for nearly everyone)."""
+    n = len(flips[0])
+    if map_labels is None:
+        map_labels = (np.add.outer(np.arange(n), np.arange(len(flips))) % 2).astype(int)
+    cols = {S.SAMPLE: range(n)}
     for lab, f in flips.items():
-        cols[S.label_column(lab, S.MAP_LABEL)] = 0
+        cols[S.label_column(lab, S.MAP_LABEL)] = map_labels[:, lab]
         cols[S.label_column(lab, S.AMBIGUOUS)] = f
         cols[S.label_column(lab, S.DISAGREEMENT)] = np.where(f, 0.5, 0.0)
         cols[S.label_column(lab, S.CAPACITY)] = np.where(f, 1.2, 1.0)
@@ -514,6 +633,159 @@ def test_multilabel_headline_and_selection_name_labels(tmp_path):
     assert "label 2: nll ↓" in page and "Selection skipped for some labels:" in page
 
 
+def test_multilabel_selection_plot_shows_the_real_verdicts(tmp_path):
+    """Multilabel selection: the plot keeps the (label, desideratum) pairs whose gain or loss is
+    real and says so; the table lists every pair, the real ones first."""
+    flips = {0: [True, False, False, False], 1: [False, True, False, False]}
+    sel = pd.DataFrame(
+        {
+            S.DESIDERATUM: ["accuracy", "nll"] * 2,
+            S.HIGHER_IS_BETTER: [True, False] * 2,
+            S.CHOSEN: 0,
+            S.CHOSEN_VAL: 0.5,
+            S.CHOSEN_TEST: 0.5,
+            S.MAP_TEST: 0.5,
+            S.TEST_GAIN: 0.01,
+            S.GAIN_CI_LOW: 0.001,
+            S.GAIN_CI_HIGH: 0.02,
+            S.SPEARMAN_RHO: 0.5,
+            S.VERDICT: ["selection noise", "real loss", "real gain", "selection noise"],
+            S.LABEL: [0, 0, 1, 1],
+        }
+    )
+    run = _multilabel_run(tmp_path / "run", flips, {"decide/selection.csv": sel})
+    page = build_report(run, tmp_path / "out", load_images=False).read_text()
+    assert "Shown: the 2 of 4 (label, desideratum) pairs with a real gain or loss" in page
+    table = page[page.index("Shown: the 2 of 4") :]
+    rows = [table.index(f"label {r}") for r in ("0: nll", "1: accuracy", "0: accuracy")]
+    assert rows == sorted(rows)  # the real verdicts first
+
+
+def test_a_degenerate_multilabel_map_model_gets_the_banner(tmp_path):
+    """A multilabel MAP model that finds nothing on any label for every test patient (or is at
+    chance per label) is flagged above the headline, as a binary one is."""
+    rng = np.random.default_rng(0)
+    flips = {lab: list(rng.random(20) < 0.9) for lab in range(3)}
+    run = _multilabel_run(tmp_path / "run", flips, map_labels=np.zeros((20, 3), int))
+    page = build_report(run, tmp_path / "out", load_images=False).read_text()
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    warning = (
+        "The trained model predicts no finding on any label for 100 % of test patients (mean "
+        "per-label AUROC 0.90, chance 0.50): multiplicity of a near-constant classifier is no "
+        "finding; train longer or check the data."
+    )  # the AUROC: the train stage's mean (no per_model_test.csv)
+    assert lines[0] == warning and lines[1].startswith("For label ")
+    assert "Degenerate trained model." in page and html_escape(warning) in page
+    # varied findings, but the MAP row of per_model_test.csv is at chance on every label
+    pm = pd.DataFrame(
+        {S.MODEL: [-1, 0]} | {S.label_column(lab, "auroc"): [0.5, 0.9] for lab in range(3)}
+    )
+    run = _multilabel_run(tmp_path / "chance", flips, {"evaluate/per_model_test.csv": pm})
+    build_report(run, tmp_path / "out2", load_images=False)
+    first = (tmp_path / "out2" / "summary.txt").read_text().splitlines()[0]
+    assert first.startswith(
+        "The trained model is near chance on test patients (mean per-label AUROC 0.50, chance 0.50"
+    )
+    # a working multilabel model gets no banner
+    pm[[S.label_column(lab, "auroc") for lab in range(3)]] = 0.8
+    run = _multilabel_run(tmp_path / "fine", flips, {"evaluate/per_model_test.csv": pm})
+    build_report(run, tmp_path / "out3", load_images=False)
+    assert (tmp_path / "out3" / "summary.txt").read_text().startswith("For label ")
+
+
+def test_an_undefined_flag_precision_reads_undefined(tmp_path):
+    """validate writes a null precision when the set flags no patient: the summary says it is
+    undefined instead of failing (the old TypeError showed an error box at the top)."""
+    ps = pd.DataFrame(
+        {S.SAMPLE: range(4), S.TRUE_LABEL: [0, 1, 0, 1], S.MAP_LABEL: [0, 1, 1, 1]}
+        | {S.AMBIGUOUS: [False] * 4, S.DISAGREEMENT: 0.0, S.FLIP_RATE: 0.0}
+        | {S.VPR_LOW: [0.1, 0.6, 0.7, 0.8], S.VPR_HIGH: [0.2, 0.7, 0.8, 0.9]}
+    )
+    run = _minimal_run(tmp_path / "run", ps)
+    (run / "validate").mkdir()
+    validate = {
+        "retrained": 30,
+        "retrained_in_set": 25,
+        "retrained_flags": 12,
+        "flag_recall": 0.0,
+        "flag_precision": None,
+        "ceiling": {"flag_recall": None, "flag_precision": None},
+    }
+    (run / "validate" / "summary.json").write_text(json.dumps(validate))
+    report = write_report(run, tmp_path / "out", load_images=False)
+    assert report.failures == []
+    lines = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    assert (
+        "Checked on this task: the set flags 0 % of the 12 patients that 25 retrained networks "
+        "flag (precision undefined: the set flags no patient); read the share above as a lower "
+        "bound."
+    ) in lines
+
+
+def test_desiderata_legend_is_drawn_outside_the_strips():
+    """The legend of the strips sits below the axes, over no strip's data."""
+    from rashomon.report import plots
+
+    rng = np.random.default_rng(0)
+    pm = pd.DataFrame(
+        {S.MODEL: np.arange(-1, 30), "accuracy": rng.uniform(0.8, 0.9, 31)}
+        | {"nll": rng.uniform(0.2, 0.4, 31), "ece": rng.uniform(0, 0.1, 31)}
+    )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plots.desiderata_strips(pm, ["accuracy", "nll", "ece"])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the figure out
+    renderer = canvas.get_renderer()
+    legends = [*fig.legends, *(a.get_legend() for a in fig.axes if a.get_legend())]
+    assert len(legends) == 1
+    box = legends[0].get_window_extent(renderer)
+    for a in fig.axes:
+        assert not box.overlaps(a.get_window_extent(renderer)), a.get_title()
+    assert box.y1 <= min(a.get_window_extent(renderer).y0 for a in fig.axes)
+
+
+def test_training_curve_ticks_are_whole_epochs():
+    """A short training (3 epochs) labels its epoch axes with whole numbers only."""
+    from rashomon.report import plots
+
+    hist = pd.DataFrame(
+        {S.EPOCH: [1, 2, 3], S.TRAIN_LOSS: [0.6, 0.5, 0.45], S.VAL_LOSS: [0.62, 0.55, 0.5]}
+        | {S.VAL_ACC: [0.7, 0.75, 0.8]}
+    )
+    fig = plots.training_curve(hist)
+    fig.canvas.draw()
+    for a in fig.axes:
+        lo, hi = a.get_xlim()
+        ticks = [t for t in a.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_wide_tables_scroll_inside_their_section(tmp_path):
+    """In a narrow window every table (key-value tables too) scrolls inside its own box, which
+    ends within its section: nothing is cut off at the section's edge or spills past it."""
+    from browser import inspect_self_contained
+
+    ps = pd.DataFrame(
+        {S.SAMPLE: range(4), S.TRUE_LABEL: [0, 1, 0, 1], S.MAP_LABEL: [0, 1, 1, 1]}
+        | {S.AMBIGUOUS: [True, False, False, False], S.DISAGREEMENT: [0.5, 0, 0, 0]}
+    )
+    surv = pd.DataFrame(
+        {S.EPSILON: [0.01, 0.02], S.ON: "loss", S.MODELS_IN_SET: [40, 45], S.MODELS: 50}
+        | {S.THRESHOLD: [0.31, 0.32]}
+        | {f"a_long_extra_column_{i}": 1.0 for i in range(6)}
+    )
+    run = _minimal_run(tmp_path / "run", ps, {"sample/survival.csv": surv})
+    long = dict(SAMPLE_SUMMARY, options={"hessian": "kron", "note": "x" * 160})
+    (run / "sample" / "summary.json").write_text(json.dumps(long))
+    page = inspect_self_contained(build_report(run, tmp_path / "out", load_images=False), 560)
+    boxes = page.table_boxes
+    assert boxes and all(t["in_scroll"] for t in boxes), boxes
+    for t in boxes:
+        assert t["box_right"] <= t["section_right"] + 1, t
+    assert [t["scrolls"] for t in boxes if t["section"] == "set"] == [True, True]
+
+
 @pytest.mark.slow
 def test_multilabel_run_report(tmp_path):
     """A real multilabel run (ChestMNIST layout, 14 labels): every table has the schema's
@@ -564,7 +836,14 @@ def test_multilabel_run_report(tmp_path):
     assert not (run / "decide" / "ensemble_curves.csv").exists()  # each table once
     out = run / "report"
     assert not (out / "errors.txt").exists()
-    headline = (out / "summary.txt").read_text().splitlines()[0]
+    # 3 epochs of a quarter-width CNN on 300 images stay at chance (mean per-label AUROC 0.50,
+    # the same findings for nearly everyone): the degenerate-model banner leads the summary.
+    warning, headline = (out / "summary.txt").read_text().splitlines()[:2]
+    assert warning.startswith("The trained model predicts ") and "AUROC 0.50" in warning
+    assert warning.endswith(
+        "multiplicity of a near-constant classifier is no finding; train longer or check the data."
+    )
+    assert "Degenerate trained model." in (out / "report.html").read_text()
     classes = ["atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule"]
     classes += ["pneumonia", "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis"]
     classes += ["pleural", "hernia"]

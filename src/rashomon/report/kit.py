@@ -72,7 +72,14 @@ table.tbl td.t, table.tbl th.t { text-align:left; }
 table.kv th, table.kv td { text-align:left; }
 .side { display:flex; flex-wrap:wrap; gap:10px 28px; align-items:flex-start; }
 .side > figure { flex:1 1 420px; margin-top:0; }
-.scroll { overflow-x:auto; }
+.side > div, .row > div { min-width:0; max-width:100%; }
+/* A table wider than its box scrolls inside it; shadows at the edges show there is more. */
+.scroll { overflow-x:auto; max-width:100%;
+  background:
+    linear-gradient(to right, #fff 30%, #fff0) left / 28px 100% no-repeat local,
+    linear-gradient(to left, #fff 30%, #fff0) right / 28px 100% no-repeat local,
+    radial-gradient(farthest-side at 0 50%, #0002, #0000) left / 10px 100% no-repeat scroll,
+    radial-gradient(farthest-side at 100% 50%, #0002, #0000) right / 10px 100% no-repeat scroll; }
 .note { color:var(--muted); font-size:13.5px; background:var(--bg); border-radius:6px;
         padding:8px 12px; }
 .missing { color:var(--warn); }
@@ -173,7 +180,7 @@ def table_html(df: pd.DataFrame, digits: int = 3, max_rows: int | None = 60) -> 
 def kv_table(pairs: Sequence[tuple[str, Any]], digits: int = 4) -> str:
     """A two-column table of (name, value) pairs."""
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(fmt(v, digits))}</td></tr>" for k, v in pairs)
-    return f'<table class="tbl kv">{rows}</table>'
+    return f'<div class="scroll"><table class="tbl kv">{rows}</table></div>'
 
 
 def note(html: str) -> str:

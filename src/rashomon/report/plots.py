@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from rashomon import schema as S
 from rashomon.schema import find_in_set_column
@@ -59,10 +60,12 @@ def training_curve(history: pd.DataFrame) -> Figure:
         if col in history:
             a.plot(ep, history[col], marker="o", ms=3, color=color, label=label)
     if S.VAL_LOSS in history:
-        best = history[S.VAL_LOSS].idxmin()
+        # the checkpoint training kept (smoothed minimum), else the raw minimum (older runs)
+        chosen = history.index[history["selected"].astype(bool)] if "selected" in history else []
+        best = chosen[0] if len(chosen) else history[S.VAL_LOSS].idxmin()
         a.axvline(ep[best], color=GREY, ls=":", lw=1)
         a.annotate(
-            "best val",
+            "kept" if len(chosen) else "best val",
             (ep[best], history[S.VAL_LOSS][best]),
             xytext=(4, 8),
             textcoords="offset points",
@@ -75,6 +78,8 @@ def training_curve(history: pd.DataFrame) -> Figure:
     if S.VAL_ACC in history:
         b.plot(ep, 100 * history[S.VAL_ACC], marker="o", ms=3, color=ACCENT)
     b.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for axis in (a, b):  # epochs are whole: no tick at 1.5
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
@@ -271,10 +276,11 @@ def desiderata_strips(per_model: pd.DataFrame, metrics: Sequence[str]) -> Figure
         a.set_xticks([])
         a.set_title(metric.replace(":", "\n").replace("[", "\n").rstrip("]"), fontsize=9.5)
         a.grid(axis="x", visible=False)
-        if i == 0:
-            a.legend(loc="best", fontsize=7.5)
     for j in range(n, nrows * ncols):
         ax[j // ncols, j % ncols].set_axis_off()
+    # below the strips, where it covers no model's dot
+    handles, labels = ax[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     return fig
 
 

@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
-from rashomon.metrics.degenerate import Degeneracy, degeneracy
+from rashomon.metrics.degenerate import (
+    Degeneracy,
+    MultilabelDegeneracy,
+    degeneracy,
+    multilabel_degeneracy,
+)
+from rashomon.report.fairness import NULL_ATTRIBUTE
 from rashomon.report.load import RunData
 
 # disagreement = 4·p̂·(1−p̂) ≥ 0.64  ⇔  at least 20 % of the set predicts the minority label.
@@ -67,8 +73,17 @@ def kept_models(data: RunData) -> tuple[int | None, int | None]:
     return (int(kept) if kept is not None else None, int(total) if total is not None else None)
 
 
-def group_extremes(data: RunData) -> list[tuple[str, str, bool, float, int]]:
-    """(attribute, level, derived, share arbitrary, n) per group level, most arbitrary first."""
+@dataclass(frozen=True)
+class GroupShare:
+    attribute: str
+    level: str
+    derived: bool  # a derived proxy or the random null control, not a patient attribute
+    share: float  # share of the group's test patients who are arbitrary
+    count: int  # the group's test patients
+
+
+def group_extremes(data: RunData) -> list[GroupShare]:
+    """The share of arbitrary patients per group of every attribute, most arbitrary first."""
     ps = data.table("per_sample")
     if ps is None or S.AMBIGUOUS not in ps:
         return []
@@ -81,24 +96,93 @@ def group_extremes(data: RunData) -> list[tuple[str, str, bool, float, int]]:
             m = codes == code
             label = levels[int(code)] if 0 <= int(code) < len(levels) else str(code)
             out.append(
-                (name, label, bool(info.get("derived")), float(arbitrary[m].mean()), int(m.sum()))
+                GroupShare(
+                    name, label, bool(info.get("derived")), float(arbitrary[m].mean()), int(m.sum())
+                )
             )
-    return sorted(out, key=lambda r: -r[3])
+    return sorted(out, key=lambda g: -g.share)
 
 
-def map_degeneracy(data: RunData) -> Degeneracy | None:
-    """The degeneracy checks of the MAP model on the test patients (per_sample.csv's MAP labels
-    against the true ones); None when the table lacks them (multilabel tasks, old runs)."""
+def null_spread(groups: list[GroupShare], overall: float) -> float | None:
+    """How far the random control's groups lie from the overall share at most: the gap that
+    chance alone makes on this run (None without a random attribute)."""
+    shares = [g.share for g in groups if g.attribute == NULL_ATTRIBUTE]
+    return max(abs(x - overall) for x in shares) if shares else None
+
+
+def _group_sentence(data: RunData, overall: float, per_label: bool) -> list[str]:
+    """The patient group the summary names: the most arbitrary group of a real attribute, only
+    when it lies further from the overall share than the random control's groups do. Derived
+    proxies are never named here (the multiplicity section shows them)."""
+    groups = group_extremes(data)
+    if not groups or overall <= 0:
+        return []
+    real = [g for g in groups if not g.derived]
+    if not real:
+        return [
+            "No real patient attribute on this task: the summary names no patient group "
+            "(derived proxies are in the multiplicity section)."
+        ]
+    null = null_spread(groups, overall)
+    if null is None:
+        return [
+            "This run has no random control attribute to tell a group's arbitrariness from "
+            "noise: the summary names no patient group."
+        ]
+    top = real[0]
+    points = f"{100 * null:.1f} points"
+    if top.share - overall > null:
+        some = " on some label" if per_label else ""
+        return [
+            f"Arbitrariness{some} is highest for {top.attribute} = {top.level}: {pct(top.share)} "
+            f"of its {top.count} patients, against {pct(overall)} overall (the random control's "
+            f"groups lie within {points} of it)."
+        ]
+    return [
+        f"No patient group stands out beyond the random control's {points}: the most arbitrary "
+        f"real group, {top.attribute} = {top.level}, has {pct(top.share)} against "
+        f"{pct(overall)} overall."
+    ]
+
+
+def map_degeneracy(data: RunData) -> Degeneracy | MultilabelDegeneracy | None:
+    """The degeneracy checks of the MAP model on the test patients: per_sample.csv's MAP labels
+    against the true ones; multilabel, its finding vectors and its per-label AUROC (the MAP row
+    of per_model_test.csv, else the train stage's mean). None when the tables lack them."""
     ps = data.table("per_sample")
-    if ps is None or not len(ps) or not {S.TRUE_LABEL, S.MAP_LABEL} <= set(ps.columns):
+    if ps is None or not len(ps):
+        return None
+    if data.labels:
+        cols = S.label_columns(ps.columns, S.MAP_LABEL)
+        if not cols:
+            return None
+        return multilabel_degeneracy(ps[list(cols.values())].to_numpy(), _map_auroc(data, cols))
+    if not {S.TRUE_LABEL, S.MAP_LABEL} <= set(ps.columns):
         return None
     return degeneracy(ps[S.MAP_LABEL].to_numpy(), ps[S.TRUE_LABEL].to_numpy())
+
+
+def _map_auroc(data: RunData, labels: dict[int, str]) -> np.ndarray | float | None:
+    """The multilabel MAP model's test AUROC per label, else its mean, else None."""
+    pm = data.table("per_model_test")
+    if pm is not None and S.MODEL in pm:
+        row = pm[pm[S.MODEL] == -1]
+        cols = [S.label_column(lab, "auroc") for lab in labels]
+        if len(row) and all(c in row for c in cols):
+            return row[cols].iloc[0].to_numpy(float)
+    auroc = data.summaries.get("train", {}).get("test_auroc")
+    return float(auroc) if auroc is not None else None
 
 
 def degenerate_warning(data: RunData) -> str | None:
     """The headline's warning when the MAP model is near-constant or near chance, else None."""
     d = map_degeneracy(data)
-    return d.sentence(data.class_names, "test") if d is not None and d.degenerate else None
+    if d is None or not d.degenerate:
+        return None
+    if isinstance(d, MultilabelDegeneracy):
+        cols = S.label_columns(data.table("per_sample").columns, S.MAP_LABEL)
+        return d.sentence([data.labels[lab] for lab in cols], "test")
+    return d.sentence(data.class_names, "test")
 
 
 def summary_sentences(data: RunData) -> list[str]:
@@ -133,15 +217,7 @@ def summary_sentences(data: RunData) -> list[str]:
         auc = f" (AUROC {t['test_auroc']:.3f})" if "test_auroc" in t else ""
         mean = "mean per-label " if per_label else ""
         out.append(f"The trained model's {mean}test accuracy is {pct(t['test_accuracy'], 1)}{auc}.")
-    groups = group_extremes(data)
-    if groups and a.share > 0:
-        name, level, derived, share, n = groups[0]
-        tag = " (derived proxy)" if derived else ""
-        some = " on some label" if per_label else ""
-        out.append(
-            f"Arbitrariness{some} is highest for {name} = {level}{tag}: {pct(share)} of its {n} "
-            f"patients, against {pct(a.share)} overall."
-        )
+    out += _group_sentence(data, a.share, bool(per_label))
     out += _validity_sentences(data)
     out += _extremes_sentence(data)
     out += _selection_sentence(data)
@@ -186,18 +262,30 @@ def _validity_sentences(data: RunData) -> list[str]:
                 "task: they agree on every test patient, so the set's recall is undefined."
             ]
         ceiling = (v.get("ceiling") or {}).get("flag_recall")
-        half = f"; two halves of the retrained set agree on {pct(ceiling)}" if ceiling else ""
+        half = (
+            f"; two halves of the retrained set agree on {pct(ceiling)}"
+            if ceiling is not None
+            else ""
+        )
+        # validate writes null where a figure is undefined: precision when the set flags nobody
+        precision = v.get("flag_precision")
+        precision = (
+            f"precision {pct(precision)}"
+            if precision is not None
+            else "precision undefined: the set flags no patient"
+        )
+        recall = v.get("flag_recall")
         return [
-            f"Checked on this task: the set flags {pct(v['flag_recall'])} of the "
+            f"Checked on this task: the set flags "
+            f"{pct(recall) if recall is not None else 'an undefined share'} of the "
             f"{v['retrained_flags']} patients that {v['retrained_in_set']} retrained networks "
-            f"flag (precision {pct(v['flag_precision'])}){half}; read the share above as a lower "
-            "bound."
+            f"flag ({precision}){half}; read the share above as a lower bound."
         ]
     from rashomon.report.study import validity_line
 
     d, t = data.config.get("data") or {}, data.config.get("train") or {}
     line = validity_line(
-        str(d.get("dataset", "")), str(t.get("arch", "")), data.sample.summary or {}
+        str(d.get("dataset", "")), str(t.get("arch", "")), data.sample.summary or {}, t
     )
     return [line] if line else []
 
@@ -306,6 +394,33 @@ def _real_gains(sel: pd.DataFrame) -> pd.DataFrame:
     return sel[verdicts.str.contains("real gain")]
 
 
+def _nameable_gains(real: pd.DataFrame, sel: pd.DataFrame, attributes: dict) -> list[str]:
+    """The desiderata of `real` (real gains) the summary may name: overall ones, and a gap of a
+    real attribute whose gain exceeds the same gap's gain on the random control (in `sel`, the
+    rows of the same task or label); a derived proxy's never."""
+    null = {}
+    for name, gain in zip(sel[S.DESIDERATUM].astype(str), sel[S.TEST_GAIN], strict=True):
+        prefix, _, attribute = name.partition(":")
+        if attribute == NULL_ATTRIBUTE:
+            null[prefix] = float(gain)
+    out = []
+    for name, gain in zip(real[S.DESIDERATUM].astype(str), real[S.TEST_GAIN], strict=True):
+        prefix, _, attribute = name.partition(":")
+        if attribute:
+            if bool(attributes.get(attribute, {}).get("derived", True)):
+                continue  # a derived proxy or the random control itself
+            if prefix in null and not float(gain) > null[prefix]:
+                continue
+        out.append(name)
+    return out
+
+
+ONLY_PROXY_GAINS = (
+    "Picking the best model of the set on validation data gives a real test gain only on "
+    "derived proxies or within the random control's gain (see the selection section)."
+)
+
+
 def _selection_sentence(data: RunData) -> list[str]:
     sel = data.table("selection")
     labels = data.labels
@@ -322,10 +437,12 @@ def _selection_sentence(data: RunData) -> list[str]:
             "Picking the best model of the set on validation data gives no test gain beyond "
             f"selection noise for any of the {len(sel)} desiderata checked."
         ]
-    names = ", ".join(str(v) for v in real[S.DESIDERATUM])
+    named = _nameable_gains(real, sel, data.attributes)
+    if not named:
+        return [ONLY_PROXY_GAINS]
     return [
         f"Picking the best model of the set on validation data gives a real test gain for: "
-        f"{names} (see the selection section for the size and its interval)."
+        f"{', '.join(named)} (see the selection section for the size and its interval)."
     ]
 
 
@@ -340,13 +457,21 @@ def _multilabel_selection_sentence(
     if sel is not None and len(sel):
         checked = sel[S.LABEL].nunique()
         real = _real_gains(sel)
-        per = real.groupby(S.LABEL, sort=False)[S.DESIDERATUM].apply(list)
-        ranked = sorted(per.items(), key=lambda kv: (-len(kv[1]), int(kv[0])))
-        if not ranked:
+        per = {
+            lab: _nameable_gains(rows, sel[sel[S.LABEL] == lab], data.attributes)
+            for lab, rows in real.groupby(S.LABEL, sort=False)
+        }
+        ranked = sorted(
+            ((lab, names) for lab, names in per.items() if names),
+            key=lambda kv: (-len(kv[1]), int(kv[0])),
+        )
+        if not len(real):
             out.append(
                 "Picking the best model of the set on validation data gives no test gain beyond "
                 f"selection noise for any desideratum of the {checked} labels checked."
             )
+        elif not ranked:
+            out.append(ONLY_PROXY_GAINS)
         else:
             items = [
                 f"{labels.get(int(lab), f'label {lab}')} ({', '.join(map(str, names))})"
