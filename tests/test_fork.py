@@ -59,7 +59,10 @@ def test_resuming_with_the_saved_streams_reproduces_the_map_model(trained, tiny_
 
 def test_a_fork_with_its_own_seed_is_another_network(trained, tiny_task):
     model, saved = trained
+    before = {k: v.clone() for k, v in nearest_state(saved, 0.5).optimizer["state"][0].items()}
     a = fork(tiny_task, model, nearest_state(saved, 0.5), seed=1)
+    after = nearest_state(saved, 0.5).optimizer["state"][0]
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the state is not consumed
     b = fork(tiny_task, model, nearest_state(saved, 0.5), seed=1)
     c = fork(tiny_task, model, nearest_state(saved, 0.5), seed=2)
     assert _same(a, b) and not _same(a, c) and not _same(a, model)

@@ -104,3 +104,32 @@ def test_swag_set_is_gaussian_around_the_swa_mean(net, tiny_task, subset):
     assert torch.equal(again.samples, mset.samples)
     p = mset.predict(tiny_task.val.x)
     assert p.shape == (400, len(tiny_task.val), 2) and torch.isfinite(p).all()
+
+
+def test_mean_pairwise_disagreement_by_hand():
+    from rashomon.sets.scaling import mean_pairwise_disagreement
+
+    # 3 models, 2 patients: patient 0 labels (0, 0, 1) → 2 of 3 pairs differ; patient 1 agrees
+    labels = np.array([[0, 1], [0, 1], [1, 1]])
+    assert mean_pairwise_disagreement(labels) == pytest.approx((2 / 3 + 0) / 2)
+    # two models: the share of patients they differ on
+    assert mean_pairwise_disagreement(np.array([[0, 1, 2, 2], [0, 2, 2, 1]])) == 0.5
+
+
+def test_disagreement_scale_hits_the_validation_error(net, tiny_task):
+    """Jiang et al.'s target: the set's models disagree pairwise on validation as often as the
+    trained model errs there."""
+    from rashomon.sets.laplace import laplace
+    from rashomon.sets.scaling import disagreement_scale, mean_pairwise_disagreement
+
+    post = laplace(net, tiny_task, prior=1.0)
+    dev = post.sample_deviations(200, seed=0)
+    s, info = disagreement_scale(post, dev, tiny_task)
+    error = float(
+        (model_probs(net, tiny_task.val.x).numpy().argmax(-1) != tiny_task.val.y.numpy()).mean()
+    )
+    assert info["target_disagreement"] == pytest.approx(error)
+    labels = post.to_set(post.mean[None] + s * dev).predict(tiny_task.val.x).numpy().argmax(-1)
+    # the bisection stops on the last scale below the target: within a few patients of it
+    assert info["disagreement"] == pytest.approx(mean_pairwise_disagreement(labels))
+    assert error - 0.05 <= info["disagreement"] <= error + 1e-9

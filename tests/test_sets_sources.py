@@ -145,3 +145,22 @@ def test_builder_source_is_part_of_the_architecture(tmp_path, monkeypatch):
     importlib.reload(sys.modules["my_nets_for_identity"])
     assert arch_identity("my_nets_for_identity:build") != first
     assert arch_identity("cnn-small") == "cnn-small"
+
+
+def test_training_key_of_a_fixed_recipe_is_stable():
+    """The retrain cache's folder name must not drift with refactoring: a changed key orphans
+    every seed trained before (30 per dataset: hours of CPU). Change TRAINING_VERSION (and this
+    literal) only when training's arithmetic changes."""
+    from rashomon.config import TrainSection
+    from rashomon.data.task import Split, Task
+    from rashomon.sets.retrain import training_key
+
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n):
+        x = torch.rand(n, 1, 28, 28, generator=gen) * 2 - 1
+        return Split(x=x, y=(torch.arange(n) % 4 == 0).long())
+
+    task = Task("synthetic", "binary", 2, split(40), split(12), split(12))
+    options = TrainSection(dropout=0.1).fit_options()
+    assert training_key(task, "cnn-small", None, options) == "2070c78bc0871ec9"

@@ -418,7 +418,9 @@ def fit(
                 f"{total}; resume with the budget it was saved under"
             )
         model.load_state_dict(resume.model)
-        opt.load_state_dict(resume.optimizer)
+        # a copy: Adam updates its moments in place, and load_state_dict keeps the tensors it
+        # is given, so a second fork from the same state would start from the first's moments
+        opt.load_state_dict(copy.deepcopy(resume.optimizer))
         step, first_epoch = resume.step, resume.epoch
         losses = list(resume.losses)
         states = {k: _clone_state(v) for k, v in resume.candidates.items()}

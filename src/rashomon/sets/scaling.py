@@ -71,6 +71,13 @@ class PathEvaluator:
         mset: ModelSet = self.post.to_set(vectors, kind=self.kind)
         return mset.logits(self.x_val, self.device, self.max_memory)
 
+    def labels(self, t: torch.Tensor) -> np.ndarray:
+        """Each model's predicted labels [M, N] on validation (multilabel: [M, N·L] 0/1)."""
+        logits = self._logits(t.float())
+        if self.multilabel:
+            return (logits > 0).reshape(len(logits), -1).numpy().astype(np.int64)
+        return logits.argmax(-1).numpy()
+
     def scores(self, t: torch.Tensor, on: str) -> np.ndarray:
         logits = self._logits(t.float())
         probs = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, -1)
@@ -221,3 +228,77 @@ def boundary_scales(
     }
     # lo is inside by construction: every model sits within ε, at most 2^-steps from its edge.
     return lo.float(), info
+
+
+def mean_pairwise_disagreement(labels: np.ndarray) -> float:
+    """Share of patients on which two distinct models of the set give different labels,
+    averaged over all pairs: per patient 1 − Σ_c n_c (n_c − 1) / (M (M − 1)) for the M models'
+    label counts n_c (multilabel: per patient-label pair)."""
+    labels = np.asarray(labels)
+    m = labels.shape[0]
+    if m < 2:
+        raise RashomonError("pairwise disagreement needs at least two models")
+    agree = np.zeros(labels.shape[1], dtype=np.float64)
+    for c in np.unique(labels):
+        n_c = (labels == c).sum(axis=0).astype(np.float64)
+        agree += n_c * (n_c - 1)
+    return float((1.0 - agree / (m * (m - 1))).mean())
+
+
+def disagreement_scale(
+    post: Any,
+    deviations: torch.Tensor,
+    task: Any,
+    *,
+    kind: str = "nn",
+    device: str | None = None,
+    max_memory: str | int | None = None,
+    steps: int = 20,
+    reference: torch.nn.Module | None = None,
+) -> tuple[float, dict[str, Any]]:
+    """The factor s at which the models θ* + s·v disagree with each other on validation, on
+    average over pairs, as often as the audited model errs there (its validation error rate).
+
+    Jiang et al. (ICLR 2022) found that two networks trained by SGD from different seeds
+    disagree on about the test error rate of either; this scale sets a set's spread to that
+    level with no retraining. Bisection in log2 s, the disagreement being monotone in s up to
+    sampling noise; validation data only."""
+    ev = _evaluator(post, deviations, task, kind, device, max_memory, None)
+    ref_model = reference or post.model
+    multilabel = task.kind == "multilabel"
+    ref = model_probs(ref_model, task.val.x, multilabel, device or "cpu").numpy()
+    y = task.val.y.numpy()
+    if multilabel:
+        target = float(((ref > 0.5) != (y > 0.5)).mean())
+    else:
+        target = float((ref.argmax(-1) != y).mean())
+    if target <= 0:
+        raise RashomonError(
+            "the audited model makes no error on validation, so the disagreement scale has no "
+            "target; use scale=epsilon or scale=boundary"
+        )
+    M = len(deviations)
+
+    def disagreement(log2s: float) -> float:
+        return mean_pairwise_disagreement(ev.labels(torch.full((M,), 2.0**log2s)))
+
+    lo, hi = -float(MAX_LOG2_SCALE), float(MAX_LOG2_SCALE)
+    d_hi = disagreement(hi)
+    if d_hi < target:
+        lo = hi  # even the widest scale tried disagrees less than the model errs
+    for _ in range(steps if d_hi >= target else 0):
+        mid = (lo + hi) / 2
+        if disagreement(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    scale = 2.0**lo
+    info = {
+        "scale": scale,
+        "target_disagreement": target,
+        "disagreement": disagreement(lo),
+        "search_models": M,
+        "evaluations": ev.calls,
+        "reached": bool(d_hi >= target),
+    }
+    return scale, info
