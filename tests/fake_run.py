@@ -37,10 +37,60 @@ CORRUPTIONS = ("gaussian_noise", "contrast_down", "pixelate")
 ATTACKS = ("fgsm", "pgd")
 ATTACK_EPSILONS = (0.0, 1 / 255, 2 / 255, 4 / 255)
 ENSEMBLE_SIZES = (1, 3, 5, 10, 20)
+FLAGS = ("flag_recall", "flag_precision")
 AGREEMENT = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BOOTSTRAP = 200  # resamples of the spread table and the selection gains (the stages use 1000)
 ROBUSTNESS_MODELS = 40
 SYNTHETIC_ATTRIBUTES = {"intensity": ["low", "mid", "high"], "random": ["a", "b"]}
+
+# The validate stage's figures, hand-chosen (not computed from the simulation, unlike the other
+# stages: retraining needs networks), so that tests can state what the report must show: 25 of
+# 30 retrained networks within ε flag 218 of the 624 PneumoniaMNIST test patients (34.9 %);
+# h = 12 of the set's models find 60 % of the patients 12 retrained networks flag, two
+# retrained halves agree on 80 % (ratio 0.75); the set's precision 90 % against the halves' 83 %
+# (ratio 90/83); 9 retrained networks show the whole set's ambiguity, 0.22 (near the simulated
+# set's on that task).
+VALIDATE_FIGURES = {
+    "epsilon": 0.02,
+    "retrained_in_set": 25,
+    "retrained_flags": 218,
+    "matched_models": 12,
+    "flag_recall_ratio": 0.75,
+    "flag_precision_ratio": 1.0843,
+    "flip_rate_ap": 0.72,
+    "ambiguity_set": 0.22,
+    "retrained_models_for_ambiguity": 9,
+    "retrained": 30,
+    "reused": 0,
+    "train_seconds": 900.0,
+    "flag_recall_matched": 0.6,
+    "flag_recall_matched_sd": 0.08,
+    "flag_precision_matched": 0.9,
+    "flag_precision_matched_sd": 0.05,
+    "flag_recall_ceiling": 0.8,
+    "flag_precision_ceiling": 0.83,
+    "flip_rate_spearman": 0.61,
+    "flip_rate_ap_base_rate": 0.3494,
+    "ambiguity_matched": 0.09,
+    "flag_recall_full": 0.46,
+    "flag_precision_full": 0.73,
+    "spearman_disagreement": 0.6,
+    "matched_rounds": 200,
+    "matched_with_replacement": False,
+    "ambiguity_retrained": 0.3494,
+    "ceiling": {
+        "flag_recall": 0.8,
+        "flag_precision": 0.83,
+        "spearman_disagreement": 0.8,
+        "ambiguity_half": 0.27,
+        "flag_recall_sd": 0.06,
+        "flag_precision_sd": 0.07,
+        "spearman_disagreement_sd": 0.03,
+        "ambiguity_half_sd": 0.02,
+        "models_per_half": 12,
+        "rounds": 200,
+    },
+}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -105,8 +155,11 @@ def write_fake_run(
     data_root: str | None = None,
     arch: str = "cnn-small",
     dataset: str | None = None,
+    validate: dict | None = None,
 ) -> Path:
-    """Write a synthetic run directory; returns it. `task` (a real Task) supplies labels/groups."""
+    """Write a synthetic run directory; returns it. `task` (a real Task) supplies labels/groups.
+    With "validate" in `stages`, the validate stage's files hold `validate` (default
+    VALIDATE_FIGURES): its summary.json as given (a null figure stays null)."""
     import torch
 
     from rashomon.config import RunConfig, dump_config
@@ -342,8 +395,111 @@ def write_fake_run(
             (d / S.SUMMARY).write_text(json.dumps({"seconds": 4.0}))
             write_record("decide")
 
+    if "validate" in stages:
+        _write_validate(run_dir / "validate", VALIDATE_FIGURES if validate is None else validate)
+        _write_flags(
+            run_dir / "validate", set_pt[keep], map_pt, VALIDATE_FIGURES["retrained_flags"]
+        )
+        write_record("validate")
+
     (run_dir / S.RECORDS).write_text(json.dumps(records, indent=2))
     return run_dir
+
+
+def _curve(a_end: float, k_end: int, ks: np.ndarray, through: tuple[float, float] | None):
+    """A power-law ambiguity curve a(k) = a_end·(k/k_end)^γ, through `through` = (k, a) when
+    given (else γ = 1/2)."""
+    gamma = 0.5
+    if through is not None and all(np.isfinite(through)) and through[0] != k_end:
+        gamma = np.log(through[1] / a_end) / np.log(through[0] / k_end)
+    return a_end * (ks / k_end) ** gamma
+
+
+def _write_validate(out: Path, v: dict) -> None:
+    """validate/summary.json, compare.csv, ceiling.csv/.json and growth.csv from the figures `v`
+    (per_patient.csv: `_write_flags`; no probs_test.npy, which only a network gives). The growth
+    curves pass through the figures: the retrained one reaches the set's ambiguity at
+    `retrained_models_for_ambiguity` and ends at `ambiguity_retrained` (k = T), the set's holds
+    `ambiguity_matched` at k = T and ends at `ambiguity_set` (k = its models within ε)."""
+    out.mkdir(exist_ok=True)
+    (out / S.SUMMARY).write_text(json.dumps(v, indent=2))
+    ceiling = v.get("ceiling") or {}
+    pd.DataFrame([ceiling]).to_csv(out / "ceiling.csv", index=False)
+    (out / "ceiling.json").write_text(json.dumps(ceiling, indent=2))
+    sample = json.loads((out.parent / "sample" / S.SUMMARY).read_text())
+    t, m, h = int(v["retrained_in_set"]), int(sample["models_in_set"]), int(v["matched_models"])
+
+    def num(key: str) -> float:
+        return np.nan if v.get(key) is None else float(v[key])
+
+    # compare.csv's columns in its order (desiderata spreads and costs left out)
+    columns = [
+        *("set", "source", "ground_truth", "models", "models_in_set", "matched_models"),
+        *("flag_recall_ratio", "flag_precision_ratio"),
+        *(f"{f}_{p}" for f in FLAGS for p in ("matched", "matched_sd", "ceiling", "ceiling_sd")),
+        *("flip_rate_spearman", "flip_rate_ap", "flip_rate_ap_base_rate", "ambiguity"),
+        *("ambiguity_matched", "retrained_models_for_ambiguity"),
+        *("flag_precision_full", "flag_recall_full", "matched_rounds", "matched_with_replacement"),
+    ]
+    ceiling_sd = {f"{f}_ceiling_sd": ceiling.get(f"{f}_sd") for f in FLAGS}
+    cheap = {c: num(c) for c in columns} | ceiling_sd
+    cheap |= {"set": "laplace", "source": "laplace", "ground_truth": False}
+    cheap |= {"models": sample["models"], "models_in_set": m, "ambiguity": num("ambiguity_set")}
+    cheap |= {"matched_models": h, "matched_rounds": int(v["matched_rounds"])}
+    cheap["matched_with_replacement"] = bool(v["matched_with_replacement"])
+    # the retrained row: its halves against each other are its matched figures (ratios 1), it
+    # flags what it flags (flip-rate ρ, AP and full-size figures 1)
+    truth = {c: 1.0 for c in columns} | ceiling_sd
+    truth |= {"set": "retrained", "source": "retrain", "ground_truth": True}
+    truth |= {"models": v["retrained"], "models_in_set": t, "matched_models": h}
+    for f in FLAGS:
+        truth[f"{f}_matched"] = truth[f"{f}_ceiling"] = num(f"{f}_ceiling")
+        truth[f"{f}_matched_sd"] = ceiling.get(f"{f}_sd")
+    truth["flip_rate_ap_base_rate"] = num("flip_rate_ap_base_rate")
+    truth["ambiguity"] = truth["ambiguity_matched"] = num("ambiguity_retrained")
+    truth["retrained_models_for_ambiguity"] = t
+    truth |= {"matched_rounds": int(v["matched_rounds"]), "matched_with_replacement": False}
+    compare = pd.DataFrame([cheap, truth], columns=columns)
+    compare["run_dir"] = str(out.parent)
+    compare.to_csv(out / "compare.csv", index=False)
+
+    truth_k = np.arange(1, t + 1)
+    reach = (num("retrained_models_for_ambiguity"), num("ambiguity_set"))
+    truth_a = _curve(num("ambiguity_retrained"), t, truth_k, reach)
+    set_k = np.unique(np.r_[np.round(np.geomspace(1, m, 40)).astype(int), t // 2, t])
+    set_k = set_k[set_k <= m]
+    set_a = _curve(num("ambiguity_set"), m, set_k, (t, num("ambiguity_matched")))
+    curves = [
+        pd.DataFrame({"set": name, "ground_truth": truth, "k": k, "ambiguity": a})
+        for name, truth, k, a in (
+            ("laplace", False, set_k, set_a),
+            ("retrained", True, truth_k, truth_a),
+        )
+    ]
+    growth = pd.concat(curves, ignore_index=True)
+    growth["ambiguity_p05"] = 0.7 * growth["ambiguity"]
+    growth["ambiguity_p95"] = np.minimum(1.3 * growth["ambiguity"], 1.0)
+    growth.to_csv(out / "growth.csv", index=False)
+
+
+def _write_flags(out: Path, kept_pt: np.ndarray, map_pt: np.ndarray, truth_flags: int) -> None:
+    """validate/per_patient.csv: the set's per-patient columns from the simulation, the
+    retrained networks' flagging the `truth_flags` patients the set flips most often."""
+    from rashomon import metrics as rm
+
+    preds = kept_pt.argmax(-1)
+    ref = map_pt.argmax(-1)
+    rate = (preds != ref[None]).mean(axis=0)
+    truth = np.zeros(len(ref), bool)
+    truth[np.argsort(-rate, kind="stable")[:truth_flags]] = True
+    table = {S.SAMPLE: np.arange(len(ref))}
+    table["disagreement:laplace"] = rm.disagreement(preds, num_classes=2)
+    table[f"{S.FLIP_RATE}:laplace"] = rate
+    table["arbitrary:laplace"] = rate > 0
+    table["disagreement:retrained"] = np.where(truth, 0.3, 0.0)
+    table[f"{S.FLIP_RATE}:retrained"] = np.where(truth, 0.08, 0.0)
+    table["arbitrary:retrained"] = truth
+    pd.DataFrame(table).to_csv(out / "per_patient.csv", index=False)
 
 
 def _extremes_table(kept_pt, map_pt, rng) -> pd.DataFrame:

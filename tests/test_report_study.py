@@ -1,20 +1,35 @@
-"""The headline's validity line matches a run to the study's figure for its kind of set only."""
+"""The headline's validity line matches a run to the study's figure for its kind of set only, and
+says whether that figure is size-matched or a full-size one of the older study."""
 
 from __future__ import annotations
 
+import pandas as pd
+
+from rashomon.report import study
 from rashomon.report.study import measured_recall, set_kind, study_table, validity_line
+
+LL = {"source": "laplace", "options": {"subset": "last_layer"}}
 
 
 def test_a_run_finds_its_own_kind_of_set_and_no_other():
-    ll = {"source": "laplace", "options": {"subset": "last_layer"}}
-    got = measured_recall("pneumoniamnist", "cnn-small", ll)
-    assert got is not None and 0 < got["recall"] <= 1 and got["retrained"] >= 20
-    line = validity_line("pneumoniamnist", "cnn-small", ll)
-    assert f"found {got['recall']:.0%} of the patients" in line and "lower bound" in line
+    got = measured_recall("pneumoniamnist", "cnn-small", LL)
+    assert got is not None and got["retrained"] == 30
+    assert got["flag_recall_full"] == 0.47 and got["flag_precision_full"] == 0.95
+    # the study rows are the older, full-size round: no size-matched figure is invented
+    assert not got["size_matched"] and got["flag_recall_ratio"] is None
+    assert (study_table()["flag_recall_ratio"] == "").all()
+    line = validity_line("pneumoniamnist", "cnn-small", LL)
+    assert line.startswith("In an older round of the validity study on pneumoniamnist")
+    assert "whole sets of this kind flagged 47% of the patients that 30 retrained" in line
+    assert "full-size figures, which grow with the set's size whatever its quality" in line
+    # recall 0.47 < precision 0.95: those sets flagged fewer patients than retraining
+    assert line.endswith(
+        "those sets flagged fewer patients than retraining: read the share above as a lower bound."
+    )
     # every figure in the table comes with the docs table it was copied from
     assert (study_table()["where"].str.startswith("docs/results.md")).all()
-    assert validity_line("pneumoniamnist", "resnet18", ll) is None
-    assert validity_line("octmnist", "cnn-small", ll) is None
+    assert validity_line("pneumoniamnist", "resnet18", LL) is None
+    assert validity_line("octmnist", "cnn-small", LL) is None
     swag = {"source": "swag", "options": {}}
     assert set_kind(swag) == ("swag", "", "posterior")
     assert measured_recall("pneumoniamnist", "cnn-small", swag) is None
@@ -22,29 +37,63 @@ def test_a_run_finds_its_own_kind_of_set_and_no_other():
     assert set_kind(eps) == ("laplace", "last_layer", "epsilon")
 
 
+def test_a_set_that_flagged_more_than_retraining_is_no_lower_bound():
+    """Boundary samples: recall 0.94 at precision 0.41, so those sets flagged 0.94 / 0.41 = 2.3
+    times the retrained networks' patients."""
+    boundary = {"source": "laplace", "options": {"scale": "boundary"}}
+    line = validity_line("breastmnist", "cnn-small", boundary, {"steps": 1000, "dropout": 0.1})
+    assert "flagged 94% of the patients that 30 retrained networks flag, with precision 41%" in (
+        line
+    )
+    assert line.endswith("those sets flagged more patients than retraining did.")
+    assert "lower bound" not in line
+
+
 def test_the_line_names_the_studys_training_and_where_the_run_differs():
     """BreastMNIST's last-layer set was measured twice (20 epochs, 1000 steps, both with dropout
     0.1 and no class weights): the run gets the row trained like it, and the sentence names the
     study's training and every way the run's differs."""
-    ll = {"source": "laplace", "options": {"subset": "last_layer"}}
     like_study = {"epochs": None, "steps": 1000, "class_weights": False, "dropout": 0.1}
-    line = validity_line("breastmnist", "cnn-small", ll, like_study)
-    assert "found 46% of the patients" in line
+    line = validity_line("breastmnist", "cnn-small", LL, like_study)
+    assert "flagged 46% of the patients" in line
     assert "(cnn-small, MAP model trained for 1000 steps, dropout 0.1, no class weights)" in line
-    assert "differs" not in line
+    assert "differently" not in line
     other = {"epochs": 20, "steps": 1000, "class_weights": True, "dropout": None}
-    line = validity_line("breastmnist", "cnn-small", ll, other)
-    assert "found 76% of the patients" in line  # the 20-epoch row
+    line = validity_line("breastmnist", "cnn-small", LL, other)
+    assert "flagged 76% of the patients" in line  # the 20-epoch row
     assert "MAP model trained for 20 epochs, dropout 0.1, no class weights" in line
     assert (
         "this run's MAP model was trained differently (no dropout, not 0.1; class weights, not "
         "none), so the figure is only indicative"
     ) in line
-    steps = validity_line("breastmnist", "cnn-small", ll, dict(like_study, steps=300))
-    assert "found 46% of the patients" in steps
+    steps = validity_line("breastmnist", "cnn-small", LL, dict(like_study, steps=300))
+    assert "flagged 46% of the patients" in steps
     assert "trained differently (300 steps, not 1000 steps)" in steps
     # epochs (the run's budget) against a study row of steps
-    pneu = validity_line("pneumoniamnist", "cnn-small", ll, dict(like_study, epochs=None))
+    pneu = validity_line("pneumoniamnist", "cnn-small", LL, dict(like_study, epochs=None))
     assert "trained differently (1000 steps, not 20 epochs)" in pneu
     # no training section (an old run): the study's training is still stated
-    assert "MAP model trained for 1000 steps" in validity_line("breastmnist", "cnn-small", ll)
+    assert "MAP model trained for 1000 steps" in validity_line("breastmnist", "cnn-small", LL)
+
+
+def test_a_size_matched_row_is_preferred_to_the_full_size_ones(monkeypatch):
+    """Once the study holds a size-matched row for a kind of set, the line quotes its ratios,
+    even against full-size rows trained more like the run."""
+    table = study_table()
+    row = table[table["dataset"] == "breastmnist"].iloc[-4].copy()  # last-layer, 1000 steps
+    row[["flag_recall_ratio", "flag_precision_ratio", "matched_models"]] = ["0.61", "1.02", "12"]
+    row[["flag_recall_full", "flag_precision_full", "steps", "dropout"]] = ["", "", "", ""]
+    row[["epochs", "where"]] = ["20", "docs/results.md, a size-matched table"]
+    monkeypatch.setattr(study, "study_table", lambda: pd.concat([table, row.to_frame().T]))
+    like_full = {"epochs": None, "steps": 1000, "class_weights": False, "dropout": 0.1}
+    found = measured_recall("breastmnist", "cnn-small", LL, like_full)
+    assert found["size_matched"] and found["flag_recall_ratio"] == 0.61
+    assert found["flag_recall_full"] is None
+    assert validity_line("breastmnist", "cnn-small", LL, like_full) == (
+        "In the validity study on breastmnist (cnn-small, MAP model trained for 20 epochs, no "
+        "dropout, no class weights), a set of this kind reached 0.61 of the retrained ceiling's "
+        "flag recall and 1.02 of its precision (12 of its models against 12 retrained networks, "
+        "two halves of 30 retrained networks giving the ceiling; docs/results.md, a size-matched "
+        "table); this run's MAP model was trained differently (1000 steps, not 20 epochs; "
+        "dropout 0.1, not none), so the figure is only indicative."
+    )

@@ -1,11 +1,16 @@
-"""What the validity study measured for sets of the kind a run built: the headline's lower-bound
-line ("sets of this kind found 47 % of the patients that retraining flags").
+"""What the validity study measured for sets of the kind a run built: the headline's line for a
+run without a validate stage.
 
 The figures live in `study_recall.csv` beside this module, copied from docs/results.md (each row
-names its table, and how its MAP model was trained: epochs or steps, dropout, class weights); a
-run matches a row by dataset, architecture and the set's kind (source, varied weights, scale),
-preferring the row whose MAP model was trained like the run's. No row, no line: the report never
-borrows another task's figure, and it says where the run's training differs from the study's.
+names its table, and how its MAP model was trained: epochs or steps, dropout, class weights). A
+row holds the size-matched figures (`flag_recall_ratio`, `flag_precision_ratio`: h of the set's
+models against h retrained networks, over two retrained halves' ceiling; `matched_models` = h)
+once they are measured, and the full-size ones of the older study (`flag_recall_full`,
+`flag_precision_full`: the whole set against all retrained networks, which grow with the set's
+size whatever its quality). A run matches a row by dataset, architecture and the set's kind
+(source, varied weights, scale), preferring a size-matched row, then the row whose MAP model was
+trained like the run's. No row, no line: the report never borrows another task's figure, and it
+says where the run's training differs from the study's.
 """
 
 from __future__ import annotations
@@ -65,19 +70,24 @@ def differences(run: dict[str, str] | None, study: dict[str, str]) -> list[str]:
         if ours == theirs:
             continue
         if aspect == "dropout":
-            theirs = theirs.removeprefix("dropout ")
+            theirs = "none" if theirs.startswith("no ") else theirs.removeprefix("dropout ")
         elif aspect == "class weights":
             theirs = "none" if theirs.startswith("no ") else "weighted"
         out.append(f"{ours}, not {theirs}")
     return out
 
 
+def size_matched(row: dict[str, Any]) -> bool:
+    """Whether a study row holds the size-matched ratios (rows of the older study do not)."""
+    return _number(row.get("flag_recall_ratio")) is not None
+
+
 def measured_recall(
     dataset: str, arch: str, sample_summary: dict[str, Any], train: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
-    """The study's row for this run's dataset, architecture and kind of set, or None; of
-    several, the one trained most like the run (`train`: its config's train section), the last
-    on a tie."""
+    """The study's row for this run's dataset, architecture and kind of set, or None: of
+    several, a size-matched one first, then the one trained most like the run (`train`: its
+    config's train section), the last on a tie. Undefined figures are None."""
     source, subset, scale = set_kind(sample_summary)
     t = study_table()
     rows = t[
@@ -89,6 +99,8 @@ def measured_recall(
     ]
     if rows.empty:
         return None
+    matched = rows[rows.apply(lambda r: size_matched(r.to_dict()), axis=1)]
+    rows = matched if len(matched) else rows
     run = training(train or {})
     found = []
     for _, row in rows.iterrows():
@@ -98,9 +110,16 @@ def measured_recall(
     study, diffs, row = [f for f in found if len(f[1]) == fewest][-1]
     if train and train.get("weights"):
         diffs = ["a given network, not one trained here", *diffs]
+    figures = (
+        "flag_recall_ratio",
+        "flag_precision_ratio",
+        "matched_models",
+        "flag_recall_full",
+        "flag_precision_full",
+    )
     return {
-        "recall": float(row["recall"]),
-        "precision": float(row["precision"]),
+        "size_matched": size_matched(row.to_dict()),
+        **{key: _number(row[key]) for key in figures},
         "retrained": int(row["retrained"]),
         "map_training": ", ".join(study.values()),
         "differences": diffs,
@@ -108,12 +127,29 @@ def measured_recall(
     }
 
 
+def _full_size_clause(found: dict[str, Any], differs: str) -> str:
+    """The older study's full-size figures in words, named as such, then which way the run's
+    share leans: a whole set flagged recall / precision times the retrained networks' patients."""
+    recall, precision = found["flag_recall_full"], found["flag_precision_full"]
+    lean = "those sets flagged more patients than retraining did"
+    if recall < precision:
+        lean = "those sets flagged fewer patients than retraining: read the share above as a lower "
+        lean += "bound"
+    return (
+        f"whole sets of this kind flagged {recall:.0%} of the patients that {found['retrained']} "
+        f"retrained networks flag, with precision {precision:.0%} ({found['where']}): full-size "
+        "figures, which grow with the set's size whatever its quality, not size-matched ones "
+        f"(not yet measured for this kind of set){differs}; {lean}"
+    )
+
+
 def validity_line(
     dataset: str, arch: str, sample_summary: dict[str, Any], train: dict[str, Any] | None = None
 ) -> str | None:
-    """One sentence for the headline, or None when the study has no figure for this kind. It
-    says how the study's MAP model was trained and, given the run's `train` config section,
-    where the run's training differs."""
+    """One sentence for the headline, or None when the study has no figure for this kind: the
+    size-matched ratios when the study has them, else the older study's full-size figures,
+    named as such. It says how the study's MAP model was trained and, given the run's `train`
+    config section, where the run's training differs."""
     found = measured_recall(dataset, arch, sample_summary, train)
     if found is None:
         return None
@@ -123,9 +159,18 @@ def validity_line(
             f"; this run's MAP model was trained differently ({'; '.join(found['differences'])}),"
             " so the figure is only indicative"
         )
-    return (
-        f"In the validity study on {dataset} ({arch}, MAP model trained for "
-        f"{found['map_training']}), sets of this kind found {found['recall']:.0%} of the patients "
-        f"that {found['retrained']} retrained networks flag (precision {found['precision']:.0%}; "
-        f"{found['where']}){differs}: read the figure above as a lower bound."
-    )
+    setup = f"{dataset} ({arch}, MAP model trained for {found['map_training']})"
+    if found["size_matched"]:
+        h, precision = found["matched_models"], found["flag_precision_ratio"]
+        precise = (
+            f"{precision:.2f} of its precision" if precision is not None else "undefined precision"
+        )
+        at = f"{h:g} of its models against {h:g} retrained networks, " if h is not None else ""
+        return (
+            f"In the validity study on {setup}, a set of this kind reached "
+            f"{found['flag_recall_ratio']:.2f} of the retrained ceiling's flag recall and "
+            f"{precise} ({at}two halves of {found['retrained']} retrained networks giving the "
+            f"ceiling; {found['where']}){differs}."
+        )
+    clause = _full_size_clause(found, differs)
+    return f"In an older round of the validity study on {setup}, {clause}."

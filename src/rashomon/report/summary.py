@@ -251,36 +251,103 @@ def set_name(sample: S.SampleRecord) -> str:
     return f"{prefix}{name}" + (f" ({', '.join(detail)})" if detail else "")
 
 
+def figure(summary: dict, key: str) -> float | None:
+    """A number of a stage's summary.json, or None where it is undefined (validate writes null
+    for NaN; a NaN or a missing key reads the same)."""
+    value = summary.get(key)
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def matched_figures(v: dict) -> bool:
+    """Whether validate/summary.json holds the size-matched figures (a validate stage from
+    before them holds only full-size ones)."""
+    return "flag_recall_matched" in v
+
+
+def _against_ceiling(name: str, v: dict, between: str) -> str:
+    """'two retrained halves agree on 80 %: 0.78 of the ceiling' for `name` (flag_recall or
+    flag_precision; `between` says what two halves share), and its undefined cases."""
+    ceiling, ratio = figure(v, f"{name}_ceiling"), figure(v, f"{name}_ratio")
+    if ceiling is None:
+        return "undefined between two retrained halves: no ceiling to read it against"
+    if ratio is None:
+        return f"{between} {pct(ceiling)}: no ratio to the ceiling"
+    return f"{between} {pct(ceiling)}: {ratio:.2f} of the ceiling"
+
+
+def validate_sentences(v: dict, set_models: int | None = None) -> list[str]:
+    """The summary's sentences from validate/summary.json: the size-matched flag recall and
+    precision against the retrained ceiling, then how many retrained networks show the whole
+    set's arbitrariness. Undefined figures (null) are said in words."""
+    t = int(v["retrained_in_set"])
+    if not v.get("retrained_flags"):
+        return [
+            f"Checked against {t} retrained networks within ε on this task: they agree on every "
+            "test patient, so the set's recall is undefined."
+        ]
+    if not matched_figures(v):
+        return [
+            f"This run's validate stage compared the whole set with {t} retrained networks, "
+            "which mixes the set's size with its validity: re-run `rashomon validate RUN_DIR "
+            "--force` for the size-matched figures."
+        ]
+    h = int(v["matched_models"])
+    recall, precision = figure(v, "flag_recall_matched"), figure(v, "flag_precision_matched")
+    drawn = (
+        " (drawn with replacement: the set has fewer)" if v.get("matched_with_replacement") else ""
+    )
+    found = pct(recall) if recall is not None else "an undefined share"
+    if precision is None:
+        precise = f"precision undefined: its {h} models flag no patient"
+    else:
+        halves = _against_ceiling("flag_precision", v, "between two retrained halves")
+        precise = f"precision {pct(precision)} ({halves})"
+    out = [
+        f"Against {t} networks retrained on this task (within ε), {h} of this set's models"
+        f"{drawn} find {found} of the patients that {h} retrained networks flag "
+        f"({_against_ceiling('flag_recall', v, 'two retrained halves agree on')}), {precise}."
+    ]
+    growth = _growth_sentence(v, t, set_models)
+    return out + ([growth] if growth else [])
+
+
+def _growth_sentence(v: dict, t: int, set_models: int | None) -> str | None:
+    """How many retrained networks show as much arbitrariness as the whole set."""
+    k = figure(v, "retrained_models_for_ambiguity")
+    mine, theirs = figure(v, "ambiguity_set"), figure(v, "ambiguity_retrained")
+    if mine is None or theirs is None:
+        return None
+    whole = f"whole set of {set_models} models" if set_models else "whole set"
+    lower = ": read the share above as a lower bound" if mine < theirs else ""
+    if k is not None and k == 0:
+        return (
+            f"The {whole} flags no test patient, while all {t} retrained "
+            f"networks flag {pct(theirs, 1)}{lower}."
+        )
+    if k is not None:
+        networks = "network" if k == 1 else "networks"
+        return (
+            f"It takes {k:g} of the {t} retrained {networks} to see as much arbitrariness as "
+            f"the {whole} shows ({pct(mine, 1)} of test patients; all {t} flag {pct(theirs, 1)})"
+            f"{lower}."
+        )
+    return (
+        f"The {whole} shows more arbitrariness ({pct(mine, 1)} of test "
+        f"patients) than all {t} retrained networks ({pct(theirs, 1)}): seeing as much would "
+        "take more retrained networks than were trained."
+    )
+
+
 def _validity_sentences(data: RunData) -> list[str]:
     """How close this kind of set comes to retraining: measured on this task when `rashomon
-    validate` ran, else the validity study's figure for this dataset, architecture and set."""
+    validate` ran (size-matched), else the validity study's figure for this dataset,
+    architecture and kind of set."""
     v = data.summaries.get("validate")
     if v and v.get("retrained_in_set"):
-        if not v.get("retrained_flags"):
-            return [
-                f"Checked against {v['retrained_in_set']} retrained networks within ε on this "
-                "task: they agree on every test patient, so the set's recall is undefined."
-            ]
-        ceiling = (v.get("ceiling") or {}).get("flag_recall")
-        half = (
-            f"; two halves of the retrained set agree on {pct(ceiling)}"
-            if ceiling is not None
-            else ""
-        )
-        # validate writes null where a figure is undefined: precision when the set flags nobody
-        precision = v.get("flag_precision")
-        precision = (
-            f"precision {pct(precision)}"
-            if precision is not None
-            else "precision undefined: the set flags no patient"
-        )
-        recall = v.get("flag_recall")
-        return [
-            f"Checked on this task: the set flags "
-            f"{pct(recall) if recall is not None else 'an undefined share'} of the "
-            f"{v['retrained_flags']} patients that {v['retrained_in_set']} retrained networks "
-            f"flag ({precision}){half}; read the share above as a lower bound."
-        ]
+        return validate_sentences(v, kept_models(data)[0])
     from rashomon.report.study import validity_line
 
     d, t = data.config.get("data") or {}, data.config.get("train") or {}

@@ -8,7 +8,9 @@ from rashomon.report.sections.base import Builder, SectionSpec
 from rashomon.report.summary import (
     arbitrariness,
     degenerate_warning,
+    figure,
     kept_models,
+    matched_figures,
     pct,
     summary_sentences,
 )
@@ -35,6 +37,13 @@ def cards(b: Builder) -> list[tuple[str, str]]:
         out.append((pct(t["test_accuracy"], 1), "test accuracy of the trained (MAP) model"))
     if a.split_share is not None:
         out.append((pct(a.split_share, 1), "of patients with ≥ 20 % of models dissenting"))
+    v = d.summaries.get("validate") or {}
+    ratio = figure(v, "flag_recall_ratio") if matched_figures(v) else None
+    if ratio is not None:
+        h = int(v["matched_models"])
+        out.append(
+            (f"{ratio:.2f}", f"of retraining's flag recall, at {h} models each (validity ratio)")
+        )
     return out
 
 
