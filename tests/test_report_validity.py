@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from io import StringIO
 
-import pandas as pd
 from browser import inspect_self_contained
 from fake_run import write_fake_run
 
@@ -21,13 +19,6 @@ SECTIONS = ["summary", "task", "map", "set", "multiplicity", "validity", "deside
 def _section(html: str, id: str) -> str:
     body = html[html.index(f'<section id="{id}"') :]
     return body[: body.index("</section>")]
-
-
-def test_the_growth_file_is_the_one_compare_writes():
-    from rashomon.compare import GROWTH_FILE
-    from rashomon.report.sections import validity
-
-    assert validity.GROWTH_FILE == GROWTH_FILE
 
 
 def test_hand_chosen_validity_figures_reach_the_summary_section_and_page(
@@ -112,50 +103,3 @@ def test_hand_chosen_validity_figures_reach_the_summary_section_and_page(
     assert "full size (not comparable across set sizes)" in sections["validity"]["text"]
     shown = [im for im in page.images if im["alt"].startswith("ambiguity against the number")]
     assert len(shown) == 1 and shown[0]["naturalWidth"] > 300
-
-
-def test_a_real_validate_run_renders_its_validity_section(tmp_path, tiny_root):
-    """One real `rashomon validate` (the tiny BreastMNIST MLP run of test_validate.py, 4
-    retrained seeds: the fewest the split-half ceiling takes, and they flag 3 test patients):
-    the report is written with no failed section, its summary quotes the stage's own matched
-    recall and ratio, and Chromium renders the page."""
-    from rich.console import Console
-
-    from rashomon.config import RunConfig
-    from rashomon.run import run_pipeline
-
-    cfg = RunConfig.model_validate(
-        {
-            "data": {"dataset": "breastmnist", "root": str(tiny_root)},
-            "train": {"arch": "mlp", "epochs": 20},
-            "sample": {"models": 40, "epsilon": 0.5},
-            "evaluate": {
-                "metrics": ["multiplicity", "performance"],
-                "corruptions": [],
-                "attacks": [],
-                "bootstrap": 50,
-                "extremes": "off",
-            },
-            "validity": {"models": 4, "cache_dir": str(tmp_path / "cache")},
-        }
-    )
-    run = tmp_path / "run"
-    stages = ("train", "sample", "evaluate", "validate")
-    run_pipeline(run, cfg, stages, progress=False, console=Console(file=StringIO()))
-    v = json.loads((run / "validate" / "summary.json").read_text())
-    assert v["retrained_flags"] > 0  # else the section has no figures to show
-    out = tmp_path / "out"
-    report = write_report(run, out)
-    assert report.failures == []
-    text = (out / "summary.txt").read_text()
-    assert (
-        f"Against {v['retrained_in_set']} networks retrained on this task (within ε), "
-        f"{v['matched_models']} of this set's models find {100 * v['flag_recall_matched']:.0f} %"
-    ) in text
-    assert f"{v['flag_recall_ratio']:.2f} of the ceiling" in text
-    growth = pd.read_csv(run / "validate" / "growth.csv")
-    assert growth["ground_truth"].any() and (out / "validity_growth.png").exists()
-    page = inspect_self_contained(report.page, height=1200)
-    assert all(s["cls"] != "failed" for s in page.sections)
-    validity = {s["id"]: s for s in page.sections}["validity"]["text"]
-    assert "ceiling: two disjoint halves" in validity and "How many retrained networks" in validity

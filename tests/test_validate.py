@@ -100,6 +100,32 @@ def test_validate_command_adds_the_retrained_truth(tiny_root, tmp_path):
         set_curve = growth[~growth["ground_truth"]]
         assert set_curve["ambiguity"].iloc[-1] == pytest.approx(summary["ambiguity_set"], abs=1e-4)
         assert "ratios recall" in proc.stdout and "ambiguity by number of models" in proc.stdout
+        # the run's report shows the stage's own figures, with no failed section
+        from rashomon.report import write_report
+
+        proc = rashomon(
+            "evaluate",
+            str(out),
+            "--metrics",
+            "multiplicity,performance",
+            "--corruptions",
+            "none",
+            "--attacks",
+            "none",
+            "--no-progress",
+            root=tiny_root,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+        report = write_report(out, tmp_path / "report")
+        assert report.failures == []
+        text = (tmp_path / "report" / "summary.txt").read_text()
+        assert (
+            f"{summary['matched_models']} of this set's models find "
+            f"{100 * summary['flag_recall_matched']:.0f} %"
+        ) in text
+        assert f"{summary['flag_recall_ratio']:.2f} of the ceiling" in text
+        assert (tmp_path / "report" / "validity_growth.png").exists()
         # resumable: a second validate with more seeds reuses the six trained ones
         proc = rashomon("validate", str(out), "--retrain", "8", "--no-progress", root=tiny_root)
         assert proc.returncode == 0, proc.stderr

@@ -57,10 +57,10 @@ from rashomon.metrics import (
     rashomon_capacity,
 )
 
-COMPARE_FILE = "compare.csv"
-PER_PATIENT_FILE = "per_patient.csv"
+COMPARE_FILE = S.COMPARE_FILE
+PER_PATIENT_FILE = S.PER_PATIENT_FILE
 COMPARE_REPORT = "compare.html"
-GROWTH_FILE = "growth.csv"
+GROWTH_FILE = S.GROWTH_FILE
 GROWTH_COLUMNS = ("k", "ambiguity", "ambiguity_p05", "ambiguity_p95")
 MATCHED_ROUNDS = 200  # rounds of h drawn models against a random half of the ground truth
 GROWTH_DRAWS = 200  # random draws of k models behind each growth band

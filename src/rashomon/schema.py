@@ -33,6 +33,10 @@ LOCK = ".lock"  # held (flock) by the command working on the run
 
 CHECKPOINT = "model.pt"  # train/
 TRAINING_STATES = "states.pt"  # train/: the training states forks resume from (train.snapshots)
+# validate/ and a `rashomon compare` folder: the set-against-truth tables (rashomon.compare)
+COMPARE_FILE = "compare.csv"
+PER_PATIENT_FILE = "per_patient.csv"
+GROWTH_FILE = "growth.csv"  # ambiguity against the number of models, every set
 SET = "set.pt"  # sample/
 IN_SET = "in_set.npy"  # sample/
 CORRUPTED_MODELS = "corrupted_models.npy"  # evaluate/: the set's model ids audited on corruptions

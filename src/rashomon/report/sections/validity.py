@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from rashomon import schema as S
 from rashomon.report import plots
 from rashomon.report.kit import esc, note, table_html
 from rashomon.report.sections.base import Builder, SectionSpec
@@ -21,9 +22,7 @@ from rashomon.report.summary import (
     validate_sentences,
 )
 
-# rashomon.compare.GROWTH_FILE, which the report (a lower layer) cannot import; a test keeps
-# the two equal
-GROWTH_FILE = "growth.csv"
+GROWTH_FILE = S.GROWTH_FILE
 UNDEFINED = "undefined"
 
 
