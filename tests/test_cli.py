@@ -13,8 +13,10 @@ from pathlib import Path
 import yaml
 
 
-def rashomon(*args: str, root: Path, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RASHOMON_DATA": str(root), "COLUMNS": "200"}
+def rashomon(
+    *args: str, root: Path, timeout: int = 300, env_extra: dict | None = None, **kw
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RASHOMON_DATA": str(root), "COLUMNS": "200", **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "rashomon.cli", *args],
         capture_output=True,
