@@ -358,6 +358,16 @@ class RunConfig(Section):
         check_device(v)
         return v
 
+    def default_run_dir(self) -> Path:
+        """runs/<name>, the name defaulting to <data>-<architecture>-seed<seed>."""
+        data = Path(self.data.dataset).name
+        if self.data.labels:  # e.g. ham10000-labels-binary: one folder per label file
+            data = f"{data}-{Path(self.data.labels).stem}"
+        arch = self.train.arch
+        if ":" in arch or arch.endswith((".pt", ".pth")):  # the user's network: its name only
+            arch = Path(arch.split(":")[-1]).stem.replace(".", "-")
+        return Path("runs") / (self.name or f"{data}-{arch}-seed{self.seed}")
+
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus seed and data), the identity of a stage's inputs;
         operational fields such as the memory budget are left out."""

@@ -281,7 +281,7 @@ def _problem(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"no option {where!r}"
-    return f"option {where!r}: {err['msg']}"
+    return f"option {where!r}: {str(err['msg']).removeprefix('Value error, ')}"
 
 
 def source_options(name: str, values: Mapping[str, Any] | None = None) -> SourceOptions:
