@@ -313,7 +313,7 @@ def write_fake_run(
         _write(run_dir, "survival", pd.DataFrame(survival))
         summary = {
             "source": "laplace",
-            "options": cfg.sample.source_options().model_dump(mode="json"),
+            "options": cfg.sample.resolved_options.model_dump(mode="json"),
             "models": models,
             "epsilon": EPSILON,
             "on": "loss",

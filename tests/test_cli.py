@@ -13,8 +13,10 @@ from pathlib import Path
 import yaml
 
 
-def rashomon(*args: str, root: Path, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RASHOMON_DATA": str(root), "COLUMNS": "200"}
+def rashomon(
+    *args: str, root: Path, timeout: int = 300, env_extra: dict | None = None, **kw
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RASHOMON_DATA": str(root), "COLUMNS": "200", **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "rashomon.cli", *args],
         capture_output=True,
@@ -264,3 +266,35 @@ def test_datasets_lists_local_files(tiny_root):
     assert proc.returncode == 0
     line = next(ln for ln in proc.stdout.splitlines() if "breastmnist" in ln)
     assert "yes" in line
+
+
+def test_arch_and_model_together_are_one_line(tiny_root, tmp_path):
+    out = tmp_path / "r"
+    proc = rashomon(
+        "run", "--dataset", "breastmnist", "--arch", "cnn", "--model", "pkg.nets:build",
+        "--out", str(out), root=tiny_root,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert_one_line_error(proc, r"--arch and --model both set train.arch; give one of them")
+    assert not out.exists()
+
+
+def test_source_option_flags_are_aliases_of_dash_o():
+    """--subset/--hessian/--prior/--kind/--linearized write the source's options, as -o does;
+    the source's options model alone checks and converts them."""
+    import pytest
+
+    from rashomon.cli import flag_overrides
+    from rashomon.config import load_config
+    from rashomon.errors import RashomonError
+
+    flags = flag_overrides({"prior": "1e-4", "linearized": None, "hessian": "diag"})
+    assert flags == {"sample.options.prior": "1e-4", "sample.options.hessian": "diag"}
+    dash_o = flag_overrides({"option": ["prior=1e-4", "hessian=diag"]})
+    assert load_config(None, flags).section_hash("sample") == load_config(
+        None, dash_o
+    ).section_hash("sample")
+    assert load_config(None, flags).sample.resolved_options.prior == 1e-4
+    with pytest.raises(RashomonError, match="--option and --kind both set sample.options.kind"):
+        flag_overrides({"option": ["kind=glm"], "kind": "nn"})
+    assert flag_overrides({"option": ["kind=glm"], "kind": "glm"}) == {"sample.options.kind": "glm"}

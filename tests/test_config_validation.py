@@ -62,3 +62,33 @@ def test_negative_epsilon_fails_before_training(tiny_root, tmp_path):
     )
     assert_one_line_error(proc, r"'sample.epsilon': epsilon must be a non-negative number")
     assert not (out / "train").exists() and not (out / "config.yaml").exists()
+
+
+def test_flat_laplace_fields_of_old_configs_load_into_the_options(tmp_path):
+    """Configs and run directories written when Laplace's options were flat sample fields
+    load as `sample.options`, with the same stage identity as the options spelled there."""
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "sample: {source: laplace, subset: all, hessian: diag, prior: grid, kind: null, "
+        "temperature: 2.0, linearized: null}\n"
+    )
+    cfg = load_config(old)
+    assert cfg.sample.options == {
+        "subset": "all",
+        "hessian": "diag",
+        "prior": "grid",
+        "temperature": 2.0,
+    }
+    opts = cfg.sample.resolved_options
+    assert (opts.subset, opts.hessian, opts.prior, opts.temperature) == ("all", "diag", "grid", 2.0)
+    new = load_config(
+        None,
+        {
+            "sample.options": {"subset": "all", "hessian": "diag", "prior": "grid"},
+            "sample.options.temperature": 2.0,
+        },
+    )
+    assert new.section_hash("sample") == cfg.section_hash("sample")
+    assert "subset" not in cfg.sample.model_dump()  # saved configs hold the options only
+    with pytest.raises(RashomonError, match=r"sample.hessian = 'diag' and sample.options.hessian"):
+        load_config(None, {"sample.hessian": "diag", "sample.options.hessian": "kron"})

@@ -57,26 +57,42 @@ def test_reweight_and_penalty_baselines_train():
         train_constrained_baseline(task, attribute="site", epochs=1, method="oracle")
 
 
-def test_baseline_options_fit_each_method(tiny_task):
-    """The decide stage hands the MAP model's training options to the baseline; the penalty loop
-    accepts only its own subset, and both methods train with them."""
+def test_both_methods_train_with_the_map_models_options(tiny_task):
+    """The decide stage hands the MAP model's training options to the baseline; both methods
+    take every one of them, the penalty loop included (optimizer, budget, class weights)."""
     from rashomon.config import TrainSection
-    from rashomon.decide.stage import PENALTY_OPTIONS, baseline_options
+    from rashomon.models.train import resolve_class_weights
 
     fit = TrainSection(epochs=1, optimizer="sgd", lr=0.01).fit_options()
-    assert baseline_options(fit, "reweight") == fit
-    penalty = baseline_options(fit, "penalty")
-    assert set(penalty) == set(PENALTY_OPTIONS)
-    assert {"steps", "schedule", "select_window"} <= set(penalty)
+    weight = resolve_class_weights(tiny_task, "auto")  # the tiny task is 3:1 imbalanced
+    assert weight is not None
     for method in ("reweight", "penalty"):
         model = train_constrained_baseline(
-            tiny_task,
-            "mlp",
-            "random",
-            1,
-            0,
-            "cpu",
-            method=method,
-            **baseline_options(fit, method),
+            tiny_task, "mlp", "random", 1, 0, "cpu", method=method, progress=False, **fit
         )
         assert model(tiny_task.test.x[:2]).shape == (2, 2)
+        cfg = model.train_config
+        assert (cfg["optimizer"], cfg["lr"], cfg["steps"]) == ("sgd", 0.01, 1000)
+        assert cfg["class_weight"] == pytest.approx(weight.tolist())
+    with pytest.raises(RashomonError, match=r"unknown training option\(s\) \['lrate'\]"):
+        train_constrained_baseline(tiny_task, "mlp", "random", 1, method="penalty", lrate=0.1)
+
+
+def test_train_options_are_trains_keyword_options():
+    """`TrainOptions` and `train`'s keyword options are one list (the runtime ones aside)."""
+    import dataclasses
+    import inspect
+
+    from rashomon.models.train import TrainOptions, train
+
+    keyword = [
+        name
+        for name, p in inspect.signature(train).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and name not in ("device", "progress", "history")
+    ]
+    assert keyword == [f.name for f in dataclasses.fields(TrainOptions)]
+    defaults = {n: p.default for n, p in inspect.signature(train).parameters.items()}
+    for f in dataclasses.fields(TrainOptions):
+        expected = defaults[f.name] if f.name != "arch_options" else None
+        own = f.default if f.default is not dataclasses.MISSING else None
+        assert own == expected, f.name

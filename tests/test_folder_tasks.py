@@ -309,10 +309,10 @@ def test_datasets_lists_folder_tasks(tmp_path):
 
 
 def test_cli_data_flags_reach_the_config(tmp_path):
-    from rashomon.cli import FLAG_KEYS, _overrides
+    from rashomon.cli import FLAGS, flag_overrides
 
-    assert FLAG_KEYS["labels"] == "data.labels" and FLAG_KEYS["channels"] == "data.channels"
-    assert _overrides({"labels": "labels-binary.csv", "channels": 3}) == {
+    assert FLAGS["labels"].key == "data.labels" and FLAGS["channels"].key == "data.channels"
+    assert flag_overrides({"labels": "labels-binary.csv", "channels": 3}) == {
         "data.labels": "labels-binary.csv",
         "data.channels": 3,
     }

@@ -60,6 +60,50 @@ def test_wrong_option_names_the_source_and_its_fields(jitter):
         register_source("jitter", lambda *a: None, JitterOptions)
 
 
+def test_a_plain_pydantic_options_model_is_refused_when_it_registers():
+    from pydantic import BaseModel
+
+    class Plain(BaseModel):
+        scale: float = 0.05
+
+    with pytest.raises(RashomonError) as caught:
+        register_source("plain", build_jitter, Plain)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "(Plain) is a plain pydantic model; subclass rashomon.sets.SourceOptions" in message
+    with pytest.raises(RashomonError, match="is not an options model"):
+        register_source("plain", build_jitter, dict)  # type: ignore[arg-type]
+    assert "plain" not in available_sources()
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [lambda model, task, options: None, lambda model, task, options, context, extra: None],
+)
+def test_a_builder_of_the_wrong_arity_is_refused_when_it_registers(builder):
+    with pytest.raises(RashomonError, match=r"a builder takes \(model, task, options, context\)"):
+        register_source("wrong-arity", builder, JitterOptions)
+    # keyword defaults and *args are fine
+    register_source("flexible", lambda *args, **kw: None, JitterOptions)
+    unregister_source("flexible")
+
+
+def test_an_epsilon_aimed_source_gets_the_run_epsilon_once():
+    from rashomon.sets.registry import resolve_options
+
+    plain = resolve_options("laplace", {}, 0.05)
+    assert not plain.aims_at_epsilon() and plain.target_epsilon is None
+    aimed = resolve_options("laplace", {"scale": "boundary"}, 0.05)
+    assert aimed.target_epsilon == 0.05
+    given = resolve_options("laplace", {"scale": "epsilon", "target_epsilon": 0.1}, 0.05)
+    assert given.target_epsilon == 0.1 and given.with_epsilon(0.3) is given
+    # multimode picks its modes within ε whatever the scale: it always aims at ε
+    assert resolve_options("multimode", {}, 0.03).target_epsilon == 0.03
+    assert resolve_options("laplace", {"prior": "1e-4"}, 0.05).prior == pytest.approx(1e-4)
+    with pytest.raises(RashomonError, match=r"source 'laplace': option 'prior'.*positive"):
+        resolve_options("laplace", {"prior": -1}, 0.05)
+
+
 def test_builder_output_is_checked(jitter, tiny_task):
     from rashomon.models import build_model
 
@@ -157,6 +201,43 @@ def test_entry_point_plugin_is_found_by_the_cli(tmp_path):
         check=True,
     ).stdout
     assert "plugged" in helped and "laplace" in helped
+
+
+def test_a_plugin_with_a_plain_pydantic_options_model_is_one_line_in_the_cli(tiny_root, tmp_path):
+    """An entry-point plugin whose options model is a plain pydantic model: refused when it
+    registers, so `rashomon run --source` ends with one line and exit 2, before training."""
+    from tests.test_cli import assert_one_line_error, rashomon
+
+    site = tmp_path / "site"
+    (site / "plain_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "plain_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: plain-plugin\nVersion: 0.1\n"
+    )
+    (site / "plain_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[rashomon.sources]\nplain = plain_plugin\n"
+    )
+    (site / "plain_plugin.py").write_text(
+        "from pydantic import BaseModel\nfrom rashomon.sets import register_source\n"
+        "class Opts(BaseModel):\n    width: int = 3\n"
+        "def build(model, task, options, context):\n    raise NotImplementedError\n"
+        "register_source('plain', build, Opts)\n"
+    )
+    pythonpath = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    out = tmp_path / "run"
+    proc = rashomon(
+        "run",
+        "--dataset",
+        "breastmnist",
+        "--source",
+        "plain",
+        "--out",
+        str(out),
+        root=tiny_root,
+        env_extra={"PYTHONPATH": pythonpath},
+    )
+    assert proc.returncode == 2
+    assert_one_line_error(proc, r"source 'plain' \(Opts\) is a plain pydantic model")
+    assert not (out / "train").exists()
 
 
 def test_two_mode_set_predicts_as_its_parts_and_round_trips(tiny_task, tmp_path):

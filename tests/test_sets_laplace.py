@@ -69,6 +69,30 @@ def test_diag_and_full_last_layer(model, tiny_task):
         assert (ratio - 1).abs().max() < 0.15, (hessian, ratio)
 
 
+def test_full_hessian_samples_have_the_posterior_covariance(model, tiny_task):
+    """laplace-torch 0.3 draws a full-covariance sample as L z with Σ = L Lᵀ; 0.2.x drew Lᵀ z,
+    of covariance LᵀL (laplace-torch issue 268), hence the floor laplace-torch>=0.3."""
+    post = rs.laplace(model, tiny_task, hessian="full", prior=1.0)
+    n = 20_000
+    dev = post.sample_deviations(n, seed=0).double()
+    cov = post.la.posterior_covariance.detach().double()
+    # Whitened by the precision's Cholesky factor C (Σ⁻¹ = C Cᵀ, so Cᵀ Σ C = I), every
+    # direction counts alike, however small its variance: W = Cᵀ Σ̂ C estimates I.
+    chol = torch.linalg.cholesky(post.la.posterior_precision.detach().double())
+    P = len(cov)
+
+    def whitened_error(sigma: torch.Tensor) -> float:
+        return float((chol.T @ sigma @ chol - torch.eye(P, dtype=torch.float64)).norm())
+
+    # For Gaussian draws Var(W_ij) = (δ_ij + 1) / n, so E‖W − I‖² = (P² + P) / n; the error
+    # concentrates around its root (measured here: 1.0 of it), 1.5 of it is the tolerance.
+    rms = ((P * P + P) / n) ** 0.5
+    assert whitened_error(torch.cov(dev.T)) < 1.5 * rms
+    # ... and it tells the 0.2.x covariance apart (measured: 66 times the root)
+    scale = post.la.posterior_scale.detach().double()
+    assert whitened_error(scale.T @ scale) > 10 * rms
+
+
 def test_prior_marglik_and_grid(model, tiny_task):
     post = rs.laplace(model, tiny_task, prior="marglik")
     assert post.prior_precision > 0 and post.meta["prior"] == "marglik"

@@ -43,7 +43,12 @@ def test_sample_stage_outputs(tiny_root, tiny_task, tmp_path):
     np.testing.assert_allclose(mset.predict(tiny_task.val.x).numpy(), p_val, atol=1e-6)
 
     table = pd.read_csv(out / "per_model.csv")
-    scores = model_scores(p_val, tiny_task.val.y.numpy())
+    summary = json.loads((out / "summary.json").read_text())
+    # the tiny task is 3:1 imbalanced: the MAP model trained on (and the filter compares) the
+    # class-weighted loss, whose weights the sample record holds
+    weight = summary["class_weight"]
+    assert weight is not None and len(weight) == 2
+    scores = model_scores(p_val, tiny_task.val.y.numpy(), weight)
     np.testing.assert_allclose(table["val_loss"], scores["loss"], rtol=1e-9)
     np.testing.assert_allclose(table["val_accuracy"], scores["accuracy"])
     np.testing.assert_allclose(table["distance_l2"], mset.distances()["l2"], rtol=1e-6)
@@ -51,12 +56,12 @@ def test_sample_stage_outputs(tiny_root, tiny_task, tmp_path):
     assert list(surv["epsilon"]) == [0.005, 0.01, 0.02, 0.05]
     for eps, kept in zip(surv["epsilon"], surv["models_in_set"], strict=True):
         assert table[f"in_set@{eps:g}"].sum() == kept
-    summary = json.loads((out / "summary.json").read_text())
     keep = np.load(out / "in_set.npy")
     assert summary["models_in_set"] == int(keep.sum()) == int(table["in_set@0.05"].sum())
     assert summary["models"] == 40 and summary["source"] == "laplace"
     # kept models are those whose validation loss is within 5 % of the MAP model's
-    map_loss = model_scores(np.load(out / "map_probs_val.npy")[None], tiny_task.val.y.numpy())
+    map_p = np.load(out / "map_probs_val.npy")[None]
+    map_loss = model_scores(map_p, tiny_task.val.y.numpy(), weight)
     assert np.array_equal(keep, scores["loss"] <= map_loss["loss"][0] * 1.05 + 1e-9)
 
 
@@ -75,7 +80,9 @@ def test_an_empty_rashomon_set_names_the_epsilons_that_keep_models(tiny_root, tm
     # stays within 0.1 % of the MAP validation loss; the error lists what each ε keeps.
     run = tmp_path / "run"
     cfg = _config(tiny_root, prior="1e-4", temperature=1e6, epsilon=0.001, epsilons=[0.001, 100.0])
-    with pytest.raises(RashomonError, match=r"keeps 0 of 40 .*0\.001: 0, 100: 40\)"):
+    # the source's own advice ends the generic stage's message
+    advice = r"a narrower posterior \(-o prior=grid or a larger fixed prior precision\)$"
+    with pytest.raises(RashomonError, match=r"keeps 0 of 40 .*0\.001: 0, 100: 40\); .*" + advice):
         run_pipeline(run, cfg, stages=("train", "sample"), progress=False)
     assert (run / "train").is_dir() and not (run / "sample").exists()
     assert not list(run.glob("sample.tmp-*"))

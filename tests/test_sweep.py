@@ -50,7 +50,8 @@ def test_expand_grid_products_and_bundles():
     assert names[0] == "width-0.5_seed-0_set-ll"
     assert names[-1] == "width-1_seed-2_set-all-diag"  # 1.0 written as 1; label from values
     last = cells[-1].cfg
-    assert (last.train.width, last.seed, last.sample.subset, last.sample.hessian) == (
+    opts = last.sample.resolved_options  # sample.subset/hessian are the source's options
+    assert (last.train.width, last.seed, opts.subset, opts.hessian) == (
         1.0,
         2,
         "all",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,135 +68,41 @@ def guarded(fn):
     return wrapper
 
 
-# Flags shared by `run` and the stage commands, mapped to dotted config keys.
-FLAG_KEYS = {
-    "dataset": "data.dataset",
-    "data_root": "data.root",
-    "size": "data.size",
-    "attributes": "data.attributes_csv",
-    "labels": "data.labels",
-    "channels": "data.channels",
-    "arch": "train.arch",
-    "model": "train.arch",
-    "weights": "train.weights",
-    "last_layer": "train.last_layer",
-    "width": "train.width",
-    "dropout": "train.dropout",
-    "activation": "train.activation",
-    "epochs": "train.epochs",
-    "lr": "train.lr",
-    "seed": "seed",
-    "device": "device",
-    "source": "sample.source",
-    "option": "sample.options",
-    "models": "sample.models",
-    "subset": "sample.subset",
-    "hessian": "sample.hessian",
-    "prior": "sample.prior",
-    "kind": "sample.kind",
-    "linearized": "sample.linearized",
-    "epsilon": "sample.epsilon",
-    "max_memory": "sample.max_memory",
-}
-
-ConfigArg = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config; flags override it.")
-]
-Dataset = Annotated[
-    str | None, typer.Option(help="MedMNIST name, or a folder of images with a label CSV.")
-]
-DataRoot = Annotated[
-    str | None, typer.Option(help="Folder of MedMNIST npz files (default $RASHOMON_DATA).")
-]
-Size = Annotated[
-    int | None, typer.Option(help="Image size: 28, 64, 128 or 224 (folders: any, resized).")
-]
-Attributes = Annotated[
-    str | None, typer.Option(help="CSV of patient attributes: split,index,<attribute>...")
-]
-Labels = Annotated[
-    str | None,
-    typer.Option(
-        help="Folder tasks: the label CSV, a file or a name in the folder (default labels.csv)."
-    ),
-]
-Channels = Annotated[
-    int | None,
-    typer.Option(help="Folder tasks: 1 (grey) or 3 (RGB); default from the images."),
-]
-Arch = Annotated[str | None, typer.Option(help="Architecture: cnn-small, cnn, resnet18, mlp.")]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        help="Your own network instead of --arch: pkg.module:function (a builder; trained here "
-        "unless --weights is given) or a file of a whole network saved with torch.save (audited "
-        "as it is)."
-    ),
-]
-Weights = Annotated[
-    str | None,
-    typer.Option(help="Trained weights (a state dict) of --model: audit it, no training."),
-]
-LastLayer = Annotated[
-    str | None, typer.Option(help="Name of --model's final nn.Linear (default: found).")
-]
-Width = Annotated[float | None, typer.Option(help="Width multiplier (arch cnn).")]
-Dropout = Annotated[float | None, typer.Option(help="Dropout before the head (dropout sets).")]
-Activation = Annotated[str | None, typer.Option(help="relu, tanh or gelu.")]
-Epochs = Annotated[int | None, typer.Option(help="Maximum training epochs.")]
-Lr = Annotated[float | None, typer.Option(help="Learning rate.")]
-Seed = Annotated[int | None, typer.Option(help="Seed fixing every draw.")]
-Device = Annotated[str | None, typer.Option(help="cpu or cuda.")]
+# --------------------------------------------------------------------------- config flags
+#
+# A flag that sets one config field is declared once, here, in a group; a command takes groups
+# with `@with_flags(...)` and receives the flags that were given as one mapping of dotted
+# config fields (`overrides`) for `load_config`.
 
 
-def _source_help() -> str:
-    from rashomon.sets.registry import source_names
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag that sets the config field `key` (`--name`, from the parameter)."""
 
-    return f"Model set source: {', '.join(source_names())} (any registered source)."
+    name: str
+    key: str
+    option: Any  # Annotated[type | None, typer.Option(...)]
+    # value -> dotted overrides; default {key: value}
+    expand: Callable[[Any], dict[str, Any]] | None = None
 
-
-Source = Annotated[str | None, typer.Option(help=_source_help())]
-SourceOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--option",
-        "-o",
-        help="A source option KEY=VALUE (VALUE read as YAML), repeatable: -o prior=grid.",
-    ),
-]
-Models = Annotated[int | None, typer.Option(help="Number of models M in the set.")]
-Subset = Annotated[str | None, typer.Option(help="Weights that vary: last_layer, all, subnetwork.")]
-Hessian = Annotated[str | None, typer.Option(help="Laplace Hessian: diag, kron, full, lowrank.")]
-Prior = Annotated[str | None, typer.Option(help="Prior precision: marglik, grid or a number.")]
-Kind = Annotated[str | None, typer.Option(help="nn (sampled networks) or glm (linearized).")]
-Linearized = Annotated[
-    bool | None, typer.Option("--linearized/--exact", help="Riemannian: linearized network.")
-]
-Epsilon = Annotated[float | None, typer.Option(help="Rashomon ε (relative validation loss).")]
-MaxMemory = Annotated[str | None, typer.Option(help="Memory budget for predictions, e.g. 4GB.")]
-Force = Annotated[bool, typer.Option("--force", help="Redo stages even if up to date.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+    def overrides(self, value: Any) -> dict[str, Any]:
+        return self.expand(value) if self.expand else {self.key: value}
 
 
-def _overrides(flags: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for name, value in flags.items():
-        if name == "option" and value:
-            for key, item in _source_options(value).items():
-                out[f"sample.options.{key}"] = item
-            continue
-        if value is None or name not in FLAG_KEYS:
-            continue
-        if name == "prior":
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        out[FLAG_KEYS[name]] = value
-    return out
+def _group(
+    panel: str | None, *rows: tuple, expand: Mapping[str, Callable] | None = None
+) -> tuple[Flag, ...]:
+    """Flags from rows (name, config key, type, help[, option declarations]) shown under
+    `panel` in --help; `expand` maps a flag name to its own value -> overrides function."""
+    flags = []
+    for name, key, kind, text, *decls in rows:
+        option = typer.Option(*decls, help=text, rich_help_panel=panel)
+        flags.append(Flag(name, key, Annotated[kind | None, option], (expand or {}).get(name)))
+    return tuple(flags)
 
 
-def _source_options(items: list[str]) -> dict[str, Any]:
+def source_option_values(items: list[str]) -> dict[str, Any]:
+    """`-o KEY=VALUE` items as {KEY: VALUE}, VALUE read as YAML; one-line errors."""
     import yaml
 
     out = {}
@@ -208,23 +117,163 @@ def _source_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _default_out(cfg) -> Path:
-    data = Path(cfg.data.dataset).name
-    if cfg.data.labels:  # e.g. ham10000-labels-binary: one folder per label file
-        data = f"{data}-{Path(cfg.data.labels).stem}"
-    arch = cfg.train.arch
-    if ":" in arch or arch.endswith((".pt", ".pth")):  # the user's network: its name only
-        arch = Path(arch.split(":")[-1]).stem.replace(".", "-")
-    name = cfg.name or f"{data}-{arch}-seed{cfg.seed}"
-    return Path("runs") / name
+def _source_options_overrides(items: list[str]) -> dict[str, Any]:
+    return {f"sample.options.{k}": v for k, v in source_option_values(items).items()}
 
 
-def _resolve(config: Path | None, flags: dict[str, Any], run_dir: Path | None = None):
+def _source_help() -> str:
+    from rashomon.sets.registry import source_names
+
+    return f"Model set source: {', '.join(source_names())} (any registered source)."
+
+
+def _alias(name: str, kind: Any, text: str, *decls: str) -> tuple:
+    """A common source option as a flag: the same as `-o NAME=VALUE` (the source's options
+    model alone checks it)."""
+    return (name, f"sample.options.{name}", kind, f"{text} The same as -o {name}=VALUE.", *decls)
+
+
+DATA_FLAGS = _group(
+    "Data",
+    ("dataset", "data.dataset", str, "MedMNIST name, or a folder of images with a label CSV."),
+    ("data_root", "data.root", str, "Folder of MedMNIST npz files (default $RASHOMON_DATA)."),
+    ("size", "data.size", int, "Image size: 28, 64, 128 or 224 (folders: any, resized)."),
+    ("attributes", "data.attributes_csv", str, "CSV of patient attributes: split,index,<attr>…"),
+    (
+        "labels",
+        "data.labels",
+        str,
+        "Folder tasks: the label CSV, a file or a name in the folder (default labels.csv).",
+    ),
+    ("channels", "data.channels", int, "Folder tasks: 1 (grey) or 3 (RGB); default from images."),
+)
+TRAIN_FLAGS = _group(
+    "Training",
+    ("arch", "train.arch", str, "Architecture: cnn-small, cnn, resnet18, mlp (or --model)."),
+    (
+        "model",
+        "train.arch",
+        str,
+        "Your own network instead of --arch: pkg.module:function (a builder; trained here unless "
+        "--weights is given) or a file of a whole network saved with torch.save (audited as is).",
+    ),
+    ("weights", "train.weights", str, "Trained weights (a state dict) of --model: no training."),
+    ("last_layer", "train.last_layer", str, "Name of --model's final nn.Linear (default: found)."),
+    ("width", "train.width", float, "Width multiplier (arch cnn)."),
+    ("dropout", "train.dropout", float, "Dropout before the head (dropout sets)."),
+    ("activation", "train.activation", str, "relu, tanh or gelu."),
+    ("epochs", "train.epochs", int, "Maximum training epochs."),
+    ("lr", "train.lr", float, "Learning rate."),
+    ("seed", "seed", int, "Seed fixing every draw."),
+)
+SAMPLE_FLAGS = _group(
+    "Model set",
+    ("source", "sample.source", str, _source_help()),
+    (
+        "option",
+        "sample.options",
+        list[str],
+        "A source option KEY=VALUE (VALUE read as YAML), repeatable: -o prior=grid.",
+        "--option",
+        "-o",
+    ),
+    ("models", "sample.models", int, "Number of models M in the set."),
+    _alias("subset", str, "Weights that vary: last_layer, all, subnetwork."),
+    _alias("hessian", str, "Laplace Hessian: diag, kron, full, lowrank."),
+    _alias("prior", str, "Prior precision: marglik, grid or a number."),
+    _alias("kind", str, "nn (sampled networks) or glm (linearized)."),
+    _alias("linearized", bool, "Riemannian: linearized network.", "--linearized/--exact"),
+    ("epsilon", "sample.epsilon", float, "Rashomon ε (relative validation loss)."),
+    ("max_memory", "sample.max_memory", str, "Memory budget for predictions, e.g. 4GB."),
+    expand={"option": _source_options_overrides},
+)
+DEVICE_FLAGS = _group(None, ("device", "device", str, "cpu or cuda."))
+FLAGS = {
+    f.name: f for group in (DATA_FLAGS, TRAIN_FLAGS, SAMPLE_FLAGS, DEVICE_FLAGS) for f in group
+}
+# Flags that set one field two ways: giving both is an error, not a silent winner.
+EXCLUSIVE = (("arch", "model"),)
+
+
+def flag_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The dotted config fields that the given flags (`values`: flag name -> value, None when
+    not given) set; two flags setting one field differently is a one-line error."""
+    for pair in EXCLUSIVE:
+        given = [name for name in pair if values.get(name) is not None]
+        if len(given) > 1:
+            flags = " and ".join(f"--{n.replace('_', '-')}" for n in given)
+            raise RashomonError(
+                f"{flags} both set {FLAGS[pair[0]].key}; give one of them (--model for your own "
+                "network, --arch for a built-in architecture)"
+            )
+    out: dict[str, Any] = {}
+    setter: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        for key, item in FLAGS[name].overrides(value).items():
+            if key in out and out[key] != item:
+                raise RashomonError(
+                    f"--{setter[key].replace('_', '-')} and --{name.replace('_', '-')} both set "
+                    f"{key} ({out[key]!r}, {item!r}); give one of them"
+                )
+            out[key], setter[key] = item, name
+    return out
+
+
+def with_flags(*groups: tuple[Flag, ...]) -> Callable:
+    """Give a command the flags of `groups` in place of its `overrides` parameter; the command
+    receives `overrides`, the config fields the given flags set (`flag_overrides`)."""
+    flags = [f for group in groups for f in group]
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn, eval_str=True)
+        params: list[inspect.Parameter] = []
+        for p in signature.parameters.values():
+            if p.name != "overrides":
+                params.append(p)
+                continue
+            params += [
+                inspect.Parameter(
+                    f.name, p.POSITIONAL_OR_KEYWORD, default=None, annotation=f.option
+                )
+                for f in flags
+            ]
+
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            values = {f.name: kwargs.pop(f.name, None) for f in flags}
+            return fn(*args, overrides=flag_overrides(values), **kwargs)
+
+        command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+ConfigArg = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config; flags override it.")
+]
+DataRoot = Annotated[
+    str | None, typer.Option(help="Folder of MedMNIST npz files (default $RASHOMON_DATA).")
+]
+Force = Annotated[bool, typer.Option("--force", help="Redo stages even if up to date.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+Overrides = dict[str, Any]  # replaced by the flags of `with_flags`
+
+
+def _csv(value: str) -> list[str]:
+    """A comma-separated flag value as a list; 'none' is the empty list."""
+    return [] if value == "none" else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _resolve(config: Path | None, overrides: Overrides, run_dir: Path | None = None):
     from rashomon.config import load_config
 
     if config is None and run_dir is not None and (run_dir / "config.yaml").exists():
         config = run_dir / "config.yaml"
-    return load_config(config, _overrides(flags))
+    return load_config(config, overrides)
 
 
 def _show_summary(results: dict[str, dict | None], run_dir: Path) -> None:
@@ -246,38 +295,13 @@ def _show_summary(results: dict[str, dict | None], run_dir: Path) -> None:
 
 @app.command()
 @guarded
+@with_flags(DATA_FLAGS, TRAIN_FLAGS, DEVICE_FLAGS, SAMPLE_FLAGS)
 def run(
     config_file: Annotated[
         Path | None, typer.Argument(help="YAML config (optional); flags override it.")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
-    dataset: Dataset = None,
-    data_root: DataRoot = None,
-    size: Size = None,
-    attributes: Attributes = None,
-    labels: Labels = None,
-    channels: Channels = None,
-    arch: Arch = None,
-    model: Model = None,
-    weights: Weights = None,
-    last_layer: LastLayer = None,
-    width: Width = None,
-    dropout: Dropout = None,
-    activation: Activation = None,
-    epochs: Epochs = None,
-    lr: Lr = None,
-    seed: Seed = None,
-    device: Device = None,
-    source: Source = None,
-    option: SourceOption = None,
-    models: Models = None,
-    subset: Subset = None,
-    hessian: Hessian = None,
-    prior: Prior = None,
-    kind: Kind = None,
-    linearized: Linearized = None,
-    epsilon: Epsilon = None,
-    max_memory: MaxMemory = None,
+    overrides: Overrides = None,  # type: ignore[assignment]
     stages: Annotated[
         str | None, typer.Option(help="Comma-separated stages to run (default all).")
     ] = None,
@@ -290,9 +314,8 @@ def run(
     stopped; --force redoes them."""
     from rashomon.run import STAGE_ORDER, STAGES, run_pipeline
 
-    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    cfg = _resolve(config_file, flags, out)
-    run_dir = out or _default_out(cfg)
+    cfg = _resolve(config_file, overrides, out)
+    run_dir = out or cfg.default_run_dir()
     chosen = STAGE_ORDER
     if stages:
         chosen = tuple(s.strip() for s in stages.split(","))
@@ -309,13 +332,13 @@ def _stage_command(
     name: str,
     run_dir: Path,
     config: Path | None,
-    flags: dict[str, Any],
+    overrides: Overrides,
     force: bool,
     no_progress: bool,
 ) -> None:
     from rashomon.run import prepare_run_dir, run_lock, run_stage
 
-    cfg = _resolve(config, flags, run_dir)
+    cfg = _resolve(config, overrides, run_dir)
     with run_lock(run_dir):
         prepare_run_dir(run_dir, cfg)
         summary = run_stage(
@@ -329,60 +352,35 @@ RunDirArg = Annotated[Path, typer.Argument(help="Run directory.")]
 
 @app.command()
 @guarded
+@with_flags(DATA_FLAGS, TRAIN_FLAGS, DEVICE_FLAGS)
 def train(
     run_dir: RunDirArg,
     config: ConfigArg = None,
-    dataset: Dataset = None,
-    data_root: DataRoot = None,
-    size: Size = None,
-    attributes: Attributes = None,
-    labels: Labels = None,
-    channels: Channels = None,
-    arch: Arch = None,
-    model: Model = None,
-    weights: Weights = None,
-    last_layer: LastLayer = None,
-    width: Width = None,
-    dropout: Dropout = None,
-    activation: Activation = None,
-    epochs: Epochs = None,
-    lr: Lr = None,
-    seed: Seed = None,
-    device: Device = None,
+    overrides: Overrides = None,  # type: ignore[assignment]
     force: Force = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Train the MAP model into RUN_DIR/train (checkpoint, history, val/test scores)."""
-    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    _stage_command("train", run_dir, config, flags, force, no_progress)
+    _stage_command("train", run_dir, config, overrides, force, no_progress)
 
 
 @app.command()
 @guarded
+@with_flags(SAMPLE_FLAGS, DEVICE_FLAGS)
 def sample(
     run_dir: RunDirArg,
     config: ConfigArg = None,
-    source: Source = None,
-    option: SourceOption = None,
-    models: Models = None,
-    subset: Subset = None,
-    hessian: Hessian = None,
-    prior: Prior = None,
-    kind: Kind = None,
-    linearized: Linearized = None,
-    epsilon: Epsilon = None,
-    max_memory: MaxMemory = None,
-    device: Device = None,
+    overrides: Overrides = None,  # type: ignore[assignment]
     force: Force = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Build the model set from the trained model and store val/test predictions."""
-    flags = {k: v for k, v in locals().items() if k in FLAG_KEYS}
-    _stage_command("sample", run_dir, config, flags, force, no_progress)
+    _stage_command("sample", run_dir, config, overrides, force, no_progress)
 
 
 @app.command()
 @guarded
+@with_flags(DEVICE_FLAGS)
 def evaluate(
     run_dir: RunDirArg,
     config: ConfigArg = None,
@@ -397,31 +395,23 @@ def evaluate(
         str | None, typer.Option(help="Comma-separated MedMNIST-C corruptions; 'none' for none.")
     ] = None,
     attacks: Annotated[str | None, typer.Option(help="Comma-separated: fgsm,pgd; 'none'.")] = None,
-    device: Device = None,
+    overrides: Overrides = None,  # type: ignore[assignment]
     force: Force = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Multiplicity, performance, calibration, fairness and robustness across the set."""
-    flags = {"device": device}
-    for key, value in (
-        ("metrics", metrics),
-        ("groups", groups),
-        ("corruptions", corruptions),
-        ("attacks", attacks),
-    ):
-        if value is not None:
-            items = [] if value == "none" else [v.strip() for v in value.split(",") if v.strip()]
-            FLAG_KEYS.setdefault(key, f"evaluate.{key}")
-            flags[key] = items
-    _stage_command("evaluate", run_dir, config, flags, force, no_progress)
+    lists = {"metrics": metrics, "groups": groups, "corruptions": corruptions, "attacks": attacks}
+    overrides.update({f"evaluate.{k}": _csv(v) for k, v in lists.items() if v is not None})
+    _stage_command("evaluate", run_dir, config, overrides, force, no_progress)
 
 
 @app.command()
 @guarded
+@with_flags(DEVICE_FLAGS)
 def decide(
     run_dir: RunDirArg,
     config: ConfigArg = None,
-    device: Device = None,
+    overrides: Overrides = None,  # type: ignore[assignment]
     select: Annotated[
         list[str] | None,
         typer.Option(
@@ -435,11 +425,9 @@ def decide(
 ) -> None:
     """Best-in-set selection (chosen on validation, confirmed on test), the constrained and
     post-processing baselines, ensembles with abstention and Laplace Sample Information."""
-    flags: dict[str, Any] = {"device": device}
     if select:
-        FLAG_KEYS.setdefault("select", "decide.select")
-        flags["select"] = [name for item in select for name in item.split(",") if name]
-    _stage_command("decide", run_dir, config, flags, force, no_progress)
+        overrides["decide.select"] = [name for item in select for name in item.split(",") if name]
+    _stage_command("decide", run_dir, config, overrides, force, no_progress)
 
 
 @app.command()
@@ -455,6 +443,7 @@ def report(
 
 @app.command()
 @guarded
+@with_flags(DEVICE_FLAGS)
 def validate(
     run_dir: RunDirArg,
     retrain: Annotated[
@@ -466,7 +455,7 @@ def validate(
     address: Annotated[
         str | None, typer.Option(help="A running Ray cluster ('auto' or host:port).")
     ] = None,
-    device: Device = None,
+    overrides: Overrides = None,  # type: ignore[assignment]
     force: Force = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -475,12 +464,9 @@ def validate(
     K/2 of the set's models against half of the retrained ones, over the retrained set's own
     split-half ceiling; flip-rate agreement; ambiguity against the number of models. The report
     then shows a validity section."""
-    flags = {"device": device}
-    for key, value in (("retrain", retrain), ("workers", workers), ("address", address)):
-        if value is not None:
-            FLAG_KEYS.setdefault(key, "validity.models" if key == "retrain" else f"validity.{key}")
-            flags[key] = value
-    _stage_command("validate", run_dir, None, flags, force, no_progress)
+    given = {"validity.models": retrain, "validity.workers": workers, "validity.address": address}
+    overrides.update({k: v for k, v in given.items() if v is not None})
+    _stage_command("validate", run_dir, None, overrides, force, no_progress)
 
 
 @app.command()
@@ -530,14 +516,14 @@ def datasets(
     from rich.markup import escape
 
     from rashomon.data.folder import describe_folder, find_folder_tasks
-    from rashomon.data.medmnist import _info, dataset_names, default_root, npz_filename
+    from rashomon.data.medmnist import dataset_info, dataset_names, default_root, npz_filename
 
     root = Path(data_root).expanduser() if data_root else default_root()
     if not folder:
         table = Table(title=f"MedMNIST 2D datasets (data root {root})")
         for col in ("name", "task", "classes", "local"):
             table.add_column(col)
-        info = _info()
+        info = dataset_info()
         for name in dataset_names():
             present = (root / npz_filename(name, 28)).exists()
             table.add_row(

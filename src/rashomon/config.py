@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictInt,
     ValidationError,
     field_validator,
@@ -183,26 +184,45 @@ class ConfigWarning(UserWarning):
     """A valid but probably unintended setting (shown once, the run goes on)."""
 
 
-# Flat spellings of common source options (CLI flags --subset, --hessian, ...): merged into
-# `sample.options` and validated by the chosen source's options model.
-FLAT_OPTIONS = ("subset", "hessian", "prior", "kind", "temperature", "linearized")
+# Laplace's options were once flat fields of the sample section (`sample.subset: all`); configs
+# and run directories written then still load: the fields move into `sample.options` once, when
+# the config loads (`SampleSection._flat_options_into_options`).
+LEGACY_FLAT_OPTIONS = ("subset", "hessian", "prior", "kind", "temperature", "linearized")
 
 
 class SampleSection(Section):
     source: str = "laplace"  # any registered source: rashomon.sets.available_sources()
     models: int = 1000  # models the source builds (M), before the Rashomon filter
-    options: dict[str, Any] = Field(default_factory=dict)  # the source's own options
-    subset: str | None = None
-    hessian: str | None = None
-    prior: str | float | None = None  # marglik | grid | a positive precision
-    kind: str | None = None
-    temperature: float | None = None
-    linearized: bool | None = None
+    # The source's own options, declared and defaulted by its options model (`-o KEY=VALUE`)
+    options: dict[str, Any] = Field(default_factory=dict)
     epsilons: list[float] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.05])
     epsilon: float = 0.02  # the ε the audit uses
     on: Literal["loss", "accuracy"] = "loss"
     max_memory: str | None = None  # e.g. "4GB"; default a safe share of RAM/VRAM
     operational: ClassVar[frozenset[str]] = frozenset({"max_memory"})
+    # Fields that only filter a built set: changing them reuses the set and its predictions.
+    filter_fields: ClassVar[frozenset[str]] = frozenset({"epsilon", "epsilons", "on"})
+    _options: Any = PrivateAttr(default=None)  # the resolved options (`resolved_options`)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_options_into_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in data for k in LEGACY_FLAT_OPTIONS):
+            return data
+        data = dict(data)
+        options = dict(data.get("options") or {})
+        for name in LEGACY_FLAT_OPTIONS:
+            value = data.pop(name, None)
+            if value is None:
+                continue
+            if name in options and options[name] != value:
+                raise ValueError(
+                    f"sample.{name} = {value!r} and sample.options.{name} = {options[name]!r} "
+                    "disagree; set one of them"
+                )
+            options[name] = value
+        data["options"] = options
+        return data
 
     @field_validator("models")
     @classmethod
@@ -236,43 +256,35 @@ class SampleSection(Section):
         return v
 
     @model_validator(mode="after")
-    def _known_source_and_options(self) -> SampleSection:
-        self.source_options()  # a wrong source or option fails when the config loads
+    def _resolve_options(self) -> SampleSection:
+        # Once, when the config loads: a wrong source or option fails here, before any stage.
+        from rashomon.sets.registry import resolve_options
+
+        self._options = resolve_options(self.source, self.options, self.epsilon)
         return self
 
-    def option_values(self) -> dict[str, Any]:
-        """`options` with the flat fields that are set; the same key set twice must agree."""
-        values = dict(self.options)
-        for name in FLAT_OPTIONS:
-            flat = getattr(self, name)
-            if flat is None:
-                continue
-            if name in values and values[name] != flat:
-                raise ValueError(
-                    f"sample.{name} = {flat!r} and sample.options.{name} = {values[name]!r} "
-                    "disagree; set one of them"
-                )
-            values[name] = flat
-        return values
+    @property
+    def resolved_options(self) -> Any:
+        """The source's options model instance the set is built with: `options` validated, and
+        for a source that aims at ε, the audit's ε as its target unless one is given."""
+        return self._options
 
-    def source_options(self) -> Any:
-        """The options validated by the source's options model (RashomonError when wrong)."""
-        from rashomon.sets.registry import source_options
-
-        options = source_options(self.source, self.option_values())
-        # A set built to fill the Rashomon set aims at the audit's ε unless told otherwise;
-        # resolved here so that it is part of the stage's identity (and redone when ε changes).
-        if options.aims_at_epsilon() and getattr(options, "target_epsilon", 0) is None:
-            options = options.model_copy(update={"target_epsilon": self.epsilon})
-        return options
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any:
+        # The resolved options follow from the fields: a copy with changes is validated anew.
+        if not update:
+            return super().model_copy(deep=deep)
+        return type(self).model_validate({**self.model_dump(), **update})
 
     def identity(self) -> dict[str, Any]:
-        # The resolved options, so `--hessian kron` and the default kron are the same stage.
+        # The resolved options, so `-o hessian=kron` and the default kron are the same stage.
         out = super().identity()
-        for name in (*FLAT_OPTIONS, "options"):
-            out.pop(name, None)
-        out["options"] = self.source_options().model_dump(mode="json")
+        out["options"] = self.resolved_options.model_dump(mode="json")
         return out
+
+    def set_identity(self) -> dict[str, Any]:
+        """What the set and its predictions depend on: the identity without the filter fields
+        (an ε-aimed source's ε is in its resolved options)."""
+        return {k: v for k, v in self.identity().items() if k not in self.filter_fields}
 
 
 class EvaluateSection(Section):
@@ -355,6 +367,16 @@ class RunConfig(Section):
     def _known_device(cls, v: str) -> str:
         check_device(v)
         return v
+
+    def default_run_dir(self) -> Path:
+        """runs/<name>, the name defaulting to <data>-<architecture>-seed<seed>."""
+        data = Path(self.data.dataset).name
+        if self.data.labels:  # e.g. ham10000-labels-binary: one folder per label file
+            data = f"{data}-{Path(self.data.labels).stem}"
+        arch = self.train.arch
+        if ":" in arch or arch.endswith((".pt", ".pth")):  # the user's network: its name only
+            arch = Path(arch.split(":")[-1]).stem.replace(".", "-")
+        return Path("runs") / (self.name or f"{data}-{arch}-seed{self.seed}")
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (plus seed and data), the identity of a stage's inputs;

@@ -599,6 +599,13 @@ def table_path(run_dir: Path | str, key: str) -> Path:
     return TABLES[key].path(run_dir)
 
 
+def stage_records(run_dir: Path | str) -> dict[str, dict[str, Any]]:
+    """The run's stage records (`RECORDS`: each finished stage's id, inputs and config hash);
+    empty before any stage finished."""
+    path = Path(run_dir) / RECORDS
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 # --------------------------------------------------------------------------- in_set@ε columns
 
 IN_SET_PREFIX = "in_set@"

@@ -24,7 +24,9 @@ SPLITS = ("train", "val", "test")
 DATA_ENV = "RASHOMON_DATA"
 
 
-def _info() -> dict:
+def dataset_info() -> dict[str, dict]:
+    """The `medmnist` package's description of every dataset it knows (name -> task, label
+    names, python_class, ...)."""
     from medmnist import INFO
 
     return INFO
@@ -32,7 +34,7 @@ def _info() -> dict:
 
 def dataset_names() -> list[str]:
     """Every 2D MedMNIST dataset the installed `medmnist` package knows."""
-    return sorted(name for name in _info() if not name.endswith("3d"))
+    return sorted(name for name in dataset_info() if not name.endswith("3d"))
 
 
 def task_kind(medmnist_task: str) -> TaskKind:
@@ -59,7 +61,7 @@ def npz_filename(name: str, size: int) -> str:
 def _download(name: str, size: int, root: Path) -> None:
     import medmnist
 
-    cls = getattr(medmnist, _info()[name]["python_class"])
+    cls = getattr(medmnist, dataset_info()[name]["python_class"])
     root.mkdir(parents=True, exist_ok=True)
     try:
         cls(split="test", download=True, root=str(root), size=size)
@@ -142,7 +144,7 @@ def load_medmnist(name: str, root: str | Path | None = None, size: int = 28, see
     if not path.exists():
         raise RashomonError(f"{path} is missing; download it or set {DATA_ENV} to its folder")
     arrays = load_npz_arrays(path)
-    info = _info()[name]
+    info = dataset_info()[name]
     kind = task_kind(info["task"])
     labels = info["label"]
     n_out = len(labels)

@@ -3,15 +3,17 @@ with a fairness intervention.
 
 - ``reweight``: group-balanced reweighting, every (group, label) cell of the training split gets
   equal total mass (``rashomon.models.train.train(..., group_balanced=attribute)``);
-- ``penalty``: mean cross-entropy + ``penalty_weight`` x a differentiable fairness gap computed on
-  each mini-batch from the predicted probability of the positive class (binary tasks):
-  ``tpr_gap`` = max - min over groups of the mean p(positive) among true positives (soft
-  equal opportunity), ``dp_gap`` = the same over all samples (soft demographic parity). Groups
-  absent from a batch (or without positives) are skipped for that batch.
+- ``penalty``: mean cross-entropy (class-weighted as the MAP model's, `resolve_class_weights`) +
+  ``penalty_weight`` x a differentiable fairness gap computed on each mini-batch from the
+  predicted probability of the positive class (binary tasks): ``tpr_gap`` = max - min over
+  groups of the mean p(positive) among true positives (soft equal opportunity), ``dp_gap`` =
+  the same over all samples (soft demographic parity). Groups absent from a batch (or without
+  positives) are skipped for that batch.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -21,12 +23,12 @@ from rashomon.errors import RashomonError
 from rashomon.models.external import build_network
 from rashomon.models.registry import Classifier
 from rashomon.models.train import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_STEPS,
+    TrainOptions,
     fit,
     loss_function,
     per_sample_loss,
     plan_budget,
+    resolve_class_weights,
     seed_everything,
     train,
 )
@@ -48,9 +50,9 @@ def train_constrained_baseline(
     penalty_weight: float = 1.0,
     **train_kwargs: Any,
 ) -> Classifier:
-    """Train the constrained baseline (module docstring). ``train_kwargs`` go to
-    ``rashomon.models.train.train`` (optimizer, lr, weight_decay, batch_size, patience,
-    arch_options, progress, ...)."""
+    """Train the constrained baseline (module docstring). ``train_kwargs`` are the keyword
+    arguments of ``rashomon.models.train.train`` (its `TrainOptions`: optimizer, lr, budget,
+    class weights, ...; and progress, history): both methods train as the MAP model did."""
     if attribute not in task.train.groups:
         raise RashomonError(
             f"unknown attribute {attribute!r} for the constrained baseline; choose one of "
@@ -95,21 +97,15 @@ def train_fairness_penalty(
     *,
     penalty: str = "tpr_gap",
     penalty_weight: float = 1.0,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    patience: int | None = None,
-    arch_options: dict[str, Any] | None = None,
-    steps: int = DEFAULT_STEPS,
-    schedule: str = "cosine",
-    select_window: int | None = None,
-    augment: bool = False,
     progress: bool = False,
     history: list[dict] | None = None,
+    **train_options: Any,
 ) -> Classifier:
-    """Adam on mean cross-entropy + penalty_weight * soft fairness gap, with the budget, schedule
-    and checkpoint selection of ``train`` (``rashomon.models.train.fit``); selection uses the
-    validation cross-entropy."""
+    """Mean cross-entropy + penalty_weight * soft fairness gap, trained with `train`'s options
+    (`train_options`, a `TrainOptions`: optimizer, budget, schedule, class weights and
+    checkpoint selection, by ``rashomon.models.train.fit``); selection uses the validation
+    cross-entropy, class-weighted as training is."""
+    options = TrainOptions.of(train_options)
     if task.kind != "binary" and task.num_classes != 2:
         raise RashomonError(
             f"the fairness penalty needs a binary task, {task.name} is {task.kind}; "
@@ -121,13 +117,23 @@ def train_fairness_penalty(
         raise RashomonError(
             f"unknown attribute {attribute!r}; choose one of {sorted(task.train.groups)}"
         )
-    budget = plan_budget(len(task.train), batch_size, steps, epochs)
+    if options.group_balanced is not None:
+        raise RashomonError(
+            "group_balanced is the reweight method's training; the penalty method does not "
+            "take it: drop it or use method='reweight'"
+        )
+    budget = plan_budget(len(task.train), options.batch_size, options.steps, epochs)
     seed_everything(seed)
-    opts = dict(arch_options or {})
     model = build_network(
-        arch, task.in_channels, task.output_dim, task.image_size, probe=task.val.x[:2], **opts
+        arch,
+        task.in_channels,
+        task.output_dim,
+        task.image_size,
+        probe=task.val.x[:2],
+        **options.arch_options,
     ).to(device)
-    loss_fn = loss_function(task.kind)
+    weight = resolve_class_weights(task, options.class_weights)
+    loss_fn = loss_function(task.kind, None if weight is None else weight.to(device))
     g = task.train.groups[attribute]
 
     def batch_loss(net, xb, yb, idx):
@@ -141,33 +147,21 @@ def train_fairness_penalty(
         task,
         batch_loss,
         budget,
+        options,
         seed=seed,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        patience=patience,
-        select_window=select_window,
-        augment=augment,
         device=device,
         progress=progress,
         history=history,
         desc=f"train {arch} + {penalty}",
+        class_weight=weight,
     )
     model.train_config = {
         "arch": arch,
         "epochs": epochs,
         "seed": seed,
-        "optimizer": "adam",
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "batch_size": batch_size,
-        "patience": patience,
-        "arch_options": opts,
-        "steps": steps,
-        "schedule": schedule,
-        "select_window": select_window,
-        "augment": augment,
+        **asdict(options),
         **chosen,
+        "class_weight": None if weight is None else [float(v) for v in weight],
         "constrained": {
             "method": "penalty",
             "penalty": penalty,

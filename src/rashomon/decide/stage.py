@@ -31,27 +31,6 @@ def baseline_attribute(task, requested: str | None) -> str:
     return real[0] if real else "intensity"
 
 
-# The penalty loop is Adam on plain cross-entropy: it takes only these training options.
-PENALTY_OPTIONS = (
-    "lr",
-    "weight_decay",
-    "batch_size",
-    "patience",
-    "arch_options",
-    "steps",
-    "schedule",
-    "select_window",
-    "augment",
-)
-
-
-def baseline_options(fit_options: dict, method: str) -> dict:
-    """The MAP model's training options that the constrained baseline's method accepts."""
-    if method == "penalty":
-        return {k: fit_options[k] for k in PENALTY_OPTIONS}
-    return fit_options
-
-
 def chosen_desiderata(task, select: list[str] | None) -> list[Desideratum] | None:
     """The task's desiderata, or the ones `decide.select` names (an error lists the valid names);
     None: every one (decide_all's default)."""
@@ -136,7 +115,7 @@ def run_decide_stage(ctx: StageContext) -> None:
             cfg.seed,
             ctx.device,
             method=d.constrained_method,
-            **baseline_options(t.fit_options(), d.constrained_method),
+            **t.fit_options(),
             progress=ctx.progress,
         )
         probs = model_probs(baseline, task.test.x, task.kind == "multilabel", ctx.device).numpy()

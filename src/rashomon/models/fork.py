@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,26 +26,18 @@ from rashomon.errors import RashomonError
 from rashomon.models.registry import Classifier
 from rashomon.models.train import (
     TrainingState,
+    TrainOptions,
     fit,
     plan_budget,
     training_objective,
 )
 
-# The recipe a fork finishes with: the MAP model's training options (its `train_config`).
-RECIPE_KEYS = (
-    "epochs",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "batch_size",
-    "patience",
-    "class_weights",
-    "group_balanced",
-    "augment",
-    "steps",
-    "schedule",
-    "select_window",
-)
+
+def recipe_options(recipe: Mapping[str, Any]) -> TrainOptions:
+    """The training options in a recipe (a model's `train_config`, which also records what was
+    planned and chosen): the fields of `TrainOptions` it holds."""
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    return TrainOptions.of({k: v for k, v in recipe.items() if k in names})
 
 
 def fork_seed(seed: int) -> int:
@@ -109,13 +101,11 @@ def fork(
             f"the model's training options lack {missing}; a fork finishes the MAP model's own "
             "training, which this model did not record (was it trained by rashomon?)"
         )
-    opts = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}
-    budget = plan_budget(
-        len(task.train), opts.get("batch_size", 64), opts.get("steps", 1000), opts.get("epochs")
-    )
+    options = recipe_options(recipe)
+    budget = plan_budget(len(task.train), options.batch_size, options.steps, recipe.get("epochs"))
     model = copy.deepcopy(base).to(device)
     batch_loss, weight = training_objective(
-        task, opts.get("class_weights", "auto"), opts.get("group_balanced"), device
+        task, options.class_weights, options.group_balanced, device
     )
     start = state
     if perturb:
@@ -127,14 +117,8 @@ def fork(
         task,
         batch_loss,
         budget,
+        options,
         seed=int(recipe.get("seed", 0)),
-        optimizer=opts.get("optimizer", "adam"),
-        lr=float(opts["lr"]),
-        weight_decay=float(opts["weight_decay"]),
-        schedule=opts.get("schedule", "cosine"),
-        patience=opts.get("patience"),
-        select_window=opts.get("select_window"),
-        augment=bool(opts.get("augment", False)),
         device=device,
         progress=progress,
         desc=f"fork {seed} from {state.fraction:g}",
@@ -171,16 +155,12 @@ def initial_state(model: nn.Module, task: Task, recipe: dict[str, Any], spawn: f
     """A state to fork a network that was not trained here (the user's `--weights`): its given
     weights, a fresh optimizer, at share `spawn` of the recipe's budget, with nothing recorded
     yet; forks then fine-tune it for the remaining (1 − spawn) of the budget."""
-    budget = plan_budget(
-        len(task.train),
-        recipe.get("batch_size", 64),
-        recipe.get("steps", 1000),
-        recipe.get("epochs"),
-    )
+    options = recipe_options(recipe)
+    budget = plan_budget(len(task.train), options.batch_size, options.steps, recipe.get("epochs"))
     epoch = int(round(spawn * budget.epochs))
     params = list(model.parameters())
-    lr, wd = float(recipe.get("lr", 1e-3)), float(recipe.get("weight_decay", 1e-4))
-    if recipe.get("optimizer", "adam") == "sgd":
+    lr, wd = options.lr, options.weight_decay
+    if options.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
     else:
         opt = torch.optim.Adam(params, lr=lr, weight_decay=wd)

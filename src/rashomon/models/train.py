@@ -21,8 +21,8 @@ from __future__ import annotations
 import copy
 import math
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +53,12 @@ PATIENCE_FRACTION = 0.2
 MIN_PATIENCE = 5
 
 
-@dataclass
-class TrainConfig:
-    arch: str = "cnn-small"
-    epochs: int | None = None  # None: derived from the step budget
-    seed: int = 0
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a network is trained beyond its architecture, epoch bound and seed: the keyword
+    options of `train` (see there), one object shared by every trainer (the MAP model, the
+    retrained seeds, the constrained baselines) and by `fit`."""
+
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -70,6 +71,18 @@ class TrainConfig:
     steps: int = DEFAULT_STEPS
     schedule: str = "cosine"
     select_window: int | None = None
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> TrainOptions:
+        """The options from keyword arguments of `train` (e.g. `TrainSection.fit_options()`);
+        an unknown name is a one-line error listing the valid ones."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise RashomonError(
+                f"unknown training option(s) {unknown}; the training options are {names}"
+            )
+        return cls(**{**options, "arch_options": dict(options.get("arch_options") or {})})
 
 
 @dataclass(frozen=True)
@@ -322,15 +335,9 @@ def fit(
     task: Task,
     batch_loss: BatchLoss,
     budget: Budget,
+    options: TrainOptions,
     *,
     seed: int = 0,
-    optimizer: str = "adam",
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    schedule: str = "cosine",
-    patience: int | None = None,
-    select_window: int | None = None,
-    augment: bool = False,
     device: str = "cpu",
     progress: bool = True,
     history: list[dict] | None = None,
@@ -345,7 +352,9 @@ def fit(
     """The training loop `train` and the constrained baselines share: `budget.epochs` epochs of
     shuffled mini-batches, one learning rate per step (`learning_rate`), one validation
     evaluation per epoch, early stopping (`should_stop`); loads the selected checkpoint
-    (`select_checkpoint`) into ``model`` and returns what was planned and chosen.
+    (`select_checkpoint`) into ``model`` and returns what was planned and chosen. Of `options`
+    it reads the optimizer, learning rate, weight decay, schedule, patience, selection window
+    and augmentation (the budget and the loss are the caller's).
 
     `class_weight` weights the validation loss that selects the checkpoint, so that selection
     is on the objective `batch_loss` trains (class-weighted training selected on the
@@ -359,13 +368,18 @@ def fit(
     seeded by `reseed` (another data order and dropout draws); `lr_restart` starts the schedule
     afresh over the remaining steps. Saving changes nothing about the run: a resumed run with
     the saved streams ends at the weights of the run that saved it."""
+    optimizer, lr, schedule = options.optimizer, options.lr, options.schedule
     if optimizer not in ("adam", "sgd"):
         raise RashomonError(f"unknown optimizer {optimizer!r}; use adam or sgd")
     learning_rate(0, 1, lr, schedule)  # refuses an unknown schedule before any work
-    window = select_window if select_window is not None else default_window(budget.epochs)
+    window = (
+        options.select_window
+        if options.select_window is not None
+        else default_window(budget.epochs)
+    )
     if window < 1 or window % 2 == 0:
         raise RashomonError(f"select_window must be a positive odd number, got {window}")
-    wait = patience if patience is not None else default_patience(budget.epochs)
+    wait = options.patience if options.patience is not None else default_patience(budget.epochs)
     if wait < 1:
         raise RashomonError(f"patience must be at least 1, got {wait}")
     params = model.parameters()
@@ -373,9 +387,9 @@ def fit(
     if optimizer == "adam":
         # Coupled L2 (not AdamW): mean loss + weight_decay/2 |θ|² is the objective whose prior
         # precision N * weight_decay the Laplace and LSI code assume.
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=options.weight_decay)
     else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=options.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     x, y = task.train.x, task.train.y
     n, batch, total = len(x), budget.batch_size, budget.total_steps
@@ -451,7 +465,7 @@ def fit(
         for i in range(0, n, batch):
             idx = order[i : i + batch]
             xb = x[idx]
-            if augment:
+            if options.augment:
                 xb = _augment(xb, gen)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
@@ -543,24 +557,21 @@ def train(
     ``saved_states`` (if given) receives the training state at each share of the budget in
     ``snapshots`` (what `rashomon.models.fork` resumes from).
     """
-    budget = plan_budget(len(task.train), batch_size, steps, epochs)
-    cfg = TrainConfig(
-        arch,
-        epochs,
-        seed,
-        optimizer,
-        lr,
-        weight_decay,
-        batch_size,
-        patience,
-        class_weights,
-        group_balanced,
-        augment,
-        dict(arch_options or {}),
-        steps,
-        schedule,
-        select_window,
+    options = TrainOptions(
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        patience=patience,
+        class_weights=class_weights,
+        group_balanced=group_balanced,
+        augment=augment,
+        arch_options=dict(arch_options or {}),
+        steps=steps,
+        schedule=schedule,
+        select_window=select_window,
     )
+    budget = plan_budget(len(task.train), batch_size, steps, epochs)
     seed_everything(seed)
     model = build_network(
         arch,
@@ -568,7 +579,7 @@ def train(
         task.output_dim,
         task.image_size,
         probe=task.val.x[:2],
-        **cfg.arch_options,
+        **options.arch_options,
     )
     model.to(device)
     batch_loss, weight = training_objective(task, class_weights, group_balanced, device)
@@ -577,14 +588,8 @@ def train(
         task,
         batch_loss,
         budget,
+        options,
         seed=seed,
-        optimizer=optimizer,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        patience=patience,
-        select_window=select_window,
-        augment=augment,
         device=device,
         progress=progress,
         history=history,
@@ -596,7 +601,8 @@ def train(
     # The resolved weights travel with the model: the Rashomon filter is defined on the
     # objective the model was trained on (rashomon.sets.rashomon.model_scores).
     class_weight = None if weight is None else [float(v) for v in weight]
-    model.train_config = {**asdict(cfg), **chosen, "class_weight": class_weight}
+    record = {"arch": arch, "epochs": epochs, "seed": seed, **asdict(options)}
+    model.train_config = {**record, **chosen, "class_weight": class_weight}
     model.task_name = task.name
     return model
 

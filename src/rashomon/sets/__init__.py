@@ -7,6 +7,8 @@ Register your own with `register_source`, or through the `rashomon.sources` entr
 
 from rashomon.sets.registry import (
     BuildContext,
+    Builder,
+    Posterior,
     SourceOptions,
     available_sources,
     register_source,
@@ -15,6 +17,8 @@ from rashomon.sets.registry import (
 
 __all__ = [
     "BuildContext",
+    "Builder",
+    "Posterior",
     "SourceOptions",
     "available_sources",
     "register_source",

@@ -29,6 +29,7 @@ from rashomon.errors import RashomonError
 from rashomon.memory import format_bytes, memory_budget
 from rashomon.predict import model_features
 from rashomon.sets.base import ModelSet, ordered_names, task_description
+from rashomon.sets.prior import GRID, parse_prior, prior_by_grid
 
 HESSIANS = ("full", "kron", "diag")  # kron: the exact label-block GGN (see the docstring)
 LOG_PRIOR_BOUNDS = (-8.0, 8.0)  # log10 of the prior precisions the evidence search considers
@@ -166,11 +167,12 @@ def bernoulli_laplace(
     *,
     device: str | None = None,
     max_memory: str | int | None = None,
-    grid: Sequence[float] = tuple(float(v) for v in np.logspace(-4, 4, 17)),
+    grid: Sequence[float] = GRID,
     grid_models: int = 32,
     seed: int = 0,
 ) -> BernoulliLastLayerPosterior:
     """Last-layer Laplace of a multilabel classifier (`model` a Classifier with a head)."""
+    prior = parse_prior(prior)
     if hessian not in HESSIANS:
         raise RashomonError(
             f"hessian {hessian!r} is not offered for multilabel last-layer Laplace; use one of "
@@ -204,20 +206,14 @@ def bernoulli_laplace(
             nn.functional.binary_cross_entropy_with_logits(logits, y.double(), reduction="sum")
         )
     start = time.perf_counter()
-    grid_nll: dict[str, float] = {}
     if prior == "marglik":
         g = torch.diag(torch.diagonal(ggn)) if hessian == "diag" else ggn
         eig = torch.linalg.eigvalsh(g)
         value = marglik_prior(eig, float(theta @ theta), nll / float(temperature))
     elif prior == "grid":
-        value = math.nan
+        value = 1.0  # held until the grid search below picks the precision
     else:
-        try:
-            value = float(prior)
-        except (TypeError, ValueError):
-            raise RashomonError(
-                f"unknown prior {prior!r}; use marglik, grid or a positive number"
-            ) from None
+        value = prior
     meta = {
         "source": "laplace",
         "subset": "last_layer",
@@ -231,25 +227,16 @@ def bernoulli_laplace(
     post = BernoulliLastLayerPosterior(
         copy.deepcopy(model).cpu().eval(),
         ggn,
-        1.0 if prior == "grid" else value,
+        value,
         hessian=hessian,
         task=task_description(task),
         meta=meta,
     )
     if prior == "grid":
-        y_val = task.val.y.float()
-        for v in grid:
-            post.set_prior(float(v))
-            p = (
-                post.sample(grid_models, seed=seed)
-                .predict(task.val.x)
-                .mean(0)
-                .clamp(1e-7, 1 - 1e-7)
-            )
-            grid_nll[f"{v:.3g}"] = float(-(y_val * p.log() + (1 - y_val) * (1 - p).log()).mean())
-        best = min(grid_nll, key=grid_nll.get)
-        post.set_prior(float(best))
-        post.meta["grid_nll"] = grid_nll
+        _, grid_nll = prior_by_grid(
+            post, task, grid, models=grid_models, seed=seed, device=dev, max_memory=max_memory
+        )
+        post.meta["grid_nll"] = {f"{k:.3g}": v for k, v in grid_nll.items()}
     post.meta["prior_precision"] = post.prior_precision
     post.meta["prior_seconds"] = round(time.perf_counter() - start, 3)
     return post

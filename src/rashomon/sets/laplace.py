@@ -16,7 +16,6 @@ Multilabel tasks: laplace-torch has no Bernoulli likelihood; their last-layer po
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,11 +31,10 @@ from rashomon.memory import format_bytes, memory_budget
 from rashomon.models.external import as_classifier
 from rashomon.sets.base import KINDS, ModelSet, ordered_names, task_description
 from rashomon.sets.curvature import PerSampleGGN
+from rashomon.sets.prior import GRID, parse_prior, prior_by_grid
 
 SUBSETS = ("last_layer", "all", "subnetwork")
 HESSIANS = ("diag", "kron", "full", "lowrank")
-PRIOR_METHODS = ("marglik", "grid")
-GRID = tuple(float(v) for v in np.logspace(-4, 4, 17))
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 # Bytes of one chunk of draws: bounds the [chunk, P] buffers while keeping calls few (each
 # laplace-torch `sample` call has a fixed cost of ~0.1 s on this CPU).
@@ -49,23 +47,6 @@ JACOBIAN_COPIES = 4
 def _check_choice(value: Any, valid: Sequence[str], what: str) -> None:
     if value not in valid:
         raise RashomonError(f"unknown {what} {value!r}; choose one of: {', '.join(valid)}")
-
-
-def _parse_prior(prior: str | float) -> str | float:
-    if isinstance(prior, (int, float)) and not isinstance(prior, bool):
-        value = float(prior)
-    elif isinstance(prior, str) and prior in PRIOR_METHODS:
-        return prior
-    else:
-        try:
-            value = float(prior)
-        except (TypeError, ValueError):
-            raise RashomonError(
-                f"unknown prior {prior!r}; use marglik, grid or a positive number"
-            ) from None
-    if not value > 0:
-        raise RashomonError(f"prior precision must be positive, got {prior!r}")
-    return value
 
 
 def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> DataLoader:
@@ -121,6 +102,10 @@ class LaplacePosterior:
     def prior_precision(self) -> float | list[float]:
         p = self.la.prior_precision.detach().cpu().flatten()
         return float(p[0]) if p.numel() == 1 else p.tolist()
+
+    def set_prior(self, precision: float) -> None:
+        """Set the (scalar) prior precision; Σ follows."""
+        self.la.prior_precision = float(precision)
 
     def sample_deviations(self, models: int, seed: int = 0) -> torch.Tensor:
         """`models` draws of v ~ N(0, Σ) over `param_names`, float32 [models, P] on the CPU."""
@@ -259,7 +244,7 @@ def laplace(
     _check_choice(subset, SUBSETS, "subset")
     _check_choice(hessian, HESSIANS, "hessian")
     _check_choice(grid_kind, KINDS, "grid_kind")
-    prior = _parse_prior(prior)
+    prior = parse_prior(prior)
     if not temperature > 0:
         raise RashomonError(f"temperature must be positive, got {temperature}")
     # Any network whose last operation is an nn.Linear: split there into body and head.
@@ -393,10 +378,18 @@ def laplace(
             warnings.simplefilter("ignore")
             la.optimize_prior_precision(method="marglik", pred_type="glm")
     elif prior == "grid":
-        grid_nll = _grid_search(post, task, grid, grid_models, grid_kind, seed, dev, max_memory)
-        la.prior_precision = min(grid_nll, key=grid_nll.get)
+        _, grid_nll = prior_by_grid(
+            post,
+            task,
+            grid,
+            models=grid_models,
+            seed=seed,
+            kind=grid_kind,
+            device=dev,
+            max_memory=max_memory,
+        )
     else:
-        la.prior_precision = float(prior)
+        post.set_prior(prior)
     post.meta.update(
         source="laplace",
         subset=subset,
@@ -475,22 +468,3 @@ def _largest_variance_subnetwork(model, loader, hessian, n_sub, common, max_memo
     ]
     columns = torch.cat([torch.arange(slices[n].start, slices[n].stop) for n in touched])
     return touched, columns, la
-
-
-def _grid_search(post, task, grid, n_models, kind, seed, dev, max_memory) -> dict[float, float]:
-    """Validation NLL of the mean prediction of `n_models` sampled models per prior value."""
-    if not grid:
-        raise RashomonError("the prior grid is empty; give at least one precision")
-    y = task.val.y
-    out: dict[float, float] = {}
-    for value in grid:
-        post.la.prior_precision = float(value)
-        try:
-            mset = post.sample(n_models, seed=seed, kind=kind)
-        except RuntimeError:  # posterior precision not positive definite at this value
-            out[float(value)] = math.inf
-            continue
-        probs = mset.predict(task.val.x, device=dev, max_memory=max_memory).mean(0)
-        p_true = probs[torch.arange(len(y)), y].clamp_min(1e-12)
-        out[float(value)] = float(-p_true.log().mean())
-    return out

@@ -1,11 +1,19 @@
 """The source registry: every way of building a model set is one module that registers a name,
-a pydantic options model and a builder; `sample.source` (CLI `--source`) picks one by name.
+an options model and a builder; `sample.source` (CLI `--source`) picks one by name.
 
-A builder is ``builder(model, task, options, context) -> ModelSet``, or an object whose
-``.sample(models, seed=...)`` gives one (a posterior). `options` is an instance of the source's
-options model, validated from `sample.options` (plus the flat config fields such as
-`sample.hessian`); `context` is a `BuildContext` with what every source may need (seed, number of
-models, device, memory budget, the MAP model's training options).
+The interface, checked by `register_source` when a source registers:
+
+- the options model is a `SourceOptions` subclass (pydantic; unknown options are errors). It is
+  the one place a source's options are declared, defaulted and documented, and it answers what
+  the generic sample stage asks of a source: does the set aim at the audit's ε
+  (`aims_at_epsilon`, then `with_epsilon` gives it the run's ε), which fields of its set's `meta`
+  go into `sample/summary.json` (`summary_keys`), and what to change when too few models are
+  within ε (`narrower_set_advice`);
+- the builder is a `Builder`: ``builder(model, task, options, context)`` returning a `ModelSet`,
+  or a `Posterior` whose ``.sample(models, seed=...)`` gives one. `options` is the source's
+  options, validated and resolved once (`resolve_options`) and also carried by `context`, a
+  `BuildContext` with what every source may need (seed, number of models, device, memory budget,
+  the audit's ε and criterion, the MAP model's training).
 
 Built-in sources are the modules of `rashomon.sets.sources`, one per source, named like the
 source; a module registers itself when imported. Other packages register through the
@@ -19,19 +27,29 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import pkgutil
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rashomon.errors import RashomonError
 
+if TYPE_CHECKING:
+    from typing import Self
+
+    from torch import nn
+
+    from rashomon.data.task import Task
+    from rashomon.sets.base import ModelSet
+
 ENTRY_POINT_GROUP = "rashomon.sources"
 BUILTIN_PACKAGE = "rashomon.sets.sources"
+BUILDER_PARAMETERS = ("model", "task", "options", "context")
 
 UNKNOWN_SOURCE = "unknown set source {name!r}; choose one of: {names}"
 BAD_OPTION = "source {name!r}: {problem}; its options are: {fields}"
@@ -42,37 +60,81 @@ NOT_A_SET = (
 
 
 class SourceOptions(BaseModel):
-    """Base of every source's options model: unknown fields are errors, not silently ignored."""
+    """Base of every source's options model: unknown fields are errors, not silently ignored.
+
+    A subclass declares the source's options as pydantic fields (type, default, range) and may
+    override the methods below; the sample stage calls nothing else of it."""
 
     model_config = ConfigDict(extra="forbid")
+    # Keys of the built set's `meta` that the sample stage records in sample/summary.json.
+    summary_keys: ClassVar[tuple[str, ...]] = ()
 
     def aims_at_epsilon(self) -> bool:
         """True when the set depends on the audit's ε (it is built to fill the Rashomon set);
         such options have a `target_epsilon` field, None meaning the audit's ε."""
         return False
 
+    def with_epsilon(self, epsilon: float) -> Self:
+        """These options as a run with audit ε `epsilon` builds with: a source that aims at ε
+        and was given no `target_epsilon` gets `epsilon`. Part of the options, so that the set is
+        rebuilt when ε changes."""
+        if not self.aims_at_epsilon():
+            return self
+        if "target_epsilon" not in type(self).model_fields:
+            raise RashomonError(
+                f"{type(self).__name__} aims at ε but has no target_epsilon field; declare "
+                "`target_epsilon: float | None = None` in the options model"
+            )
+        if self.target_epsilon is not None:  # type: ignore[attr-defined]
+            return self
+        return self.model_copy(update={"target_epsilon": float(epsilon)})
+
+    def summary(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields of a built set's `meta` recorded in sample/summary.json (`summary_keys`)."""
+        return {k: v for k, v in meta.items() if k in self.summary_keys}
+
+    def narrower_set_advice(self) -> str:
+        """What to change when too few models are within ε (the end of a one-line error)."""
+        return "options that keep the set's models closer to the trained model"
+
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a builder gets besides the model, the task and its options."""
+    """What a builder gets besides the model and the task: the run's settings, resolved once."""
 
     seed: int = 0
     models: int = 1000  # models in the set (M)
     device: str = "cpu"
     max_memory: str | int | None = None
     progress: bool = False
-    epsilon: float = 0.02  # the audit's ε and criterion (sources that aim at the Rashomon set)
+    # The audit's ε and criterion: the Rashomon filter's and the sample record's. A source that
+    # aims at ε reads its own `options.target_epsilon` (`SourceOptions.with_epsilon`).
+    epsilon: float = 0.02
     on: str = "loss"
     # The MAP model's training class weights: the Rashomon filter's loss is the class-weighted
     # NLL it was trained on (rashomon.sets.rashomon.model_scores); None when unweighted.
     class_weight: tuple[float, ...] | None = None
     # The MAP model's training: {"arch", "epochs", "fit_options"}; sources that train networks
-    # (retrain, multimode) train theirs the same way.
+    # (retrain, multimode, swag) train theirs the same way.
     train: Mapping[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    # The source's options, validated and resolved (`resolve_options`); set by build_model_set.
+    options: SourceOptions | None = None
 
 
-Builder = Callable[[Any, Any, SourceOptions, BuildContext], Any]
+@runtime_checkable
+class Posterior(Protocol):
+    """What a builder may return instead of a set: an object that draws one."""
+
+    def sample(self, models: int, seed: int = 0) -> ModelSet: ...
+
+
+class Builder(Protocol):
+    """A source's builder: the set of `context.models` models around `model` on `task`."""
+
+    def __call__(
+        self, model: nn.Module, task: Task, options: Any, context: BuildContext
+    ) -> ModelSet | Posterior: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +151,34 @@ class SetSource:
 _REGISTRY: dict[str, SetSource] = {}
 
 
+def _check_options_model(name: str, options_model: Any) -> None:
+    if isinstance(options_model, type) and issubclass(options_model, SourceOptions):
+        return
+    what = getattr(options_model, "__name__", repr(options_model))
+    plain = isinstance(options_model, type) and issubclass(options_model, BaseModel)
+    kind = "a plain pydantic model" if plain else "not an options model"
+    raise RashomonError(
+        f"the options model of source {name!r} ({what}) is {kind}; subclass "
+        "rashomon.sets.SourceOptions, which gives the methods the sample stage calls"
+    )
+
+
+def _check_builder(name: str, builder: Any) -> None:
+    if not callable(builder):
+        raise RashomonError(f"the builder of source {name!r} is not callable")
+    try:
+        signature = inspect.signature(builder)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        return
+    try:
+        signature.bind(*BUILDER_PARAMETERS)
+    except TypeError:
+        raise RashomonError(
+            f"the builder of source {name!r} takes {signature}; a builder takes "
+            f"({', '.join(BUILDER_PARAMETERS)})"
+        ) from None
+
+
 def register_source(
     name: str,
     builder: Builder,
@@ -97,14 +187,14 @@ def register_source(
     description: str = "",
     replace: bool = False,
 ) -> SetSource:
-    """Register a set source under `name`. Registering a taken name is an error unless
-    `replace=True` (or the same builder registers again, as on a module reload)."""
+    """Register a set source under `name`: `builder` a `Builder` and `options_model` a
+    `SourceOptions` subclass, both checked here (a one-line RashomonError when wrong).
+    Registering a taken name is an error unless `replace=True` (or the same builder registers
+    again, as on a module reload)."""
     if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
         raise RashomonError(f"source name {name!r} must be a word such as 'laplace' or 'my-set'")
-    if not callable(builder):
-        raise RashomonError(f"the builder of source {name!r} is not callable")
-    if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):
-        raise RashomonError(f"the options model of source {name!r} must be a pydantic BaseModel")
+    _check_builder(name, builder)
+    _check_options_model(name, options_model)
     old = _REGISTRY.get(name)
     if old is not None and not replace and old.builder is not builder:
         same_place = getattr(old.builder, "__qualname__", None) == getattr(
@@ -155,6 +245,8 @@ def _load(name: str) -> None:
         return
     try:
         loaded = ep.load()
+    except RashomonError:  # the plugin's own registration was refused: that line says why
+        raise
     except Exception as exc:
         raise RashomonError(
             f"source {name!r} (entry point {ep.value}) failed to import: {exc}; fix or uninstall "
@@ -189,7 +281,7 @@ def _problem(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"no option {where!r}"
-    return f"option {where!r}: {err['msg']}"
+    return f"option {where!r}: {str(err['msg']).removeprefix('Value error, ')}"
 
 
 def source_options(name: str, values: Mapping[str, Any] | None = None) -> SourceOptions:
@@ -205,14 +297,25 @@ def source_options(name: str, values: Mapping[str, Any] | None = None) -> Source
         ) from exc
 
 
+def resolve_options(name: str, values: Mapping[str, Any] | None, epsilon: float) -> SourceOptions:
+    """The options source `name` builds with in a run of audit ε `epsilon`: `values` validated
+    by its options model (`source_options`), ε given to a source that aims at it
+    (`SourceOptions.with_epsilon`). A run resolves them once, when its config loads."""
+    return source_options(name, values).with_epsilon(epsilon)
+
+
 def build_model_set(
     name: str,
     model: Any,
     task: Any,
     options: SourceOptions | Mapping[str, Any] | None,
     context: BuildContext,
-) -> Any:
-    """Build source `name`'s set for `model` on `task`: a ModelSet of `context.models` models."""
+) -> ModelSet:
+    """Build source `name`'s set for `model` on `task`: a ModelSet of `context.models` models.
+
+    `options`: the source's resolved options (as a run's config holds them), or a mapping of
+    option values, resolved here against `context.epsilon` (Python callers). The builder gets
+    them, and a context that carries them."""
     from rashomon.models.external import as_classifier
     from rashomon.sets.base import ModelSet, task_description
 
@@ -221,13 +324,14 @@ def build_model_set(
     # every source sees `features`/`head` and a spec to save the set with.
     model = as_classifier(model, probe=task.val.x[:4], size=task.image_size)
     if not isinstance(options, source.options_model):
-        options = source_options(name, options if isinstance(options, Mapping) else None)
+        values = options if isinstance(options, Mapping) else None
+        options = resolve_options(name, values, context.epsilon)
+    context = replace(context, options=options)
     out = source.builder(model, task, options, context)
     if not isinstance(out, ModelSet):
-        sample = getattr(out, "sample", None)
-        if not callable(sample):
+        if not isinstance(out, Posterior):
             raise RashomonError(NOT_A_SET.format(name=name, got=type(out).__name__))
-        out = sample(context.models, seed=context.seed)
+        out = out.sample(context.models, seed=context.seed)
         if not isinstance(out, ModelSet):
             raise RashomonError(NOT_A_SET.format(name=name, got=type(out).__name__))
     if not out.task.get("kind"):  # the builder did not say what the set predicts

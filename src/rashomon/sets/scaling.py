@@ -302,3 +302,69 @@ def disagreement_scale(
         "reached": bool(d_hi >= target),
     }
     return scale, info
+
+
+SCALES = ("posterior", "epsilon", "boundary", "disagreement")
+
+
+def scaled_set(
+    post: Any,
+    task: Any,
+    models: int,
+    *,
+    seed: int = 0,
+    kind: str = "nn",
+    scale: str = "posterior",
+    epsilon: float | None = None,
+    target_share: float = 0.5,
+    search_models: int = 200,
+    on: str = "loss",
+    class_weight: Any = None,
+    device: str | None = None,
+    max_memory: str | int | None = None,
+    reference: torch.nn.Module | None = None,
+) -> ModelSet:
+    """`models` draws of a Gaussian posterior as a ModelSet. `scale` "posterior": θ* + v,
+    v ~ N(0, Σ); "epsilon": θ* + s·v with the one s of `epsilon_scale` (searched on the first
+    `search_models` draws); "boundary": θ* + t_m·v_m, each direction followed to the ε level set
+    (`boundary_scales`). The scaled sets are against `reference` (default the posterior's own
+    network) at ε `epsilon`, on validation; `meta["scaling"]` records the search."""
+    import time
+
+    if scale not in SCALES:
+        raise RashomonError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+    if scale == "posterior":
+        return post.sample(models, seed=seed, kind=kind)
+    start = time.perf_counter()
+    dev = post.sample_deviations(models, seed=seed)
+    if scale == "disagreement":
+        s, info = disagreement_scale(
+            post,
+            dev[:search_models],
+            task,
+            kind=kind,
+            device=device,
+            max_memory=max_memory,
+            reference=reference,
+        )
+        info["scale_seconds"] = round(time.perf_counter() - start, 3)
+        return post.to_set(post.mean[None] + s * dev, kind, seed=seed, scaling={scale: info})
+    if epsilon is None:
+        raise RashomonError(f"scale {scale!r} needs the ε to scale the set to; pass epsilon")
+    common = dict(
+        on=on,
+        class_weight=class_weight,
+        kind=kind,
+        device=device,
+        max_memory=max_memory,
+        reference=reference,
+    )
+    if scale == "epsilon":
+        search = dev[:search_models]
+        s, info = epsilon_scale(post, search, task, epsilon, target_share=target_share, **common)
+        vectors = post.mean[None] + s * dev
+    else:
+        t, info = boundary_scales(post, dev, task, epsilon, **common)
+        vectors = post.mean[None] + t[:, None] * dev
+    info["scale_seconds"] = round(time.perf_counter() - start, 3)
+    return post.to_set(vectors, kind, seed=seed, scaling={scale: info})

@@ -34,28 +34,28 @@ TRAIN_PROBS_LIMIT = 256 * 2**20  # bytes: store train predictions only when this
 
 def build_context(ctx: Any, class_weight: Any = None) -> BuildContext:
     """What the chosen source's builder gets from the run: seed, M, device, budget, training,
-    and the MAP model's training class weights (the filter's loss)."""
+    the resolved options, the audit's ε and criterion, and the MAP model's training class
+    weights (the filter's loss). The stage's filter and record read ε from it too."""
     cfg = ctx.cfg
-    t = cfg.train
+    s, t = cfg.sample, cfg.train
     return BuildContext(
         seed=cfg.seed,
-        models=cfg.sample.models,
+        models=s.models,
         device=ctx.device,
-        max_memory=cfg.sample.max_memory,
+        max_memory=s.max_memory,
         progress=ctx.progress,
-        epsilon=cfg.sample.epsilon,
-        on=cfg.sample.on,
+        epsilon=float(s.epsilon),
+        on=s.on,
         class_weight=None if class_weight is None else tuple(map(float, class_weight)),
         train={"arch": t.arch, "epochs": t.epochs, "fit_options": t.fit_options()},
         run_dir=ctx.run_dir,
+        options=s.resolved_options,
     )
 
 
-def build_set(ctx: Any, model: torch.nn.Module, task: Any, class_weight: Any = None) -> ModelSet:
+def build_set(ctx: Any, model: torch.nn.Module, task: Any, context: BuildContext) -> ModelSet:
     """The ModelSet of the configured source (any registered one, see rashomon.sets.registry)."""
-    s = ctx.cfg.sample
-    context = build_context(ctx, class_weight)
-    return build_model_set(s.source, model, task, s.source_options(), context)
+    return build_model_set(ctx.cfg.sample.source, model, task, context.options, context)
 
 
 # Files of the stage that do not depend on ε: reused when only the Rashomon filter changes.
@@ -67,7 +67,6 @@ SET_FILES = (
     S.map_probs_file("test"),
 )
 OPTIONAL_SET_FILES = (S.probs_file("train"),)
-FILTER_FIELDS = ("epsilon", "epsilons", "on")
 
 
 def build_key(ctx: Any) -> str:
@@ -75,11 +74,10 @@ def build_key(ctx: Any) -> str:
     import hashlib
     import json
 
-    s = ctx.cfg.sample.identity()
     payload = {
         "train": ctx.cfg.section_hash("train"),
         "data": ctx.data,
-        "sample": {k: v for k, v in s.items() if k not in FILTER_FIELDS},
+        "sample": ctx.cfg.sample.set_identity(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :16
@@ -115,17 +113,13 @@ def _reuse_previous_set(ctx: Any, key: str):
 
 
 def _current_train_id(ctx: Any) -> str | None:
-    import json
-
-    f = ctx.run_dir / "stages.json"
-    records = json.loads(f.read_text()) if f.exists() else {}
-    return records.get("train", {}).get("id")
+    return S.stage_records(ctx.run_dir).get("train", {}).get("id")
 
 
-def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any, class_weight: Any):
+def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any, context: BuildContext):
     s = ctx.cfg.sample
     start = time.perf_counter()
-    mset = build_set(ctx, model, task, class_weight)
+    mset = build_set(ctx, model, task, context)
     build_seconds = time.perf_counter() - start
     mset.validate(task=task, model=model)
     mset.save(ctx.out / S.SET)
@@ -163,7 +157,8 @@ def run_sample_stage(ctx: Any) -> None:
         raise RashomonError(
             f"the MAP model was trained on {trained_on!r}, not {task.name!r}; re-run `train`"
         )
-    class_weight = meta.get("train_config", {}).get("class_weight")
+    context = build_context(ctx, meta.get("train_config", {}).get("class_weight"))
+    epsilon, on, class_weight = context.epsilon, context.on, context.class_weight
     key = build_key(ctx)
     reused = _reuse_previous_set(ctx, key)
     if reused is not None:
@@ -172,7 +167,7 @@ def run_sample_stage(ctx: Any) -> None:
             "[dim]  set and predictions reused: only the Rashomon filter changed[/dim]"
         )
     else:
-        mset, probs, timings = _build_and_predict(ctx, model, task, class_weight)
+        mset, probs, timings = _build_and_predict(ctx, model, task, context)
     ctx.summary["build_key"] = key
     y_val, y_test = task.val.y.numpy(), task.test.y.numpy()
     val = model_scores(probs["val"], y_val, class_weight)
@@ -190,66 +185,50 @@ def run_sample_stage(ctx: Any) -> None:
             "distance_rel": dist["relative"],
         }
     )
-    epsilons = sorted(set(map(float, s.epsilons)) | {float(s.epsilon)})
+    epsilons = sorted(set(map(float, s.epsilons)) | {epsilon})
     for eps in epsilons:
         table[in_set_column(eps)] = rashomon_mask(
             probs["val"],
             y_val,
             eps,
-            on=s.on,
+            on=on,
             ref=probs["map_val"],
             min_models=0,
             class_weight=class_weight,
         )
     table.to_csv(ctx.out / S.TABLES["per_model"].file, index=False)
     rows = survival_table(
-        probs["val"], y_val, probs["map_val"], epsilons, on=s.on, class_weight=class_weight
+        probs["val"], y_val, probs["map_val"], epsilons, on=on, class_weight=class_weight
     )
     pd.DataFrame(rows).to_csv(ctx.out / S.TABLES["survival"].file, index=False)
-    keep = table[in_set_column(s.epsilon)].to_numpy()
+    keep = table[in_set_column(epsilon)].to_numpy()
     if keep.sum() < MIN_SET_MODELS:
         counts = ", ".join(f"{eps:g}: {int(table[in_set_column(eps)].sum())}" for eps in epsilons)
         raise RashomonError(
-            f"epsilon {s.epsilon:g} on {s.on} keeps {int(keep.sum())} of {len(mset)} models, "
+            f"epsilon {epsilon:g} on {on} keeps {int(keep.sum())} of {len(mset)} models, "
             f"fewer than the {MIN_SET_MODELS} a Rashomon set needs (kept per epsilon: "
-            f"{counts}); use a larger sample.epsilon, more models, or a narrower posterior "
-            "(sample.prior grid or a larger fixed prior precision)"
+            f"{counts}); use a larger sample.epsilon, more models, or "
+            f"{context.options.narrower_set_advice()}"
         )
     np.save(ctx.out / S.IN_SET, keep)
 
     map_val = model_scores(probs["map_val"][None], y_val, class_weight)
     ctx.summary.update(
         source=mset.source,
-        options=s.source_options().model_dump(mode="json"),
+        options=context.options.model_dump(mode="json"),
         kind=mset.kind,
         models=len(mset),
         modes=mset.num_modes,
         head_only=bool(mset.head_only),
         varied_parameters=mset.num_varied,
-        epsilon=float(s.epsilon),
-        on=s.on,
-        class_weight=class_weight,
+        epsilon=epsilon,
+        on=on,
+        class_weight=None if class_weight is None else list(class_weight),
         models_in_set=int(keep.sum()),
         survival={f"{r['epsilon']:g}": r["models_in_set"] for r in rows},
         map_val_loss=round(float(map_val["loss"][0]), 5),
         map_val_accuracy=round(float(map_val["accuracy"][0]), 5),
         set_val_loss_median=round(float(np.median(val["loss"])), 5),
         **timings,
-        **{
-            k: v
-            for k, v in mset.meta.items()
-            if k
-            in (
-                "subset",
-                "hessian",
-                "prior",
-                "prior_precision",
-                "temperature",
-                "fit_seconds",
-                "prior_seconds",
-                "sample_seconds",
-                "dropout",
-                "seeds",
-            )
-        },
+        **context.options.summary(mset.meta),
     )

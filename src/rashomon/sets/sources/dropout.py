@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rashomon.sets.registry import BuildContext, SourceOptions, register_source
 
 
 class DropoutOptions(SourceOptions):
-    pass  # the rate is the MAP model's (train.dropout)
+    """No options: the rate is the MAP model's (train.dropout)."""
+
+    summary_keys: ClassVar[tuple[str, ...]] = ("dropout",)
+
+    def narrower_set_advice(self) -> str:
+        return "a lower dropout rate (--dropout, retrained)"
 
 
 def build(model: Any, task: Any, options: DropoutOptions, context: BuildContext) -> Any:

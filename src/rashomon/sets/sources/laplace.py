@@ -1,21 +1,46 @@
-"""`laplace`: weight samples from a Laplace approximation (laplace-torch) at the MAP weights,
-at the posterior's own width or scaled to the Rashomon set (rashomon.sets.scaling)."""
+"""`laplace`: the Laplace approximation N(θ*, Σ) around the trained model (laplace-torch;
+multilabel heads: rashomon.sets.bernoulli), sampled once, at the posterior's width or scaled to
+the Rashomon set (rashomon.sets.scaling)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from rashomon.errors import RashomonError
 from rashomon.sets.registry import BuildContext, SourceOptions, register_source
+
+# Fields of a Laplace set's meta recorded in sample/summary.json (riemannian's too).
+LAPLACE_SUMMARY = (
+    "subset",
+    "hessian",
+    "prior",
+    "prior_precision",
+    "temperature",
+    "fit_seconds",
+    "prior_seconds",
+    "sample_seconds",
+)
+NARROWER_POSTERIOR = "a narrower posterior (-o prior=grid or a larger fixed prior precision)"
+
+
+def checked_prior(value: Any) -> str | float:
+    """A prior option's value: marglik, grid or a positive precision (a number, or its text)."""
+    from rashomon.sets.prior import parse_prior
+
+    try:
+        return parse_prior(value)
+    except RashomonError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class LaplaceOptions(SourceOptions):
     subset: Literal["last_layer", "all", "subnetwork"] = "last_layer"
     hessian: Literal["diag", "kron", "full", "lowrank"] = "kron"
     prior: str | float = "marglik"  # marglik | grid | a positive precision
-    kind: Literal["nn", "glm"] = "nn"
-    temperature: float = Field(1.0, gt=0)
+    kind: Literal["nn", "glm"] = "nn"  # nn: sampled networks; glm: the linearized network
+    temperature: float = Field(1.0, gt=0)  # T > 1 widens the posterior
     # subset "subnetwork": module names whose parameters vary, or a count of largest-variance
     # weights (default 1000)
     subnetwork: list[str] | int | None = None
@@ -26,9 +51,18 @@ class LaplaceOptions(SourceOptions):
     target_share: float = Field(0.5, gt=0, lt=1)
     target_epsilon: float | None = Field(None, ge=0)  # default: the audit's ε
     search_models: int = Field(200, gt=0)  # models the ε-scale bisection evaluates
+    summary_keys: ClassVar[tuple[str, ...]] = LAPLACE_SUMMARY
+
+    @field_validator("prior")
+    @classmethod
+    def _prior(cls, value: Any) -> str | float:
+        return checked_prior(value)
 
     def aims_at_epsilon(self) -> bool:
         return self.scale != "posterior"
+
+    def narrower_set_advice(self) -> str:
+        return NARROWER_POSTERIOR
 
 
 def laplace_set(
@@ -43,10 +77,8 @@ def laplace_set(
 ) -> Any:
     """A ModelSet of `models` (default context.models) samples of the Laplace posterior at
     `model`, scaled against `reference` (the audited network; default `model`)."""
-    import time
-
     from rashomon.sets.laplace import laplace
-    from rashomon.sets.scaling import boundary_scales, epsilon_scale
+    from rashomon.sets.scaling import scaled_set
 
     models = context.models if models is None else models
     seed = context.seed if seed is None else seed
@@ -62,30 +94,22 @@ def laplace_set(
         max_memory=context.max_memory,
         seed=seed,
     )
-    if options.scale == "posterior":
-        return post.sample(models, seed=seed, kind=options.kind)
-    start = time.perf_counter()
-    dev = post.sample_deviations(models, seed=seed)
-    eps = context.epsilon if options.target_epsilon is None else options.target_epsilon
-    common = dict(
+    return scaled_set(
+        post,
+        task,
+        models,
+        seed=seed,
+        kind=options.kind,
+        scale=options.scale,
+        epsilon=options.target_epsilon,
+        target_share=options.target_share,
+        search_models=options.search_models,
         on=context.on,
         class_weight=context.class_weight,
-        kind=options.kind,
         device=context.device,
         max_memory=context.max_memory,
         reference=reference,
     )
-    if options.scale == "epsilon":
-        search = dev[: options.search_models]
-        s, info = epsilon_scale(
-            post, search, task, eps, target_share=options.target_share, **common
-        )
-        vectors = post.mean[None] + s * dev
-    else:
-        t, info = boundary_scales(post, dev, task, eps, **common)
-        vectors = post.mean[None] + t[:, None] * dev
-    info["scale_seconds"] = round(time.perf_counter() - start, 3)
-    return post.to_set(vectors, options.kind, seed=seed, scaling={options.scale: info})
 
 
 def build(model: Any, task: Any, options: LaplaceOptions, context: BuildContext) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rashomon.sets.registry import BuildContext, SourceOptions, register_source
 
@@ -11,6 +11,10 @@ class RetrainOptions(SourceOptions):
     # development choices varied across models, e.g. {"augment": [false, true]}
     choices: dict[str, list[Any]] = {}
     cache_dir: str | None = None  # default $RASHOMON_CACHE/retrain or ~/.cache/rashomon/retrain
+    summary_keys: ClassVar[tuple[str, ...]] = ("seeds",)
+
+    def narrower_set_advice(self) -> str:
+        return "a longer training (train.steps or --epochs), whose seeds agree more"
 
 
 def build(model: Any, task: Any, options: RetrainOptions, context: BuildContext) -> Any:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rashomon.sets.registry import BuildContext, SourceOptions, register_source
+from rashomon.sets.sources.laplace import LAPLACE_SUMMARY, NARROWER_POSTERIOR, checked_prior
 
 
 class RiemannianOptions(SourceOptions):
     subset: Literal["last_layer", "all"] = "last_layer"
     hessian: Literal["diag", "kron", "full"] = "kron"
-    prior: str | float = "marglik"
+    prior: str | float = "marglik"  # the Laplace prior: marglik | grid | a positive precision
     temperature: float = Field(1.0, gt=0)
-    linearized: bool = False
+    linearized: bool = False  # geodesics of the linearized network's loss
     metric: Literal["monge", "fisher"] = "monge"  # Bergamin et al. 2023 | Yu et al. 2024
     refine_map: bool = False
     batch_size: int | None = Field(None, gt=0)  # mini-batch per geodesic (all weights)
+    summary_keys: ClassVar[tuple[str, ...]] = LAPLACE_SUMMARY
+
+    @field_validator("prior")
+    @classmethod
+    def _prior(cls, value: Any) -> str | float:
+        return checked_prior(value)
+
+    def narrower_set_advice(self) -> str:
+        return NARROWER_POSTERIOR
 
 
 def build(model: Any, task: Any, options: RiemannianOptions, context: BuildContext) -> Any:
