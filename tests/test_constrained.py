@@ -88,7 +88,8 @@ def test_train_options_are_trains_keyword_options():
     keyword = [
         name
         for name, p in inspect.signature(train).parameters.items()
-        if p.kind is p.KEYWORD_ONLY and name not in ("device", "progress", "history")
+        if p.kind is p.KEYWORD_ONLY
+        and name not in ("device", "progress", "history", "snapshots", "saved_states")
     ]
     assert keyword == [f.name for f in dataclasses.fields(TrainOptions)]
     defaults = {n: p.default for n, p in inspect.signature(train).parameters.items()}

@@ -38,12 +38,12 @@ def test_saving_states_changes_nothing(trained, tiny_task):
     plain = train(tiny_task, seed=3, **RECIPE)
     assert _same(model, plain)
     # 120 images in batches of 32: 4 steps an epoch, 10 epochs; a state at the first epoch end
-    # reaching each share (0 before any step)
-    assert [(s.fraction, s.epoch, s.step) for s in saved] == [
-        (0.0, 0, 0),
-        (0.5, 5, 20),
-        (0.75, 8, 32),
-        (0.9, 9, 36),
+    # reaching each share (0 before any step): 0.75 is reached at step 32 of 40
+    assert [(s.requested, s.fraction, s.epoch, s.step) for s in saved] == [
+        (0.0, 0.0, 0, 0),
+        (0.5, 0.5, 5, 20),
+        (0.75, 0.8, 8, 32),
+        (0.9, 0.9, 9, 36),
     ]
     assert all(s.total_steps == 40 for s in saved)
 
@@ -90,7 +90,8 @@ def test_a_fork_with_its_own_seed_is_another_network(trained, tiny_task):
 
 def test_nearest_state_and_a_given_network(trained, tiny_task):
     model, saved = trained
-    assert nearest_state(saved, 0.8).fraction == 0.75
+    assert nearest_state(saved, 0.75).fraction == 0.8  # the state kept for 0.75
+    assert nearest_state(saved, 0.85).fraction == 0.8  # else the latest one before
     with pytest.raises(RashomonError, match="saved no states"):
         nearest_state([], 0.5)
     # a network not trained here: fine-tuned from its weights for the rest of the budget
@@ -98,3 +99,66 @@ def test_nearest_state_and_a_given_network(trained, tiny_task):
     assert (state.epoch, state.step, state.losses) == (5, 20, [])
     tuned = fork(tiny_task, model, state, seed=4)
     assert tuned.train_config["epochs_run"] == 5 and not _same(tuned, model)
+
+
+def test_fork_source_through_the_run_directory(tiny_root, tmp_path):
+    """`rashomon run --source fork`: the train stage keeps its states, the sample stage forks
+    from them (cached), and fork k at spawn 0 with reinit is retrained seed seed + k."""
+    import json
+
+    from test_cli import rashomon
+
+    from rashomon.sets.base import ModelSet
+    from rashomon.sets.registry import BuildContext, build_model_set
+
+    cache = {"RASHOMON_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "run"
+    base = ("--dataset", "breastmnist", "--arch", "mlp", "--epochs", "6", "--no-progress")
+    proc = rashomon(
+        "run",
+        *base,
+        "--source",
+        "fork",
+        "-o",
+        "spawn=0.5",
+        "--models",
+        "3",
+        "--epsilon",
+        "0.5",
+        "--stages",
+        "train,sample",
+        "--out",
+        str(out),
+        root=tiny_root,
+        env_extra=cache,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "sample" / "summary.json").read_text())
+    assert summary["source"] == "fork" and summary["models"] == 3
+    assert summary["spawn"] == 0.5 and summary["from_saved_state"] is True
+    # 120 images, batch 64: 2 steps an epoch, 6 epochs: 0.75 and 0.9 are reached at steps 10
+    # and 12 of 12
+    states = json.loads((out / "train" / "summary.json").read_text())["training_states"]
+    assert states == [0.0, 0.5, 0.8333, 1.0]
+    mset = ModelSet.load(out / "sample" / "set.pt")
+    assert mset.meta["seeds"] == [1, 2, 3] and mset.meta["reused"] == 0
+
+    import rashomon as rs
+    from rashomon.config import load_config
+
+    cfg = load_config(out / "config.yaml")
+    task = rs.load_task("breastmnist", root=tiny_root)
+    model, _ = rs.load_checkpoint(out / "train" / "model.pt")
+    t = cfg.train
+    ctx = BuildContext(
+        seed=0,
+        models=2,
+        train={"arch": t.arch, "epochs": t.epochs, "fit_options": t.fit_options()},
+        run_dir=out,
+    )
+    forks = build_model_set(
+        "fork", model, task, {"spawn": 0, "reinit": True, "cache_dir": str(tmp_path / "c2")}, ctx
+    )
+    seeds = build_model_set("retrain", model, task, {"cache_dir": str(tmp_path / "c2")}, ctx)
+    assert forks.meta["reused"] == 0 and seeds.meta["reused"] == 2  # the same networks
+    assert torch.equal(forks.samples, seeds.samples) and seeds.meta["seeds"] == [1, 2]

@@ -47,12 +47,16 @@ def fork_seed(seed: int) -> int:
 
 
 def nearest_state(states: Sequence[TrainingState], spawn: float) -> TrainingState:
-    """The saved state at share `spawn` of the budget: the latest one at or before it."""
+    """The saved state for share `spawn` of the budget: the one kept for that share
+    (`train.snapshots`), else the latest one at or before it."""
     if not states:
         raise RashomonError(
             "the training run saved no states to fork from; re-run `rashomon train` (it keeps "
             "the states at train.snapshots) or use --source retrain"
         )
+    kept = [s for s in states if abs(s.requested - spawn) < 1e-9]
+    if kept:
+        return kept[0]
     before = [s for s in states if s.fraction <= spawn + 1e-9]
     if not before:
         shares = ", ".join(f"{s.fraction:g}" for s in states)
@@ -167,6 +171,7 @@ def initial_state(model: nn.Module, task: Task, recipe: dict[str, Any], spawn: f
     opt_state = opt.state_dict()
     return TrainingState(
         fraction=epoch / budget.epochs,
+        requested=spawn,
         epoch=epoch,
         step=epoch * budget.steps_per_epoch,
         total_steps=budget.total_steps,

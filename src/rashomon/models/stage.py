@@ -78,6 +78,8 @@ def keep_states(ctx: Any, states: list) -> None:
         )
         return
     save_atomic({"states": payloads}, ctx.out / S.TRAINING_STATES)
+    # the share of the budget each state was reached at (the first epoch end at or past the
+    # share asked for in train.snapshots)
     ctx.summary["training_states"] = [round(s.fraction, 4) for s in states]
 
 

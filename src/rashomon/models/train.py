@@ -106,7 +106,8 @@ class TrainingState:
     the selection rule can still fall on. `fraction` is the share of the planned optimizer steps
     done (`step / total_steps`)."""
 
-    fraction: float
+    fraction: float  # step / total_steps
+    requested: float  # the snapshot share it was kept for (the first epoch end reaching it)
     epoch: int  # epochs completed
     step: int
     total_steps: int
@@ -406,11 +407,12 @@ def fit(
     if any(not 0 <= f <= 1 for f in pending):
         raise RashomonError(f"snapshot shares must lie in [0, 1], got {pending}")
 
-    def snapshot(fraction: float, epoch_done: int) -> None:
+    def snapshot(requested: float, epoch_done: int) -> None:
         assert saved is not None
         saved.append(
             TrainingState(
-                fraction=fraction,
+                fraction=step / total,
+                requested=requested,
                 epoch=epoch_done,
                 step=step,
                 total_steps=total,

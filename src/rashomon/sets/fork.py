@@ -59,6 +59,7 @@ def fork_networks(
     perturb: float = 0.0,
     lr_restart: bool = False,
     reinit: bool = False,
+    finetune: float = 0.1,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = False,
@@ -66,7 +67,9 @@ def fork_networks(
     """K = `forks` networks forked from the MAP model's training at share `spawn` (the latest
     saved state at or before it; a network trained elsewhere is fine-tuned from its weights for
     the rest of the budget). `train` is the MAP recipe ({"arch", "epochs", "fit_options"}, as
-    the sample stage passes it to every training source)."""
+    the sample stage passes it to every training source). At spawn 1 (the end of training) the
+    forks fine-tune the trained weights for the last `finetune` share of the budget with a
+    fresh optimizer and a restarted schedule."""
     if forks < 1:
         raise RashomonError(f"forks must be a positive number of networks, got {forks}")
     recipe = dict(train or {})
@@ -91,11 +94,21 @@ def fork_networks(
         )
         return nets, {**meta, "spawn": 0.0, "reinit": True}
     given = dict(getattr(model, "train_config", {}))
-    if states:
+    if spawn >= 1:
+        # the end of training leaves no step to take: fine-tune the trained weights for the
+        # last `finetune` of the budget, on a fresh schedule
+        state = initial_state(model, task, {**fit_options, "epochs": epochs}, 1 - finetune)
+        lr_restart = True
+    elif states:
         state = nearest_state(states, spawn)
     else:  # the user's --weights: fine-tune from the given weights
         state = initial_state(model, task, {**fit_options, "epochs": epochs}, spawn)
-    options = {"spawn": state.fraction, "perturb": perturb, "lr_restart": lr_restart}
+    options = {
+        "spawn": state.fraction,
+        "from_weights": spawn >= 1 or not states,
+        "perturb": perturb,
+        "lr_restart": lr_restart,
+    }
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     tag = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
     folder = (
@@ -136,7 +149,7 @@ def fork_networks(
         "perturb": perturb,
         "lr_restart": lr_restart,
         "reinit": False,
-        "from_saved_state": bool(states),
+        "from_saved_state": bool(states) and spawn < 1,
         "cache": str(folder),
         "reused": reused,
         "train_seconds": round(seconds, 2),

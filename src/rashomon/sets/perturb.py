@@ -180,7 +180,7 @@ def perturbation_set(
     target_share: float = 0.5,
     search_models: int = 200,
     include_head: bool = True,
-    epsilon: float = 0.02,
+    epsilon: float | None = None,
     on: str = "loss",
     class_weight: Any = None,
     seed: int = 0,
@@ -193,6 +193,8 @@ def perturbation_set(
     validation error; Gaussian only), or fixed (`sigma`, or the Bernoulli `rate`)."""
     from rashomon.sets.scaling import boundary_scales, disagreement_scale, epsilon_scale
 
+    if scale in ("epsilon", "boundary") and epsilon is None:
+        raise RashomonError(f"scale {scale!r} needs the ε to scale the set to; pass epsilon")
     start = time.perf_counter()
     post = ChannelPerturbation(model, task, include_head)
     common = dict(on=on, device=device, max_memory=max_memory, class_weight=class_weight)

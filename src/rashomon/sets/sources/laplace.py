@@ -46,8 +46,10 @@ class LaplaceOptions(SourceOptions):
     subnetwork: list[str] | int | None = None
     # posterior: θ* + v, v ~ N(0, Σ); epsilon: θ* + s·v with one s putting `target_share` of
     # the samples within ε on validation; boundary: θ* + t_m·v_m, each direction followed to
-    # the ε level set of the validation loss
-    scale: Literal["posterior", "epsilon", "boundary"] = "posterior"
+    # the ε level set of the validation loss; disagreement: θ* + s·v with the s at which the
+    # models disagree pairwise on validation as often as the trained model errs there (Jiang
+    # et al. 2022: two SGD runs disagree at about the error rate)
+    scale: Literal["posterior", "epsilon", "boundary", "disagreement"] = "posterior"
     target_share: float = Field(0.5, gt=0, lt=1)
     target_epsilon: float | None = Field(None, ge=0)  # default: the audit's ε
     search_models: int = Field(200, gt=0)  # models the ε-scale bisection evaluates
@@ -59,7 +61,7 @@ class LaplaceOptions(SourceOptions):
         return checked_prior(value)
 
     def aims_at_epsilon(self) -> bool:
-        return self.scale != "posterior"
+        return self.scale in ("epsilon", "boundary")
 
     def narrower_set_advice(self) -> str:
         return NARROWER_POSTERIOR

@@ -18,7 +18,9 @@ class RetrainOptions(SourceOptions):
 
 
 def build(model: Any, task: Any, options: RetrainOptions, context: BuildContext) -> Any:
-    """Retrained networks: the MAP model's training run repeated with seeds seed … seed+M−1."""
+    """Retrained networks: the MAP model's training run repeated with seeds seed+1 … seed+M
+    (the MAP model is seed `seed`: the set holds M other networks, as `rashomon validate`'s
+    truth and the forks of `--source fork -o reinit=true` do)."""
     from rashomon.sets.retrain import retrain
 
     train = dict(context.train)
@@ -27,7 +29,7 @@ def build(model: Any, task: Any, options: RetrainOptions, context: BuildContext)
         context.models,
         arch=train.get("arch", "cnn-small"),
         epochs=train.get("epochs"),
-        seed=context.seed,
+        seed=context.seed + 1,
         base=model,
         choices=options.choices,
         cache_dir=options.cache_dir,
