@@ -193,6 +193,27 @@ def test_single_class_train_folder(tmp_path):
         rs.load_task(str(tmp_path))
 
 
+def test_one_based_labels_without_a_classes_file_are_refused(tmp_path):
+    # main: labels 1/2 loaded as 3 classes with class 0 absent from every split (warnings only)
+    frame, _ = write_folder(tmp_path)
+    frame.assign(label=frame.label + 1).to_csv(tmp_path / "labels.csv", index=False)
+    fix = r"class 0 has no image in any split .*0-based.*relabel 1\.\.2 to 0\.\.1 or name"
+    with pytest.raises(RashomonError, match=fix):
+        rs.load_task(str(tmp_path))
+    [entry] = rdata.describe_folder(tmp_path)
+    assert "class 0 has no image in any split" in entry["error"]
+    # a gap in the middle too, named with the labels found
+    frame.assign(label=frame.label * 2).to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(RashomonError, match=r"class 1 has no image .*labels found: 0, 2"):
+        rs.load_task(str(tmp_path))
+    # a classes file that names the empty class says it is meant: it loads, with the warnings
+    frame.assign(label=frame.label + 1).to_csv(tmp_path / "labels.csv", index=False)
+    (tmp_path / "classes.txt").write_text("unused\nbenign\nmalignant\n")
+    with pytest.warns(rdata.DataWarning, match="no image of 1 of 3 classes \\('unused'\\)"):
+        task = rs.load_task(str(tmp_path))
+    assert task.num_classes == 3 and task.class_names[0] == "unused"
+
+
 def test_labels_option_refused_for_medmnist(tiny_root):
     with pytest.raises(RashomonError, match="labels='x.csv' applies to folder tasks"):
         rs.load_task("breastmnist", root=tiny_root, labels="x.csv")

@@ -190,6 +190,31 @@ def folder_class_names(
     return names, path
 
 
+def check_classes_used(
+    labels: np.ndarray, kind: TaskKind, n_out: int, csv_path: Path, classes_path: Path | None
+) -> None:
+    """Without a classes file, every class index 0..C-1 must label some image: labels 1/2 are
+    otherwise read as 3 classes, class 0 empty in every split (1-based labels, or a gap left
+    by a dropped class). A classes file that names the empty class says it is meant."""
+    if kind == "multilabel" or classes_path is not None:
+        return
+    found = np.unique(labels)
+    absent = np.setdiff1d(np.arange(n_out), found)
+    if not len(absent) or len(found) < 2:  # a single class: check_class_balance says so
+        return
+    shown = ", ".join(str(int(v)) for v in found[:10]) + (", ..." if len(found) > 10 else "")
+    if np.array_equal(found, np.arange(1, n_out)):
+        fix = f"relabel 1..{n_out - 1} to 0..{n_out - 2}"
+    else:
+        fix = f"relabel them to 0..{len(found) - 1}"
+    names = classes_file_candidates(csv_path)[-1].name
+    raise RashomonError(
+        f"{csv_path}: class {int(absent[0])} has no image in any split (labels found: {shown}); "
+        f"labels are 0-based class indices: {fix} or name every class, the empty one too, in "
+        f"{names} beside the label file"
+    )
+
+
 def _read_image(path: Path, size: int, channels: int | None) -> np.ndarray:
     """One image resized to size × size: [H, W] for channels 1, [H, W, 3] for 3; for None, [H, W]
     when its mode is grey, else [H, W, 3]."""
@@ -262,6 +287,7 @@ def load_folder(
     frame = read_label_frame(folder, csv_path)
     y, kind, n_out = parse_labels(frame, csv_path)
     class_names, classes_path = folder_class_names(csv_path, kind, n_out)
+    check_classes_used(y, kind, n_out, csv_path, classes_path)
     frame["index"] = frame.groupby("split").cumcount()
     paths = [folder / p for p in frame["path"]]
     images, channels = read_images(paths, size, channels)
@@ -332,8 +358,9 @@ def describe_folder(folder: str | Path) -> list[dict]:
         entry: dict = {"folder": str(folder), "labels": csv_path.name}
         try:
             frame = read_label_frame(folder, csv_path, check_images=False)
-            _, kind, n_out = parse_labels(frame, csv_path)
+            y, kind, n_out = parse_labels(frame, csv_path)
             names, classes_path = folder_class_names(csv_path, kind, n_out)
+            check_classes_used(y, kind, n_out, csv_path, classes_path)
             missing = sum(not (folder / p).is_file() for p in frame["path"])
             entry.update(
                 kind=kind,
