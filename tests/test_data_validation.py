@@ -262,8 +262,18 @@ def test_attribute_csv_unknown_split_and_empty_file(tmp_path):
 
 
 def test_real_attributes_are_not_derived(tmp_path):
-    write_npz(tmp_path)
-    _attribute_rows().to_csv(tmp_path / "attrs.csv", index=False)
+    # 20 images in every split: 10 per site (MIN_GROUP), so the attribute can be measured
+    rng = np.random.default_rng(1)
+    twenty = {
+        f"{s}_{k}": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+        if k == "images"
+        else (np.arange(20) % 2).reshape(-1, 1).astype(np.uint8)
+        for s in ("val", "test")
+        for k in ("images", "labels")
+    }
+    write_npz(tmp_path, **twenty)
+    rows = [{"split": s, "index": i, "site": "AB"[i % 2]} for s in SIZES for i in range(20)]
+    pd.DataFrame(rows).to_csv(tmp_path / "attrs.csv", index=False)
     task = load(tmp_path, attributes_csv=tmp_path / "attrs.csv")
     assert {k: a.derived for k, a in task.attributes.items()} == {
         "intensity": True,
@@ -271,7 +281,7 @@ def test_real_attributes_are_not_derived(tmp_path):
         "site": False,
     }
     assert task.attributes["site"].label == "site"
-    assert task.test.groups["site"].tolist() == [i % 2 for i in range(8)]
+    assert task.test.groups["site"].tolist() == [i % 2 for i in range(20)]
 
 
 # --- property-based tests of the validators ---------------------------------------------------

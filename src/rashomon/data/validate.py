@@ -219,11 +219,18 @@ def check_class_balance(
             )
 
 
+def line_number(frame: pd.DataFrame, position: int) -> int:
+    """The file line of the row at `position` of a frame from `read_csv` (the header is line 1)."""
+    return int(frame.index[position]) + 2
+
+
 def read_csv(path: Path, what: str, needs: str) -> pd.DataFrame:
     """Read a CSV; an empty or unparsable file is a one-line error. `needs` describes the
-    expected header for the fix (e.g. "path,label,split")."""
+    expected header for the fix (e.g. "path,label,split"). Rows with no value at all (",,,",
+    blank lines) are dropped with a warning; the frame's index is the row's line number minus
+    2 (`line_number`), so errors can name lines."""
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path, skip_blank_lines=False)
     except pd.errors.EmptyDataError as exc:
         raise RashomonError(
             f"{what} {path} is empty; write a header {needs} and one row per image"
@@ -234,13 +241,37 @@ def read_csv(path: Path, what: str, needs: str) -> pd.DataFrame:
             f"{what} {path} is not a readable CSV ({reason}); save it as UTF-8 CSV with the "
             f"header {needs}"
         ) from exc
+    empty = frame.isna().all(axis=1).to_numpy()
+    if empty.any():
+        lines = [line_number(frame, i) for i in np.flatnonzero(empty)]
+        shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+        warnings.warn(
+            f"{path.name}: {len(lines)} empty row(s) skipped (line {shown}); delete them to "
+            "silence this",
+            DataWarning,
+            stacklevel=3,
+        )
+        frame = frame[~empty]
+    return frame
 
 
 def check_split_column(frame: pd.DataFrame, path: Path, what: str) -> None:
-    """Every `split` value is train, val or test."""
-    bad = sorted({str(v) for v in frame["split"]} - set(SPLITS))
+    """Every `split` value is train, val or test (errors name the line of a frame from
+    `read_csv`)."""
+    missing = frame["split"].isna().to_numpy()
+    if missing.any():
+        line = line_number(frame, int(np.flatnonzero(missing)[0]))
+        raise RashomonError(
+            f"{what} {path} line {line} has no split; give every row train, val or test"
+        )
+    values = frame["split"].astype(str)
+    bad = sorted(set(values) - set(SPLITS))
     if bad:
-        raise RashomonError(f"{what} {path}: unknown split value(s) {bad}; use train, val, test")
+        line = line_number(frame, int(np.flatnonzero(~values.isin(SPLITS).to_numpy())[0]))
+        raise RashomonError(
+            f"{what} {path}: unknown split value(s) {bad} (first on line {line}); use train, "
+            "val, test"
+        )
 
 
 def check_split_index(index: pd.Series, n: int, split: str, what: str) -> None:
