@@ -207,3 +207,23 @@ def test_every_2d_medmnist_name_is_known():
     ):
         assert n in names
     assert not any(n.endswith("3d") for n in names)
+
+
+def test_attributes_with_one_group_in_a_split_are_skipped_with_a_warning(tiny_task):
+    # main: an attribute with one group in test (here the derived intensity proxy, whose cut
+    # points come from train) aborted the whole evaluate stage
+    import copy
+    import warnings
+
+    from rashomon.data import DataWarning
+    from rashomon.data.groups import measurable_attributes
+
+    task = copy.copy(tiny_task)
+    task.test = copy.copy(tiny_task.test)
+    task.test.groups = {**tiny_task.test.groups, "intensity": torch.zeros(len(task.test)).long()}
+    with pytest.warns(DataWarning, match=r"intensity \(derived\) has one group in test \('low'\)"):
+        kept = measurable_attributes(task, ["intensity", "random"])
+    assert kept == ["random"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert measurable_attributes(tiny_task, ["intensity", "random"]) == ["intensity", "random"]

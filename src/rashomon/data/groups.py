@@ -241,3 +241,29 @@ def load_attribute_csv(task: Task, path: str | Path) -> None:
         task, frame, columns, what=f"attribute CSV {path}", origin=path.name, required=True
     )
     task.files = (*task.files, absolute(path))
+
+
+def measurable_attributes(
+    task: Task, names: list[str], splits: tuple[str, ...] = ("val", "test")
+) -> list[str]:
+    """`names` less the attributes with a single group in one of `splits` (a gap between groups
+    is undefined there), each skipped with a warning. The load-time rule (MIN_GROUP) keeps such
+    CSV columns out; this catches the derived ones and tasks built by hand."""
+    kept = []
+    for name in names:
+        for split in splits:
+            codes = np.unique(task.split(split).groups[name].numpy())
+            if len(codes) < 2:
+                info = task.attributes.get(name)
+                label = info.label if info else name
+                level = info.levels[int(codes[0])] if info and len(codes) else "none"
+                warnings.warn(
+                    f"attribute {label} has one group in {split} ({level!r}); its gaps are "
+                    "undefined there, so it is skipped (give that split patients of every group)",
+                    DataWarning,
+                    stacklevel=2,
+                )
+                break
+        else:
+            kept.append(name)
+    return kept
