@@ -308,6 +308,27 @@ def test_empty_rows_and_missing_split_in_the_label_csv(tmp_path):
         rs.load_task(str(tmp_path))
 
 
+def test_an_image_listed_in_train_and_test_is_counted(tmp_path):
+    # main: a test row naming a train image loaded without a word (train/test leakage)
+    frame, _ = write_folder(tmp_path)
+    first_tests = frame.index[frame.split == "test"][:2]
+    frame.loc[first_tests, "path"] = ["img/train_0.png", "img/train_1.png"]
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    leak = r"2 of 20 test images \(10 %\) are identical to train or val images, e\.g\. "
+    leak += r"img/train_0\.png \(test\) = img/train_0\.png \(train\)"
+    with pytest.raises(RashomonError, match=leak + ".*allow_overlap: true"):
+        rs.load_task(str(tmp_path))
+    with pytest.warns(rdata.DataWarning, match=leak):
+        task = rs.load_task(str(tmp_path), allow_overlap=True)
+    np.testing.assert_array_equal(task.test.raw[:2], task.train.raw[:2])
+    # the config field reaches the loader without changing any stage's identity
+    from rashomon.config import load_config
+
+    cfg = load_config(None, {"data.dataset": str(tmp_path), "data.allow_overlap": True})
+    assert cfg.data.loader_options()["allow_overlap"] is True
+    assert "allow_overlap" not in cfg.data.identity()
+
+
 def test_task_files_and_data_files_agree(tmp_path, monkeypatch):
     frame, _ = write_folder(tmp_path)
     (tmp_path / "classes.txt").write_text("benign\nmalignant\n")

@@ -34,6 +34,7 @@ from rashomon.data.validate import (
     SPLITS,
     check_class_balance,
     check_split_column,
+    check_split_overlap,
     image_values_to_uint8,
     line_number,
     read_csv,
@@ -286,12 +287,16 @@ def load_folder(
     channels: int | None = None,
     seed: int = 0,
     name: str | None = None,
+    allow_overlap: bool = False,
 ) -> Task:
     """Load images listed in a label CSV (default `<folder>/labels.csv`) as a Task.
 
     `label` holds class indices 0..C-1, or for multilabel tasks a `|`-separated list of 0/1
-    values. Extra columns become patient attributes (real, `derived=False`). See the module
-    docstring for the label file, the classes file and the channels.
+    values. Extra columns become patient attributes (real, `derived=False`) where they can be
+    measured (`rashomon.data.groups.plan_attribute`). An image in two splits (the same path,
+    or the same pixels) is counted (`check_split_overlap`; `allow_overlap` lets a test split
+    with more than 1 % of train or val images load). See the module docstring for the label
+    file, the classes file and the channels.
     """
     folder = Path(folder).expanduser()
     if int(size) != size or size < 1:
@@ -310,6 +315,9 @@ def load_folder(
         rows = np.flatnonzero((frame["split"] == s).to_numpy())  # positions in `images`
         splits[s] = split_from_arrays(images[rows], y[rows], kind, n_out, what=f"{csv_path} {s}")
     check_class_balance({s: splits[s].y.numpy() for s in SPLITS}, kind, n_out, class_names)
+    names = {s: frame.loc[frame["split"] == s, "path"].astype(str).tolist() for s in SPLITS}
+    raws = {s: splits[s].raw for s in SPLITS}
+    check_split_overlap(raws, csv_path.name, allow_overlap, names)
     files = [csv_path] + ([classes_path] if classes_path else []) + paths
     task = Task(
         name=name or Path(absolute(folder)).name,

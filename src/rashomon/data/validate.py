@@ -17,6 +17,7 @@ Image values, by dtype:
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -217,6 +218,61 @@ def check_class_balance(
                 DataWarning,
                 stacklevel=3,
             )
+
+
+MAX_OVERLAP = 0.01  # share of test images also in train or val above which loading stops
+
+
+def _row_digests(images: np.ndarray) -> list[bytes]:
+    flat = np.ascontiguousarray(images).reshape(len(images), -1)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+
+
+def check_split_overlap(
+    raws: dict[str, np.ndarray],
+    what: str,
+    allow: bool = False,
+    names: dict[str, list[str]] | None = None,
+) -> None:
+    """Images of one split identical (same uint8 pixels after loading) to an image of an earlier
+    split: the same file listed in two splits, or a copy. Test images found in train or val
+    score the model on what it trained or was selected on: a warning with the count, an error
+    above `MAX_OVERLAP` of the test split unless `allow` (config `data.allow_overlap`). Val
+    images found in train only warn (selection on them is optimistic; test numbers are not).
+    `names` (file paths per split, folder tasks) name an example; else positions do."""
+    digests = {s: _row_digests(raws[s]) for s in SPLITS}
+    first: dict[bytes, tuple[str, int]] = {}
+    for s in ("train", "val"):
+        for i, d in enumerate(digests[s]):
+            first.setdefault(d, (s, i))
+
+    def name(split: str, i: int) -> str:
+        return f"{names[split][i]} ({split})" if names else f"{split} {i}"
+
+    for split, earlier in (("val", ("train",)), ("test", ("train", "val"))):
+        found = [(i, first.get(d)) for i, d in enumerate(digests[split])]
+        hits = [(i, f) for i, f in found if f is not None and f[0] in earlier]
+        if not hits:
+            continue
+        n = len(digests[split])
+        share = len(hits) / n
+        pct = f"{100 * share:.1f}" if share < 0.1 else f"{100 * share:.0f}"
+        i, (other, j) = hits[0]
+        text = (
+            f"{what}: {len(hits)} of {n} {split} images ({pct} %) are identical to "
+            f"{' or '.join(earlier)} images, e.g. {name(split, i)} = {name(other, j)}"
+        )
+        if split == "test" and share > MAX_OVERLAP and not allow:
+            raise RashomonError(
+                f"{text}: the audit would score the model on images it trained or was selected "
+                f"on; remove them from one split, or set allow_overlap: true (config data "
+                "section) to audit anyway"
+            )
+        warnings.warn(
+            f"{text}; their {split} results are optimistic (remove them from one split)",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def line_number(frame: pd.DataFrame, position: int) -> int:
