@@ -130,3 +130,35 @@ def test_bad_inputs_raise_one_line_errors(raw):
         C.corrupt_images(raw, "impulse_noise", 1, dataset="breastmnist")
     with pytest.raises(RashomonError, match="uint8"):
         C.corrupt_images(raw.astype(np.float32), "pixelate", 1)
+
+
+def _with_test_raw(task, raw: np.ndarray):
+    """`task` whose test split holds other raw images (same name, same size)."""
+    import dataclasses
+
+    from rashomon.data.task import images_to_tensor
+
+    test = dataclasses.replace(task.test, x=images_to_tensor(raw), raw=raw)
+    return dataclasses.replace(task, test=test)
+
+
+def test_cache_is_keyed_by_the_images_it_corrupts(task_pneumonia, tmp_path):
+    # main: the file name held only dataset, size, split, corruption, severity, seed and subset
+    # size, so inverted test images (or another channel count) in the same run directory read
+    # the old images' corruptions back (AUROC 0.399 against 0.520 fresh; a crash for channels)
+    raw = np.asarray(task_pneumonia.test.raw)
+    first = C.corrupted_raw(task_pneumonia, "test", "pixelate", 3, 0, tmp_path, max_images=6)
+    inverted = _with_test_raw(task_pneumonia, 255 - raw)
+    again = C.corrupted_raw(inverted, "test", "pixelate", 3, 0, tmp_path, max_images=6)
+    idx = C.subset_indices(len(raw), 6, 0)
+    fresh = C.corrupt_images((255 - raw)[idx], "pixelate", 3, 0, "pneumoniamnist", indices=idx)
+    assert again.tobytes() == fresh.tobytes() and again.tobytes() != first.tobytes()
+    rgb = _with_test_raw(task_pneumonia, np.repeat(raw[..., None], 3, axis=-1))
+    coloured = C.corrupted_raw(rgb, "test", "pixelate", 3, 0, tmp_path, max_images=6)
+    assert coloured.shape == (6, *raw.shape[1:], 3)
+    # another subset of the same images is another entry; the first is still read back
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+    C.corrupted_raw(task_pneumonia, "test", "pixelate", 3, 0, tmp_path, max_images=7)
+    assert len(list(tmp_path.glob("*.npz"))) == 4
+    cached = C.corrupted_raw(task_pneumonia, "test", "pixelate", 3, 0, tmp_path, max_images=6)
+    assert cached.tobytes() == first.tobytes()

@@ -122,7 +122,7 @@ def test_labels_out_of_range(tmp_path):
         rs.load_task("breastmnist", root=tmp_path)
 
 
-def _write_folder(tmp_path, n_per_split=(8, 4, 4), extra=None):
+def _write_folder(tmp_path, n_per_split=(20, 20, 20), extra=None):
     rows = []
     rng = np.random.default_rng(0)
     for split, n in zip(("train", "val", "test"), n_per_split, strict=True):
@@ -143,8 +143,8 @@ def _write_folder(tmp_path, n_per_split=(8, 4, 4), extra=None):
 def test_folder_task_with_attribute(tmp_path):
     frame = _write_folder(tmp_path)
     task = load_folder(tmp_path, size=28)
-    assert task.kind == "binary" and len(task.train) == 8 and len(task.test) == 4
-    assert task.train.x.shape == (8, 1, 28, 28)
+    assert task.kind == "binary" and len(task.train) == 20 and len(task.test) == 20
+    assert task.train.x.shape == (20, 1, 28, 28)
     assert task.attributes["sex"].levels == ("F", "M") and not task.attributes["sex"].derived
     expected = (frame[frame.split == "val"]["sex"] == "M").astype(int).tolist()
     assert task.val.groups["sex"].tolist() == expected
@@ -189,7 +189,9 @@ def test_single_level_attribute_refused(tiny_task, tmp_path):
         for i in range(len(tiny_task.split(s)))
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "one.csv", index=False)
-    with pytest.raises(RashomonError, match="single value"):
+    # main: "attribute 'site' has a single value; it cannot split groups" (no fix)
+    fix = r"no attribute that can be measured: site \(a single value 'A': .*drop the column"
+    with pytest.raises(RashomonError, match=fix):
         load_attribute_csv(tiny_task, tmp_path / "one.csv")
 
 
@@ -205,3 +207,23 @@ def test_every_2d_medmnist_name_is_known():
     ):
         assert n in names
     assert not any(n.endswith("3d") for n in names)
+
+
+def test_attributes_with_one_group_in_a_split_are_skipped_with_a_warning(tiny_task):
+    # main: an attribute with one group in test (here the derived intensity proxy, whose cut
+    # points come from train) aborted the whole evaluate stage
+    import copy
+    import warnings
+
+    from rashomon.data import DataWarning
+    from rashomon.data.groups import measurable_attributes
+
+    task = copy.copy(tiny_task)
+    task.test = copy.copy(tiny_task.test)
+    task.test.groups = {**tiny_task.test.groups, "intensity": torch.zeros(len(task.test)).long()}
+    with pytest.warns(DataWarning, match=r"intensity \(derived\) has one group in test \('low'\)"):
+        kept = measurable_attributes(task, ["intensity", "random"])
+    assert kept == ["random"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert measurable_attributes(tiny_task, ["intensity", "random"]) == ["intensity", "random"]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import rashomon as rs
+from rashomon.data.validate import DataWarning
 from rashomon.errors import RashomonError
 
 SIZES = {"train": 20, "val": 8, "test": 8}
@@ -64,9 +65,11 @@ def test_float_images_in_unit_range_are_scaled_not_truncated(tmp_path):
 
 def test_float_images_in_byte_range(tmp_path):
     u = np.random.default_rng(1).integers(0, 256, (20, 28, 28), np.uint8)
-    write_npz(tmp_path, images=lambda s, n: u[:n].astype(np.float32))
+    other = np.random.default_rng(11).integers(0, 256, (8, 28, 28), np.uint8)
+    per_split = {"train": u, "val": other, "test": 255 - other}  # no image in two splits
+    write_npz(tmp_path, images=lambda s, n: per_split[s].astype(np.float32))
     np.testing.assert_array_equal(load(tmp_path).train.raw, u)
-    write_npz(tmp_path, images=lambda s, n: np.minimum(u[:n] + 0.25, 255.0))
+    write_npz(tmp_path, images=lambda s, n: np.minimum(per_split[s] + 0.25, 255.0))
     with pytest.raises(RashomonError, match=r"train images are float64 .* fractional") as exc:
         load(tmp_path)
     one_line(exc)
@@ -87,9 +90,10 @@ def test_int32_images_outside_byte_range_are_refused(tmp_path):
     write_npz(tmp_path, images=lambda s, n: np.full((n, 28, 28), 300, np.int32))
     with pytest.raises(RashomonError, match=r"train images are int32 .*\[300, 300\].*0\.\.255"):
         load(tmp_path)
-    ok = np.random.default_rng(3).integers(0, 256, (20, 28, 28))
-    write_npz(tmp_path, images=lambda s, n: ok[:n].astype(np.int32))
-    np.testing.assert_array_equal(load(tmp_path).train.raw, ok.astype(np.uint8))
+    ok = np.random.default_rng(3).integers(0, 256, (36, 28, 28))
+    start = {"train": 0, "val": 20, "test": 28}  # no image in two splits
+    write_npz(tmp_path, images=lambda s, n: ok[start[s] : start[s] + n].astype(np.int32))
+    np.testing.assert_array_equal(load(tmp_path).train.raw, ok[:20].astype(np.uint8))
 
 
 @pytest.mark.parametrize(
@@ -191,7 +195,9 @@ def test_class_missing_from_val_warns(tmp_path):
     write_npz(
         tmp_path,
         name="dermamnist",
-        images=lambda s, n: np.zeros((n, 28, 28, 3), np.uint8),
+        images=lambda s, n: np.random.default_rng(len(s)).integers(
+            0, 256, (n, 28, 28, 3), np.uint8
+        ),
         labels=lambda s, n: (np.arange(n) % (2 if s == "val" else 7)).reshape(-1, 1),
     )
     with pytest.warns(DataWarning, match=r"val split has no image of 5 of 7 classes \('benign ker"):
@@ -262,8 +268,18 @@ def test_attribute_csv_unknown_split_and_empty_file(tmp_path):
 
 
 def test_real_attributes_are_not_derived(tmp_path):
-    write_npz(tmp_path)
-    _attribute_rows().to_csv(tmp_path / "attrs.csv", index=False)
+    # 20 images in every split: 10 per site (MIN_GROUP), so the attribute can be measured
+    rng = np.random.default_rng(1)
+    twenty = {
+        f"{s}_{k}": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+        if k == "images"
+        else (np.arange(20) % 2).reshape(-1, 1).astype(np.uint8)
+        for s in ("val", "test")
+        for k in ("images", "labels")
+    }
+    write_npz(tmp_path, **twenty)
+    rows = [{"split": s, "index": i, "site": "AB"[i % 2]} for s in SIZES for i in range(20)]
+    pd.DataFrame(rows).to_csv(tmp_path / "attrs.csv", index=False)
     task = load(tmp_path, attributes_csv=tmp_path / "attrs.csv")
     assert {k: a.derived for k, a in task.attributes.items()} == {
         "intensity": True,
@@ -271,7 +287,7 @@ def test_real_attributes_are_not_derived(tmp_path):
         "site": False,
     }
     assert task.attributes["site"].label == "site"
-    assert task.test.groups["site"].tolist() == [i % 2 for i in range(8)]
+    assert task.test.groups["site"].tolist() == [i % 2 for i in range(20)]
 
 
 # --- property-based tests of the validators ---------------------------------------------------
@@ -410,3 +426,48 @@ def test_split_index_accepts_exactly_the_permutations(n, data):
     with pytest.raises(RashomonError) as exc:
         check_split_index(pd.Series(other, dtype=float), n, "train", "attribute CSV")
     one_line(exc)
+
+
+# --- the same image in two splits --------------------------------------------------------------
+
+
+def test_test_images_identical_to_train_images_are_refused_above_one_percent(tmp_path):
+    # main: test images that are also train images loaded without a word (train/test leakage)
+    rng = np.random.default_rng(3)
+    train = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    test = rng.integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    test[[2, 5]] = train[[0, 7]]
+    write_npz(tmp_path, train_images=train, test_images=test)
+    with pytest.raises(
+        RashomonError,
+        match=r"2 of 8 test images \(25 %\) are identical to train or val images.*test 2 = "
+        r"train 0.*allow_overlap: true",
+    ) as exc:
+        load(tmp_path)
+    one_line(exc)
+    with pytest.warns(DataWarning, match=r"2 of 8 test images \(25 %\) are identical"):
+        task = load(tmp_path, allow_overlap=True)
+    assert len(task.test) == 8
+    # one in 200 (0.5 %, as BreastMNIST's one image in both train and test) warns and loads
+    big = rng.integers(0, 256, (200, 28, 28), dtype=np.uint8)
+    big[10] = train[3]
+    labels = (np.arange(200) % 2).reshape(-1, 1).astype(np.uint8)
+    write_npz(tmp_path, train_images=train, test_images=big, test_labels=labels)
+    with pytest.warns(DataWarning, match=r"1 of 200 test images \(0.5 %\) are identical"):
+        load(tmp_path)
+    # validation images found in train are only counted: selection on them is optimistic, the
+    # reported test numbers are not (PneumoniaMNIST has 8 of 524)
+    val = rng.integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    val[:3] = train[:3]
+    write_npz(tmp_path, train_images=train, val_images=val)
+    with pytest.warns(DataWarning, match=r"3 of 8 val images \(38 %\) are identical to train"):
+        load(tmp_path)
+
+
+def test_overlap_of_the_real_medmnist_files(data_root, real_data):
+    if not real_data:
+        pytest.skip("the real MedMNIST files are not here")
+    with pytest.warns(DataWarning, match=r"1 of 156 test images \(0.6 %\) are identical"):
+        load(data_root)
+    with pytest.warns(DataWarning, match=r"8 of 524 val images \(1.5 %\) are identical to train"):
+        load(data_root, "pneumoniamnist")

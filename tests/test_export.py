@@ -79,3 +79,33 @@ def test_export_refuses_what_it_should(sampled_run, tmp_path):
         assert not export_model(sampled_run, outside[0], tmp_path / "x.pt", outside=True)["in_set"]
     with pytest.raises(RashomonError, match="no finished sample stage"):
         export_model(tmp_path, 0, tmp_path / "y.pt")
+
+
+def test_export_never_writes_into_the_run_directory(sampled_run, tmp_path, monkeypatch):
+    # main: `export RUN --model 4 --out RUN/train/model.pt --force` replaced the MAP checkpoint
+    # with member 4, and every stage still reported "up to date"
+    member = _in_set(sampled_run, True)[-1]
+    checkpoint = sampled_run / "train" / "model.pt"
+    before = checkpoint.read_bytes()
+    targets = [
+        checkpoint,
+        sampled_run / "stages.json",
+        sampled_run / "sample" / "new.pt",
+        sampled_run / "model4.pt",
+        sampled_run / "exports" / "m.pt",
+    ]
+    for target in targets:
+        with pytest.raises(RashomonError, match=r"inside the run directory .*; write it outside"):
+            export_model(sampled_run, member, target, force=True)
+    # however the path is spelled: relative, through '..', or through a symbolic link
+    monkeypatch.chdir(sampled_run / "sample")
+    with pytest.raises(RashomonError, match="inside the run directory"):
+        export_model(sampled_run, member, "../train/model.pt", force=True)
+    (tmp_path / "link").symlink_to(sampled_run)
+    with pytest.raises(RashomonError, match="inside the run directory"):
+        export_model(tmp_path / "link", member, sampled_run / "train" / "model.pt", force=True)
+    assert checkpoint.read_bytes() == before
+    assert not (sampled_run / "exports").exists() and not (sampled_run / "model4.pt").exists()
+    # beside the run directory is fine
+    export_model(sampled_run, member, tmp_path / "m.pt")
+    assert (tmp_path / "m.pt").exists()

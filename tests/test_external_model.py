@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torchvision
@@ -73,3 +75,96 @@ def test_torchvision_resnet_last_layer_and_checkpoint(tiny_task, tmp_path):
     torch.testing.assert_close(back(x), net(x), rtol=0, atol=1e-5)
     mset = rs.laplace(back, tiny_task, prior=1.0).sample(3, seed=1)
     assert mset.predict(x).shape == (3, 6, 2)
+
+
+BUILDERS = '''
+import torch
+from torch import nn
+
+
+def build(num_classes=2, in_channels=1):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(24, 16), nn.Tanh(), nn.Linear(16, num_classes),
+    )
+
+
+def boom(num_classes=2):
+    raise ValueError("boom")
+
+
+class Late(nn.Module):
+    """Its last registered nn.Linear (proj) is not the one that gives the logits (out)."""
+
+    def __init__(self, num_classes=2):
+        super().__init__()
+        self.out = nn.Linear(16, num_classes)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.proj = nn.Linear(16, 16)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.proj(self.pool(self.conv(x)).flatten(1))))
+
+
+def late(num_classes=2):
+    return Late(num_classes)
+'''
+
+
+@pytest.fixture
+def builders(tmp_path, monkeypatch):
+    (tmp_path / "user_builders.py").write_text(BUILDERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "user_builders"
+    import sys
+
+    sys.modules.pop("user_builders", None)
+
+
+def test_user_model_errors_name_the_fix(builders, tiny_task, tmp_path):
+    # main: multi-line torch text for weights of another shape, "ValueError: boom" from a
+    # builder, AttributeError for --last-layer nosuch, "mat1 and mat2 shapes cannot be
+    # multiplied" for a network whose last registered nn.Linear is not the output (exit 1)
+    from rashomon.errors import one_line
+    from rashomon.models.external import build_network
+
+    probe = tiny_task.val.x[:2]
+
+    def build(arch, **kw):
+        return build_network(f"{builders}:{arch}", 1, 2, 28, probe=probe, **kw)
+
+    import user_builders
+
+    torch.save(user_builders.build(num_classes=3).state_dict(), tmp_path / "three.pt")
+    cases = [
+        (
+            dict(arch="build", weights=str(tmp_path / "three.pt")),
+            r"three.pt do not fit the network: 6.weight has shape \(3, 16\) there but \(2, 16\) "
+            r"in the network \(2 such\); check that --model builds the architecture",
+        ),
+        (dict(arch="boom"), r"user_builders:boom raised ValueError: boom; fix the builder"),
+        (
+            dict(arch="build", last_layer="nosuch"),
+            r"the network has no layer 'nosuch'; name its final nn.Linear with --last-layer "
+            r"\(its nn.Linear layers: 4, 6\)",
+        ),
+        (
+            dict(arch="late"),
+            r"splitting the network at 'proj' \(its last registered nn.Linear\) breaks its "
+            r"forward .*; name the nn.Linear that gives the logits with --last-layer "
+            r"\(its nn.Linear layers: out, proj\)",
+        ),
+        (
+            dict(arch="build", last_layer="4"),
+            r"splitting the network at '4' \(--last-layer\) breaks its forward",
+        ),
+    ]
+    for kwargs, pattern in cases:
+        with pytest.raises(RashomonError) as info:
+            build(**kwargs)
+        assert one_line(info.value) == str(info.value)  # already one line
+        assert re.search(pattern, str(info.value)), str(info.value)
+    # named, the right layer works
+    model = build("late", last_layer="out")
+    torch.testing.assert_close(model(probe), model.unwrap()(probe))

@@ -19,18 +19,21 @@ import rashomon.data as rdata
 from rashomon.errors import RashomonError
 from tests.conftest import SHARED_DATA
 
-N = {"train": 8, "val": 4, "test": 4}
+# 10 patients of each sex in every split: the fewest an attribute group may have
+N = {"train": 20, "val": 20, "test": 20}
 HAM = SHARED_DATA / "ham10000"
 
 
-def write_folder(folder: Path, colour: bool = True, labels_name: str = "labels.csv", n_classes=2):
+def write_folder(
+    folder: Path, colour: bool = True, labels_name: str = "labels.csv", n_classes=2, sizes=N
+):
     """Images whose class is a bright square's row (colour: red in class 0, green in class 1),
     and a label CSV with a sex column. Returns the frame and the raw images by file name."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "img").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     rows, images = [], {}
-    for split, n in N.items():
+    for split, n in sizes.items():
         for i in range(n):
             label = i % n_classes
             shape = (32, 32, 3) if colour else (32, 32)
@@ -58,7 +61,7 @@ def test_rgb_folder_keeps_colour(tmp_path):
     # main: rs.load_task(folder) read every image as grey ("L")
     frame, images = write_folder(tmp_path)
     task = rs.load_task(str(tmp_path))
-    assert task.in_channels == 3 and task.train.x.shape == (8, 3, 28, 28)
+    assert task.in_channels == 3 and task.train.x.shape == (20, 3, 28, 28)
     first = frame.path[frame.split == "val"].iloc[1]
     np.testing.assert_array_equal(task.val.raw[1], pil_resized(images[first], "RGB"))
     # red square in class 0: the red channel is bright where green is dark
@@ -68,7 +71,7 @@ def test_rgb_folder_keeps_colour(tmp_path):
 def test_grey_folder_and_grey_saved_as_rgb_give_one_channel(tmp_path):
     frame, images = write_folder(tmp_path / "grey", colour=False)
     grey = rs.load_task(str(tmp_path / "grey"))
-    assert grey.in_channels == 1 and grey.train.raw.shape == (8, 28, 28)
+    assert grey.in_channels == 1 and grey.train.raw.shape == (20, 28, 28)
     # the same images stored as 3 equal bands (a common export) are still grey
     write_folder(tmp_path / "rgb", colour=False)
     for name, img in images.items():
@@ -177,7 +180,7 @@ def test_fractional_csv_label(tmp_path):
 def test_integral_float_and_text_labels(tmp_path):
     frame, _ = write_folder(tmp_path)
     frame.assign(label=frame.label.astype(float)).to_csv(tmp_path / "labels.csv", index=False)
-    assert rs.load_task(str(tmp_path)).train.y.tolist() == frame.label[:8].tolist()
+    assert rs.load_task(str(tmp_path)).train.y.tolist() == frame.label[:20].tolist()
     frame.assign(label=frame.label.map({0: "benign", 1: "mel"})).to_csv(
         tmp_path / "labels.csv", index=False
     )
@@ -189,8 +192,29 @@ def test_single_class_train_folder(tmp_path):
     frame, _ = write_folder(tmp_path)
     frame.loc[frame.split == "train", "label"] = 1
     frame.to_csv(tmp_path / "labels.csv", index=False)
-    with pytest.raises(RashomonError, match=r"train split holds a single class .*'0': 0, '1': 8"):
+    with pytest.raises(RashomonError, match=r"train split holds a single class .*'0': 0, '1': 20"):
         rs.load_task(str(tmp_path))
+
+
+def test_one_based_labels_without_a_classes_file_are_refused(tmp_path):
+    # main: labels 1/2 loaded as 3 classes with class 0 absent from every split (warnings only)
+    frame, _ = write_folder(tmp_path)
+    frame.assign(label=frame.label + 1).to_csv(tmp_path / "labels.csv", index=False)
+    fix = r"class 0 has no image in any split .*0-based.*relabel 1\.\.2 to 0\.\.1 or name"
+    with pytest.raises(RashomonError, match=fix):
+        rs.load_task(str(tmp_path))
+    [entry] = rdata.describe_folder(tmp_path)
+    assert "class 0 has no image in any split" in entry["error"]
+    # a gap in the middle too, named with the labels found
+    frame.assign(label=frame.label * 2).to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(RashomonError, match=r"class 1 has no image .*labels found: 0, 2"):
+        rs.load_task(str(tmp_path))
+    # a classes file that names the empty class says it is meant: it loads, with the warnings
+    frame.assign(label=frame.label + 1).to_csv(tmp_path / "labels.csv", index=False)
+    (tmp_path / "classes.txt").write_text("unused\nbenign\nmalignant\n")
+    with pytest.warns(rdata.DataWarning, match="no image of 1 of 3 classes \\('unused'\\)"):
+        task = rs.load_task(str(tmp_path))
+    assert task.num_classes == 3 and task.class_names[0] == "unused"
 
 
 def test_labels_option_refused_for_medmnist(tiny_root):
@@ -213,7 +237,96 @@ def test_csv_attributes_are_real_and_derived_ones_are_derived(tmp_path):
     assert task.attributes["age_group"].label == "age_group"
     assert task.attributes["intensity"].label == "intensity (derived)"
     assert task.describe()["attributes"]["sex"]["derived"] is False
-    assert task.test.groups["age_group"].tolist() == [1, 0, 1, 0]  # levels ('60+', '<60')
+    assert task.test.groups["age_group"].tolist() == [1, 0] * 10  # levels ('60+', '<60')
+
+
+def _notes(caught) -> str:
+    return " | ".join(str(w.message) for w in caught if issubclass(w.category, rdata.DataWarning))
+
+
+def test_identifier_and_numeric_columns_are_not_taken_as_they_are(tmp_path):
+    # main: patient_id became a 60-level attribute (singleton groups: accuracy gap 1.0, worst
+    # group 0.0), age one level per value, a constant column an error without the fix, a
+    # column named index silently dropped, and nothing said which columns became attributes
+    frame, _ = write_folder(tmp_path, sizes={"train": 30, "val": 30, "test": 30})
+    frame["patient_id"] = [f"P{i:04d}" for i in range(len(frame))]
+    # the same 30 ages in every split: the train tertiles put 10 patients in each band
+    frame["age"] = 20 + (frame.groupby("split").cumcount().to_numpy() * 7) % 61
+    frame["site"] = "A"
+    frame["index"] = np.arange(len(frame))
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.warns(rdata.DataWarning) as caught:
+        task = rs.load_task(str(tmp_path))
+    assert {k for k, a in task.attributes.items() if not a.derived} == {"sex", "age"}
+    # age: tertiles of the train split's ages, each band a group
+    train_age = frame.age[frame.split == "train"].to_numpy()
+    lo, hi = np.floor(np.quantile(train_age, [1 / 3, 2 / 3]))  # whole ages: whole cut points
+    assert task.attributes["age"].levels == (f"<={lo:g}", f"({lo:g}, {hi:g}]", f">{hi:g}")
+    test_age = frame.age[frame.split == "test"].to_numpy()
+    expected = (test_age > lo).astype(int) + (test_age > hi).astype(int)
+    assert task.test.groups["age"].tolist() == expected.tolist()
+    assert "tertiles" in task.attributes["age"].description
+    note = _notes(caught)
+    assert "labels.csv: patient attributes sex, age (binned" in note
+    assert "patient_id (90 distinct values, an identifier?" in note
+    assert "site (a single value 'A'" in note and "index (a reserved name" in note
+    assert len([w for w in caught if "patient attributes" in str(w.message)]) == 1
+    # `rashomon datasets` says the same without loading an image
+    [entry] = rdata.describe_folder(tmp_path)
+    assert entry["attributes"] == ["sex", "age"]
+    assert any("patient_id" in n for n in entry["attribute_notes"])
+    shown = cli("datasets", "--folder", str(tmp_path), root=tmp_path)
+    assert shown.returncode == 0 and "identifier?" in shown.stdout
+
+
+def test_attribute_groups_too_small_to_measure_are_skipped(tmp_path):
+    # main: a real attribute with one group in test aborted the whole evaluate
+    frame, _ = write_folder(tmp_path)
+    frame.loc[frame.split == "test", "sex"] = "F"
+    frame["scanner"] = np.where(np.arange(len(frame)) % 10 == 0, "old", "new")  # 2 per split
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.warns(rdata.DataWarning) as caught:
+        task = rs.load_task(str(tmp_path))
+    assert {k for k, a in task.attributes.items() if not a.derived} == set()
+    note = _notes(caught)
+    assert "sex (group 'M' has 0 patients in test" in note
+    assert "scanner (group 'old' has 2 patients in train" in note
+    assert "at least 10 in every group of every split" in note
+
+
+def test_empty_rows_and_missing_split_in_the_label_csv(tmp_path):
+    # main: a trailing ",,,," row gave "unknown split value(s) ['nan']" with no line number
+    frame, _ = write_folder(tmp_path)
+    text = frame.to_csv(index=False)
+    (tmp_path / "labels.csv").write_text(text + ",,,\n,,,\n")
+    with pytest.warns(rdata.DataWarning, match=r"labels.csv: 2 empty row\(s\) skipped \(line 62"):
+        task = rs.load_task(str(tmp_path))
+    assert len(task.test) == 20
+    frame.loc[5, "split"] = np.nan
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(RashomonError, match=r"labels.csv line 7 has no split; .*val or test"):
+        rs.load_task(str(tmp_path))
+
+
+def test_an_image_listed_in_train_and_test_is_counted(tmp_path):
+    # main: a test row naming a train image loaded without a word (train/test leakage)
+    frame, _ = write_folder(tmp_path)
+    first_tests = frame.index[frame.split == "test"][:2]
+    frame.loc[first_tests, "path"] = ["img/train_0.png", "img/train_1.png"]
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    leak = r"2 of 20 test images \(10 %\) are identical to train or val images, e\.g\. "
+    leak += r"img/train_0\.png \(test\) = img/train_0\.png \(train\)"
+    with pytest.raises(RashomonError, match=leak + ".*allow_overlap: true"):
+        rs.load_task(str(tmp_path))
+    with pytest.warns(rdata.DataWarning, match=leak):
+        task = rs.load_task(str(tmp_path), allow_overlap=True)
+    np.testing.assert_array_equal(task.test.raw[:2], task.train.raw[:2])
+    # the config field reaches the loader without changing any stage's identity
+    from rashomon.config import load_config
+
+    cfg = load_config(None, {"data.dataset": str(tmp_path), "data.allow_overlap": True})
+    assert cfg.data.loader_options()["allow_overlap"] is True
+    assert "allow_overlap" not in cfg.data.identity()
 
 
 def test_task_files_and_data_files_agree(tmp_path, monkeypatch):
@@ -300,7 +413,7 @@ def test_datasets_lists_folder_tasks(tmp_path):
     assert len(rows) == 2 and "notes" not in found.stdout
     binary = next(ln for ln in rows if "labels-binary.csv" in ln)
     assert "benign, malignant" in binary and "classes-binary.txt" in binary
-    assert "│ 8 " in binary and "sex" in binary
+    assert "│ 20 " in binary and "sex" in binary
     plain = next(ln for ln in rows if "labels.csv" in ln)
     assert "0, 1" in plain
     given = cli("datasets", "--folder", str(root / "skin"), root=tmp_path)

@@ -169,3 +169,31 @@ def test_a_saved_whole_network_is_audited_as_is(tiny_root, tiny_task, tmp_path):
     torch.testing.assert_close(
         mset.base(tiny_task.test.x), net(tiny_task.test.x), rtol=0, atol=1e-5
     )
+
+
+def test_user_model_errors_are_one_line_with_the_fix(tiny_root, tmp_path):
+    # main: "ValueError: boom" and torch's multi-line size-mismatch text, exit 1
+    (tmp_path / "cli_models.py").write_text(
+        MODULE + "\n\ndef boom(num_classes=2):\n    raise ValueError('boom')\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import cli_models
+
+        torch.save(cli_models.build(num_classes=3).state_dict(), tmp_path / "three.pt")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cli_models", None)
+    common = ("--dataset", "breastmnist", "--stages", "train", "--no-progress")
+    proc = rashomon(
+        "run", *common, "--model", "cli_models:boom", "--out", str(tmp_path / "a"),
+        root=tiny_root, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert_one_line_error(proc, r"builder cli_models:boom raised ValueError: boom; fix the builder")
+    proc = rashomon(
+        "run", *common, "--model", "cli_models:build", "--weights", str(tmp_path / "three.pt"),
+        "--out", str(tmp_path / "b"), root=tiny_root, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert_one_line_error(proc, r"6.weight has shape \(3, 16\) there but \(2, 16\) in the network")

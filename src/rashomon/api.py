@@ -20,6 +20,7 @@ def load_task(
     attributes_csv: str | Path | None = None,
     labels: str | Path | None = None,
     channels: int | None = None,
+    allow_overlap: bool = False,
 ) -> Task:
     """Load a task by MedMNIST name, or a folder of images (`name` a directory with a label CSV).
 
@@ -28,12 +29,21 @@ def load_task(
     Folder tasks only: `labels` picks the label CSV (a bare name is looked up in the folder;
     default `labels.csv`) and `channels` (1 or 3) overrides the channels read from the images
     (default: 1 when every image is grey, else 3). `task.files` lists every file read;
-    `rashomon.data.data_files` lists the same without loading.
+    `rashomon.data.data_files` lists the same without loading. Images found in two splits are
+    counted with a warning; more than 1 % of the test split also in train or val is an error
+    unless `allow_overlap`.
     """
     if is_folder_dataset(name):
         from rashomon.data.folder import load_folder
 
-        task = load_folder(name, labels=labels, size=size, channels=channels, seed=seed)
+        task = load_folder(
+            name,
+            labels=labels,
+            size=size,
+            channels=channels,
+            seed=seed,
+            allow_overlap=allow_overlap,
+        )
     else:
         for option, value in (("labels", labels), ("channels", channels)):
             if value is not None:
@@ -41,7 +51,9 @@ def load_task(
                     f"{option}={value!r} applies to folder tasks, but {str(name)!r} is a "
                     f"MedMNIST dataset (it keeps its own {option}); drop {option} or pass a folder"
                 )
-        task = load_medmnist(str(name), root=root, size=size, seed=seed)
+        task = load_medmnist(
+            str(name), root=root, size=size, seed=seed, allow_overlap=allow_overlap
+        )
     if attributes_csv is not None:
         load_attribute_csv(task, attributes_csv)
     return task

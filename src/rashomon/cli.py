@@ -551,6 +551,9 @@ def datasets(
         if e["missing_images"]:
             shown += f" [red]{e['missing_images']} images missing[/red]"
         sizes = e["sizes"]
+        attributes = escape(", ".join(e["attributes"])) or "-"
+        if e.get("attribute_notes"):
+            attributes += f" [dim]({escape('; '.join(e['attribute_notes']))})[/dim]"
         table.add_row(
             escape(e["folder"]),
             escape(e["labels"]),
@@ -559,7 +562,7 @@ def datasets(
             str(sizes["train"]),
             str(sizes["val"]),
             str(sizes["test"]),
-            escape(", ".join(e["attributes"])) or "-",
+            attributes,
         )
     console.print(table)
 

@@ -46,9 +46,11 @@ class DataConfig(Section):
     # labels.csv). `channels`: 1 or 3; default from the images (all grey → 1, else 3).
     labels: str | None = None
     channels: Literal[1, 3] | None = None
+    # Load a test split with more than 1 % of its images also in train or val (leakage).
+    allow_overlap: bool = False
     # Where the files are found is not what they are: stages check the files' content
-    # fingerprint instead (rashomon.run.data_fingerprint).
-    operational: ClassVar[frozenset[str]] = frozenset({"root"})
+    # fingerprint instead (rashomon.run.data_fingerprint). allow_overlap only lets them load.
+    operational: ClassVar[frozenset[str]] = frozenset({"root", "allow_overlap"})
 
     def identity(self) -> dict[str, Any]:
         out = super().identity()
@@ -70,6 +72,7 @@ class DataConfig(Section):
             "attributes_csv": self.attributes_csv,
             "labels": self.labels,
             "channels": self.channels,
+            "allow_overlap": self.allow_overlap,
         }
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from rashomon import metrics as rm
 from rashomon import schema as S
 from rashomon.context import StageContext
+from rashomon.data.groups import measurable_attributes
 from rashomon.errors import RashomonError
 from rashomon.sets.rashomon import MIN_SET_MODELS
 
@@ -146,7 +147,7 @@ def run_evaluate_stage(ctx: StageContext) -> None:
     idx = rashomon_indices(keep, epsilon)
     probs = {s: np.load(sample_dir / S.probs_file(s), mmap_mode="r")[idx] for s in ("val", "test")}
     map_probs = {s: np.load(sample_dir / S.map_probs_file(s)) for s in ("val", "test")}
-    attributes = chosen_attributes(task, e.groups)
+    attributes = measurable_attributes(task, chosen_attributes(task, e.groups))
     derived = {a: task.attributes[a].derived for a in attributes}
     levels = {a: list(task.attributes[a].levels) for a in attributes}
     groups = {s: {a: task.split(s).groups[a].numpy() for a in attributes} for s in ("val", "test")}

@@ -44,6 +44,20 @@ def parse_model_id(model: str | int) -> int | str:
     )
 
 
+def refuse_inside_run(run_dir: Path, out: Path) -> None:
+    """Refuse an export target inside the run directory, however it is spelled (relative,
+    '..', symbolic links). The run directory belongs to its stages: a file written there can
+    replace a stage's output (train/model.pt) while stages.json still calls the stage up to
+    date, or be swept with a stage folder that is redone."""
+    root = run_dir.expanduser().resolve()
+    target = out.expanduser().resolve()
+    if target == root or root in target.parents:
+        raise RashomonError(
+            f"--out {out} is inside the run directory {run_dir}, whose files belong to its "
+            f"stages; write it outside, e.g. --out {run_dir.name}-{target.name}"
+        )
+
+
 def export_model(
     run_dir: str | Path,
     model: str | int,
@@ -54,16 +68,17 @@ def export_model(
 ) -> dict[str, Any]:
     """Write model `model` of the run's set (or the MAP model, "map") to `out`; returns what was
     recorded about it. A model outside the Rashomon set is refused unless `outside`; an existing
-    `out` is never overwritten unless `force`."""
+    `out` is never overwritten unless `force`; `out` inside the run directory is refused."""
     from rashomon.models.train import load_checkpoint, save_checkpoint
     from rashomon.sets.base import ModelSet
 
     run_dir = Path(run_dir)
     out = Path(out)
+    sampled = _sample_record(run_dir)
+    refuse_inside_run(run_dir, out)
     if out.exists() and not force:
         raise RashomonError(f"{out} exists; choose another --out or pass --force to replace it")
     model_id = parse_model_id(model)
-    sampled = _sample_record(run_dir)
     epsilon = sampled.epsilon
     base, meta = load_checkpoint(run_dir / "train" / S.CHECKPOINT)
     origin: dict[str, Any] = {

@@ -1,10 +1,15 @@
-"""Content fingerprints of input files, with a size + mtime fast path.
+"""Content fingerprints of input files, with a size + mtime fast path for large files.
 
 A run records the fingerprint of the data files its stages read, so a later command whose
 files changed (edited in place, or another folder under the same name) redoes those stages
-instead of reusing results computed from other data. Hashing every image on every command
-would be slow, so each file's sha256 is cached with its size and mtime: a file whose size and
-mtime are unchanged is not read again; any change re-hashes it.
+instead of reusing results computed from other data.
+
+- Files of at most `SMALL_FILE` bytes (every label CSV, classes file and attribute CSV, and
+  small images) are hashed on every call: the ones users edit in place are all small, and an
+  edit that keeps the size and restores the mtime (`cp -p`, `rsync -t`, a checkout) must count.
+- Larger files (npz archives, large images) keep their sha256 in a cache with their size and
+  mtime and are not read again while both are unchanged. A same-size edit with a restored mtime
+  is therefore missed for them; `verify=True` re-hashes every file (and refreshes the cache).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 CHUNK = 1 << 20
+SMALL_FILE = 1 << 20  # bytes: hashed on every call, never taken from the cache
 
 
 def file_sha256(path: Path) -> str:
@@ -26,9 +32,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def files_fingerprint(paths: Iterable[str | Path], cache_file: Path | None = None) -> str:
+def files_fingerprint(
+    paths: Iterable[str | Path], cache_file: Path | None = None, verify: bool = False
+) -> str:
     """One hex digest over the content of `paths` (order-independent; a missing file counts as
-    'absent'). `cache_file` keeps {path: [size, mtime_ns, sha256]} between calls."""
+    'absent'). `cache_file` keeps {path: [size, mtime_ns, sha256]} between calls for files over
+    `SMALL_FILE` bytes; `verify` re-hashes those too (see the module docstring)."""
     cache: dict[str, list] = {}
     if cache_file is not None and cache_file.exists():
         try:
@@ -44,12 +53,14 @@ def files_fingerprint(paths: Iterable[str | Path], cache_file: Path | None = Non
             entries.append(f"{Path(p).name}:absent")
             continue
         hit = cache.get(p)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        fast = not verify and st.st_size > SMALL_FILE
+        if fast and hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             digest = hit[2]
         else:
             digest = file_sha256(Path(p))
-            cache[p] = [st.st_size, st.st_mtime_ns, digest]
-            changed = True
+            if st.st_size > SMALL_FILE and hit != [st.st_size, st.st_mtime_ns, digest]:
+                cache[p] = [st.st_size, st.st_mtime_ns, digest]
+                changed = True
         entries.append(f"{Path(p).name}:{digest}")
     if cache_file is not None and changed:
         tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")

@@ -24,6 +24,7 @@ brightness, contrast, gamma).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import zlib
@@ -197,6 +198,35 @@ def subset_indices(n: int, max_images: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(rng.choice(n, size=max_images, replace=False))
 
 
+def images_digest(images: np.ndarray, indices: np.ndarray) -> str:
+    """16 hex digits of sha256 over uint8 `images` (shape, dtype and bytes) and their positions
+    in the split (`indices`, which seed each image's corruption)."""
+    arr = np.ascontiguousarray(images)
+    h = hashlib.sha256(repr((arr.shape, str(arr.dtype))).encode())
+    h.update(arr.tobytes())
+    h.update(np.ascontiguousarray(indices, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_file_name(
+    images: np.ndarray,
+    indices: np.ndarray,
+    dataset: str,
+    split: str,
+    name: str,
+    severity: int,
+    seed: int,
+) -> str:
+    """The cache file of one corrupted subset: keyed by what determines its bytes, the content
+    of the images it corrupts and their positions (`images_digest`), the parameter table
+    (`table_name(dataset)`), the corruption, severity and seed. The split names the file for
+    readers only. Other images under the same dataset name (edited, inverted, other channels or
+    size) get another file, never the old one's corruptions."""
+    table = table_name(dataset)
+    digest = images_digest(images, indices)
+    return f"{table}_{split}_{name}_s{severity}_seed{seed}_n{len(indices)}_{digest}.npz"
+
+
 def corrupted_raw(
     task: Task,
     split: str,
@@ -207,7 +237,8 @@ def corrupted_raw(
     max_images: int | None = None,
 ) -> np.ndarray:
     """uint8 corrupted images of `split` (the `subset_indices` subset when `max_images` is set),
-    read from `cache_dir` if generated before, else generated and saved there as npz."""
+    read from `cache_dir` if generated before from the same images (`cache_file_name`), else
+    generated and saved there as npz."""
     s = task.split(split)
     if s.raw is None:
         raise RashomonError(
@@ -217,16 +248,15 @@ def corrupted_raw(
     idx = subset_indices(len(s.raw), max_images, seed)
     if severity == 0:
         return np.asarray(s.raw)[idx].copy()
+    images = np.asarray(s.raw)[idx]
     path = None
     if cache_dir is not None:
-        tag = "" if len(idx) == len(s.raw) else f"_n{len(idx)}"
-        px = s.raw.shape[1]
-        path = Path(cache_dir) / f"{task.name}{px}_{split}_{name}_s{severity}_seed{seed}{tag}.npz"
+        file = cache_file_name(images, idx, task.name, split, name, severity, seed)
+        path = Path(cache_dir) / file
         if path.exists():
             with np.load(path) as cached:
-                if np.array_equal(cached["indices"], idx):
-                    return cached["images"]
-    images = corrupt_images(np.asarray(s.raw)[idx], name, severity, seed, task.name, indices=idx)
+                return cached["images"]
+    images = corrupt_images(images, name, severity, seed, task.name, indices=idx)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")

@@ -21,14 +21,22 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from rashomon.data.groups import add_attributes_from_frame, add_derived_attributes
+from rashomon.data.groups import (
+    RESERVED,
+    add_attributes_from_frame,
+    add_derived_attributes,
+    plan_attribute,
+    reserved_plans,
+)
 from rashomon.data.medmnist import split_from_arrays
 from rashomon.data.task import Task, TaskKind, absolute
 from rashomon.data.validate import (
     SPLITS,
     check_class_balance,
     check_split_column,
+    check_split_overlap,
     image_values_to_uint8,
+    line_number,
     read_csv,
 )
 from rashomon.errors import RashomonError
@@ -105,7 +113,7 @@ def read_label_frame(folder: Path, csv_path: Path, check_images: bool = True) ->
         if not (frame["split"] == s).any():
             raise RashomonError(f"{csv_path} has no {s!r} rows; every split needs images")
     if frame["path"].isna().any():
-        row = int(np.flatnonzero(frame["path"].isna().to_numpy())[0]) + 2
+        row = line_number(frame, int(np.flatnonzero(frame["path"].isna().to_numpy())[0]))
         raise RashomonError(f"{csv_path} line {row} has no path; give every row an image path")
     if check_images:
         absent = [p for p in frame["path"] if not (folder / p).is_file()]
@@ -114,11 +122,7 @@ def read_label_frame(folder: Path, csv_path: Path, check_images: bool = True) ->
                 f"{len(absent)} image(s) in {csv_path} are missing from {folder}, e.g. "
                 f"{absent[0]}; fix the paths or the folder"
             )
-    return frame.reset_index(drop=True)
-
-
-def _line(i: int) -> int:
-    return i + 2  # the header is line 1
+    return frame  # indexed by line number - 2 (`line_number`)
 
 
 def parse_labels(frame: pd.DataFrame, csv_path: Path) -> tuple[np.ndarray, TaskKind, int]:
@@ -126,16 +130,17 @@ def parse_labels(frame: pd.DataFrame, csv_path: Path) -> tuple[np.ndarray, TaskK
     Empty, non-numeric and fractional labels are errors naming the line."""
     col = frame["label"]
     if col.isna().any():
-        i = int(np.flatnonzero(col.isna().to_numpy())[0])
-        raise RashomonError(f"{csv_path} line {_line(i)} has no label; give every image a label")
+        line = line_number(frame, int(np.flatnonzero(col.isna().to_numpy())[0]))
+        raise RashomonError(f"{csv_path} line {line} has no label; give every image a label")
     text = col.astype(str).str.strip()
     if text.str.contains("|", regex=False).any():
         parts = [t.split("|") for t in text]
         widths = {len(p) for p in parts}
         if len(widths) > 1:
             i = next(i for i, p in enumerate(parts) if len(p) != len(parts[0]))
+            line, first = line_number(frame, i), line_number(frame, 0)
             raise RashomonError(
-                f"{csv_path} line {_line(i)} has {len(parts[i])} multilabel values but line 2 "
+                f"{csv_path} line {line} has {len(parts[i])} multilabel values but line {first} "
                 f"has {len(parts[0])}; give every image the same |-separated 0/1 list"
             )
         values = pd.to_numeric(pd.Series([v for p in parts for v in p]), errors="coerce")
@@ -149,20 +154,21 @@ def parse_labels(frame: pd.DataFrame, csv_path: Path) -> tuple[np.ndarray, TaskK
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise RashomonError(
-            f"{csv_path} line {_line(i)}: label {text.iloc[i]!r} is not a class index; labels are "
-            "integers 0..C-1 (names go in a classes.txt beside the label file)"
+            f"{csv_path} line {line_number(frame, i)}: label {text.iloc[i]!r} is not a class "
+            "index; labels are integers 0..C-1 (names go in a classes.txt beside the label file)"
         )
     frac = (flat != np.rint(flat)).any(axis=1)
     if frac.any():
         i = int(np.flatnonzero(frac)[0])
         raise RashomonError(
-            f"{csv_path} line {_line(i)}: label {text.iloc[i]!r} is fractional; labels are whole "
-            "class indices 0..C-1 (or |-separated 0/1 for multilabel): fix the label file"
+            f"{csv_path} line {line_number(frame, i)}: label {text.iloc[i]!r} is fractional; "
+            "labels are whole class indices 0..C-1 (or |-separated 0/1 for multilabel): fix the "
+            "label file"
         )
     if (flat < 0).any():
         i = int(np.flatnonzero((flat < 0).any(axis=1))[0])
         raise RashomonError(
-            f"{csv_path} line {_line(i)}: negative label {text.iloc[i]!r}; use 0..C-1"
+            f"{csv_path} line {line_number(frame, i)}: negative label {text.iloc[i]!r}; use 0..C-1"
         )
     labels = labels.astype(np.int64)
     if kind == "multilabel":
@@ -188,6 +194,31 @@ def folder_class_names(
             "classes-X.txt)"
         )
     return names, path
+
+
+def check_classes_used(
+    labels: np.ndarray, kind: TaskKind, n_out: int, csv_path: Path, classes_path: Path | None
+) -> None:
+    """Without a classes file, every class index 0..C-1 must label some image: labels 1/2 are
+    otherwise read as 3 classes, class 0 empty in every split (1-based labels, or a gap left
+    by a dropped class). A classes file that names the empty class says it is meant."""
+    if kind == "multilabel" or classes_path is not None:
+        return
+    found = np.unique(labels)
+    absent = np.setdiff1d(np.arange(n_out), found)
+    if not len(absent) or len(found) < 2:  # a single class: check_class_balance says so
+        return
+    shown = ", ".join(str(int(v)) for v in found[:10]) + (", ..." if len(found) > 10 else "")
+    if np.array_equal(found, np.arange(1, n_out)):
+        fix = f"relabel 1..{n_out - 1} to 0..{n_out - 2}"
+    else:
+        fix = f"relabel them to 0..{len(found) - 1}"
+    names = classes_file_candidates(csv_path)[-1].name
+    raise RashomonError(
+        f"{csv_path}: class {int(absent[0])} has no image in any split (labels found: {shown}); "
+        f"labels are 0-based class indices: {fix} or name every class, the empty one too, in "
+        f"{names} beside the label file"
+    )
 
 
 def _read_image(path: Path, size: int, channels: int | None) -> np.ndarray:
@@ -229,6 +260,14 @@ def read_images(
     return np.stack(images), channels
 
 
+def attribute_columns(frame: pd.DataFrame) -> tuple[tuple[str, ...], list[str]]:
+    """The label CSV's columns beyond path,label,split: those left unread for their reserved
+    name (`index`), and the candidate attributes (`rashomon.data.groups.plan_attribute`)."""
+    reserved = tuple(c for c in RESERVED if c in frame.columns)
+    extra = [c for c in frame.columns if c not in (*REQUIRED, *RESERVED)]
+    return reserved, extra
+
+
 def folder_files(folder: str | Path, labels: str | Path | None = None) -> list[Path]:
     """The files `load_folder` reads, in order, without decoding an image: the label CSV, its
     classes file (when there is one) and every image."""
@@ -248,12 +287,16 @@ def load_folder(
     channels: int | None = None,
     seed: int = 0,
     name: str | None = None,
+    allow_overlap: bool = False,
 ) -> Task:
     """Load images listed in a label CSV (default `<folder>/labels.csv`) as a Task.
 
     `label` holds class indices 0..C-1, or for multilabel tasks a `|`-separated list of 0/1
-    values. Extra columns become patient attributes (real, `derived=False`). See the module
-    docstring for the label file, the classes file and the channels.
+    values. Extra columns become patient attributes (real, `derived=False`) where they can be
+    measured (`rashomon.data.groups.plan_attribute`). An image in two splits (the same path,
+    or the same pixels) is counted (`check_split_overlap`; `allow_overlap` lets a test split
+    with more than 1 % of train or val images load). See the module docstring for the label
+    file, the classes file and the channels.
     """
     folder = Path(folder).expanduser()
     if int(size) != size or size < 1:
@@ -262,14 +305,19 @@ def load_folder(
     frame = read_label_frame(folder, csv_path)
     y, kind, n_out = parse_labels(frame, csv_path)
     class_names, classes_path = folder_class_names(csv_path, kind, n_out)
+    check_classes_used(y, kind, n_out, csv_path, classes_path)
+    reserved, extra = attribute_columns(frame)
     frame["index"] = frame.groupby("split").cumcount()
     paths = [folder / p for p in frame["path"]]
     images, channels = read_images(paths, size, channels)
     splits = {}
     for s in SPLITS:
-        rows = frame.index[frame["split"] == s].to_numpy()
+        rows = np.flatnonzero((frame["split"] == s).to_numpy())  # positions in `images`
         splits[s] = split_from_arrays(images[rows], y[rows], kind, n_out, what=f"{csv_path} {s}")
     check_class_balance({s: splits[s].y.numpy() for s in SPLITS}, kind, n_out, class_names)
+    names = {s: frame.loc[frame["split"] == s, "path"].astype(str).tolist() for s in SPLITS}
+    raws = {s: splits[s].raw for s in SPLITS}
+    check_split_overlap(raws, csv_path.name, allow_overlap, names)
     files = [csv_path] + ([classes_path] if classes_path else []) + paths
     task = Task(
         name=name or Path(absolute(folder)).name,
@@ -282,10 +330,15 @@ def load_folder(
         **splits,
     )
     add_derived_attributes(task, seed=seed)
-    extra = [c for c in frame.columns if c not in (*REQUIRED, "index")]
-    if extra:
+    if extra or reserved:
         add_attributes_from_frame(
-            task, frame, extra, what=f"label CSV {csv_path}", origin=csv_path.name
+            task,
+            frame,
+            extra,
+            what=f"label CSV {csv_path}",
+            origin=csv_path.name,
+            reserved=reserved,
+            always_note=True,
         )
     return task
 
@@ -315,6 +368,17 @@ def find_folder_tasks(root: str | Path) -> list[Path]:
     return [p for p in candidates if label_files(p)]
 
 
+def describe_attributes(frame: pd.DataFrame, origin: str) -> dict[str, list[str]]:
+    """`attributes`: the label CSV's columns that loading takes as patient attributes;
+    `attribute_notes`: one line per column binned or not taken, with why."""
+    reserved, extra = attribute_columns(frame)
+    plans = [plan_attribute(frame, c, origin) for c in extra] + reserved_plans(reserved)
+    return {
+        "attributes": [p.column for p in plans if p.taken],
+        "attribute_notes": [p.note for p in plans if p.note],
+    }
+
+
 def describe_folder(folder: str | Path) -> list[dict]:
     """One summary per label file of a folder task, reading only the CSVs and classes files:
     label file, kind, class names, split sizes, attribute columns, missing images, or the error
@@ -332,15 +396,16 @@ def describe_folder(folder: str | Path) -> list[dict]:
         entry: dict = {"folder": str(folder), "labels": csv_path.name}
         try:
             frame = read_label_frame(folder, csv_path, check_images=False)
-            _, kind, n_out = parse_labels(frame, csv_path)
+            y, kind, n_out = parse_labels(frame, csv_path)
             names, classes_path = folder_class_names(csv_path, kind, n_out)
+            check_classes_used(y, kind, n_out, csv_path, classes_path)
             missing = sum(not (folder / p).is_file() for p in frame["path"])
             entry.update(
                 kind=kind,
                 classes=list(names),
                 classes_file=classes_path.name if classes_path else None,
                 sizes={s: int((frame["split"] == s).sum()) for s in SPLITS},
-                attributes=[c for c in frame.columns if c not in REQUIRED],
+                **describe_attributes(frame, csv_path.name),
                 missing_images=int(missing),
             )
         except RashomonError as exc:

@@ -15,6 +15,7 @@ from rashomon.data.validate import (
     check_class_balance,
     check_images,
     check_labels,
+    check_split_overlap,
     float_unit_range,
 )
 from rashomon.errors import RashomonError
@@ -135,8 +136,16 @@ def npz_path(name: str, root: str | Path | None = None, size: int = 28) -> Path:
     return folder / npz_filename(name, size)
 
 
-def load_medmnist(name: str, root: str | Path | None = None, size: int = 28, seed: int = 0) -> Task:
-    """Load a 2D MedMNIST dataset as a Task with the derived `intensity` and `random` attributes."""
+def load_medmnist(
+    name: str,
+    root: str | Path | None = None,
+    size: int = 28,
+    seed: int = 0,
+    allow_overlap: bool = False,
+) -> Task:
+    """Load a 2D MedMNIST dataset as a Task with the derived `intensity` and `random` attributes.
+    Images in two splits are counted (`check_split_overlap`; `allow_overlap` lets a test split
+    with more than 1 % of train or val images load)."""
     path = npz_path(name, root, size)
     name = name.lower()
     if not path.exists():
@@ -163,6 +172,7 @@ def load_medmnist(name: str, root: str | Path | None = None, size: int = 28, see
         for s in SPLITS
     }
     check_class_balance({s: splits[s].y.numpy() for s in SPLITS}, kind, n_out, class_names)
+    check_split_overlap({s: splits[s].raw for s in SPLITS}, path.name, allow_overlap)
     task = Task(
         name=name,
         kind=kind,

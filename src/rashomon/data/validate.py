@@ -17,6 +17,7 @@ Image values, by dtype:
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -219,11 +220,73 @@ def check_class_balance(
             )
 
 
+MAX_OVERLAP = 0.01  # share of test images also in train or val above which loading stops
+
+
+def _row_digests(images: np.ndarray) -> list[bytes]:
+    flat = np.ascontiguousarray(images).reshape(len(images), -1)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+
+
+def check_split_overlap(
+    raws: dict[str, np.ndarray],
+    what: str,
+    allow: bool = False,
+    names: dict[str, list[str]] | None = None,
+) -> None:
+    """Images of one split identical (same uint8 pixels after loading) to an image of an earlier
+    split: the same file listed in two splits, or a copy. Test images found in train or val
+    score the model on what it trained or was selected on: a warning with the count, an error
+    above `MAX_OVERLAP` of the test split unless `allow` (config `data.allow_overlap`). Val
+    images found in train only warn (selection on them is optimistic; test numbers are not).
+    `names` (file paths per split, folder tasks) name an example; else positions do."""
+    digests = {s: _row_digests(raws[s]) for s in SPLITS}
+    first: dict[bytes, tuple[str, int]] = {}
+    for s in ("train", "val"):
+        for i, d in enumerate(digests[s]):
+            first.setdefault(d, (s, i))
+
+    def name(split: str, i: int) -> str:
+        return f"{names[split][i]} ({split})" if names else f"{split} {i}"
+
+    for split, earlier in (("val", ("train",)), ("test", ("train", "val"))):
+        found = [(i, first.get(d)) for i, d in enumerate(digests[split])]
+        hits = [(i, f) for i, f in found if f is not None and f[0] in earlier]
+        if not hits:
+            continue
+        n = len(digests[split])
+        share = len(hits) / n
+        pct = f"{100 * share:.1f}" if share < 0.1 else f"{100 * share:.0f}"
+        i, (other, j) = hits[0]
+        text = (
+            f"{what}: {len(hits)} of {n} {split} images ({pct} %) are identical to "
+            f"{' or '.join(earlier)} images, e.g. {name(split, i)} = {name(other, j)}"
+        )
+        if split == "test" and share > MAX_OVERLAP and not allow:
+            raise RashomonError(
+                f"{text}: the audit would score the model on images it trained or was selected "
+                f"on; remove them from one split, or set allow_overlap: true (config data "
+                "section) to audit anyway"
+            )
+        warnings.warn(
+            f"{text}; their {split} results are optimistic (remove them from one split)",
+            DataWarning,
+            stacklevel=3,
+        )
+
+
+def line_number(frame: pd.DataFrame, position: int) -> int:
+    """The file line of the row at `position` of a frame from `read_csv` (the header is line 1)."""
+    return int(frame.index[position]) + 2
+
+
 def read_csv(path: Path, what: str, needs: str) -> pd.DataFrame:
     """Read a CSV; an empty or unparsable file is a one-line error. `needs` describes the
-    expected header for the fix (e.g. "path,label,split")."""
+    expected header for the fix (e.g. "path,label,split"). Rows with no value at all (",,,",
+    blank lines) are dropped with a warning; the frame's index is the row's line number minus
+    2 (`line_number`), so errors can name lines."""
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path, skip_blank_lines=False)
     except pd.errors.EmptyDataError as exc:
         raise RashomonError(
             f"{what} {path} is empty; write a header {needs} and one row per image"
@@ -234,13 +297,37 @@ def read_csv(path: Path, what: str, needs: str) -> pd.DataFrame:
             f"{what} {path} is not a readable CSV ({reason}); save it as UTF-8 CSV with the "
             f"header {needs}"
         ) from exc
+    empty = frame.isna().all(axis=1).to_numpy()
+    if empty.any():
+        lines = [line_number(frame, i) for i in np.flatnonzero(empty)]
+        shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+        warnings.warn(
+            f"{path.name}: {len(lines)} empty row(s) skipped (line {shown}); delete them to "
+            "silence this",
+            DataWarning,
+            stacklevel=3,
+        )
+        frame = frame[~empty]
+    return frame
 
 
 def check_split_column(frame: pd.DataFrame, path: Path, what: str) -> None:
-    """Every `split` value is train, val or test."""
-    bad = sorted({str(v) for v in frame["split"]} - set(SPLITS))
+    """Every `split` value is train, val or test (errors name the line of a frame from
+    `read_csv`)."""
+    missing = frame["split"].isna().to_numpy()
+    if missing.any():
+        line = line_number(frame, int(np.flatnonzero(missing)[0]))
+        raise RashomonError(
+            f"{what} {path} line {line} has no split; give every row train, val or test"
+        )
+    values = frame["split"].astype(str)
+    bad = sorted(set(values) - set(SPLITS))
     if bad:
-        raise RashomonError(f"{what} {path}: unknown split value(s) {bad}; use train, val, test")
+        line = line_number(frame, int(np.flatnonzero(~values.isin(SPLITS).to_numpy())[0]))
+        raise RashomonError(
+            f"{what} {path}: unknown split value(s) {bad} (first on line {line}); use train, "
+            "val, test"
+        )
 
 
 def check_split_index(index: pd.Series, n: int, split: str, what: str) -> None:

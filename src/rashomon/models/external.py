@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rashomon.errors import RashomonError
+from rashomon.errors import RashomonError, one_line
 from rashomon.models.registry import Classifier
 
 EXTERNAL = "external"
@@ -40,7 +40,13 @@ class WrappedClassifier(Classifier):
 
     def __init__(self, net: nn.Module, last_layer: str):
         super().__init__()
-        head = net.get_submodule(last_layer)
+        try:
+            head = net.get_submodule(last_layer)
+        except AttributeError:
+            raise RashomonError(
+                f"the network has no layer {last_layer!r}; name its final nn.Linear with "
+                f"--last-layer ({linear_layers_text(net)})"
+            ) from None
         if not isinstance(head, nn.Linear):
             raise RashomonError(
                 f"layer {last_layer!r} is a {type(head).__name__}, not an nn.Linear; name the "
@@ -67,9 +73,24 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, leaf, module)
 
 
+def linear_names(net: nn.Module) -> list[str]:
+    """Names of the network's `nn.Linear` layers in registration order."""
+    return [n for n, m in net.named_modules() if isinstance(m, nn.Linear) and n]
+
+
+def linear_layers_text(net: nn.Module, limit: int = 8) -> str:
+    """'its nn.Linear layers: a, b' (the last `limit`), for error messages."""
+    names = linear_names(net)
+    if not names:
+        return "it has no nn.Linear layer"
+    shown = names[-limit:]
+    more = f"{len(names) - limit} more, " if len(names) > limit else ""
+    return f"its nn.Linear layers: {more}{', '.join(shown)}"
+
+
 def last_linear_name(net: nn.Module) -> str:
     """Name of the final `nn.Linear` in the module tree (definition order)."""
-    names = [n for n, m in net.named_modules() if isinstance(m, nn.Linear) and n]
+    names = linear_names(net)
     if not names:
         raise RashomonError(
             "the network has no nn.Linear layer; rashomon needs a final nn.Linear that maps "
@@ -123,7 +144,17 @@ def call_builder(
     params = inspect.signature(builder).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in task_args.items() if takes_any or k in params}
-    net = builder(**kwargs, **options)
+    try:
+        net = builder(**kwargs, **options)
+    except RashomonError:
+        raise
+    except Exception as exc:  # the user's code: any error, told on one line with its arguments
+        name = f"{builder.__module__}:{getattr(builder, '__qualname__', builder)}"
+        args = ", ".join(f"{k}={v!r}" for k, v in {**kwargs, **options}.items()) or "none"
+        raise RashomonError(
+            f"the model builder {name} raised {one_line(exc)}; fix the builder or its "
+            f"arguments (called with {args}; -o KEY=VALUE sets its options)"
+        ) from exc
     if not isinstance(net, nn.Module):
         raise RashomonError(f"the model builder returned {type(net).__name__}, not an nn.Module")
     return net
@@ -149,7 +180,7 @@ def as_classifier(
     name = last_layer or last_linear_name(net)
     wrapped = WrappedClassifier(copy.deepcopy(net), name)
     if probe is not None:
-        _check_split(original, wrapped, probe, name)
+        _check_split(original, wrapped, probe, name, named=last_layer is not None)
     in_channels = _first_in_channels(wrapped.body)
     if in_channels is None and probe is not None:
         in_channels = int(probe.shape[1])
@@ -167,19 +198,32 @@ def as_classifier(
 
 
 @torch.no_grad()
-def _check_split(original: nn.Module, wrapped: Classifier, probe: torch.Tensor, name: str) -> None:
+def _check_split(
+    original: nn.Module, wrapped: Classifier, probe: torch.Tensor, name: str, named: bool
+) -> None:
+    """The split network reproduces the original's logits on `probe`; `named` says whether the
+    user named the layer (--last-layer) or it was found."""
     was_training = original.training
     original.eval()
     try:
         want = original(probe)
-        got = wrapped.eval()(probe)
     except Exception as exc:
         raise RashomonError(
-            f"the network failed on input of shape {tuple(probe.shape)} ({exc}); check that it "
-            "takes the task's images (channels and size) and returns logits"
+            f"the network failed on input of shape {tuple(probe.shape)} ({one_line(exc)}); "
+            "check that it takes the task's images (channels and size) and returns logits"
         ) from exc
     finally:
         original.train(was_training)
+    try:
+        got = wrapped.eval()(probe)
+    except Exception as exc:
+        # The layer replaced by Identity is used before the output: not the logits' layer.
+        how = "--last-layer" if named else "its last registered nn.Linear"
+        raise RashomonError(
+            f"splitting the network at {name!r} ({how}) breaks its forward ({one_line(exc)}); "
+            "name the nn.Linear that gives the logits with --last-layer "
+            f"({linear_layers_text(original)})"
+        ) from exc
     if not isinstance(want, torch.Tensor) or want.shape != got.shape:
         raise RashomonError(
             "the network's output is not one logits tensor [N, C]; wrap it so forward returns "
@@ -296,6 +340,11 @@ def load_module_file(path: str) -> nn.Module:
     return obj
 
 
+def _shape(value: Any) -> tuple[int, ...] | str:
+    shape = getattr(value, "shape", None)
+    return tuple(shape) if shape is not None else type(value).__name__
+
+
 def load_weights(net: nn.Module, path: str) -> None:
     """Load a state dict (or a checkpoint dict holding one under 'state_dict' or
     'model_state_dict', a 'module.' prefix of DataParallel stripped) into `net`, strictly."""
@@ -317,6 +366,18 @@ def load_weights(net: nn.Module, path: str) -> None:
     if not isinstance(state, dict):
         raise RashomonError(f"{path} holds no state dict; save torch.save(net.state_dict(), path)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = net.state_dict()
+    mismatched = [
+        k for k, v in state.items() if k in own and getattr(v, "shape", None) != own[k].shape
+    ]
+    if mismatched:
+        k = mismatched[0]
+        raise RashomonError(
+            f"weights {path} do not fit the network: {k} has shape {_shape(state[k])} there "
+            f"but {tuple(own[k].shape)} in the network ({len(mismatched)} such); check that "
+            "--model builds the architecture they were trained with (its options, the task's "
+            "classes and channels)"
+        )
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RashomonError(
