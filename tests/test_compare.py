@@ -195,7 +195,10 @@ def test_compare_table_values_by_hand(runs, tmp_path):
     assert patients["flip_rate:laplace last_layer kron nn"].tolist() == pytest.approx(
         [0, 0, 1 / 3, 0, 1 / 3, 0]
     )
-    assert (tmp_path / "cmp" / "compare.html").read_text().count("<img") == 2
+    # growth, per-patient and the cost–validity frontier
+    assert (tmp_path / "cmp" / "compare.html").read_text().count("<img") == 3
+    frontier = pd.read_csv(tmp_path / "cmp" / "frontier.csv")
+    assert frontier["seconds"].tolist()[-1] == 120.0  # the truth's sample stage
 
     # the full-size figures keep names that say so; the old names are gone, not re-meant
     assert not {"flag_recall", "flag_precision"} & set(table.columns)
@@ -491,12 +494,37 @@ def test_compare_page_renders_in_headless_chromium(runs, tmp_path):
     except BrowserError as exc:
         pytest.fail(f"Chromium could not render the compare page: {exc}")
     assert page.title == "rashomon compare"
-    assert [s["id"] for s in page.sections] == ["sets", "growth", "patients"]
+    assert [s["id"] for s in page.sections] == ["sets", "frontier", "growth", "patients"]
     assert all(s["height"] > 50 for s in page.sections)
-    assert len(page.images) == 2 and page.tables == 1
+    assert len(page.images) == 3 and page.tables == 1
     sets = page.sections[0]["text"]
     # every set's row, the ground truth's last; numbers as the kit formats them
     for name in ("laplace last_layer kron nn", "dropout", "retrain (ground truth)"):
         assert name in sets
     assert "0.3333" in sets  # the ground truth's ambiguity, 2 of 6 patients
     assert "run_dir" not in sets
+
+
+def test_cost_validity_frontier_by_hand():
+    from rashomon.compare import frontier_table, set_seconds
+
+    # a fork set trained now (sample 100 s of which 90 s training), read from the cache later
+    # (its training recorded as 90 s): the same cost either way
+    assert set_seconds({"seconds": 100.0, "train_seconds": 90.0, "trained_seconds": 90.0}) == 100
+    assert set_seconds({"seconds": 10.0, "train_seconds": 0.0, "trained_seconds": 90.0}) == 100
+    assert set_seconds({"seconds": 7.0}) == 7.0
+    table = pd.DataFrame(
+        {
+            "set": ["cheap", "dear", "dominated", "truth"],
+            "ground_truth": [False, False, False, True],
+            "cost:seconds": [10.0, 100.0, 50.0, 5.0],
+            "cost:trained_seconds": [np.nan, np.nan, np.nan, np.nan],
+            "flag_recall_ratio": [0.5, 0.95, 0.4, 1.0],
+            "flag_precision_ratio": [1.0, 0.9, 0.8, 1.0],
+        }
+    )
+    f = frontier_table(table, truth_seconds=1000.0)
+    assert f["seconds"].tolist() == [10.0, 100.0, 50.0, 1000.0]
+    assert f["share_of_truth_seconds"].tolist() == [0.01, 0.1, 0.05, 1.0]
+    # "dominated" costs more than "cheap" and is worse on both ratios
+    assert f.set_index("set")["on_frontier"].iloc[:3].tolist() == [True, True, False]

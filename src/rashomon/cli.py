@@ -624,15 +624,28 @@ def compare(
     ] = None,
     out: Annotated[
         Path,
-        typer.Option(help="Folder for compare.csv, per_patient.csv, growth.csv, compare.html."),
+        typer.Option(
+            help="Folder for compare.csv, per_patient.csv, growth.csv, frontier.csv, compare.html."
+        ),
     ] = Path("compare"),
+    truth_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds training the retrained set took, when its networks came from a cache "
+            "that did not record it (for the cost-validity frontier).",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
     """Compare model sets with the retrained set (the ground truth) on the same test patients
     at one ε: size-matched flag agreement over the split-half ceiling, flip-rate agreement,
-    ambiguity against the number of models, multiplicity, spread of each desideratum, cost."""
+    ambiguity against the number of models, multiplicity, spread of each desideratum, cost
+    against validity."""
     from rashomon.compare import run_compare
 
-    run_compare(run_dirs, out, truth=truth, epsilon=epsilon, console=console)
+    run_compare(
+        run_dirs, out, truth=truth, epsilon=epsilon, console=console, truth_seconds=truth_seconds
+    )
 
 
 def main() -> None:

@@ -61,6 +61,7 @@ COMPARE_FILE = S.COMPARE_FILE
 PER_PATIENT_FILE = S.PER_PATIENT_FILE
 COMPARE_REPORT = "compare.html"
 GROWTH_FILE = S.GROWTH_FILE
+FRONTIER_FILE = "frontier.csv"
 GROWTH_COLUMNS = ("k", "ambiguity", "ambiguity_p05", "ambiguity_p95")
 MATCHED_ROUNDS = 200  # rounds of h drawn models against a random half of the ground truth
 GROWTH_DRAWS = 200  # random draws of k models behind each growth band
@@ -630,6 +631,54 @@ def build_cost(run_dir: Path) -> dict[str, float]:
     return cost
 
 
+def set_seconds(cost: Mapping[str, float]) -> float:
+    """What building a set cost, training included: the sample stage's seconds, with the
+    training it did now replaced by what training its networks took when they were trained
+    (`trained_seconds`: forks and retrained seeds read from the cache keep their cost)."""
+    seconds = float(cost.get("seconds", math.nan))
+    if "trained_seconds" in cost:
+        seconds += float(cost["trained_seconds"]) - float(cost.get("train_seconds", 0.0))
+    return seconds
+
+
+def frontier_table(table: pd.DataFrame, truth_seconds: float | None = None) -> pd.DataFrame:
+    """The cost–validity frontier of a compare table: per set its seconds (`set_seconds`),
+    their share of the ground truth's (`truth_seconds` when given: e.g. measured apart, when
+    the retrained networks were read from a cache that did not record their training), the
+    size-matched recall and precision ratios, and whether no other set is both cheaper and at
+    least as good on both ratios (`on_frontier`)."""
+    cost_cols = {c: c.removeprefix("cost:") for c in table.columns if c.startswith("cost:")}
+    rows = []
+    for _, r in table.iterrows():
+        cost = {v: r[k] for k, v in cost_cols.items() if pd.notna(r[k])}
+        rows.append(
+            {
+                "set": r["set"],
+                "ground_truth": bool(r["ground_truth"]),
+                "seconds": set_seconds(cost),
+                "flag_recall_ratio": r.get("flag_recall_ratio", math.nan),
+                "flag_precision_ratio": r.get("flag_precision_ratio", math.nan),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if truth_seconds is not None:
+        out.loc[out["ground_truth"], "seconds"] = float(truth_seconds)
+    truth = out[out["ground_truth"]]["seconds"]
+    out["share_of_truth_seconds"] = out["seconds"] / truth.iloc[0] if len(truth) else math.nan
+    sets = out[~out["ground_truth"]]
+    best = []
+    for _, r in sets.iterrows():
+        others = sets[sets["set"] != r["set"]]
+        dominated = (
+            (others["seconds"] <= r["seconds"])
+            & (others["flag_recall_ratio"] >= r["flag_recall_ratio"])
+            & (others["flag_precision_ratio"] >= r["flag_precision_ratio"])
+        ).any()
+        best.append(not dominated)
+    out.loc[~out["ground_truth"], "on_frontier"] = best
+    return out
+
+
 def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
     """Run directories from paths that are run directories or sweep directories (every cell
     with a finished sample stage)."""
@@ -674,6 +723,7 @@ def run_compare(
     console: Any = None,
     rounds: int = MATCHED_ROUNDS,
     seed: int = 0,
+    truth_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Compare model sets with the retrained set on the same test patients at one ε.
 
@@ -681,8 +731,10 @@ def run_compare(
     that has one). The ground truth is --truth, else the one run whose source is `retrain`.
     ε defaults to the ground truth's ε as its sample stage recorded it (sample/summary.json).
     Writes OUT/compare.csv (one row per set, then the ground-truth row), OUT/per_patient.csv,
-    OUT/growth.csv (ambiguity against the number of models, every set) and OUT/compare.html;
-    returns the compare table.
+    OUT/growth.csv (ambiguity against the number of models, every set), OUT/frontier.csv (each
+    set's cost against its size-matched validity, `frontier_table`; `truth_seconds` sets the
+    ground truth's cost when its networks came from a cache without timings) and
+    OUT/compare.html; returns the compare table.
     """
     from rich.console import Console
 
@@ -706,9 +758,11 @@ def run_compare(
     table.to_csv(out / COMPARE_FILE, index=False)
     c.patients.to_csv(out / PER_PATIENT_FILE, index=False)
     c.growth.to_csv(out / GROWTH_FILE, index=False)
+    frontier = frontier_table(table, truth_seconds)
+    frontier.to_csv(out / FRONTIER_FILE, index=False)
     from rashomon.report.compare_page import render_compare_page
 
-    page = render_compare_page(table, c.patients, truth_set.name, c.growth)
+    page = render_compare_page(table, c.patients, truth_set.name, c.growth, frontier)
     (out / COMPARE_REPORT).write_text(page, encoding="utf-8")
     _print_table(table, console)
     for line in validity_notes(table):

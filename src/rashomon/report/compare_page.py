@@ -10,7 +10,11 @@ from rashomon.report import kit, plots
 
 
 def render_compare_page(
-    table: pd.DataFrame, patients: pd.DataFrame, truth: str, growth: pd.DataFrame | None = None
+    table: pd.DataFrame,
+    patients: pd.DataFrame,
+    truth: str,
+    growth: pd.DataFrame | None = None,
+    frontier: pd.DataFrame | None = None,
 ) -> str:
     """A self-contained page: the compare table (one row per set, then the ground truth's),
     per-sample disagreement of each set against the ground truth's and, given the growth table,
@@ -44,6 +48,23 @@ def render_compare_page(
     shown = table.drop(columns=[c for c in ("run_dir",) if c in table.columns])
     sections = [("sets", "Sets against the ground truth", intro + kit.table_html(shown, 4, None))]
     others = [s for s in table["set"] if s != truth]
+    if frontier is not None and frontier["flag_recall_ratio"].notna().any():
+        png = kit.png_bytes(plots.cost_validity_frontier(frontier))
+        sections.append(
+            (
+                "frontier",
+                "Cost against validity",
+                kit.figure_html(
+                    png,
+                    "Each set's cost (seconds to build it, training of forks and retrained "
+                    "networks included; log scale) against its size-matched flag recall over the "
+                    "ceiling, coloured by its precision over the ceiling. Ringed sets are on the "
+                    "frontier: no other set is cheaper and at least as good on both. The dashed "
+                    "line is the retrained set's cost, when known.",
+                    alt="cost against size-matched validity",
+                ),
+            )
+        )
     if growth is not None and others and (growth["set"] == truth).any():
         png = kit.png_bytes(plots.ambiguity_growth(growth, truth, others))
         sections.append(

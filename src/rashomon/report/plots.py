@@ -623,3 +623,48 @@ def ambiguity_growth(growth: pd.DataFrame, truth: str, sets: Sequence[str]) -> F
         ax[j // ncols, j % ncols].set_axis_off()
     fig.suptitle("Ambiguity against the number of models", fontsize=10)
     return fig
+
+
+def cost_validity_frontier(frontier: pd.DataFrame) -> Figure:
+    """Validity study: each set's seconds (log x) against its size-matched flag recall over the
+    ceiling (y), coloured by its precision over the ceiling; sets on the frontier ringed; the
+    ground truth's cost as a dashed line (frontier.csv of `rashomon compare`)."""
+    fig, ax = figure(6.4, 4.0)
+    a = ax[0, 0]
+    sets = frontier[~frontier["ground_truth"].astype(bool)].dropna(subset=["flag_recall_ratio"])
+    points = a.scatter(
+        sets["seconds"],
+        sets["flag_recall_ratio"],
+        c=sets["flag_precision_ratio"],
+        cmap="viridis",
+        vmin=0,
+        vmax=max(1.2, float(sets["flag_precision_ratio"].max())),
+        s=36,
+        zorder=3,
+    )
+    best = sets[sets["on_frontier"].astype(bool)] if "on_frontier" in sets else sets.iloc[:0]
+    a.scatter(
+        best["seconds"],
+        best["flag_recall_ratio"],
+        s=110,
+        facecolors="none",
+        edgecolors=ACCENT,
+        lw=1.2,
+        zorder=4,
+    )
+    for _, r in sets.iterrows():
+        a.annotate(
+            str(r["set"]),
+            (r["seconds"], r["flag_recall_ratio"]),
+            fontsize=6.5,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    truth = frontier[frontier["ground_truth"].astype(bool)]["seconds"].dropna()
+    if len(truth):
+        a.axvline(float(truth.iloc[0]), color=GREY, ls="--", lw=1)
+    a.axhline(1.0, color=GREY, ls=":", lw=1)
+    a.set_xscale("log")
+    a.set(xlabel="seconds (log)", ylabel="flag recall / ceiling (size-matched)")
+    fig.colorbar(points, ax=a, label="flag precision / ceiling")
+    return fig

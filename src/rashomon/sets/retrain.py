@@ -115,7 +115,7 @@ def trained_networks(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RashomonError(f"cannot create cache folder {folder} ({exc.strerror})") from exc
-    nets, reused, seconds = [], 0, 0.0
+    nets, reused, seconds, cost = [], 0, 0.0, 0.0
     from tqdm.auto import tqdm
 
     # One bar over the networks (each training run shows its own epoch bar beneath it).
@@ -124,8 +124,9 @@ def trained_networks(
         tag = "".join(f"_{a}-{b}" for a, b in sorted(variant.items()))
         path = folder / f"seed_{s}{tag}.pt"
         if path.exists():
-            model, _ = load_checkpoint(path, device="cpu")
+            model, saved = load_checkpoint(path, device="cpu")
             reused += 1
+            cost += float(saved.get("train_seconds") or "nan")
         else:
             start = time.perf_counter()
             model = train(
@@ -137,8 +138,10 @@ def trained_networks(
                 progress=progress,
                 **{**train_kwargs, **variant},
             )
-            seconds += time.perf_counter() - start
-            save_checkpoint(model, path, task, variant=variant)
+            took = time.perf_counter() - start
+            seconds += took
+            cost += took
+            save_checkpoint(model, path, task, variant=variant, train_seconds=round(took, 2))
         nets.append(model.cpu().eval())
     meta = {
         "seeds": [int(s) for s in seeds],
@@ -147,6 +150,9 @@ def trained_networks(
         "cache": str(folder),
         "reused": reused,
         "train_seconds": round(seconds, 2),
+        # what training every network took when it was trained (NaN when a cached one did not
+        # record it): the set's cost, whether it was trained now or read from the cache
+        "trained_seconds": round(cost, 2),
     }
     return nets, meta
 

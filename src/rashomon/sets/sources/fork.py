@@ -19,7 +19,15 @@ from rashomon import schema as S
 from rashomon.sets.registry import BuildContext, register_source
 from rashomon.sets.sources.laplace import LaplaceOptions, laplace_set
 
-FORK_SUMMARY = ("seeds", "spawn", "spawn_step", "reinit", "from_saved_state", "train_seconds")
+FORK_SUMMARY = (
+    "seeds",
+    "spawn",
+    "spawn_step",
+    "reinit",
+    "from_saved_state",
+    "train_seconds",
+    "trained_seconds",
+)
 
 
 class ForkOptions(LaplaceOptions):

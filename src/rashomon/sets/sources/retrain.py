@@ -11,7 +11,7 @@ class RetrainOptions(SourceOptions):
     # development choices varied across models, e.g. {"augment": [false, true]}
     choices: dict[str, list[Any]] = {}
     cache_dir: str | None = None  # default $RASHOMON_CACHE/retrain or ~/.cache/rashomon/retrain
-    summary_keys: ClassVar[tuple[str, ...]] = ("seeds",)
+    summary_keys: ClassVar[tuple[str, ...]] = ("seeds", "train_seconds", "trained_seconds")
 
     def narrower_set_advice(self) -> str:
         return "a longer training (train.steps or --epochs), whose seeds agree more"
