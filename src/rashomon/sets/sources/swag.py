@@ -40,6 +40,7 @@ def build(model: Any, task: Any, options: SwagOptions, context: BuildContext) ->
         batch_size=options.batch_size,
         seed=context.seed,
         device=context.device,
+        class_weight=context.class_weight,
     )
 
 
