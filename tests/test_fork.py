@@ -136,10 +136,10 @@ def test_fork_source_through_the_run_directory(tiny_root, tmp_path):
     summary = json.loads((out / "sample" / "summary.json").read_text())
     assert summary["source"] == "fork" and summary["models"] == 3
     assert summary["spawn"] == 0.5 and summary["from_saved_state"] is True
-    # 120 images, batch 64: 2 steps an epoch, 6 epochs: 0.75 and 0.9 are reached at steps 10
-    # and 12 of 12
+    # 120 images, batch 64: 2 steps an epoch, 6 epochs: 0.25, 0.75 and 0.9 are reached at steps
+    # 4, 10 and 12 of 12
     states = json.loads((out / "train" / "summary.json").read_text())["training_states"]
-    assert states == [0.0, 0.5, 0.8333, 1.0]
+    assert states == [0.0, 0.3333, 0.5, 0.8333, 1.0]
     mset = ModelSet.load(out / "sample" / "set.pt")
     assert mset.meta["seeds"] == [1, 2, 3] and mset.meta["reused"] == 0
 

@@ -105,7 +105,7 @@ class TrainSection(Section):
     augment: bool = False
     # Shares of the budget at which the training state is kept (train/states.pt) for
     # `--source fork`; [] keeps none. Not a training option: the MAP model is the same.
-    snapshots: list[float] = Field(default_factory=lambda: [0.0, 0.5, 0.75, 0.9])
+    snapshots: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
 
     def identity(self) -> dict[str, Any]:
         # The weights' content, not their path, is what the train stage reads.
