@@ -129,6 +129,9 @@ AMBIGUITY, DISCREPANCY, MEAN_CAPACITY = "ambiguity", "discrepancy", "mean_capaci
 # decide/selection.csv
 N_TIED_ON_VAL = "n_tied_on_val"
 GAIN_CI_LOW, GAIN_CI_HIGH = "gain_ci_low", "gain_ci_high"
+GAIN_SE = "gain_se"  # bootstrap standard error of test_gain (sd of the replicates)
+# (z_{1−α/2} + z_{0.8}) · gain_se: the true gain the test split detects at 80 % power
+MIN_DETECTABLE_GAIN = "min_detectable_gain"
 ORACLE_TEST = "oracle_test"
 CHOSEN_TEST_PERCENTILE = "chosen_test_percentile"
 SELECTION_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -407,9 +410,11 @@ TABLES: dict[str, Table] = {
             "decide",
             "selection.csv",
             "best-in-set selection per desideratum: chosen on validation, its gain over the MAP "
-            "model on test with a paired-bootstrap interval and p-value (Holm-adjusted across the "
-            "desiderata), the verdict, and `model`, the chosen model's id in sample/per_model.csv "
-            "(absent when the MAP model is degenerate: notes.csv says so)",
+            "model on test with a paired-bootstrap interval, standard error, the smallest gain "
+            "the test split detects at 80 % power (min_detectable_gain) and p-value "
+            "(Holm-adjusted across the desiderata), the verdict, and `model`, the chosen "
+            "model's id in sample/per_model.csv (absent when the MAP model is degenerate: "
+            "notes.csv says so)",
             (
                 DESIDERATUM,
                 HIGHER_IS_BETTER,
@@ -423,6 +428,8 @@ TABLES: dict[str, Table] = {
                 TEST_GAIN,
                 GAIN_CI_LOW,
                 GAIN_CI_HIGH,
+                GAIN_SE,
+                MIN_DETECTABLE_GAIN,
                 ORACLE_TEST,
                 CHOSEN_TEST_PERCENTILE,
                 *(set_test_quantile(q) for q in SELECTION_QUANTILES),
