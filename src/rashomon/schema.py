@@ -126,6 +126,16 @@ FLIP_POSSIBLE = "flip_possible"  # some head within the bound gives the other la
 # evaluate/convergence.csv
 AMBIGUITY, DISCREPANCY, MEAN_CAPACITY = "ambiguity", "discrepancy", "mean_capacity"
 
+# evaluate/within_stratum.csv (rashomon.metrics.acquisition)
+STRATUM_ATTRIBUTE = "stratum_attribute"  # the acquisition attribute whose levels are the strata
+STRATUM = "stratum"  # a level of it, "all" (the marginal gap) or "pooled" (within, weighted)
+PATIENTS = "patients"  # test patients in the stratum
+RATE_PATIENTS = "rate_patients"  # those the gap's rates count (TPR: positives; FPR: negatives)
+SMALLEST_GROUP = "smallest_group"  # fewest rate_patients in one group of the attribute
+MAP_GAP = "map_gap"
+SET_GAP_MEAN = "set_gap_mean"
+SET_GAP_Q05, SET_GAP_Q50, SET_GAP_Q95 = "set_gap_q05", "set_gap_q50", "set_gap_q95"
+
 # decide/selection.csv
 N_TIED_ON_VAL = "n_tied_on_val"
 GAIN_CI_LOW, GAIN_CI_HIGH = "gain_ci_low", "gain_ci_high"
@@ -380,6 +390,34 @@ TABLES: dict[str, Table] = {
             "multiplicity.csv",
             "ambiguity, discrepancy, mean disagreement, ... overall (group = all) and per group",
             (METRIC, GROUP, ATTRIBUTE, DERIVED, VALUE),
+        ),
+        Table(
+            "within_stratum",
+            "evaluate",
+            "within_stratum.csv",
+            "fairness gaps of every non-acquisition attribute (real ones, and the `random` null "
+            "control) within each stratum of every acquisition attribute (evaluate.acquisition; "
+            "default: attributes named view, scanner, site, device or intensity): per "
+            "attribute, stratum attribute and gap the marginal gap (stratum `all`), the gap "
+            "among the patients of each stratum and their pooled mean weighted by rate_patients "
+            "(stratum `pooled`), for the MAP model and across the set (binary: TPR, FPR, "
+            "demographic-parity and accuracy gaps; multiclass: accuracy gap; empty for "
+            "multilabel tasks or a task without acquisition attribute)",
+            (
+                ATTRIBUTE,
+                DERIVED,
+                STRATUM_ATTRIBUTE,
+                STRATUM,
+                METRIC,
+                PATIENTS,
+                RATE_PATIENTS,
+                SMALLEST_GROUP,
+                MAP_GAP,
+                SET_GAP_MEAN,
+                SET_GAP_Q05,
+                SET_GAP_Q50,
+                SET_GAP_Q95,
+            ),
         ),
         Table(
             "convergence",
