@@ -29,6 +29,8 @@ def test_minimum_detectable_gain_by_hand():
     # at 50 % power the bar is the half-width of the normal interval, z · SE
     assert minimum_detectable_gain(0.05, power=0.5) == pytest.approx(Z975 * 0.05)
     assert np.isnan(minimum_detectable_gain(float("nan")))
+    # a chosen model that agrees with the MAP model on every test patient: no spread, no bar
+    assert np.isnan(minimum_detectable_gain(0.0))
     with pytest.raises(RashomonError, match="strictly in"):
         minimum_detectable_gain(0.05, level=1.0)
 

@@ -151,9 +151,42 @@ GAIN_P = "gain_p"  # bootstrap p-value of "no test gain" (pivot: share of |θ* �
 GAIN_P_HOLM = "gain_p_holm"  # Holm-adjusted over the desiderata selected for
 
 
+# validate/selection_vs_set.csv: the cheap set's selection and the retrained truth's, per
+# desideratum, each column of SIDE_BY_SIDE once per side (`set_test_gain`, `retrained_test_gain`)
+TEST_SPREAD = "test_spread"  # q95 − q05 of the set's test values: how far a free choice moves it
+SET_SIDE, TRUTH_SIDE = "set", "retrained"
+VERDICTS_AGREE = "verdicts_agree"
+
+
+def side_column(side: str, name: str) -> str:
+    """A column of one side of validate/selection_vs_set.csv: `retrained_test_gain`."""
+    return f"{side}_{name}"
+
+
 def set_test_quantile(q: float) -> str:
     """selection.csv's column of the q-quantile of the set's test values: `set_test_q05`."""
     return f"set_test_q{int(round(100 * q)):02d}"
+
+
+SIDE_BY_SIDE = (
+    MODELS_IN_SET,
+    CHOSEN_TEST,
+    TEST_GAIN,
+    GAIN_CI_LOW,
+    GAIN_CI_HIGH,
+    MIN_DETECTABLE_GAIN,
+    GAIN_P_HOLM,
+    VERDICT,
+    TEST_SPREAD,
+)
+
+
+def selection_vs_set_columns(labels: bool = False) -> list[str]:
+    """The columns of validate/selection_vs_set.csv (multilabel runs: `label` after
+    `desideratum`)."""
+    head = [DESIDERATUM, *([LABEL] if labels else []), HIGHER_IS_BETTER, MAP_TEST]
+    sides = [side_column(w, c) for w in (SET_SIDE, TRUTH_SIDE) for c in SIDE_BY_SIDE]
+    return [*head, *sides, VERDICTS_AGREE]
 
 
 def baseline_columns(name: str = "constrained") -> tuple[str, str]:
@@ -486,8 +519,8 @@ TABLES: dict[str, Table] = {
             "selection_values",
             "decide",
             "selection_values.csv",
-            "long table: every model of the Rashomon set, desideratum, its validation and test "
-            "value",
+            "long table: every model of the Rashomon set (`model`: its id in "
+            "sample/per_model.csv), desideratum, its validation and test value",
             (MODEL, DESIDERATUM, VAL, TEST),
             optional=(LABEL,),
             varying=_MULTILABEL,

@@ -167,11 +167,13 @@ def bootstrap_se(reps: Any) -> float:
 def minimum_detectable_gain(se: float, level: float = 0.95, power: float = POWER) -> float:
     """The smallest true gain a two-sided test at α = 1 − `level` detects with probability
     `power`, for an estimate with standard error `se`: (z_{1−α/2} + z_power) · se (normal
-    approximation; see the module docstring for why not the interval's half-width)."""
+    approximation; see the module docstring for why not the interval's half-width). NaN when
+    `se` is 0: the two models agree on every resampled patient the metric counts, so the split
+    says nothing about the gain of a model that differs."""
     if not 0.0 < level < 1.0 or not 0.0 < power < 1.0:
         raise RashomonError(f"level {level} and power {power} must both lie strictly in (0, 1)")
     z = stats.norm.ppf(1.0 - (1.0 - level) / 2.0) + stats.norm.ppf(power)
-    return float(z * se) if np.isfinite(se) else float("nan")
+    return float(z * se) if np.isfinite(se) and se > 0 else float("nan")
 
 
 def holm(pvalues: Any) -> np.ndarray:
