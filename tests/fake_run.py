@@ -354,6 +354,11 @@ def write_fake_run(
             tables["robustness"] = rob
             pm_test = pm_test.merge(robustness_columns(rob), on=S.MODEL, how="left")
         tables["per_model_val"], tables["per_model_test"] = pm_val, pm_test
+        from rashomon.metrics.acquisition import within_stratum_table
+
+        tables["within_stratum"] = within_stratum_table(
+            kept_pt, map_pt, y_test, g_test, derived, levels
+        )
         # evaluate.extremes 'auto' on a head-only binary set this small: the exact bounds need a
         # network, so the fake run widens the sampled range instead (a bound contains the set)
         tables["extremes"] = _extremes_table(kept_pt, map_pt, rng)

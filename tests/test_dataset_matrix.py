@@ -386,3 +386,88 @@ def test_user_sequential_by_module_path(tiny_root, tmp, monkeypatch):
     mset = rs.ModelSet.load(run / "sample" / "set.pt")
     assert mset.head_only and mset.num_varied == 10 * 2 + 2  # the last nn.Linear, found
     assert "builder=mynets.convs:small_convnet" in sections["map"]["text"]
+
+
+# --- g. real RSNA chest X-rays: real sex, age group and the acquisition view -------------------
+
+
+@pytest.fixture(scope="module")
+def rsna_folder(tmp, data_root) -> Path:
+    """About 260 RSNA images (every split × label × view cell, the split column kept), as a
+    folder task in tmp: labels.csv and classes.txt, images linked, not copied."""
+    found = [r / "rsna-cxr" for r in (data_root, SHARED_DATA) if (r / "rsna-cxr").is_dir()]
+    if not found:
+        pytest.skip("no RSNA chest X-ray subset")
+    rsna = found[0]
+    frame = pd.read_csv(rsna / "labels.csv")
+    caps = {"train": 40, "val": 10, "test": 16}
+    cells = frame.groupby(["split", "label", "view"], sort=True)
+    sub = pd.concat([rows.head(caps[split]) for (split, _, _), rows in cells]).sort_index()
+    folder = tmp / "rsna"
+    folder.mkdir()
+    (folder / "images").symlink_to(rsna / "images", target_is_directory=True)
+    sub.to_csv(folder / "labels.csv", index=False)
+    (folder / "classes.txt").write_text((rsna / "classes.txt").read_text())
+    return folder
+
+
+def test_rsna_chest_xrays_with_sex_age_and_view(rsna_folder, tmp):
+    sub = pd.read_csv(rsna_folder / "labels.csv")
+    test = sub[sub.split == "test"]
+    assert len(test) == 4 * 16 and set(test["view"]) == {"AP", "PA"}
+    run = run_cli(tmp, "rsna", tmp, "--dataset", str(rsna_folder))
+    sections = rendered(run)
+    task = sections["task"]["text"]
+    assert "binary classification" in task
+    assert "classes: no_lung_opacity, lung_opacity" in task
+    # sex, age_group and view come from the CSV: real attributes with the test patients' counts
+    sex, age, view = (test[c].value_counts() for c in ("sex", "age_group", "view"))
+    assert f"sex\tF ({sex['F']}), M ({sex['M']})\tfrom labels.csv" in task
+    ages = ", ".join(f"{g} ({age[g]})" for g in ("0-39", "40-59", "60+"))
+    assert f"age_group\t{ages}\tfrom labels.csv" in task
+    assert f"view\tAP ({view['AP']}), PA ({view['PA']})\tfrom labels.csv" in task
+    for real in ("sex", "age_group", "view"):
+        assert f"{real} (derived" not in task
+    ps = per_sample(run)
+    np.testing.assert_array_equal(ps["true_label"], test["label"])
+    np.testing.assert_array_equal(ps["view"], (test["view"] == "PA").astype(int))  # AP < PA
+
+    # the sex and age gaps within AP and within PA films, beside the marginal ones (view is an
+    # acquisition attribute by name; the derived intensity too)
+    ws = pd.read_csv(run / "evaluate" / "within_stratum.csv")
+    assert set(ws["attribute"]) == {"sex", "age_group", "random"}
+    assert set(ws["stratum_attribute"]) == {"view", "intensity"}
+    rows = ws[(ws["attribute"] == "sex") & (ws["stratum_attribute"] == "view")]
+    rows = rows[rows["metric"] == "tpr_gap"].set_index("stratum")
+    assert rows.index.tolist() == ["all", "AP", "PA", "pooled"]
+    # the MAP model's TPR gap between the sexes among AP films, from its labels per patient
+    ap_pos = ps[(ps["view"] == 0) & (ps["true_label"] == 1)]
+    tpr = ap_pos.groupby("sex")["map_label"].mean()
+    assert rows.loc["AP", "map_gap"] == pytest.approx(tpr.max() - tpr.min())
+    assert rows.loc["AP", "rate_patients"] == len(ap_pos) == 16
+    assert rows.loc["AP", "smallest_group"] == ap_pos["sex"].value_counts().min()
+    # the marginal gap is the per-model table's
+    map_row = pd.read_csv(run / "evaluate" / "per_model_test.csv").iloc[0]
+    assert rows.loc["all", "map_gap"] == pytest.approx(map_row["tpr_gap[sex]"])
+    # every selection row states the smallest gain its 64 test patients could show
+    sel = pd.read_csv(run / "decide" / "selection.csv")
+    assert {"gain_se", "min_detectable_gain"} <= set(sel.columns)
+    assert {"tpr_gap:sex", "tpr_gap:view", "tpr_gap:age_group"} <= set(sel["desideratum"])
+    differ = sel["gain_se"] > 0
+    assert (sel.loc[differ, "min_detectable_gain"] > 2.8 * sel.loc[differ, "gain_se"]).all()
+
+
+def test_rsna_example_config(monkeypatch):
+    from rashomon.config import load_config
+    from rashomon.data import data_files
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "examples" / "rsna-cxr.yaml")
+    assert (cfg.data.labels, cfg.data.size, cfg.train.class_weights) == ("labels.csv", 28, "auto")
+    assert cfg.evaluate.acquisition == ["view", "intensity"]
+    assert "Shih G" in (REPO / "examples" / "rsna-cxr.yaml").read_text()  # the attribution
+    folder = (REPO / cfg.data.dataset).resolve()  # relative to the repo root, where it runs
+    if (folder / "labels.csv").exists():  # a checkout beside ../shared/data
+        monkeypatch.chdir(REPO)
+        files = data_files(cfg.data.dataset, labels=cfg.data.labels)
+        assert files[:2] == [folder / "labels.csv", folder / "classes.txt"]

@@ -301,6 +301,9 @@ class EvaluateSection(Section):
         ]
     )
     groups: list[str] | None = None  # default: every attribute of the task
+    # Acquisition attributes whose strata the other attributes' gaps are also computed within
+    # (evaluate/within_stratum.csv); None: by name (view, scanner, site, device, intensity)
+    acquisition: list[str] | None = None
     corruptions: list[str] | None = None  # default: the dataset's MedMNIST-C list; [] = none
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     attacks: list[str] = Field(default_factory=lambda: ["fgsm", "pgd"])

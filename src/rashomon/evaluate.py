@@ -17,6 +17,7 @@ from rashomon import schema as S
 from rashomon.context import StageContext
 from rashomon.data.groups import measurable_attributes
 from rashomon.errors import RashomonError
+from rashomon.metrics.acquisition import within_stratum_table
 from rashomon.sets.rashomon import MIN_SET_MODELS
 
 KNOWN_METRICS = ("multiplicity", "performance", "calibration", "fairness", "robustness")
@@ -209,6 +210,8 @@ def run_evaluate_stage(ctx: StageContext) -> None:
 
     for s in ("val", "test"):
         write(ctx, f"per_model_{s}", per_model[s])
+    test_args = (probs["test"], map_probs["test"], y["test"], groups["test"], derived, levels)
+    write(ctx, "within_stratum", within_stratum_table(*test_args, e.acquisition, e.threshold, kind))
     test_rows = per_model["test"]
     set_rows = test_rows[test_rows[S.MODEL] >= 0].drop(columns=S.MODEL)
     set_rows.attrs = {"attributes_derived": derived}

@@ -131,9 +131,22 @@ FLIP_POSSIBLE = "flip_possible"  # some head within the bound gives the other la
 # evaluate/convergence.csv
 AMBIGUITY, DISCREPANCY, MEAN_CAPACITY = "ambiguity", "discrepancy", "mean_capacity"
 
+# evaluate/within_stratum.csv (rashomon.metrics.acquisition)
+STRATUM_ATTRIBUTE = "stratum_attribute"  # the acquisition attribute whose levels are the strata
+STRATUM = "stratum"  # a level of it, "all" (the marginal gap) or "pooled" (within, weighted)
+PATIENTS = "patients"  # test patients in the stratum
+RATE_PATIENTS = "rate_patients"  # those the gap's rates count (TPR: positives; FPR: negatives)
+SMALLEST_GROUP = "smallest_group"  # fewest rate_patients in one group of the attribute
+MAP_GAP = "map_gap"
+SET_GAP_MEAN = "set_gap_mean"
+SET_GAP_Q05, SET_GAP_Q50, SET_GAP_Q95 = "set_gap_q05", "set_gap_q50", "set_gap_q95"
+
 # decide/selection.csv
 N_TIED_ON_VAL = "n_tied_on_val"
 GAIN_CI_LOW, GAIN_CI_HIGH = "gain_ci_low", "gain_ci_high"
+GAIN_SE = "gain_se"  # bootstrap standard error of test_gain (sd of the replicates)
+# (z_{1−α/2} + z_{0.8}) · gain_se: the true gain the test split detects at 80 % power
+MIN_DETECTABLE_GAIN = "min_detectable_gain"
 ORACLE_TEST = "oracle_test"
 CHOSEN_TEST_PERCENTILE = "chosen_test_percentile"
 SELECTION_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -143,9 +156,42 @@ GAIN_P = "gain_p"  # bootstrap p-value of "no test gain" (pivot: share of |θ* �
 GAIN_P_HOLM = "gain_p_holm"  # Holm-adjusted over the desiderata selected for
 
 
+# validate/selection_vs_set.csv: the cheap set's selection and the retrained truth's, per
+# desideratum, each column of SIDE_BY_SIDE once per side (`set_test_gain`, `retrained_test_gain`)
+TEST_SPREAD = "test_spread"  # q95 − q05 of the set's test values: how far a free choice moves it
+SET_SIDE, TRUTH_SIDE = "set", "retrained"
+VERDICTS_AGREE = "verdicts_agree"
+
+
+def side_column(side: str, name: str) -> str:
+    """A column of one side of validate/selection_vs_set.csv: `retrained_test_gain`."""
+    return f"{side}_{name}"
+
+
 def set_test_quantile(q: float) -> str:
     """selection.csv's column of the q-quantile of the set's test values: `set_test_q05`."""
     return f"set_test_q{int(round(100 * q)):02d}"
+
+
+SIDE_BY_SIDE = (
+    MODELS_IN_SET,
+    CHOSEN_TEST,
+    TEST_GAIN,
+    GAIN_CI_LOW,
+    GAIN_CI_HIGH,
+    MIN_DETECTABLE_GAIN,
+    GAIN_P_HOLM,
+    VERDICT,
+    TEST_SPREAD,
+)
+
+
+def selection_vs_set_columns(labels: bool = False) -> list[str]:
+    """The columns of validate/selection_vs_set.csv (multilabel runs: `label` after
+    `desideratum`)."""
+    head = [DESIDERATUM, *([LABEL] if labels else []), HIGHER_IS_BETTER, MAP_TEST]
+    sides = [side_column(w, c) for w in (SET_SIDE, TRUTH_SIDE) for c in SIDE_BY_SIDE]
+    return [*head, *sides, VERDICTS_AGREE]
 
 
 def baseline_columns(name: str = "constrained") -> tuple[str, str]:
@@ -384,6 +430,34 @@ TABLES: dict[str, Table] = {
             (METRIC, GROUP, ATTRIBUTE, DERIVED, VALUE),
         ),
         Table(
+            "within_stratum",
+            "evaluate",
+            "within_stratum.csv",
+            "fairness gaps of every non-acquisition attribute (real ones, and the `random` null "
+            "control) within each stratum of every acquisition attribute (evaluate.acquisition; "
+            "default: attributes named view, scanner, site, device or intensity): per "
+            "attribute, stratum attribute and gap the marginal gap (stratum `all`), the gap "
+            "among the patients of each stratum and their pooled mean weighted by rate_patients "
+            "(stratum `pooled`), for the MAP model and across the set (binary: TPR, FPR, "
+            "demographic-parity and accuracy gaps; multiclass: accuracy gap; empty for "
+            "multilabel tasks or a task without acquisition attribute)",
+            (
+                ATTRIBUTE,
+                DERIVED,
+                STRATUM_ATTRIBUTE,
+                STRATUM,
+                METRIC,
+                PATIENTS,
+                RATE_PATIENTS,
+                SMALLEST_GROUP,
+                MAP_GAP,
+                SET_GAP_MEAN,
+                SET_GAP_Q05,
+                SET_GAP_Q50,
+                SET_GAP_Q95,
+            ),
+        ),
+        Table(
             "convergence",
             "evaluate",
             "convergence.csv",
@@ -412,9 +486,11 @@ TABLES: dict[str, Table] = {
             "decide",
             "selection.csv",
             "best-in-set selection per desideratum: chosen on validation, its gain over the MAP "
-            "model on test with a paired-bootstrap interval and p-value (Holm-adjusted across the "
-            "desiderata), the verdict, and `model`, the chosen model's id in sample/per_model.csv "
-            "(absent when the MAP model is degenerate: notes.csv says so)",
+            "model on test with a paired-bootstrap interval, standard error, the smallest gain "
+            "the test split detects at 80 % power (min_detectable_gain) and p-value "
+            "(Holm-adjusted across the desiderata), the verdict, and `model`, the chosen "
+            "model's id in sample/per_model.csv (absent when the MAP model is degenerate: "
+            "notes.csv says so)",
             (
                 DESIDERATUM,
                 HIGHER_IS_BETTER,
@@ -428,6 +504,8 @@ TABLES: dict[str, Table] = {
                 TEST_GAIN,
                 GAIN_CI_LOW,
                 GAIN_CI_HIGH,
+                GAIN_SE,
+                MIN_DETECTABLE_GAIN,
                 ORACLE_TEST,
                 CHOSEN_TEST_PERCENTILE,
                 *(set_test_quantile(q) for q in SELECTION_QUANTILES),
@@ -446,8 +524,8 @@ TABLES: dict[str, Table] = {
             "selection_values",
             "decide",
             "selection_values.csv",
-            "long table: every model of the Rashomon set, desideratum, its validation and test "
-            "value",
+            "long table: every model of the Rashomon set (`model`: its id in "
+            "sample/per_model.csv), desideratum, its validation and test value",
             (MODEL, DESIDERATUM, VAL, TEST),
             optional=(LABEL,),
             varying=_MULTILABEL,

@@ -100,6 +100,7 @@ def decide_all(
     corrupted_val: Any | None = None,
     corrupted_test: Any | None = None,
     corrupted_models: Any | None = None,
+    selection_only: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """The ``decide`` stage.
 
@@ -123,7 +124,9 @@ def decide_all(
         constrained baseline;
       - ``corrupted_val``/``corrupted_test`` ``[1 + M', N]``: per-patient correctness on
         corrupted images (row 0 the MAP model) of the set's models ``corrupted_models [M']``
-        (ids of the sample stage's set): adds the ``corruption_accuracy`` selection row.
+        (ids of the sample stage's set): adds the ``corruption_accuracy`` selection row;
+      - ``selection_only``: only ``selection``, ``selection_values`` and ``notes`` (the
+        retrained truth's selection in `rashomon validate`, beside the set's).
 
     Returns DataFrames keyed as ``rashomon.schema.TABLES`` (written as ``<key>.csv``, columns
     as the schema lists them): ``selection`` (best-in-set per desideratum),
@@ -172,6 +175,9 @@ def decide_all(
         mv.update(map_val or {})
         mt.update(map_test or {})
     out: dict[str, pd.DataFrame] = {}
+    # the set's models by their ids in the sample stage's set (per_model.csv), as `model` is
+    # everywhere else
+    in_set_ids = np.flatnonzero(mask) if mask is not None else np.arange(m)
     refusal = degenerate_map(mvp, vy, mtp, ty, class_names)
     if refusal:  # Pareto selection is a selection too
         notes += [{S.PART: p, S.NOTE: f"skipped: {refusal}"} for p in ("selection", "pareto")]
@@ -198,7 +204,6 @@ def decide_all(
                     "(e.g. a group with no patient of a class)",
                 }
             )
-        in_set_ids = np.flatnonzero(mask) if mask is not None else np.arange(m)
         if len(sel):
             sel[S.MODEL] = in_set_ids[sel[S.CHOSEN].to_numpy(int)]
         if corrupted_val is not None and corrupted_test is not None:
@@ -217,7 +222,7 @@ def decide_all(
         [
             pd.DataFrame(
                 {
-                    S.MODEL: np.arange(m),
+                    S.MODEL: in_set_ids,
                     S.DESIDERATUM: d.name,
                     S.VAL: vv[d.name].to_numpy(),
                     S.TEST: tv[d.name].to_numpy(),
@@ -227,6 +232,9 @@ def decide_all(
         ],
         ignore_index=True,
     )
+    if selection_only:
+        out["notes"] = pd.DataFrame(notes, columns=[S.PART, S.NOTE])
+        return out
     if "accuracy" not in vv:
         notes.append({S.PART: "pareto", S.NOTE: "skipped: no 'accuracy' desideratum"})
     elif not refusal:
