@@ -242,8 +242,10 @@ def write(ctx: StageContext, key: str, table: pd.DataFrame) -> None:
 # "auto" computes the extremes for small problems only. Measured on a quiet 2-core CPU: BreastMNIST
 # (546 train x 156 test, a 130-weight cnn-small head) 4.4 s; a torchvision ResNet-18 head (1,026
 # weights) on the same images ran past 35 minutes under load, and PneumoniaMNIST (2.9 M pairs)
-# would add minutes to a 2.5-minute default run. "on" computes them whatever the size.
-EXTREMES_AUTO_WORK = 1_000_000  # N_train · N_test
+# would add minutes to a 2.5-minute default run; RSNA opacity (1,050 x 299) took 55 minutes
+# under load with a class-weighted head far from its objective's optimum. "on" computes them
+# whatever the size.
+EXTREMES_AUTO_WORK = 100_000  # N_train · N_test
 EXTREMES_AUTO_HEAD = 300  # head weights
 
 
