@@ -107,8 +107,8 @@ def _train_on_ray(task_args: dict[str, Any], seeds: list[int], workers: int, add
 
 def run_validate_stage(ctx: Any) -> None:
     from rashomon.compare import SetArrays, compare_sets
+    from rashomon.models.predict import model_probs
     from rashomon.models.train import load_checkpoint
-    from rashomon.predict import model_probs
     from rashomon.sets.base import ModelSet
     from rashomon.sets.rashomon import MIN_SET_MODELS, rashomon_mask
     from rashomon.sets.retrain import trained_networks

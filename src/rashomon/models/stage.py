@@ -10,9 +10,9 @@ import pandas as pd
 from rashomon import metrics as rm
 from rashomon import schema as S
 from rashomon.models.external import build_network
+from rashomon.models.predict import model_probs
 from rashomon.models.registry import count_parameters
 from rashomon.models.train import resolve_class_weights, save_checkpoint, train
-from rashomon.predict import model_probs
 
 
 def map_scores(probs: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:

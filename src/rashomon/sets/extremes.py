@@ -404,7 +404,7 @@ def last_layer_extremes(
     `p_map`, `p_min`, `p_max`, `flip_possible` (some head in the set gives the other label at
     threshold 0.5); `attrs["definition"]` holds the set's bounds."""
     from rashomon.models.external import as_classifier
-    from rashomon.predict import model_features
+    from rashomon.models.predict import model_features
 
     if task.kind != "binary":
         raise RashomonError(

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from rashomon.errors import RashomonError
-from rashomon.predict import model_probs
+from rashomon.models.predict import model_probs
 from rashomon.sets.base import ModelSet
 from rashomon.sets.rashomon import model_scores, threshold
 

@@ -29,7 +29,7 @@ class MultimodeOptions(LaplaceOptions):
 def _within_epsilon(
     net: Any, reference: Any, task: Any, epsilon: float, context: BuildContext
 ) -> bool:
-    from rashomon.predict import model_probs
+    from rashomon.models.predict import model_probs
     from rashomon.sets.rashomon import model_scores, threshold
 
     multilabel = task.kind == "multilabel"

@@ -56,8 +56,8 @@ def _snapshots(
 def build(model: Any, task: Any, options: SwagOptions, context: BuildContext) -> Any:
     """SWA-Gaussian: mean, diagonal and low-rank covariance of constant-rate SGD iterates
     started at the MAP weights."""
+    from rashomon.models.predict import model_features
     from rashomon.models.train import loss_function, per_sample_loss
-    from rashomon.predict import model_features
     from rashomon.sets.base import ModelSet, flat_parameters, ordered_names
 
     start = time.perf_counter()

@@ -281,7 +281,7 @@ def extremes_table(ctx: StageContext, task: Any, epsilon: float) -> pd.DataFrame
 def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
     """Corruptions and attacks for the MAP model and the set's models (cached corrupted images
     live in the run directory, outside the stage folder, so --force does not redraw them)."""
-    from rashomon.metrics.robustness import robustness_tables
+    from rashomon.evaluate.robustness import robustness_tables
     from rashomon.models.train import load_checkpoint
     from rashomon.sets.base import ModelSet
 
