@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
+from rashomon.context import StageContext
 from rashomon.errors import RashomonError
 
 SPLIT_HALF_ROUNDS = 20
@@ -39,7 +40,7 @@ def split_half_ceiling(
     """Agreement of two random halves of one set (the retrained truth): mean over `rounds`
     splits of half A's flag recall and precision against half B's, and the Spearman ρ of their
     per-patient disagreement."""
-    from rashomon.compare import flag_agreement, rank_agreement, set_multiplicity
+    from rashomon.metrics.agreement import flag_agreement, rank_agreement, set_multiplicity
 
     m = probs.shape[0]
     if m < 4:
@@ -75,7 +76,7 @@ def _train_on_ray(task_args: dict[str, Any], seeds: list[int], workers: int, add
     """Train the missing seeds as Ray tasks (each writes its checkpoint into the shared cache)."""
     import ray
 
-    from rashomon.sweep.execution import start_ray
+    from rashomon.cluster import start_ray
 
     started = start_ray(num_cpus=workers if address is None else None, address=address)
 
@@ -105,8 +106,8 @@ def _train_on_ray(task_args: dict[str, Any], seeds: list[int], workers: int, add
             ray.shutdown()
 
 
-def run_validate_stage(ctx: Any) -> None:
-    from rashomon.compare import SetArrays, compare_sets
+def run_validate_stage(ctx: StageContext) -> None:
+    from rashomon.metrics.agreement import SetArrays, compare_sets
     from rashomon.models.predict import model_probs
     from rashomon.models.train import load_checkpoint
     from rashomon.sets.base import ModelSet
