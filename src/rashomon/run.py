@@ -34,6 +34,7 @@ from rich.console import Console
 from rashomon import schema as S
 from rashomon.config import RunConfig, dump_config, load_config
 from rashomon.context import StageContext
+from rashomon.data.task import Task
 from rashomon.decide.stage import run_decide_stage
 from rashomon.errors import RashomonError
 from rashomon.evaluate.stage import run_evaluate_stage
@@ -176,8 +177,8 @@ def data_fingerprint(cfg: RunConfig, run_dir: Path | None = None) -> str:
     return files_fingerprint(files, cache)
 
 
-def task_loader(cfg: RunConfig) -> Callable[[], Any]:
-    def load() -> Any:
+def task_loader(cfg: RunConfig) -> Callable[[], Task]:
+    def load() -> Task:
         from rashomon.api import load_task
 
         return load_task(cfg.data.dataset, seed=cfg.seed, **cfg.data.loader_options())

@@ -7,7 +7,7 @@ the arithmetic lives in `rashomon.metrics`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from rashomon import schema as S
 from rashomon.context import StageContext
 from rashomon.errors import RashomonError
 from rashomon.sets.rashomon import MIN_SET_MODELS
+
+if TYPE_CHECKING:  # for annotations only: the Task's module loads torch
+    from rashomon.data.task import Task
 
 KNOWN_METRICS = ("multiplicity", "performance", "calibration", "fairness", "robustness")
 
@@ -32,7 +35,7 @@ def rashomon_indices(keep: np.ndarray, epsilon: float) -> np.ndarray:
     return idx
 
 
-def chosen_attributes(task, requested: list[str] | None) -> list[str]:
+def chosen_attributes(task: Task, requested: list[str] | None) -> list[str]:
     names = list(task.attributes) if requested is None else list(requested)
     unknown = [a for a in names if a not in task.attributes]
     if unknown:
@@ -114,7 +117,9 @@ def per_model_frames(
     return out
 
 
-def null_control_notes(per_model_test: pd.DataFrame, attributes: list[str], task) -> list[str]:
+def null_control_notes(
+    per_model_test: pd.DataFrame, attributes: list[str], task: Task
+) -> list[str]:
     """Compare every real attribute's fairness gaps with the `random` null control's; with no
     real attribute, compare the derived `intensity` proxy instead."""
     if "random" not in attributes:
@@ -243,7 +248,7 @@ EXTREMES_AUTO_WORK = 1_000_000  # N_train · N_test
 EXTREMES_AUTO_HEAD = 300  # head weights
 
 
-def wants_extremes(setting: str, sampled: S.SampleRecord, task: Any) -> bool:
+def wants_extremes(setting: str, sampled: S.SampleRecord, task: Task) -> bool:
     """Whether to compute the exact last-layer extremes: for head-only sets of binary tasks,
     always ("on"), never ("off"), or when the problem is small enough ("auto")."""
     if setting == "off" or task.kind != "binary" or not sampled.head_only:
@@ -261,7 +266,7 @@ def wants_extremes(setting: str, sampled: S.SampleRecord, task: Any) -> bool:
     return small and int(head) <= EXTREMES_AUTO_HEAD
 
 
-def extremes_table(ctx: StageContext, task: Any, epsilon: float) -> pd.DataFrame:
+def extremes_table(ctx: StageContext, task: Task, epsilon: float) -> pd.DataFrame:
     """The exact last-layer extremes of every test patient at the run's ε; the set's bounds
     and the seconds go into the stage summary."""
     import time

@@ -9,6 +9,8 @@ import pandas as pd
 
 from rashomon import metrics as rm
 from rashomon import schema as S
+from rashomon.context import StageContext
+from rashomon.data.task import Task
 from rashomon.models.external import build_network
 from rashomon.models.predict import model_probs
 from rashomon.models.registry import count_parameters
@@ -25,7 +27,7 @@ def map_scores(probs: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:
     return {"accuracy": float(rm.accuracy(p, y)[0]), "auroc": float(rm.auroc(p, y)[0])}
 
 
-def given_model(task: Any, train_section: Any) -> Any:
+def given_model(task: Task, train_section: Any) -> Any:
     """The user's trained network (--model with --weights, or a saved whole network), split at
     its final nn.Linear and checked against the task: the model the run audits."""
     t = train_section
@@ -51,7 +53,7 @@ def given_model(task: Any, train_section: Any) -> Any:
     return model
 
 
-def run_train_stage(ctx: Any) -> None:
+def run_train_stage(ctx: StageContext) -> None:
     task = ctx.task()
     t = ctx.cfg.train
     history: list[dict] = []

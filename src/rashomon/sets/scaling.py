@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rashomon.data.task import Task
 from rashomon.errors import RashomonError
 from rashomon.models.predict import model_probs
 from rashomon.sets.base import ModelSet
@@ -79,7 +80,7 @@ class PathEvaluator:
 
 def _bound(
     reference: torch.nn.Module,
-    task: Any,
+    task: Task,
     epsilon: float,
     on: str,
     device: str | None,
@@ -115,7 +116,7 @@ def _evaluator(post, deviations, task, kind, device, max_memory, class_weight) -
 def epsilon_scale(
     post: Any,
     deviations: torch.Tensor,
-    task: Any,
+    task: Task,
     epsilon: float,
     *,
     target_share: float = 0.5,
@@ -170,7 +171,7 @@ def epsilon_scale(
 def boundary_scales(
     post: Any,
     deviations: torch.Tensor,
-    task: Any,
+    task: Task,
     epsilon: float,
     *,
     on: str = "loss",
