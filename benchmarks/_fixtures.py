@@ -144,7 +144,7 @@ def default_backend(la) -> type:
 
 
 def fast_copy(model, mset, x, device: str):
-    """A copy of `model` with its parameters in the memory layout rashomon.predict runs CPU
+    """A copy of `model` with its parameters in the memory layout rashomon.sets.predict runs CPU
     forwards in, and `x` cut into the chunks it uses: the floors run the MAP net exactly the way
     ours runs each model (private helpers on purpose: a floor must follow what predict picks).
     Returns (copy, [input chunks], chunk size, layout name)."""
@@ -152,7 +152,7 @@ def fast_copy(model, mset, x, device: str):
 
     import torch
 
-    import rashomon.predict as rp
+    import rashomon.sets.predict as rp
 
     dev = torch.device(device)
     layout = rp._fast_layout(dev, mset.base)

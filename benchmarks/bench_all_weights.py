@@ -8,10 +8,10 @@ Contenders, alternated in paired rounds (benchmarks/_paired.py):
 - laplace-torch: `la.predictive_samples(x, pred_type="nn", n_samples=M)` on the same weights
   (same generator seed; the script checks the outputs agree);
 - floor: M forwards of the MAP network in the layout and input chunks ours uses (channels-last,
-  chunks from rashomon.predict), no sampling, no functional_call: what ours cannot beat;
+  chunks from rashomon.sets.predict), no sampling, no functional_call: what ours cannot beat;
 - plain: M × `model(x)` under no_grad on the whole batch in NCHW, the loop one writes first (the
   floor of earlier versions, which laplace-torch beat: it faults in fresh pages on every forward
-  and runs ATen's scalar NCHW max-pool; see rashomon/predict.py).
+  and runs ATen's scalar NCHW max-pool; see rashomon/sets/predict.py).
 Then loop against vmap over 10 models on 128 images (the `auto` choice on the CPU), and the
 anatomy of one forward of the 624 images through the MAP net, 5 forwards per call: NCHW on the
 whole batch under no_grad (plain), the same with autograd on (as laplace-torch runs it), NCHW in

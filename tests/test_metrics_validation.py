@@ -7,6 +7,7 @@ import pytest
 
 import rashomon.metrics as rm
 from rashomon.errors import RashomonError
+from rashomon.metrics import validation as v
 
 GOOD = np.stack([np.full((2, 4), 0.3), np.full((2, 4), 0.7)], axis=-1)
 Y = np.array([0, 1, 1, 0])
@@ -30,6 +31,11 @@ Y = np.array([0, 1, 1, 0])
         (lambda: rm.accuracy(GOOD, Y, threshold=2.0), "threshold 2.0"),
         (lambda: rm.per_model_table(GOOD, Y, kind="ordinal"), "unknown"),
         (lambda: rm.multiplicity_summary(GOOD, GOOD[0, :3]), "samples"),
+        (lambda: rm.nll(GOOD, Y, class_weight=[1.0, -1.0]), "2 positive numbers"),
+        (lambda: rm.nll(GOOD, np.array([[0, 1], [1, 0]])), "must be [N, L] = [4, 2]"),
+        (lambda: v.check_probs(GOOD[0], name="test_probs"), "test_probs must be [M, N, C]"),
+        (lambda: v.check_vector(np.zeros((4, 1)), 4, "val_y"), "val_y must be [4]"),
+        (lambda: v.require_array(None, "val_probs"), "val_probs is missing"),
     ],
 )
 def test_bad_inputs_raise_one_line_errors(call, fragment):

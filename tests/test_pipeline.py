@@ -43,11 +43,13 @@ def test_full_pipeline(tiny_root, tmp_path):
     keep = np.load(s / "in_set.npy")
     per_model = pd.read_csv(s / "per_model.csv")
     assert keep.sum() == per_model["in_set@0.05"].sum() >= 2
-    # The set is chosen on validation loss: every kept model is within 5 % of the MAP model's.
+    # The set is chosen on validation loss: every kept model is within 5 % of the MAP model's,
+    # the class-weighted NLL the MAP model was trained on (the weights the sample stage recorded).
     map_val = np.load(s / "map_probs_val.npy")
     y_val = np.load(s / "probs_val.npy").shape[1]
     assert y_val == 40
-    map_loss = float(rm.nll(map_val[None], _labels(tiny_root, "val"))[0])
+    class_weight = json.loads((s / "summary.json").read_text())["class_weight"]
+    map_loss = float(rm.nll(map_val[None], _labels(tiny_root, "val"), class_weight)[0])
     assert (per_model.loc[keep, "val_loss"] <= map_loss * 1.05 + 1e-6).all()
 
     # evaluate's multiplicity equals the metric recomputed from the stored predictions.

@@ -198,7 +198,7 @@ def test_cpu_forwards_run_channels_last_in_capped_chunks(net, x, subset, monkeyp
     """The loop and head strategies run every conv in channels-last order (the first conv too,
     whose input has one channel), in input chunks capped by CPU_ACTIVATION_BYTES, with the values
     of plain forwards, and leave the base's parameters as they were."""
-    import rashomon.predict as rp
+    import rashomon.sets.predict as rp
 
     names = {
         "all": [n for n, _ in net.named_parameters()],

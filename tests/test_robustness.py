@@ -9,6 +9,7 @@ from torch import nn
 
 from rashomon.attacks import attack, fgsm, pgd
 from rashomon.errors import RashomonError
+from rashomon.evaluate import robustness as ER
 from rashomon.metrics import robustness as R
 from rashomon.predict import model_probs
 
@@ -152,12 +153,12 @@ def test_pgd_at_most_fgsm_at_most_clean(trained):
 def test_robustness_tables_values(trained, head_set, tmp_path):
     task, model = trained
     mset = head_set
-    df = R.robustness_tables(
+    df = ER.robustness_tables(
         mset, model, task, corruptions=["brightness_down", "speckle_noise"], severities=[0, 1, 5],
         attacks=["fgsm", "pgd"], attack_epsilons=[0.0, 2 / 255], seed=0, cache_dir=tmp_path,
         device="cpu", max_images=60, whitebox_models=2,
     )  # fmt: skip
-    assert list(df.columns) == R.COLUMNS
+    assert list(df.columns) == ER.COLUMNS
     t = df.attrs["timings"]
     assert t["images"] == t["attack_images"] == 60
     assert t["models"] == 4 and t["whitebox_models"] == 2
@@ -232,6 +233,6 @@ def test_robustness_tables_values(trained, head_set, tmp_path):
 def test_head_set_probs_match_separate_predictions(trained, head_set):
     task, model = trained
     x = task.test.x[:50]
-    map_p, set_p = R.head_set_probs(head_set, x, task.kind, "cpu", batch=16)
+    map_p, set_p = ER.head_set_probs(head_set, x, task.kind, "cpu", batch=16)
     torch.testing.assert_close(map_p, model_probs(model, x, task.kind == "multilabel")[None])
     torch.testing.assert_close(set_p, head_set.predict(x), rtol=1e-5, atol=1e-6)

@@ -162,7 +162,7 @@ def test_multiclass_and_multilabel_layouts():
 
 
 def test_robustness_columns_are_the_schemas():
-    from rashomon.metrics.robustness import COLUMNS
+    from rashomon.evaluate.robustness import COLUMNS
 
     assert list(COLUMNS) == list(S.TABLES["robustness"].columns)
     rob = pd.DataFrame(

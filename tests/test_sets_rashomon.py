@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import log_loss
 
 import rashomon as rs
+import rashomon.metrics as rs_metrics
 from rashomon.errors import RashomonError
 from rashomon.sets.rashomon import model_scores, survival_table
 
@@ -108,3 +109,31 @@ def test_multilabel_scores():
     s = model_scores(p, y)
     assert s["loss"][0] == pytest.approx(expected)
     assert s["accuracy"][0] == 1.0
+
+
+def test_the_filter_loss_is_the_calibration_nll():
+    """One NLL: the filter's loss is `metrics.nll`, class weights and multilabel targets alike."""
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(3), size=(4, 20))
+    y = rng.integers(0, 3, 20)
+    w = np.array([2.0, 0.5, 1.0])
+    np.testing.assert_array_equal(model_scores(p, y, w)["loss"], rs_metrics.nll(p, y, w))
+    # multilabel: the weight multiplies the positive term (BCEWithLogitsLoss's pos_weight)
+    y2 = np.array([[1, 0], [0, 0]])
+    p2 = np.array([[[0.9, 0.2], [0.3, 0.1]]])
+    hand = -(2 * math.log(0.9) + math.log(0.8) + math.log(0.7) + math.log(0.9)) / 4
+    assert rs_metrics.nll(p2, y2, [2.0, 3.0])[0] == pytest.approx(hand)
+    assert model_scores(p2, y2, [2.0, 3.0])["loss"][0] == pytest.approx(hand)
+
+
+def test_a_diverged_model_scores_nan_and_is_never_kept():
+    """A model whose probabilities overflowed to NaN is scored NaN and left out of the set,
+    not an error: the others are scored as without it."""
+    p = P_VAL.copy()
+    p[1, 2] = np.nan
+    s = model_scores(p, Y_VAL)
+    assert np.isnan(s["loss"][1]) and np.isnan(s["accuracy"][1])
+    np.testing.assert_allclose(s["loss"][[0, 2]], [-math.log(0.8), -math.log(0.5)])
+    kept = [True, False, True]
+    assert rs.rashomon_mask(p, Y_VAL, 5.0, ref=MAP, min_models=0).tolist() == kept
+    assert rs.rashomon_mask(p, Y_VAL, 0.9, on="accuracy", ref=MAP, min_models=0).tolist() == kept

@@ -9,32 +9,53 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 
 from rashomon.errors import RashomonError
 
+if TYPE_CHECKING:  # for annotations only: the Task's module loads torch
+    from rashomon.data.task import Task
+
+
+class StageConfig(Protocol):
+    """The run's configuration as a stage reads it. `rashomon.config.RunConfig` is the one
+    implementation; it sits above the stages (it checks source options through the set
+    registry), so the stages name here what they read of it instead of importing it. Each
+    section is a pydantic model of `rashomon.config`."""
+
+    seed: int
+    device: str
+    data: Any
+    train: Any
+    sample: Any
+    evaluate: Any
+    decide: Any
+    validity: Any
+
+    def section_hash(self, *sections: str) -> str: ...
+
 
 @dataclass
 class StageContext:
-    cfg: Any  # rashomon.config.RunConfig
+    cfg: StageConfig  # a rashomon.config.RunConfig
     run_dir: Path
     out: Path  # temporary folder; renamed to run_dir/<stage> when the stage succeeds
     stage: str
     progress: bool = True
     console: Console = field(default_factory=Console)
     summary: dict[str, Any] = field(default_factory=dict)  # saved to summary.json, shown at end
-    loader: Callable[[], Any] | None = None  # loads the run's Task
+    loader: Callable[[], Task] | None = None  # loads the run's Task
     previous: dict[str, Any] | None = None  # this stage's record from its last finished run
     data: str = ""  # fingerprint of the data files (rashomon.run.data_fingerprint)
-    _task: Any = None
+    _task: Task | None = None
 
     @property
     def device(self) -> str:
         return self.cfg.device
 
-    def task(self) -> Any:
+    def task(self) -> Task:
         """The run's Task, loaded once per stage."""
         if self._task is None:
             if self.loader is None:

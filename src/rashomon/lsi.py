@@ -34,7 +34,7 @@ import torch
 from scipy import stats
 
 from rashomon.errors import RashomonError
-from rashomon.predict import model_features
+from rashomon.models.predict import model_features
 
 KINDS = ("binary", "multiclass", "multilabel")
 

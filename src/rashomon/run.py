@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import json
 import os
 import platform
@@ -35,7 +34,14 @@ from rich.console import Console
 from rashomon import schema as S
 from rashomon.config import RunConfig, dump_config, load_config
 from rashomon.context import StageContext
+from rashomon.data.task import Task
+from rashomon.decide.stage import run_decide_stage
 from rashomon.errors import RashomonError
+from rashomon.evaluate.stage import run_evaluate_stage
+from rashomon.models.stage import run_train_stage
+from rashomon.report.stage import run_report_stage
+from rashomon.sets.stage import run_sample_stage
+from rashomon.validate import run_validate_stage
 
 __all__ = [
     "STAGES",
@@ -56,7 +62,7 @@ __all__ = [
 @dataclass(frozen=True)
 class Stage:
     name: str
-    target: str  # "module:function" taking a StageContext
+    run: Callable[[StageContext], None]  # the stage function
     sections: tuple[str, ...]  # config sections the stage reads (its input identity)
     after: tuple[str, ...]  # stages whose outputs it reads
     help: str
@@ -67,42 +73,42 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage(
             "train",
-            "rashomon.models.stage:run_train_stage",
+            run_train_stage,
             ("train",),
             (),
             "train the MAP model",
         ),
         Stage(
             "sample",
-            "rashomon.sets.stage:run_sample_stage",
+            run_sample_stage,
             ("train", "sample"),
             ("train",),
             "build the model set and predict val/test",
         ),
         Stage(
             "evaluate",
-            "rashomon.evaluate:run_evaluate_stage",
+            run_evaluate_stage,
             ("train", "sample", "evaluate"),
             ("train", "sample"),
             "multiplicity and desiderata across the Rashomon set",
         ),
         Stage(
             "decide",
-            "rashomon.decide.stage:run_decide_stage",
+            run_decide_stage,
             ("train", "sample", "evaluate", "decide"),
             ("train", "sample", "evaluate"),
             "best-in-set selection, ensembles with abstention, LSI",
         ),
         Stage(
             "report",
-            "rashomon.report.stage:run_report_stage",
+            run_report_stage,
             ("train", "sample", "evaluate", "decide"),
             ("train", "sample", "evaluate", "decide"),
             "the HTML report",
         ),
         Stage(
             "validate",
-            "rashomon.validate:run_validate_stage",
+            run_validate_stage,
             ("train", "sample", "validity"),
             ("train", "sample"),
             "retrain K seeds and measure how much of their multiplicity the set finds",
@@ -171,8 +177,8 @@ def data_fingerprint(cfg: RunConfig, run_dir: Path | None = None) -> str:
     return files_fingerprint(files, cache)
 
 
-def task_loader(cfg: RunConfig) -> Callable[[], Any]:
-    def load() -> Any:
+def task_loader(cfg: RunConfig) -> Callable[[], Task]:
+    def load() -> Task:
         from rashomon.api import load_task
 
         return load_task(cfg.data.dataset, seed=cfg.seed, **cfg.data.loader_options())
@@ -308,11 +314,6 @@ def stage_is_current(run_dir: Path, cfg: RunConfig, name: str, data: str | None 
 # --------------------------------------------------------------------------- running
 
 
-def _resolve(target: str) -> Callable[[StageContext], None]:
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)
-
-
 def run_stage(
     run_dir: Path,
     cfg: RunConfig,
@@ -355,7 +356,7 @@ def run_stage(
     console.print(f"[bold]▶ {name}[/bold]: {stage.help}")
     start = time.perf_counter()
     try:
-        _resolve(stage.target)(ctx)
+        stage.run(ctx)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

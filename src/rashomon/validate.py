@@ -3,14 +3,15 @@ task, so the report can say how much of the retraining truth the set finds.
 
 It trains K seeds like the MAP model (the retrain source's checkpoint cache: resumable, and
 seeds trained before are reused; in parallel on Ray when `workers > 1` or a cluster address is
-given), filters them at the sample stage's ε on validation, and compares the cheap set with
-them on the test patients (`rashomon.compare.compare_with_truth`). The headline is size-matched:
-h = ⌊T/2⌋ of the set's models against a random half of the T retrained networks within ε, read
-against the retrained set's own split-half ceiling (two disjoint halves of h flag patients only
-so alike), as the ratios set / ceiling. Beside it: rank correlation and average precision of
-per-patient flip rates, and ambiguity against the number of models (how many retrained networks
-show as much arbitrariness as the set). Full-size flag recall and precision (all of the set
-against all T) are kept as `flag_*_full`; they grow with the set's size whatever its quality.
+given), filters them at the sample stage's ε on validation, and compares the cheap set with them
+on the test patients (`rashomon.metrics.agreement.compare_with_truth`). The headline is
+size-matched: h = ⌊T/2⌋ of the set's models against a random half of the T retrained networks
+within ε, read against the retrained set's own split-half ceiling (two disjoint halves of h flag
+patients only so alike), as the ratios set / ceiling. Beside it: rank correlation and average
+precision of per-patient flip rates, and ambiguity against the number of models (how many
+retrained networks show as much arbitrariness as the set). Full-size flag recall and precision
+(all of the set against all T) are kept as `flag_*_full`; they grow with the set's size whatever
+its quality.
 
 The retrained networks within ε are also audited as any set is (`truth_tables`), because they
 are the cleanest test of whether an equally good model is fairer or more robust: each is a
@@ -44,8 +45,9 @@ import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
-from rashomon.compare import MATCHED_ROUNDS
+from rashomon.context import StageContext
 from rashomon.errors import RashomonError
+from rashomon.metrics.agreement import MATCHED_ROUNDS
 
 SPLIT_HALF_ROUNDS = MATCHED_ROUNDS  # the ceiling's rounds are the matched comparison's
 SPREAD_FILE = "spread.csv"
@@ -73,11 +75,16 @@ def split_half_ceiling(
     probs: np.ndarray, map_probs: np.ndarray, rounds: int = SPLIT_HALF_ROUNDS, seed: int = 0
 ) -> dict[str, float]:
     """Agreement of two disjoint random halves of one set (the retrained truth), over the
-    splits `rashomon.compare.truth_halves` draws for (models, rounds, seed), so its flag figures
-    are the compare table's `flag_*_ceiling`: mean (and sd) of half B's flag recall and
+    splits `rashomon.metrics.agreement.truth_halves` draws for (models, rounds, seed), so its
+    flag figures are the compare table's `flag_*_ceiling`: mean (and sd) of half B's flag recall and
     precision against half A's, the Spearman ρ of their per-patient disagreement and a half's
     ambiguity."""
-    from rashomon.compare import flag_agreement, rank_agreement, set_multiplicity, truth_halves
+    from rashomon.metrics.agreement import (
+        flag_agreement,
+        rank_agreement,
+        set_multiplicity,
+        truth_halves,
+    )
 
     m = probs.shape[0]
     if m < 4:
@@ -110,7 +117,7 @@ def _train_on_ray(task_args: dict[str, Any], seeds: list[int], workers: int, add
     """Train the missing seeds as Ray tasks (each writes its checkpoint into the shared cache)."""
     import ray
 
-    from rashomon.sweep.execution import start_ray
+    from rashomon.cluster import start_ray
 
     started = start_ray(num_cpus=workers if address is None else None, address=address)
 
@@ -267,7 +274,7 @@ def _truth_robustness(ctx: Any, task: Any, model: Any, kept: Any, ids: np.ndarra
     networks' ids, decide_all's corrupted inputs), or (None, {}) when the run's set was not
     audited on corruptions (no evaluate/robustness.csv: nothing to set the truth beside, and
     the corruptions' own import and generation cost minutes on a CPU)."""
-    from rashomon.metrics.robustness import robustness_tables
+    from rashomon.evaluate.robustness import robustness_tables
 
     e = ctx.cfg.evaluate
     cheap = S.TABLES["robustness"].path(ctx.run_dir)
@@ -426,16 +433,10 @@ def truth_selection_line(side: pd.DataFrame, models: int, cheap: bool) -> str:
     return line + " (validate/selection_vs_set.csv)"
 
 
-def run_validate_stage(ctx: Any) -> None:
-    from rashomon.compare import (
-        COMPARE_FILE,
-        GROWTH_FILE,
-        PER_PATIENT_FILE,
-        SetArrays,
-        compare_with_truth,
-    )
+def run_validate_stage(ctx: StageContext) -> None:
+    from rashomon.metrics.agreement import SetArrays, compare_with_truth
+    from rashomon.models.predict import model_probs
     from rashomon.models.train import load_checkpoint
-    from rashomon.predict import model_probs
     from rashomon.sets.base import ModelSet
     from rashomon.sets.rashomon import MIN_SET_MODELS, rashomon_mask
     from rashomon.sets.retrain import trained_networks
@@ -510,9 +511,9 @@ def run_validate_stage(ctx: Any) -> None:
     )
     c = compare_with_truth([cheap], retrained, seed=cfg.seed)
     table, patients = c.table, c.patients
-    table.to_csv(ctx.out / COMPARE_FILE, index=False)
-    patients.to_csv(ctx.out / PER_PATIENT_FILE, index=False)
-    c.growth.to_csv(ctx.out / GROWTH_FILE, index=False)
+    table.to_csv(ctx.out / S.COMPARE_FILE, index=False)
+    patients.to_csv(ctx.out / S.PER_PATIENT_FILE, index=False)
+    c.growth.to_csv(ctx.out / S.GROWTH_FILE, index=False)
     ceiling = split_half_ceiling(p_test, map_test, seed=cfg.seed)
     pd.DataFrame([ceiling]).to_csv(ctx.out / "ceiling.csv", index=False)
     (ctx.out / "ceiling.json").write_text(
@@ -576,7 +577,7 @@ def validity_lines(
     """The CLI summary of `rashomon validate`: the size-matched ratios against the ceiling, the
     flip-rate agreement, a few points of each ambiguity growth curve, and the full-size figures
     (named as such)."""
-    from rashomon.compare import reach_phrase
+    from rashomon.metrics.agreement import reach_phrase
 
     t, h, m = int(truth_row["models_in_set"]), int(row["matched_models"]), int(row["models_in_set"])
     if truth_flags == 0:

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
-from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.decide.desiderata import (
     Desideratum,
     default_desiderata,
@@ -40,6 +39,7 @@ from rashomon.decide.selection import (
 )
 from rashomon.errors import RashomonError
 from rashomon.metrics.degenerate import degeneracy
+from rashomon.metrics.validation import check_probs, check_vector, require_array
 
 __all__ = [
     "Desideratum",
@@ -139,22 +139,25 @@ def decide_all(
     every table."""
     if kind == "multilabel":
         return _per_label(locals())
-    mask = None if rashomon_mask is None else np.asarray(to_numpy(rashomon_mask), bool)
-    vp = check_probs(val_probs, "val_probs")
-    tp = check_probs(test_probs, "test_probs")
+    mask = None if rashomon_mask is None else np.asarray(require_array(rashomon_mask), bool)
+    vp = require_array(val_probs, "val_probs")
+    tp = require_array(test_probs, "test_probs")
     if mask is not None:
-        if mask.shape != (vp.shape[0],):
-            raise RashomonError(f"rashomon_mask must be [{vp.shape[0]}] booleans, got {mask.shape}")
+        if mask.shape != vp.shape[:1]:
+            raise RashomonError(f"rashomon_mask must be [{len(vp)}] booleans, got {mask.shape}")
         vp, tp = vp[mask], tp[mask]
+    # Checked once masked: a model outside the set may have diverged (NaN probabilities).
+    vp = check_probs(vp, name="val_probs")
+    tp = check_probs(tp, name="test_probs")
     m = vp.shape[0]
     if m < 2:
         raise RashomonError(f"the Rashomon set has {m} model(s); use a larger epsilon")
     vy = check_vector(val_y, vp.shape[1], "val_y").astype(np.int64)
     ty = check_vector(test_y, tp.shape[1], "test_y").astype(np.int64)
-    vg = {k: np.asarray(to_numpy(v)) for k, v in (val_groups or {}).items()}
-    tg = {k: np.asarray(to_numpy(v)) for k, v in (test_groups or {}).items()}
-    mvp = np.asarray(to_numpy(map_val_probs), np.float64)
-    mtp = np.asarray(to_numpy(map_test_probs), np.float64)
+    vg = {k: np.asarray(require_array(v)) for k, v in (val_groups or {}).items()}
+    tg = {k: np.asarray(require_array(v)) for k, v in (test_groups or {}).items()}
+    mvp = np.asarray(require_array(map_val_probs), np.float64)
+    mtp = np.asarray(require_array(map_test_probs), np.float64)
     des = (
         list(desiderata)
         if desiderata is not None
@@ -210,7 +213,7 @@ def decide_all(
             row = robustness_selection(
                 corrupted_val, corrupted_test, n_boot=n_boot, seed=seed + len(sel), rho_min=rho_min
             )
-            ids = np.asarray(to_numpy(corrupted_models, "corrupted_models"), np.int64)
+            ids = np.asarray(require_array(corrupted_models, "corrupted_models"), np.int64)
             row[S.MODEL] = int(ids[row[S.CHOSEN]])
             sel = apply_holm(pd.concat([sel, pd.DataFrame([row])], ignore_index=True))
         if baseline_test:
@@ -304,13 +307,13 @@ def degenerate_map(
 def _lsi_tables(lsi, train_preds, map_train_preds, mask, top_k) -> dict[str, pd.DataFrame]:
     from rashomon.lsi import lsi_vs_multiplicity, top_lsi, training_multiplicity
 
-    v = np.asarray(to_numpy(lsi, "lsi"), np.float64).reshape(-1)
+    v = np.asarray(require_array(lsi, "lsi"), np.float64).reshape(-1)
     table = pd.DataFrame({S.SAMPLE: np.arange(len(v)), S.LSI: v})
     table[S.TOP_LSI] = False
     table.loc[top_lsi(v, min(top_k, len(v))), S.TOP_LSI] = True
     out = {}
     if train_preds is not None and map_train_preds is not None:
-        tp = np.asarray(to_numpy(train_preds, "train_preds"))
+        tp = np.asarray(require_array(train_preds, "train_preds"))
         if mask is not None:
             tp = tp[mask]
         tm = training_multiplicity(tp, map_train_preds)
@@ -328,7 +331,7 @@ def _per_label(args: dict[str, Any]) -> dict[str, pd.DataFrame]:
     # corrupted accuracy counts every label at once: it is not a per-label desideratum
     args.update(corrupted_val=None, corrupted_test=None, corrupted_models=None)
     args["threshold_test"] = None
-    vp = np.asarray(to_numpy(args["val_probs"]), np.float64)
+    vp = np.asarray(require_array(args["val_probs"]), np.float64)
     n_labels = vp.shape[-1]
     tables: dict[str, list[pd.DataFrame]] = {}
 
@@ -338,12 +341,12 @@ def _per_label(args: dict[str, Any]) -> dict[str, pd.DataFrame]:
     for label in range(n_labels):
         sub = dict(args)
         for key in ("val_probs", "test_probs", "map_val_probs", "map_test_probs"):
-            sub[key] = binary(np.asarray(to_numpy(args[key]))[..., label])
+            sub[key] = binary(np.asarray(require_array(args[key]))[..., label])
         for key in ("val_y", "test_y"):
-            sub[key] = np.asarray(to_numpy(args[key]))[:, label]
+            sub[key] = np.asarray(require_array(args[key]))[:, label]
         if args.get("train_preds") is not None:
-            sub["train_preds"] = np.asarray(to_numpy(args["train_preds"]))[..., label]
-            sub["map_train_preds"] = np.asarray(to_numpy(args["map_train_preds"]))[:, label]
+            sub["train_preds"] = np.asarray(require_array(args["train_preds"]))[..., label]
+            sub["map_train_preds"] = np.asarray(require_array(args["map_train_preds"]))[:, label]
         if args.get("lsi") is not None and label > 0:
             sub["lsi"] = None  # LSI is per training sample, not per label: report it once
         res = decide_all(kind="binary", **sub)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from rashomon import metrics as rm
-from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.errors import RashomonError
+from rashomon.metrics.validation import check_probs, check_vector, require_array
 
 Metric = Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], float]
 
@@ -133,5 +133,5 @@ def metric_table(
 
 def single_model_values(probs: Any, y: Any, groups, desiderata) -> dict[str, float]:
     """The desiderata of one model (``probs [N, C]``), e.g. the MAP model."""
-    p = to_numpy(probs, "probs")
+    p = require_array(probs, "probs")
     return metric_table(p[None], y, groups, desiderata).iloc[0].to_dict()

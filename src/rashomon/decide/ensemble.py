@@ -41,8 +41,8 @@ import pandas as pd
 from scipy import stats
 
 from rashomon import schema as S
-from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.errors import RashomonError
+from rashomon.metrics.validation import check_probs, check_vector, require_array
 
 RULES = ("none", "share", "binomial")
 COMBINES = ("vote", "mean")
@@ -118,7 +118,7 @@ def ensemble_predict(
     ``threshold`` is tau for ``rule="share"`` and alpha for ``rule="binomial"``; see the module
     docstring for the rules."""
     p = check_probs(probs)
-    idx = np.asarray(to_numpy(members, "members"), dtype=np.int64)
+    idx = np.asarray(require_array(members, "members"), dtype=np.int64)
     if idx.ndim != 2:
         raise RashomonError(f"members must be [E, k] model indices, got shape {idx.shape}")
     if combine not in COMBINES:

@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
-from rashomon.decide._arrays import to_numpy
 from rashomon.decide.desiderata import Desideratum
 from rashomon.errors import RashomonError
+from rashomon.metrics.validation import require_array
 
 
 def pareto_front(objectives: Any, maximize: Sequence[bool] | None = None) -> np.ndarray:
     """Sorted indices of the non-dominated rows of ``objectives [M, K]`` (NaN rows excluded).
 
     ``maximize[j]`` says whether objective j is larger-is-better (default: all)."""
-    obj = np.asarray(to_numpy(objectives, "objectives"), dtype=np.float64)
+    obj = np.asarray(require_array(objectives, "objectives"), dtype=np.float64)
     if obj.ndim != 2:
         raise RashomonError(f"objectives must be [M, K], got shape {obj.shape}")
     mx = np.ones(obj.shape[1], bool) if maximize is None else np.asarray(maximize, bool)
@@ -55,8 +55,8 @@ def pareto_choice(
 ) -> tuple[np.ndarray, int | None]:
     """(front indices, chosen index or None when no front model is within epsilon of the MAP's
     validation accuracy)."""
-    acc = np.asarray(to_numpy(val_accuracy, "val_accuracy"), dtype=np.float64)
-    val = np.asarray(to_numpy(val_value, "val_value"), dtype=np.float64)
+    acc = np.asarray(require_array(val_accuracy, "val_accuracy"), dtype=np.float64)
+    val = np.asarray(require_array(val_value, "val_value"), dtype=np.float64)
     front = pareto_front(np.stack([acc, val], 1), [True, higher_is_better])
     ok = front[acc[front] >= map_val_accuracy - epsilon - 1e-12]
     if len(ok) == 0:

@@ -20,8 +20,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from rashomon import schema as S
-from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.errors import RashomonError
+from rashomon.metrics.validation import check_probs, check_vector, require_array
 
 CONSTRAINTS = (
     "equalized_odds",
@@ -102,8 +102,8 @@ def threshold_baseline(
     from fairlearn.postprocessing import ThresholdOptimizer
 
     check_constraint(constraint, objective)
-    pv = check_probs(to_numpy(val_probs, "val_probs")[None], "val_probs")[0]
-    pt = check_probs(to_numpy(test_probs, "test_probs")[None], "test_probs")[0]
+    pv = check_probs(require_array(val_probs, "val_probs")[None], name="val_probs")[0]
+    pt = check_probs(require_array(test_probs, "test_probs")[None], name="test_probs")[0]
     if pv.shape[-1] != 2 or pt.shape[-1] != 2:
         raise RashomonError(
             "ThresholdOptimizer post-processes binary classifiers; this task has "
@@ -163,9 +163,9 @@ def threshold_frame(
     validation and test, long format."""
     from rashomon.decide.desiderata import default_desiderata, single_model_values
 
-    yv = np.asarray(to_numpy(y_val, "y_val")).astype(np.int64)
-    yt = np.asarray(to_numpy(y_test, "y_test")).astype(np.int64)
-    gv, gt = np.asarray(to_numpy(groups_val)), np.asarray(to_numpy(groups_test))
+    yv = np.asarray(require_array(y_val, "y_val")).astype(np.int64)
+    yt = np.asarray(require_array(y_test, "y_test")).astype(np.int64)
+    gv, gt = np.asarray(require_array(groups_val)), np.asarray(require_array(groups_test))
     des = [
         x
         for x in default_desiderata([attribute], 2)

@@ -40,9 +40,9 @@ import pandas as pd
 from scipy import stats
 
 from rashomon import schema as S
-from rashomon.decide._arrays import check_probs, check_vector, to_numpy
 from rashomon.decide.desiderata import Desideratum, Metric
 from rashomon.errors import RashomonError
+from rashomon.metrics.validation import check_probs, check_vector, require_array
 
 QUANTILES = S.SELECTION_QUANTILES
 POWER = 0.8  # the power at which min_detectable_gain is stated
@@ -53,7 +53,7 @@ def pick_on_validation(val: Any, higher_is_better: bool) -> tuple[int, int]:
 
     Ties are broken by the lowest index: the set's models are exchangeable draws, so this is as
     good as a random tie-break; the tie count tells how much of the choice is arbitrary."""
-    v = np.asarray(to_numpy(val, "validation values"), dtype=np.float64)
+    v = np.asarray(require_array(val, "validation values"), dtype=np.float64)
     if not np.isfinite(v).any():
         raise RashomonError("every validation value is NaN; cannot select a model")
     score = np.where(np.isfinite(v), v if higher_is_better else -v, -np.inf)
@@ -64,8 +64,8 @@ def pick_on_validation(val: Any, higher_is_better: bool) -> tuple[int, int]:
 def spearman(val: Any, test: Any) -> tuple[float, float]:
     """Spearman rho and its two-sided p-value between validation and test values across models
     (NaN pairs dropped; NaN when fewer than 3 models or a constant column)."""
-    v = np.asarray(to_numpy(val, "val"), dtype=np.float64)
-    t = np.asarray(to_numpy(test, "test"), dtype=np.float64)
+    v = np.asarray(require_array(val, "val"), dtype=np.float64)
+    t = np.asarray(require_array(test, "test"), dtype=np.float64)
     ok = np.isfinite(v) & np.isfinite(t)
     v, t = v[ok], t[ok]
     if len(v) < 3 or np.ptp(v) == 0 or np.ptp(t) == 0:
@@ -116,8 +116,8 @@ def bootstrap_gain(
     checks this one against SciPy's percentile interval).
 
     Returns (gain on the full test set, CI low, CI high, replicates)."""
-    pc = np.asarray(to_numpy(probs_chosen, "probs_chosen"), dtype=np.float64)
-    pr = np.asarray(to_numpy(probs_ref, "probs_ref"), dtype=np.float64)
+    pc = np.asarray(require_array(probs_chosen, "probs_chosen"), dtype=np.float64)
+    pr = np.asarray(require_array(probs_ref, "probs_ref"), dtype=np.float64)
     if pc.shape != pr.shape or pc.ndim != 2:
         raise RashomonError(f"probs_chosen {pc.shape} and probs_ref {pr.shape} must both be [N, C]")
     n = len(pc)
@@ -219,8 +219,8 @@ def select_one(
     rho_min: float = 0.2,
 ) -> dict[str, Any]:
     """One row of :func:`best_in_set` (see there)."""
-    v = np.asarray(to_numpy(val, "val"), dtype=np.float64)
-    t = np.asarray(to_numpy(test, "test"), dtype=np.float64)
+    v = np.asarray(require_array(val, "val"), dtype=np.float64)
+    t = np.asarray(require_array(test, "test"), dtype=np.float64)
     if v.shape != t.shape or v.ndim != 1:
         raise RashomonError(
             f"validation {v.shape} and test {t.shape} values of {desideratum.name!r} must both "
@@ -235,7 +235,7 @@ def select_one(
     gain, lo, hi = sign * (t[best] - map_test), float("nan"), float("nan")
     p_gain = se = float("nan")
     if desideratum.metric is not None and test_probs is not None and map_test_probs is not None:
-        probs = check_probs(test_probs, "test_probs")
+        probs = check_probs(test_probs, name="test_probs")
         gain, lo, hi, reps = bootstrap_gain(
             desideratum.metric,
             probs[best],
@@ -373,8 +373,8 @@ def robustness_selection(
     on corrupted test images. Inputs are per-patient correctness [1 + M, N] averaged over every
     corruption and severity (row 0 the MAP model), as `robustness_tables` keeps them; the gain's
     interval resamples test patients, pairing the chosen model with the MAP model."""
-    v = np.asarray(to_numpy(val_correct, "val_correct"), dtype=np.float64)
-    t = np.asarray(to_numpy(test_correct, "test_correct"), dtype=np.float64)
+    v = np.asarray(require_array(val_correct, "val_correct"), dtype=np.float64)
+    t = np.asarray(require_array(test_correct, "test_correct"), dtype=np.float64)
     if v.ndim != 2 or t.ndim != 2 or len(v) != len(t) or len(v) < 3:
         raise RashomonError(
             f"corrupted correctness must be [1 + M, N] on both splits with M ≥ 2 models, got "

@@ -14,7 +14,7 @@ from rashomon.decide.desiderata import Desideratum, default_desiderata, single_m
 from rashomon.decide.postprocess import threshold_frame
 from rashomon.decide.selection import CORRUPTION_DESIDERATUM
 from rashomon.errors import RashomonError
-from rashomon.predict import model_probs
+from rashomon.models.predict import model_probs
 
 
 def baseline_attribute(task, requested: str | None) -> str:

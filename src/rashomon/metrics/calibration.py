@@ -2,7 +2,12 @@
 
 `probs` is [M, N, C] (binary C = 2), `y` is [N] integer labels.
 
-- nll: mean −log p(y) (probabilities floored at 1e-12 so a confident mistake stays finite).
+- nll: mean −log p(y) (probabilities floored at 1e-12 so a confident mistake stays finite). It is
+  also the loss the Rashomon filter compares (`rashomon.sets.rashomon.model_scores`), so it takes
+  what that loss needs: multilabel targets y [N, L] with [M, N, L] sigmoid probabilities (binary
+  cross-entropy averaged over samples and labels), and the training `class_weight` [C] (each
+  patient's −log p(y) times its class's weight) or per-label positive weights [L] (multiplying
+  the positive term, as `BCEWithLogitsLoss(pos_weight=...)` does).
 - brier: binary tasks use scikit-learn's `brier_score_loss`, mean (p(positive) − y)²; multiclass
   tasks use the sum-of-squares form mean_n Σ_c (p_c − 1[y = c])² (for C = 2 that would be twice
   the binary value, hence the split).
@@ -30,9 +35,11 @@ def _checked(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, v.check_labels(y, p.shape[1], p.shape[2])
 
 
-def nll(probs: Any, y: Any) -> np.ndarray:
-    p, yy = _checked(probs, y)
-    return _nll(p, yy)
+def nll(probs: Any, y: Any, class_weight: Any = None) -> np.ndarray:
+    """[M] mean negative log-likelihood of each model; see the module docstring."""
+    p, yy, multilabel = v.check_probs_and_targets(probs, y)
+    w = v.check_class_weight(class_weight, p.shape[2])
+    return _multilabel_nll(p, yy, w) if multilabel else _nll(p, yy, w)
 
 
 def brier(probs: Any, y: Any) -> np.ndarray:
@@ -52,9 +59,20 @@ def adaptive_ece(probs: Any, y: Any, n_bins: int = N_BINS) -> np.ndarray:
 # --------------------------------------------------------------------------- arithmetic
 
 
-def _nll(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _nll(p: np.ndarray, y: np.ndarray, class_weight: np.ndarray | None = None) -> np.ndarray:
     picked = np.take_along_axis(p, y[None, :, None].repeat(p.shape[0], 0), axis=2)[..., 0]
-    return -np.log(np.maximum(picked, PROB_FLOOR)).mean(axis=1)
+    per_patient = -np.log(np.maximum(picked, PROB_FLOOR))
+    if class_weight is not None:
+        per_patient = per_patient * class_weight[y][None]
+    return per_patient.mean(axis=1)
+
+
+def _multilabel_nll(
+    p: np.ndarray, y: np.ndarray, pos_weight: np.ndarray | None = None
+) -> np.ndarray:
+    pc = np.clip(p, PROB_FLOOR, 1 - PROB_FLOOR)
+    pos = y * np.log(pc) * (1.0 if pos_weight is None else pos_weight)
+    return -(pos + (1 - y) * np.log1p(-pc)).mean(axis=(1, 2))
 
 
 def _brier(p: np.ndarray, y: np.ndarray) -> np.ndarray:

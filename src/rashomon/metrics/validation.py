@@ -15,17 +15,19 @@ from rashomon.errors import RashomonError
 
 PROB_SUM_TOLERANCE = 1e-3
 
+MISSING = "{name} is missing; pass an array"
 NOT_FINITE = "{name} contains NaN or inf values; check the model outputs before auditing them"
 PROBS_NDIM = (
-    "probs must be [M, N, C] (models, samples, classes), got shape {shape}; "
+    "{name} must be [M, N, C] (models, samples, classes), got shape {shape}; "
     "stack one [N, C] array per model along a new first axis"
 )
-PROBS_FEW_CLASSES = "probs has {classes} class column(s); binary tasks need 2 columns [1 - p, p]"
-PROBS_RANGE = "probs has values outside [0, 1] (min {lo:.3g}, max {hi:.3g}); pass probabilities"
+PROBS_FEW_CLASSES = "{name} has {classes} class column(s); binary tasks need 2 columns [1 - p, p]"
+PROBS_RANGE = "{name} has values outside [0, 1] (min {lo:.3g}, max {hi:.3g}); pass probabilities"
 PROBS_NOT_NORMALISED = (
-    "probs rows sum to between {lo:.6g} and {hi:.6g}, not 1 (tolerance {tol:g}); "
+    "{name} rows sum to between {lo:.6g} and {hi:.6g}, not 1 (tolerance {tol:g}); "
     "pass softmax probabilities, not logits"
 )
+VECTOR_SHAPE = "{name} must be {want}, got shape {shape}"
 PREDS_NDIM = "preds must be [M, N] integer labels (models, samples), got shape {shape}"
 PREDS_NOT_INTEGER = "{name} must hold integer class labels, got dtype {dtype}; pass argmax labels"
 REF_SHAPE = "ref must be [N] = [{n}] labels, one per sample, got shape {shape}"
@@ -49,6 +51,10 @@ TARGET_RANGE = "target sensitivity {t} is outside (0, 1]; pass e.g. 0.95"
 NO_POSITIVES = "{what} needs positive samples in y, found none; use a split with positives"
 UNKNOWN_KIND = "kind {kind!r} is unknown; use binary, multiclass or multilabel"
 EMPTY = "{name} is empty; pass at least one sample and one model"
+CLASS_WEIGHT = (
+    "class_weight must hold {width} positive numbers (one per class or label), got {got}; "
+    "pass the model's train_config['class_weight'] or None"
+)
 
 
 def as_numpy(x: Any) -> np.ndarray:
@@ -57,6 +63,13 @@ def as_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def require_array(x: Any, name: str = "array") -> np.ndarray:
+    """`as_numpy` of an input that must be given: None is refused with a message naming it."""
+    if x is None:
+        raise RashomonError(MISSING.format(name=name))
+    return as_numpy(x)
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
@@ -69,26 +82,26 @@ def _check_nonempty(arr: np.ndarray, name: str) -> None:
         raise RashomonError(EMPTY.format(name=name))
 
 
-def check_probs(probs: Any, multilabel: bool = False) -> np.ndarray:
+def check_probs(probs: Any, multilabel: bool = False, name: str = "probs") -> np.ndarray:
     """[M, N, C] probabilities as float64. Rows must sum to 1 unless `multilabel` (then each
-    column is the sigmoid probability of one label)."""
-    arr = as_numpy(probs)
+    column is the sigmoid probability of one label). `name` is the input's name in messages."""
+    arr = require_array(probs, name)
     if arr.ndim != 3:
-        raise RashomonError(PROBS_NDIM.format(shape=tuple(arr.shape)))
-    _check_nonempty(arr, "probs")
+        raise RashomonError(PROBS_NDIM.format(name=name, shape=tuple(arr.shape)))
+    _check_nonempty(arr, name)
     arr = arr.astype(np.float64, copy=False)
-    _check_finite(arr, "probs")
+    _check_finite(arr, name)
     if not multilabel and arr.shape[2] < 2:
-        raise RashomonError(PROBS_FEW_CLASSES.format(classes=arr.shape[2]))
+        raise RashomonError(PROBS_FEW_CLASSES.format(name=name, classes=arr.shape[2]))
     lo, hi = float(arr.min()), float(arr.max())
     if lo < -PROB_SUM_TOLERANCE or hi > 1 + PROB_SUM_TOLERANCE:
-        raise RashomonError(PROBS_RANGE.format(lo=lo, hi=hi))
+        raise RashomonError(PROBS_RANGE.format(name=name, lo=lo, hi=hi))
     if not multilabel:
         sums = arr.sum(axis=2)
         if np.abs(sums - 1).max() > PROB_SUM_TOLERANCE:
             raise RashomonError(
                 PROBS_NOT_NORMALISED.format(
-                    lo=float(sums.min()), hi=float(sums.max()), tol=PROB_SUM_TOLERANCE
+                    name=name, lo=float(sums.min()), hi=float(sums.max()), tol=PROB_SUM_TOLERANCE
                 )
             )
     return np.clip(arr, 0.0, 1.0)
@@ -162,6 +175,39 @@ def check_multilabel_targets(y: Any, n: int, num_labels: int) -> np.ndarray:
         raise RashomonError(
             LABELS_RANGE.format(name="y", classes=2, lo=int(arr.min()), hi=int(arr.max()))
         )
+    return arr
+
+
+def check_probs_and_targets(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(probabilities, targets, multilabel?): [M, N, C] softmax probabilities with [N] labels (or
+    one [N, 1] label column), or [M, N, L] sigmoid probabilities with [N, L] 0/1 targets."""
+    arr = require_array(probs, "probs")
+    shape = np.shape(as_numpy(y))
+    width = arr.shape[-1] if arr.ndim else 0
+    multilabel = len(shape) == 2 and not (shape[1] == 1 and width > 1)
+    p = check_probs(arr, multilabel=multilabel)
+    if multilabel:
+        return p, check_multilabel_targets(y, p.shape[1], p.shape[2]), True
+    return p, check_labels(y, p.shape[1], p.shape[2]), False
+
+
+def check_class_weight(class_weight: Any, width: int) -> np.ndarray | None:
+    """Training class weights [C] (or per-label positive weights [L]) as float64; None stays
+    None (unweighted)."""
+    if class_weight is None:
+        return None
+    w = np.asarray(as_numpy(class_weight), dtype=np.float64).reshape(-1)
+    if w.shape != (width,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise RashomonError(CLASS_WEIGHT.format(width=width, got=w.tolist()))
+    return w
+
+
+def check_vector(x: Any, n: int | None, name: str) -> np.ndarray:
+    """A 1-D array of `n` entries (any length when `n` is None), dtype as given."""
+    arr = require_array(x, name)
+    if arr.ndim != 1 or (n is not None and len(arr) != n):
+        want = f"[{n}]" if n is not None else "1-D"
+        raise RashomonError(VECTOR_SHAPE.format(name=name, want=want, shape=arr.shape))
     return arr
 
 

@@ -9,10 +9,12 @@ import pandas as pd
 
 from rashomon import metrics as rm
 from rashomon import schema as S
+from rashomon.context import StageContext
+from rashomon.data.task import Task
 from rashomon.models.external import build_network
+from rashomon.models.predict import model_probs
 from rashomon.models.registry import count_parameters
 from rashomon.models.train import resolve_class_weights, save_checkpoint, train
-from rashomon.predict import model_probs
 
 
 def map_scores(probs: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:
@@ -25,7 +27,7 @@ def map_scores(probs: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:
     return {"accuracy": float(rm.accuracy(p, y)[0]), "auroc": float(rm.auroc(p, y)[0])}
 
 
-def given_model(task: Any, train_section: Any) -> Any:
+def given_model(task: Task, train_section: Any) -> Any:
     """The user's trained network (--model with --weights, or a saved whole network), split at
     its final nn.Linear and checked against the task: the model the run audits."""
     t = train_section
@@ -56,7 +58,7 @@ def given_model(task: Any, train_section: Any) -> Any:
 STATES_BYTES_LIMIT = 512 * 2**20
 
 
-def keep_states(ctx: Any, states: list) -> None:
+def keep_states(ctx: StageContext, states: list) -> None:
     """Write the training states forks resume from (`rashomon.models.fork`), when affordable."""
     from rashomon.models.fork import as_state_payloads
     from rashomon.torchio import save_atomic
@@ -83,7 +85,7 @@ def keep_states(ctx: Any, states: list) -> None:
     ctx.summary["training_states"] = [round(s.fraction, 4) for s in states]
 
 
-def run_train_stage(ctx: Any) -> None:
+def run_train_stage(ctx: StageContext) -> None:
     task = ctx.task()
     t = ctx.cfg.train
     history: list[dict] = []

@@ -27,7 +27,7 @@ from torch import nn
 
 from rashomon.errors import RashomonError
 from rashomon.memory import format_bytes, memory_budget
-from rashomon.predict import model_features
+from rashomon.models.predict import model_features
 from rashomon.sets.base import ModelSet, ordered_names, task_description
 from rashomon.sets.prior import GRID, parse_prior, prior_by_grid
 

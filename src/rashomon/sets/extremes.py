@@ -40,6 +40,7 @@ import torch
 from torch.nn.functional import softplus
 
 from rashomon import schema as S
+from rashomon.data.task import Task
 from rashomon.errors import RashomonError
 
 BARRIER_GROWTH = 20.0  # t ← t·growth between centering steps
@@ -385,7 +386,7 @@ def _augment(phi: torch.Tensor) -> torch.Tensor:
 
 def last_layer_extremes(
     model: torch.nn.Module,
-    task: Any,
+    task: Task,
     epsilon: float,
     split: str = "test",
     *,
@@ -404,7 +405,7 @@ def last_layer_extremes(
     `p_map`, `p_min`, `p_max`, `flip_possible` (some head in the set gives the other label at
     threshold 0.5); `attrs["definition"]` holds the set's bounds."""
     from rashomon.models.external import as_classifier
-    from rashomon.predict import model_features
+    from rashomon.models.predict import model_features
 
     if task.kind != "binary":
         raise RashomonError(

@@ -28,7 +28,7 @@ def within_epsilon(
 ) -> bool:
     """Whether `net`'s validation loss (or accuracy) is within ε of `reference`'s, with the
     Rashomon filter's arithmetic (`rashomon.sets.rashomon`)."""
-    from rashomon.predict import model_probs
+    from rashomon.models.predict import model_probs
     from rashomon.sets.rashomon import model_scores, threshold
 
     multilabel = task.kind == "multilabel"

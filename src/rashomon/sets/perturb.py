@@ -135,7 +135,7 @@ def bernoulli_rate(
 ) -> tuple[float, dict[str, Any]]:
     """The channel-dropout rate at which a share `target_share` of the models lies within ε of
     the audited model on validation (bisection; the share falls as the rate grows)."""
-    from rashomon.predict import model_probs
+    from rashomon.models.predict import model_probs
     from rashomon.sets.rashomon import model_scores, threshold
 
     multilabel = task.kind == "multilabel"

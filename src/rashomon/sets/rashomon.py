@@ -20,68 +20,36 @@ from typing import Any
 import numpy as np
 
 from rashomon.errors import RashomonError
+from rashomon.metrics import validation as v
+from rashomon.metrics.calibration import nll
 
 ON = ("loss", "accuracy")
 DEFAULT_EPSILONS = (0.005, 0.01, 0.02, 0.05)
 # The smallest Rashomon set: multiplicity needs at least two models to compare.
 MIN_SET_MODELS = 2
-EPS_PROB = 1e-12  # floor on probabilities inside log: a 0 would make one model's NLL infinite
-
-
-def _np(a: Any) -> np.ndarray:
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a)
-
-
-def _check_probs(probs: np.ndarray, y: np.ndarray) -> None:
-    if probs.ndim != 3:
-        raise RashomonError(f"probs must be [M, N, C], got shape {probs.shape}")
-    if y.ndim not in (1, 2) or y.shape[0] != probs.shape[1]:
-        raise RashomonError(
-            f"labels of shape {y.shape} do not match probs {probs.shape}; pass the labels of "
-            "the split the probabilities were computed on"
-        )
-    if y.ndim == 2 and y.shape[1] != probs.shape[2]:
-        raise RashomonError(f"multilabel y has {y.shape[1]} labels but probs {probs.shape[2]}")
-
-
-def _class_weight(class_weight: Any, width: int) -> np.ndarray | None:
-    if class_weight is None:
-        return None
-    w = np.asarray(_np(class_weight), dtype=np.float64).reshape(-1)
-    if w.shape != (width,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
-        raise RashomonError(
-            f"class_weight must hold {width} positive numbers (one per class or label), got "
-            f"{w.tolist()}; pass the model's train_config['class_weight'] or None"
-        )
-    return w
 
 
 def model_scores(probs: Any, y: Any, class_weight: Any = None) -> dict[str, np.ndarray]:
-    """Per-model mean NLL ("loss") and accuracy, each float64 [M]. y [N] ints: softmax
-    probabilities; y [N, L] 0/1: sigmoid probabilities per label (multilabel). `class_weight`
-    [C] (or [L]) weights each patient's NLL as the training loss did (None: unweighted)."""
-    p = _np(probs).astype(np.float64)
-    y = _np(y)
-    _check_probs(p, y)
-    w = _class_weight(class_weight, p.shape[2])
-    if y.ndim == 2:
-        pc = np.clip(p, EPS_PROB, 1 - EPS_PROB)
-        pos = y * np.log(pc) * (1.0 if w is None else w)
-        nll = -(pos + (1 - y) * np.log1p(-pc)).mean(axis=(1, 2))
-        acc = ((p > 0.5) == (y > 0.5)).mean(axis=(1, 2))
-        return {"loss": nll, "accuracy": acc}
-    y = y.astype(np.int64)
-    if y.min() < 0 or y.max() >= p.shape[2]:
-        raise RashomonError(f"labels must lie in [0, {p.shape[2]}); got {y.min()}..{y.max()}")
-    p_true = p[:, np.arange(len(y)), y]
-    per_patient = -np.log(np.clip(p_true, EPS_PROB, None))
-    if w is not None:
-        per_patient = per_patient * w[y][None]
-    nll = per_patient.mean(axis=1)
-    acc = (p.argmax(axis=2) == y[None]).mean(axis=1)
-    return {"loss": nll, "accuracy": acc}
+    """Per-model mean NLL ("loss", `rashomon.metrics.calibration.nll`) and accuracy, each
+    float64 [M]. y [N] ints: softmax probabilities; y [N, L] 0/1: sigmoid probabilities per label
+    (multilabel). `class_weight` [C] (or [L]) weights each patient's NLL as the training loss did
+    (None: unweighted). A model whose probabilities are not all finite (weights so far out that
+    its outputs overflow) scores NaN on both, so that no bound keeps it."""
+    arr = v.require_array(probs, "probs")
+    if arr.ndim == 3 and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        finite = np.isfinite(arr).all(axis=(1, 2))
+        out = {key: np.full(len(arr), np.nan) for key in ("loss", "accuracy")}
+        if finite.any():
+            for key, value in model_scores(arr[finite], y, class_weight).items():
+                out[key][finite] = value
+        return out
+    p, yy, multilabel = v.check_probs_and_targets(arr, y)
+    loss = nll(p, yy, class_weight)
+    if multilabel:
+        acc = ((p > 0.5) == (yy > 0.5)).mean(axis=(1, 2))
+    else:
+        acc = (p.argmax(axis=2) == yy[None]).mean(axis=1)
+    return {"loss": loss, "accuracy": acc}
 
 
 def _reference(
@@ -91,7 +59,7 @@ def _reference(
     None → the best model of the set (lowest loss / highest accuracy)."""
     if ref is None:
         return float(scores.min() if on == "loss" else scores.max())
-    arr = _np(ref)
+    arr = v.as_numpy(ref)
     if arr.ndim == 0:
         return float(arr)
     if arr.ndim == 2:
@@ -133,7 +101,7 @@ def rashomon_mask(
     Fewer than `min_models` kept raises RashomonError (min_models=0 never raises).
     """
     _validate(epsilon, on)
-    y = _np(y_val)
+    y = v.as_numpy(y_val)
     scores = model_scores(P_val, y, class_weight)[on]
     bound = threshold(_reference(scores, ref, y, on, class_weight), epsilon, on, relative)
     # Tolerance: the MAP model's own score recomputed from stored float32 probabilities must
@@ -158,7 +126,7 @@ def survival_table(
     class_weight: Any = None,
 ) -> list[dict[str, Any]]:
     """How many of M models survive each ε (rows: epsilon, on, models_in_set, models, threshold)."""
-    y = _np(y_val)
+    y = v.as_numpy(y_val)
     crits = [on] if isinstance(on, str) else list(on)
     all_scores = model_scores(P_val, y, class_weight)
     rows = []

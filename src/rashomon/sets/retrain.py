@@ -23,6 +23,7 @@ from typing import Any
 
 from torch import nn
 
+from rashomon.data.task import Task
 from rashomon.errors import RashomonError
 from rashomon.sets.base import ModelSet, task_description
 
@@ -63,7 +64,7 @@ def training_options(epochs: int | None, train_kwargs: dict[str, Any]) -> dict[s
     return out
 
 
-def training_key(task: Any, arch: str, epochs: int | None, train_kwargs: dict[str, Any]) -> str:
+def training_key(task: Task, arch: str, epochs: int | None, train_kwargs: dict[str, Any]) -> str:
     """Identity of one training recipe on one task's data (the retrain cache's folder name)."""
     from rashomon.models.external import arch_identity
     from rashomon.models.train import resolve_class_weights
@@ -89,7 +90,7 @@ def _variant(choices: dict[str, Sequence[Any]], k: int) -> dict[str, Any]:
 
 
 def trained_networks(
-    task: Any,
+    task: Task,
     seeds: Sequence[int],
     arch: str = "cnn-small",
     epochs: int | None = 20,
@@ -158,7 +159,7 @@ def trained_networks(
 
 
 def retrain(
-    task: Any,
+    task: Task,
     models: int = 10,
     arch: str = "cnn-small",
     epochs: int | None = 20,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rashomon.errors import RashomonError
+from rashomon.models.predict import model_features
 from rashomon.ode import (
     MAX_NFEV,
     NON_FINITE,
@@ -28,7 +29,6 @@ from rashomon.ode import (
     BatchSolution,
     solve_batched,
 )
-from rashomon.predict import model_features
 from rashomon.sets.fisher import (
     CG_MAX_ITER,
     CG_TOL,

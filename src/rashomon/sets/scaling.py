@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rashomon.data.task import Task
 from rashomon.errors import RashomonError
-from rashomon.predict import model_probs
+from rashomon.models.predict import model_probs
 from rashomon.sets.base import ModelSet
 from rashomon.sets.rashomon import model_scores, threshold
 
@@ -86,7 +87,7 @@ class PathEvaluator:
 
 def _bound(
     reference: torch.nn.Module,
-    task: Any,
+    task: Task,
     epsilon: float,
     on: str,
     device: str | None,
@@ -122,7 +123,7 @@ def _evaluator(post, deviations, task, kind, device, max_memory, class_weight) -
 def epsilon_scale(
     post: Any,
     deviations: torch.Tensor,
-    task: Any,
+    task: Task,
     epsilon: float,
     *,
     target_share: float = 0.5,
@@ -177,7 +178,7 @@ def epsilon_scale(
 def boundary_scales(
     post: Any,
     deviations: torch.Tensor,
-    task: Any,
+    task: Task,
     epsilon: float,
     *,
     on: str = "loss",

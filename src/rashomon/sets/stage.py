@@ -23,7 +23,7 @@ import torch
 
 from rashomon import schema as S
 from rashomon.errors import RashomonError
-from rashomon.predict import model_probs
+from rashomon.models.predict import model_probs
 from rashomon.schema import in_set_column
 from rashomon.sets.base import ModelSet
 from rashomon.sets.rashomon import MIN_SET_MODELS, model_scores, rashomon_mask, survival_table

@@ -71,8 +71,8 @@ def swag(
     snapshots of SGD at rate `lr` (weight decay `weight_decay`, the MAP training's) on the loss
     the MAP model was trained on (`class_weight`: its class weights), the last `rank` of them for
     the low-rank part."""
+    from rashomon.models.predict import model_features
     from rashomon.models.train import loss_function, per_sample_loss
-    from rashomon.predict import model_features
     from rashomon.sets.base import flat_parameters, ordered_names
 
     if subset not in SUBSETS:

@@ -2,14 +2,15 @@
 
 - `spec`: the sweep file (`SweepSpec`, `load_sweep`), its grid of cells (`expand_grid`,
   `cell_name`) and the sweep directory's file names;
-- `execution`: Ray (`start_ray`), one cell (`run_cell`), the whole sweep (`run_sweep`: shared MAP
-  training, waiting, status table, report);
+- `execution`: one cell (`run_cell`), the whole sweep (`run_sweep`: shared MAP training,
+  waiting, status table, report), on Ray (`start_ray`, from `rashomon.cluster`);
 - `collect`: the tidy table across cells (`cell_rows`, `collect_sweep`), the headline numbers per
   cell and their study against a grid axis (`headline_table`, `axis_study`).
 
 The sweep report page itself is drawn by `rashomon.report.sweep_page`.
 """
 
+from rashomon.cluster import OBJECT_STORE_BYTES, start_ray
 from rashomon.errors import ERROR_CHARS, one_line
 from rashomon.sweep.collect import (
     HEADLINE,
@@ -23,13 +24,11 @@ from rashomon.sweep.collect import (
     numeric_axes,
 )
 from rashomon.sweep.execution import (
-    OBJECT_STORE_BYTES,
     cell_is_finished,
     cell_memory_budget,
     concurrent_slots,
     run_cell,
     run_sweep,
-    start_ray,
     write_sweep_report,
 )
 from rashomon.sweep.spec import (

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
+from rashomon.cluster import start_ray
 from rashomon.config import RunConfig
 from rashomon.errors import RashomonError, one_line
 from rashomon.sweep.collect import axis_studies, collect_sweep, headline_table
@@ -39,11 +40,6 @@ from rashomon.sweep.spec import (
     expand_grid,
     load_sweep,
 )
-
-# Keep a local Ray small and offline: no dashboard, no usage reporting, a small object store
-# (cells exchange only small status dicts; their arrays go to disk).
-OBJECT_STORE_BYTES = 200 * 2**20
-
 
 # --------------------------------------------------------------------------- finished cells
 
@@ -116,31 +112,6 @@ def run_cell(
 
 
 # --------------------------------------------------------------------------- Ray
-
-
-def start_ray(
-    num_cpus: float | None = None, num_gpus: float | None = None, address: str | None = None
-) -> bool:
-    """Connect to Ray: an existing cluster at `address`, the one this process already holds, or
-    a local Ray started now. Returns True when this call started it (and should shut it down)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    import logging
-
-    # Cells log into their own run directories; Ray's own chatter stays off the console.
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "log_to_driver": False,
-        "logging_level": logging.ERROR,
-    }
-    if address:
-        ray.init(address=address, **kwargs)
-        return True
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES, **kwargs)
-    return True
 
 
 def concurrent_slots(resources: Resources, cluster: Mapping[str, float]) -> int:

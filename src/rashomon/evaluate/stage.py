@@ -7,7 +7,7 @@ the arithmetic lives in `rashomon.metrics`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from rashomon.data.groups import measurable_attributes
 from rashomon.errors import RashomonError
 from rashomon.metrics.acquisition import within_stratum_table
 from rashomon.sets.rashomon import MIN_SET_MODELS
+
+if TYPE_CHECKING:  # for annotations only: the Task's module loads torch
+    from rashomon.data.task import Task
 
 KNOWN_METRICS = ("multiplicity", "performance", "calibration", "fairness", "robustness")
 
@@ -34,7 +37,7 @@ def rashomon_indices(keep: np.ndarray, epsilon: float) -> np.ndarray:
     return idx
 
 
-def chosen_attributes(task, requested: list[str] | None) -> list[str]:
+def chosen_attributes(task: Task, requested: list[str] | None) -> list[str]:
     names = list(task.attributes) if requested is None else list(requested)
     unknown = [a for a in names if a not in task.attributes]
     if unknown:
@@ -116,7 +119,9 @@ def per_model_frames(
     return out
 
 
-def null_control_notes(per_model_test: pd.DataFrame, attributes: list[str], task) -> list[str]:
+def null_control_notes(
+    per_model_test: pd.DataFrame, attributes: list[str], task: Task
+) -> list[str]:
     """Compare every real attribute's fairness gaps with the `random` null control's; with no
     real attribute, compare the derived `intensity` proxy instead."""
     if "random" not in attributes:
@@ -249,7 +254,7 @@ EXTREMES_AUTO_WORK = 100_000  # N_train · N_test
 EXTREMES_AUTO_HEAD = 300  # head weights
 
 
-def wants_extremes(setting: str, sampled: S.SampleRecord, task: Any) -> bool:
+def wants_extremes(setting: str, sampled: S.SampleRecord, task: Task) -> bool:
     """Whether to compute the exact last-layer extremes: for head-only sets of binary tasks,
     always ("on"), never ("off"), or when the problem is small enough ("auto")."""
     if setting == "off" or task.kind != "binary" or not sampled.head_only:
@@ -267,7 +272,7 @@ def wants_extremes(setting: str, sampled: S.SampleRecord, task: Any) -> bool:
     return small and int(head) <= EXTREMES_AUTO_HEAD
 
 
-def extremes_table(ctx: StageContext, task: Any, epsilon: float) -> pd.DataFrame:
+def extremes_table(ctx: StageContext, task: Task, epsilon: float) -> pd.DataFrame:
     """The exact last-layer extremes of every test patient at the run's ε; the set's bounds
     and the seconds go into the stage summary."""
     import time
@@ -287,7 +292,7 @@ def extremes_table(ctx: StageContext, task: Any, epsilon: float) -> pd.DataFrame
 def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
     """Corruptions and attacks for the MAP model and the set's models (cached corrupted images
     live in the run directory, outside the stage folder, so --force does not redraw them)."""
-    from rashomon.metrics.robustness import robustness_tables
+    from rashomon.evaluate.robustness import robustness_tables
     from rashomon.models.train import load_checkpoint
     from rashomon.sets.base import ModelSet
 
