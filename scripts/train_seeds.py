@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import yaml
-
 import torch
+import yaml
 
 from rashomon.api import load_task
 from rashomon.sets.retrain import trained_networks
