@@ -112,10 +112,9 @@ def run_pneumonia(args) -> dict:
             subset="last_layer",
             hessian="kron",
             prior="marglik",
-            rtol=args.rtol,
-            atol=args.atol,
             refine_map=args.refine_map,
             metric=metric,
+            **solver_settings(args),
         )
         fit_seconds = time.perf_counter() - t0
         v_metric = post.velocities(m, seed=0)
@@ -222,26 +221,44 @@ def run_pneumonia(args) -> dict:
     return out
 
 
-def run_tolerance_check(model, task, args) -> list[dict]:
-    """Last-layer Monge geodesics of `--tolerance-check` velocities at each `--tolerances` pair
-    against the same geodesics at rtol 1e-9, atol 1e-10: end-point error relative to the
-    displacement and error in the loss L at the end point."""
-    import rashomon as rs
-    from rashomon.sets.riemannian import exp_map
+def solver_settings(args) -> dict:
+    """The solver settings given on the command line (the rest stay `GeodesicSolver`'s)."""
+    given = {k: getattr(args, k) for k in ("rtol", "atol", "error_scale", "error_norm")}
+    return {k: v for k, v in given.items() if v is not None}
 
-    post = rs.riemannian(model, task, subset="last_layer", hessian="kron", prior="marglik")
+
+def parse_control(text: str):
+    """'rtol:atol' (the default error scale and norm) or 'rtol:atol:scale:norm'."""
+    from rashomon.sets.riemannian import GeodesicSolver
+
+    parts = text.split(":")
+    settings = {"rtol": float(parts[0]), "atol": float(parts[1])}
+    if len(parts) == 4:
+        settings.update(error_scale=parts[2], error_norm=parts[3])
+    return GeodesicSolver(**settings)
+
+
+def run_tolerance_check(model, task, args) -> list[dict]:
+    """Last-layer Monge geodesics of `--tolerance-check` velocities under each `--tolerances`
+    error control against the same geodesics at rtol 1e-9, atol 1e-10 (absolute, RMS): end-point
+    error relative to the displacement and error in the loss L at the end point."""
+    import rashomon as rs
+    from rashomon.sets.riemannian import GeodesicSolver, exp_map
+
+    post = rs.riemannian(
+        model,
+        task,
+        subset="last_layer",
+        hessian="kron",
+        prior="marglik",
+        refine_map=args.refine_map,
+    )
     v = post.velocities(args.tolerance_check, seed=0)
     theta = post.theta_star
-    ref, info = exp_map(
-        None,
-        theta,
-        v,
-        rtol=1e-9,
-        atol=1e-10,
-        metric=post.metric,
-        max_nfev=10**6,
-        return_info=True,
+    tight = GeodesicSolver(
+        rtol=1e-9, atol=1e-10, error_scale="absolute", error_norm="rms", max_nfev=10**6
     )
+    ref, info = exp_map(None, theta, v, metric=post.metric, solver=tight, return_info=True)
     rows = [
         {
             "rtol": 1e-9,
@@ -252,19 +269,20 @@ def run_tolerance_check(model, task, args) -> list[dict]:
     ]
     with torch.no_grad():
         ref_loss = torch.stack([post.loss(e) for e in ref])
-    for pair in args.tolerances:
-        rtol, atol = (float(t) for t in pair.split(":"))
-        ends, info = exp_map(
-            None, theta, v, rtol=rtol, atol=atol, metric=post.metric, return_info=True
-        )
+    for control in args.tolerances:
+        solver = parse_control(control)
+        cpu0 = time.process_time()
+        ends, info = exp_map(None, theta, v, metric=post.metric, solver=solver, return_info=True)
+        cpu = time.process_time() - cpu0
         err = (ends - ref).norm(dim=1) / (ref - theta).norm(dim=1)
         with torch.no_grad():
             dl = (torch.stack([post.loss(e) for e in ends]) - ref_loss).abs()
         rows.append(
             {
-                "rtol": rtol,
-                "atol": atol,
+                **solver.as_meta(),
                 "nfev_mean": float(info.nfev.float().mean()),
+                "cpu_seconds_per_geodesic": cpu / len(v),
+                "load_average": os.getloadavg()[0],
                 "relative_error_median": float(err.median()),
                 "relative_error_max": float(err.max()),
                 "loss_error_median": float(dl.median()),
@@ -295,9 +313,8 @@ def run_pneumonia_all(model, task, args) -> dict:
             prior="marglik",
             linearized=variant == "linearized",
             batch_size=args.all_batch,
-            rtol=args.rtol,
-            atol=args.atol,
             max_nfev=args.all_max_nfev,
+            **solver_settings(args),
         )
         fit_seconds = time.perf_counter() - t0
         k = args.all_samples
@@ -371,8 +388,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--checkpoint", default=None, help="load if it exists, else train and save")
-    parser.add_argument("--rtol", type=float, default=1e-5)
-    parser.add_argument("--atol", type=float, default=1e-6)
+    parser.add_argument("--rtol", type=float, default=None)
+    parser.add_argument("--atol", type=float, default=None)
+    parser.add_argument("--error-scale", choices=("velocity", "absolute"), default=None)
+    parser.add_argument("--error-norm", choices=("max", "rms"), default=None)
     parser.add_argument("--time-single", type=int, default=20)
     parser.add_argument(
         "--metrics",
@@ -409,7 +428,10 @@ def main(argv: list[str] | None = None) -> None:
         help="only: this many last-layer geodesics at each --tolerances pair vs a tight solve",
     )
     parser.add_argument(
-        "--tolerances", nargs="+", default=["1e-6:1e-3", "1e-6:1e-4", "1e-4:1e-5", "1e-5:1e-6"]
+        "--tolerances",
+        nargs="+",
+        default=["1e-6:1e-3:absolute:rms", "1e-5:1e-6:absolute:rms", "1e-6:1e-3:velocity:max"],
+        help="error controls, 'rtol:atol' or 'rtol:atol:scale:norm'",
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
