@@ -293,69 +293,104 @@ def run_tolerance_check(model, task, args) -> list[dict]:
     return rows
 
 
+ALL_VARIANTS = {  # name: (linearized, solved in the subspace)
+    "exact": (False, False),
+    "linearized": (True, True),
+    "linearized_full": (True, False),
+}
+
+
 def run_pneumonia_all(model, task, args) -> dict:
-    """All weights with a fixed mini-batch per geodesic (data term scaled by N/B), exact and/or
-    linearized, bounded by `--all-max-nfev` per geodesic and `--all-timeout` seconds per solve.
+    """All weights with a fixed mini-batch per geodesic (data term scaled by N/B), one Laplace
+    fit, then each `--all-variants` (exact; linearized solved in each geodesic's subspace;
+    linearized in the full parameter space) under each `--all-metrics` metric on the same
+    velocities, bounded by `--all-max-nfev` per geodesic and `--all-timeout` seconds per solve.
 
-    Reports the cost of one right-hand-side call for the K geodesics (measured before the solve,
-    so the cost is known even when the solve times out), the function evaluations each
-    geodesic used, and how each ended."""
+    Reports seconds per geodesic (with the subspaces' construction), evaluations, how each
+    geodesic ended, and 500 geodesics' cost extrapolated from the finished ones (labelled so);
+    for full-space variants also the cost of one right-hand-side call for the K geodesics,
+    measured before the solve, so the cost is known even when the solve times out."""
     import rashomon as rs
+    from rashomon.sets.riemannian import MetricOptions, RiemannianPosterior, geodesic_problem
 
-    out: dict = {}
-    for variant in args.all_variants:
-        t0 = time.perf_counter()
-        post = rs.riemannian(
-            model,
-            task,
-            subset="all",
-            hessian="kron",
-            prior="marglik",
-            linearized=variant == "linearized",
-            batch_size=args.all_batch,
-            max_nfev=args.all_max_nfev,
-            **solver_settings(args),
-        )
-        fit_seconds = time.perf_counter() - t0
-        k = args.all_samples
-        v = post.velocities(k, seed=0).to(post.device)
-        theta = post.theta_star[None].expand(k, -1)
-        gen = torch.Generator().manual_seed(0)
-        index = torch.stack(
-            [torch.randperm(post.n_train, generator=gen)[: args.all_batch] for _ in v]
-        )
-        torch.set_num_threads(1)
-        post.metric.acceleration(theta, v, [index])  # warm-up
-        t0 = time.perf_counter()
-        calls = 3
-        for _ in range(calls):
-            post.metric.acceleration(theta, v, [index])
-        per_call = (time.perf_counter() - t0) / calls
-        points, info = post.end_points(v, max_seconds=args.all_timeout)
-        nfev = info.nfev.float()
-        done = info.ok
-        shares = all_weights_shares(post, task, v, points, done) if bool(done.any()) else {}
-        out[variant] = {
-            "batch_size": args.all_batch,
-            "samples": k,
-            "params": int(v.shape[1]),
-            "prior_precision": post.laplace.prior_precision,
-            "right_hand_side": post.meta["right_hand_side"],
-            "fit_seconds": fit_seconds,
-            "seconds_per_call_all_k": per_call,
-            "seconds_per_geodesic_evaluation": per_call / k,
-            "solve_seconds": info.seconds,
-            "timeout_seconds": args.all_timeout,
-            "nfev": info.nfev.tolist(),
-            "nfev_mean_finished": float(nfev[done].mean()) if bool(done.any()) else None,
-            "status_counts": info.counts,
-            "seconds_per_finished_geodesic": info.seconds / int(done.sum())
-            if bool(done.any())
-            else None,
-            "load_average": os.getloadavg()[0],
-            **shares,
-        }
-        print(json.dumps({variant: out[variant]}), file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    base = rs.riemannian(
+        model,
+        task,
+        subset="all",
+        hessian="kron",
+        prior="marglik",
+        linearized=True,
+        batch_size=args.all_batch,
+        max_nfev=args.all_max_nfev,
+        **solver_settings(args),
+    )
+    out: dict = {
+        "fit_seconds": time.perf_counter() - t0,
+        "prior_precision": base.laplace.prior_precision,
+        "batch_size": args.all_batch,
+        "solver": base.solver.as_meta(),
+    }
+    k = args.all_samples
+    v = base.velocities(k, seed=0).to(base.device)
+    index = base.problem.minibatches(k, seed=0)
+    ends: dict[str, torch.Tensor] = {}
+    torch.set_num_threads(1)
+    for metric in args.all_metrics:
+        for variant in args.all_variants:
+            linearized, subspace = ALL_VARIANTS[variant]
+            options = MetricOptions(metric=metric, subspace=subspace)
+            problem = geodesic_problem(
+                base.laplace, task, "all", linearized, args.all_batch, 1.0, options
+            )
+            post = RiemannianPosterior(
+                base.laplace,
+                problem,
+                base.solver,
+                subset="all",
+                linearized=linearized,
+                meta=base.meta,
+            )
+            row: dict = {"right_hand_side": problem.right_hand_side}
+            if not subspace:
+                theta = post.theta_star[None].expand(k, -1)
+                post.metric.acceleration(theta, v, index)  # warm-up
+                t0 = time.perf_counter()
+                post.metric.acceleration(theta, v, index)
+                row["seconds_per_call_all_k"] = time.perf_counter() - t0
+                row["seconds_per_geodesic_evaluation"] = row["seconds_per_call_all_k"] / k
+            cpu0 = time.process_time()
+            points, info = post.end_points(v, seed=0, max_seconds=args.all_timeout)
+            cpu = time.process_time() - cpu0
+            done = info.ok
+            finished = int(done.sum())
+            row.update(
+                samples=k,
+                params=int(v.shape[1]),
+                solve_seconds=info.seconds,
+                solve_cpu_seconds=cpu,
+                timeout_seconds=args.all_timeout,
+                nfev=info.nfev.tolist(),
+                nfev_mean_finished=float(info.nfev[done].float().mean()) if finished else None,
+                status_counts=info.counts,
+                finished=finished,
+                seconds_per_finished_geodesic=info.seconds / finished if finished else None,
+                extrapolated_seconds_500=500 * info.seconds / finished if finished else None,
+                load_average=os.getloadavg()[0],
+            )
+            if finished:
+                row.update(all_weights_shares(post, task, v, points, done))
+            ends[f"{metric}/{variant}"] = points.detach().cpu()
+            out[f"{metric}/{variant}"] = row
+            print(json.dumps({f"{metric}/{variant}": row}), file=sys.stderr, flush=True)
+        both = [f"{metric}/linearized", f"{metric}/linearized_full"]
+        if all(b in ends for b in both):
+            a, b = ends[both[0]], ends[both[1]]
+            moved = (b - base.theta_star.cpu()).norm(dim=1)
+            ok = torch.isfinite(a).all(1) & torch.isfinite(b).all(1)
+            out[f"{metric}/subspace_vs_full_relative_difference"] = ((a - b).norm(dim=1) / moved)[
+                ok
+            ].tolist()
     return out
 
 
@@ -415,8 +450,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--all-variants",
         nargs="+",
-        default=["exact", "linearized"],
-        choices=("exact", "linearized"),
+        default=["linearized", "linearized_full", "exact"],
+        choices=tuple(ALL_VARIANTS),
+    )
+    parser.add_argument(
+        "--all-metrics", nargs="+", default=["monge", "fisher"], choices=("monge", "fisher")
     )
     parser.add_argument(
         "--skip-last-layer", action="store_true", help="only the all-weights part (--all-weights)"

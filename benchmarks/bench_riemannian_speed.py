@@ -232,9 +232,9 @@ def run_paired(args) -> dict:
     row = run_row(
         "banana_error_control",
         "banana seed 0, 50 geodesics batched, closed form, 1 thread",
-        {name: contender(name) for name in CONTROLS},
+        {name: contender(name) for name in args.controls},
         rounds=args.paired,
-        ratios=[("reference", "defaults"), ("earlier_defaults", "defaults")],
+        ratios=[(name, "defaults") for name in args.controls if name != "defaults"],
         warmup=True,
     )
     out = row.to_dict()
@@ -325,8 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--error-scale", choices=("velocity", "absolute"), default=None)
     parser.add_argument("--error-norm", choices=("max", "rms"), default=None)
     parser.add_argument(
-        "--paired", type=int, default=0, metavar="ROUNDS", help="paired rounds of CONTROLS"
+        "--paired", type=int, default=0, metavar="ROUNDS", help="paired rounds of --controls"
     )
+    parser.add_argument("--controls", nargs="+", choices=list(CONTROLS), default=list(CONTROLS))
     parser.add_argument(
         "--tolerance-sweep",
         nargs="+",
