@@ -1,7 +1,12 @@
 """Riemannian Laplace on banana: the reference's setting, reproduced (docs/riemannian.md).
 
     .venv/bin/python benchmarks/bench_riemannian_banana.py --seeds 0 1 2 3 4 --samples 50 \
-        --rtol 1e-6 --atol 1e-3 --threads 1 [--refine-map] [--metrics monge fisher]
+        --threads 1 [--refine-map] [--metrics monge fisher] \
+        [--rtol R --atol A --error-scale velocity|absolute --error-norm max|rms]
+
+The solver settings default to `GeodesicSolver`'s (the reference's rtol 1e-6, atol 1e-3, error
+measured per component against each geodesic's RMS velocity, max norm); `--error-scale absolute
+--error-norm rms` is the reference's own error control.
 
 The setting of the reference's `banana_experiment.py -str full -sub all -optim sgd`
 (RIEMANNIAN.md): MLP 2-16-16-2 tanh, SGD lr 1e-3, 2,500 full-batch epochs on 265 points, summed
@@ -32,20 +37,20 @@ from riemannian_common import (
     mean_probs,
     refine_banana,
     solve_stats,
+    solver_from_args,
     train_banana,
 )
 
 from rashomon.sets.fisher import MLPFisherMetric
 from rashomon.sets.flat import ParameterView, flat_loss
 from rashomon.sets.geodesic import LinearizedMLPMongeMetric, MongeMetric
-from rashomon.sets.riemannian import exp_map
+from rashomon.sets.riemannian import GeodesicSolver, exp_map
 
 
 def run_banana(
     seed: int,
     samples: int,
-    rtol: float,
-    atol: float,
+    solver: GeodesicSolver,
     time_single: int,
     rhs: str = "closed",
     refine: bool = False,
@@ -64,7 +69,7 @@ def run_banana(
     lin_loss = flat_loss(view, x, y, PRIOR_PRECISION, theta_star=theta_star)
 
     def solve(velocity, m=metric):
-        return exp_map(None, theta_star, velocity, rtol=rtol, atol=atol, metric=m, return_info=True)
+        return exp_map(None, theta_star, velocity, metric=m, solver=solver, return_info=True)
 
     cpu0 = time.process_time()
     riem, info = solve(v)
@@ -93,7 +98,7 @@ def run_banana(
     }
     fisher = None
     if "fisher" in metrics:
-        fisher = _fisher_end_points(model, x, theta_star, v, rtol, atol)
+        fisher = _fisher_end_points(model, x, theta_star, v, solver)
         rows["Riemannian LA (Fisher)"] = classification_metrics(
             mean_probs(view, fisher["ends"], x_te), y_np
         )
@@ -104,8 +109,7 @@ def run_banana(
         "rhs": rhs,
         "fisher": fisher,
         "refine": refine_info,
-        "rtol": rtol,
-        "atol": atol,
+        "solver": solver.as_meta(),
         "train_seconds": train_s,
         "metrics": rows,
         "exact": solve_stats(info, samples),
@@ -116,7 +120,7 @@ def run_banana(
     }
 
 
-def _fisher_end_points(model, x, theta_star, v, rtol: float, atol: float) -> dict:
+def _fisher_end_points(model, x, theta_star, v, solver: GeodesicSolver) -> dict:
     """Exp_θ*(v) under the Fisher metric G = F + τI (closed form for the MLP, conjugate
     gradients to a relative residual of 1e-6, no preconditioner: the Laplace covariance at θ*
     is a poor one this far from θ*). In float64: G's condition number here is ~1e5, beyond what
@@ -129,8 +133,7 @@ def _fisher_end_points(model, x, theta_star, v, rtol: float, atol: float) -> dic
         None,
         theta_star.double(),
         v.double(),
-        rtol=rtol,
-        atol=atol,
+        solver=solver,
         metric=metric,
         return_info=True,
     )
@@ -214,8 +217,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--samples", type=int, default=50)
-    parser.add_argument("--rtol", type=float, default=1e-5)
-    parser.add_argument("--atol", type=float, default=1e-6)
+    parser.add_argument("--rtol", type=float, default=None)
+    parser.add_argument("--atol", type=float, default=None)
+    parser.add_argument("--error-scale", choices=("velocity", "absolute"), default=None)
+    parser.add_argument("--error-norm", choices=("max", "rms"), default=None)
     parser.add_argument("--time-single", type=int, default=5, help="geodesics timed one at a time")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rhs", choices=("closed", "autograd"), default="closed")
@@ -235,13 +240,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    solver = solver_from_args(args)
     runs = []
     for seed in args.seeds:
         r = run_banana(
             seed,
             args.samples,
-            args.rtol,
-            args.atol,
+            solver,
             args.time_single,
             args.rhs,
             args.refine_map,

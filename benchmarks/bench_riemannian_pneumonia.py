@@ -112,10 +112,9 @@ def run_pneumonia(args) -> dict:
             subset="last_layer",
             hessian="kron",
             prior="marglik",
-            rtol=args.rtol,
-            atol=args.atol,
             refine_map=args.refine_map,
             metric=metric,
+            **solver_settings(args),
         )
         fit_seconds = time.perf_counter() - t0
         v_metric = post.velocities(m, seed=0)
@@ -222,26 +221,44 @@ def run_pneumonia(args) -> dict:
     return out
 
 
-def run_tolerance_check(model, task, args) -> list[dict]:
-    """Last-layer Monge geodesics of `--tolerance-check` velocities at each `--tolerances` pair
-    against the same geodesics at rtol 1e-9, atol 1e-10: end-point error relative to the
-    displacement and error in the loss L at the end point."""
-    import rashomon as rs
-    from rashomon.sets.riemannian import exp_map
+def solver_settings(args) -> dict:
+    """The solver settings given on the command line (the rest stay `GeodesicSolver`'s)."""
+    given = {k: getattr(args, k) for k in ("rtol", "atol", "error_scale", "error_norm")}
+    return {k: v for k, v in given.items() if v is not None}
 
-    post = rs.riemannian(model, task, subset="last_layer", hessian="kron", prior="marglik")
+
+def parse_control(text: str):
+    """'rtol:atol' (the default error scale and norm) or 'rtol:atol:scale:norm'."""
+    from rashomon.sets.riemannian import GeodesicSolver
+
+    parts = text.split(":")
+    settings = {"rtol": float(parts[0]), "atol": float(parts[1])}
+    if len(parts) == 4:
+        settings.update(error_scale=parts[2], error_norm=parts[3])
+    return GeodesicSolver(**settings)
+
+
+def run_tolerance_check(model, task, args) -> list[dict]:
+    """Last-layer Monge geodesics of `--tolerance-check` velocities under each `--tolerances`
+    error control against the same geodesics at rtol 1e-9, atol 1e-10 (absolute, RMS): end-point
+    error relative to the displacement and error in the loss L at the end point."""
+    import rashomon as rs
+    from rashomon.sets.riemannian import GeodesicSolver, exp_map
+
+    post = rs.riemannian(
+        model,
+        task,
+        subset="last_layer",
+        hessian="kron",
+        prior="marglik",
+        refine_map=args.refine_map,
+    )
     v = post.velocities(args.tolerance_check, seed=0)
     theta = post.theta_star
-    ref, info = exp_map(
-        None,
-        theta,
-        v,
-        rtol=1e-9,
-        atol=1e-10,
-        metric=post.metric,
-        max_nfev=10**6,
-        return_info=True,
+    tight = GeodesicSolver(
+        rtol=1e-9, atol=1e-10, error_scale="absolute", error_norm="rms", max_nfev=10**6
     )
+    ref, info = exp_map(None, theta, v, metric=post.metric, solver=tight, return_info=True)
     rows = [
         {
             "rtol": 1e-9,
@@ -252,19 +269,20 @@ def run_tolerance_check(model, task, args) -> list[dict]:
     ]
     with torch.no_grad():
         ref_loss = torch.stack([post.loss(e) for e in ref])
-    for pair in args.tolerances:
-        rtol, atol = (float(t) for t in pair.split(":"))
-        ends, info = exp_map(
-            None, theta, v, rtol=rtol, atol=atol, metric=post.metric, return_info=True
-        )
+    for control in args.tolerances:
+        solver = parse_control(control)
+        cpu0 = time.process_time()
+        ends, info = exp_map(None, theta, v, metric=post.metric, solver=solver, return_info=True)
+        cpu = time.process_time() - cpu0
         err = (ends - ref).norm(dim=1) / (ref - theta).norm(dim=1)
         with torch.no_grad():
             dl = (torch.stack([post.loss(e) for e in ends]) - ref_loss).abs()
         rows.append(
             {
-                "rtol": rtol,
-                "atol": atol,
+                **solver.as_meta(),
                 "nfev_mean": float(info.nfev.float().mean()),
+                "cpu_seconds_per_geodesic": cpu / len(v),
+                "load_average": os.getloadavg()[0],
                 "relative_error_median": float(err.median()),
                 "relative_error_max": float(err.max()),
                 "loss_error_median": float(dl.median()),
@@ -275,70 +293,104 @@ def run_tolerance_check(model, task, args) -> list[dict]:
     return rows
 
 
+ALL_VARIANTS = {  # name: (linearized, solved in the subspace)
+    "exact": (False, False),
+    "linearized": (True, True),
+    "linearized_full": (True, False),
+}
+
+
 def run_pneumonia_all(model, task, args) -> dict:
-    """All weights with a fixed mini-batch per geodesic (data term scaled by N/B), exact and/or
-    linearized, bounded by `--all-max-nfev` per geodesic and `--all-timeout` seconds per solve.
+    """All weights with a fixed mini-batch per geodesic (data term scaled by N/B), one Laplace
+    fit, then each `--all-variants` (exact; linearized solved in each geodesic's subspace;
+    linearized in the full parameter space) under each `--all-metrics` metric on the same
+    velocities, bounded by `--all-max-nfev` per geodesic and `--all-timeout` seconds per solve.
 
-    Reports the cost of one right-hand-side call for the K geodesics (measured before the solve,
-    so the cost is known even when the solve times out), the function evaluations each
-    geodesic used, and how each ended."""
+    Reports seconds per geodesic (with the subspaces' construction), evaluations, how each
+    geodesic ended, and 500 geodesics' cost extrapolated from the finished ones (labelled so);
+    for full-space variants also the cost of one right-hand-side call for the K geodesics,
+    measured before the solve, so the cost is known even when the solve times out."""
     import rashomon as rs
+    from rashomon.sets.riemannian import MetricOptions, RiemannianPosterior, geodesic_problem
 
-    out: dict = {}
-    for variant in args.all_variants:
-        t0 = time.perf_counter()
-        post = rs.riemannian(
-            model,
-            task,
-            subset="all",
-            hessian="kron",
-            prior="marglik",
-            linearized=variant == "linearized",
-            batch_size=args.all_batch,
-            rtol=args.rtol,
-            atol=args.atol,
-            max_nfev=args.all_max_nfev,
-        )
-        fit_seconds = time.perf_counter() - t0
-        k = args.all_samples
-        v = post.velocities(k, seed=0).to(post.device)
-        theta = post.theta_star[None].expand(k, -1)
-        gen = torch.Generator().manual_seed(0)
-        index = torch.stack(
-            [torch.randperm(post.n_train, generator=gen)[: args.all_batch] for _ in v]
-        )
-        torch.set_num_threads(1)
-        post.metric.acceleration(theta, v, [index])  # warm-up
-        t0 = time.perf_counter()
-        calls = 3
-        for _ in range(calls):
-            post.metric.acceleration(theta, v, [index])
-        per_call = (time.perf_counter() - t0) / calls
-        points, info = post.end_points(v, max_seconds=args.all_timeout)
-        nfev = info.nfev.float()
-        done = info.ok
-        shares = all_weights_shares(post, task, v, points, done) if bool(done.any()) else {}
-        out[variant] = {
-            "batch_size": args.all_batch,
-            "samples": k,
-            "params": int(v.shape[1]),
-            "prior_precision": post.laplace.prior_precision,
-            "right_hand_side": post.meta["right_hand_side"],
-            "fit_seconds": fit_seconds,
-            "seconds_per_call_all_k": per_call,
-            "seconds_per_geodesic_evaluation": per_call / k,
-            "solve_seconds": info.seconds,
-            "timeout_seconds": args.all_timeout,
-            "nfev": info.nfev.tolist(),
-            "nfev_mean_finished": float(nfev[done].mean()) if bool(done.any()) else None,
-            "status_counts": info.counts,
-            "seconds_per_finished_geodesic": info.seconds / int(done.sum())
-            if bool(done.any())
-            else None,
-            "load_average": os.getloadavg()[0],
-            **shares,
-        }
-        print(json.dumps({variant: out[variant]}), file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    base = rs.riemannian(
+        model,
+        task,
+        subset="all",
+        hessian="kron",
+        prior="marglik",
+        linearized=True,
+        batch_size=args.all_batch,
+        max_nfev=args.all_max_nfev,
+        **solver_settings(args),
+    )
+    out: dict = {
+        "fit_seconds": time.perf_counter() - t0,
+        "prior_precision": base.laplace.prior_precision,
+        "batch_size": args.all_batch,
+        "solver": base.solver.as_meta(),
+    }
+    k = args.all_samples
+    v = base.velocities(k, seed=0).to(base.device)
+    index = base.problem.minibatches(k, seed=0)
+    ends: dict[str, torch.Tensor] = {}
+    torch.set_num_threads(1)
+    for metric in args.all_metrics:
+        for variant in args.all_variants:
+            linearized, subspace = ALL_VARIANTS[variant]
+            options = MetricOptions(metric=metric, subspace=subspace)
+            problem = geodesic_problem(
+                base.laplace, task, "all", linearized, args.all_batch, 1.0, options
+            )
+            post = RiemannianPosterior(
+                base.laplace,
+                problem,
+                base.solver,
+                subset="all",
+                linearized=linearized,
+                meta=base.meta,
+            )
+            row: dict = {"right_hand_side": problem.right_hand_side}
+            if not subspace:
+                theta = post.theta_star[None].expand(k, -1)
+                post.metric.acceleration(theta, v, index)  # warm-up
+                t0 = time.perf_counter()
+                post.metric.acceleration(theta, v, index)
+                row["seconds_per_call_all_k"] = time.perf_counter() - t0
+                row["seconds_per_geodesic_evaluation"] = row["seconds_per_call_all_k"] / k
+            cpu0 = time.process_time()
+            points, info = post.end_points(v, seed=0, max_seconds=args.all_timeout)
+            cpu = time.process_time() - cpu0
+            done = info.ok
+            finished = int(done.sum())
+            row.update(
+                samples=k,
+                params=int(v.shape[1]),
+                solve_seconds=info.seconds,
+                solve_cpu_seconds=cpu,
+                timeout_seconds=args.all_timeout,
+                nfev=info.nfev.tolist(),
+                nfev_mean_finished=float(info.nfev[done].float().mean()) if finished else None,
+                status_counts=info.counts,
+                finished=finished,
+                seconds_per_finished_geodesic=info.seconds / finished if finished else None,
+                extrapolated_seconds_500=500 * info.seconds / finished if finished else None,
+                load_average=os.getloadavg()[0],
+            )
+            if finished:
+                row.update(all_weights_shares(post, task, v, points, done))
+            ends[f"{metric}/{variant}"] = points.detach().cpu()
+            out[f"{metric}/{variant}"] = row
+            print(json.dumps({f"{metric}/{variant}": row}), file=sys.stderr, flush=True)
+        both = [f"{metric}/linearized", f"{metric}/linearized_full"]
+        if all(b in ends for b in both):
+            a, b = ends[both[0]], ends[both[1]]
+            moved = (b - base.theta_star.cpu()).norm(dim=1)
+            ok = torch.isfinite(a).all(1) & torch.isfinite(b).all(1)
+            out[f"{metric}/subspace_vs_full_relative_difference"] = ((a - b).norm(dim=1) / moved)[
+                ok
+            ].tolist()
     return out
 
 
@@ -371,8 +423,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--checkpoint", default=None, help="load if it exists, else train and save")
-    parser.add_argument("--rtol", type=float, default=1e-5)
-    parser.add_argument("--atol", type=float, default=1e-6)
+    parser.add_argument("--rtol", type=float, default=None)
+    parser.add_argument("--atol", type=float, default=None)
+    parser.add_argument("--error-scale", choices=("velocity", "absolute"), default=None)
+    parser.add_argument("--error-norm", choices=("max", "rms"), default=None)
     parser.add_argument("--time-single", type=int, default=20)
     parser.add_argument(
         "--metrics",
@@ -396,8 +450,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--all-variants",
         nargs="+",
-        default=["exact", "linearized"],
-        choices=("exact", "linearized"),
+        default=["linearized", "linearized_full", "exact"],
+        choices=tuple(ALL_VARIANTS),
+    )
+    parser.add_argument(
+        "--all-metrics", nargs="+", default=["monge", "fisher"], choices=("monge", "fisher")
     )
     parser.add_argument(
         "--skip-last-layer", action="store_true", help="only the all-weights part (--all-weights)"
@@ -409,7 +466,10 @@ def main(argv: list[str] | None = None) -> None:
         help="only: this many last-layer geodesics at each --tolerances pair vs a tight solve",
     )
     parser.add_argument(
-        "--tolerances", nargs="+", default=["1e-6:1e-3", "1e-6:1e-4", "1e-4:1e-5", "1e-5:1e-6"]
+        "--tolerances",
+        nargs="+",
+        default=["1e-6:1e-3:absolute:rms", "1e-5:1e-6:absolute:rms", "1e-6:1e-3:velocity:max"],
+        help="error controls, 'rtol:atol' or 'rtol:atol:scale:norm'",
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -1,9 +1,15 @@
 """Riemannian Laplace on banana: solver speed against the reference's 15.7 s per geodesic.
 
     .venv/bin/python benchmarks/bench_riemannian_speed.py --batch-sizes 20 50 100 200
+    .venv/bin/python benchmarks/bench_riemannian_speed.py --paired 5
 
 Seconds per geodesic against batch size and one at a time (ratio to the reference's 15.7 s), nfev
-against scipy's RK45 on the same ODE, optionally the error against a tight solve.
+against scipy's RK45 on the same ODE, optionally the error against a tight solve. The solver
+settings default to `GeodesicSolver`'s; `--rtol/--atol/--error-scale/--error-norm` change them.
+`--paired R`: instead, R paired rounds (benchmarks/_paired.py) of three error controls on the
+same 50 geodesics, batched: the reference's (rtol 1e-6, atol 1e-3, absolute, RMS), the earlier
+defaults (rtol 1e-5, atol 1e-6, absolute, RMS) and the current defaults, with banana's test
+metrics of each.
 """
 
 from __future__ import annotations
@@ -26,12 +32,22 @@ from riemannian_common import (
     classification_metrics,
     euclidean_velocities,
     mean_probs,
+    solver_from_args,
     train_banana,
 )
 
 from rashomon.sets.flat import ParameterView
 from rashomon.sets.geodesic import MLPMongeMetric
-from rashomon.sets.riemannian import exp_map
+from rashomon.sets.riemannian import GeodesicSolver, exp_map
+
+# The error controls compared by --paired.
+CONTROLS = {
+    "reference": GeodesicSolver(rtol=1e-6, atol=1e-3, error_scale="absolute", error_norm="rms"),
+    "earlier_defaults": GeodesicSolver(
+        rtol=1e-5, atol=1e-6, error_scale="absolute", error_norm="rms"
+    ),
+    "defaults": GeodesicSolver(),
+}
 
 
 def run_speed(args) -> list[dict]:
@@ -50,21 +66,13 @@ def run_speed(args) -> list[dict]:
     p = theta.numel()
     n_velocities = max(*args.batch_sizes, args.single, args.scipy)
     v = euclidean_velocities(model, x, y, n_velocities, args.seed)
+    solver = solver_from_args(args).with_options(cpu_threads=args.cpu_threads)
     rows = []
     for rhs in args.rhs:
         metric = banana_metric(model, x, y, rhs)
 
         def solve(velocity: torch.Tensor, metric=metric):
-            return exp_map(
-                None,
-                theta,
-                velocity,
-                rtol=args.rtol,
-                atol=args.atol,
-                metric=metric,
-                return_info=True,
-                cpu_threads=args.cpu_threads,
-            )[1]
+            return exp_map(None, theta, velocity, metric=metric, solver=solver, return_info=True)[1]
 
         for k in args.batch_sizes:
             cpu0 = time.process_time()
@@ -126,7 +134,8 @@ def run_speed(args) -> list[dict]:
         torch.set_num_threads(1)
         for i in range(args.scipy):
             y0 = torch.cat([theta, v[i]]).double().numpy()
-            ref = solve_ivp(rhs_np, (0.0, 1.0), y0, rtol=args.rtol, atol=args.atol)
+            # scipy's error control is the absolute-scale RMS one
+            ref = solve_ivp(rhs_np, (0.0, 1.0), y0, rtol=solver.rtol, atol=solver.atol)
             info = solve(v[i])
             row = {
                 "mode": "scipy_rk45",
@@ -141,7 +150,7 @@ def run_speed(args) -> list[dict]:
                 # in float64 (float32 round-off would stall a 1e-10 error control).
                 tight = solve_ivp(rhs64, (0.0, 1.0), y0, rtol=1e-10, atol=1e-10)
                 end = tight.y[:p, -1]
-                ours = exp_map(None, theta, v[i], rtol=args.rtol, atol=args.atol, metric=metric)
+                ours = exp_map(None, theta, v[i], metric=metric, solver=solver)
                 row.update(
                     tight_nfev=int(tight.nfev),
                     scipy_max_abs_error=float(np.abs(ref.y[:p, -1] - end).max()),
@@ -155,7 +164,8 @@ def run_speed(args) -> list[dict]:
 
 def run_tolerance_sweep(args) -> list[dict]:
     """Banana metrics and evaluations of the same 50 geodesics at each rtol:atol pair (closed
-    form, `max_nfev` 100,000 so that none is cut off, no retries)."""
+    form, `max_nfev` 100,000 so that none is cut off, no retries), under the error scale and
+    norm given (default: `GeodesicSolver`'s)."""
     torch.set_num_threads(1)
     data = banana_splits()
     (x, y), (x_te, y_te) = data["train"], data["test"]
@@ -164,25 +174,16 @@ def run_tolerance_sweep(args) -> list[dict]:
     theta = view.flatten()
     v = euclidean_velocities(model, x, y, 50, args.seed)
     metric = banana_metric(model, x, y, "closed")
+    base = solver_from_args(args).with_options(max_nfev=100_000, retries=0)
     rows = []
     for pair in args.tolerance_sweep:
         rtol, atol = (float(t) for t in pair.split(":"))
-        ends, info = exp_map(
-            None,
-            theta,
-            v,
-            rtol=rtol,
-            atol=atol,
-            metric=metric,
-            max_nfev=100_000,
-            retries=0,
-            return_info=True,
-        )
+        solver = base.with_options(rtol=rtol, atol=atol)
+        ends, info = exp_map(None, theta, v, metric=metric, solver=solver, return_info=True)
         probs = mean_probs(view, ends[info.ok], x_te)
         rows.append(
             {
-                "rtol": rtol,
-                "atol": atol,
+                **solver.as_meta(),
                 "nfev_mean": float(info.nfev.float().mean()),
                 "nfev_max": int(info.nfev.max()),
                 "over_20000": int((info.nfev > 20_000).sum()),
@@ -192,6 +193,64 @@ def run_tolerance_sweep(args) -> list[dict]:
         )
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
+
+
+def run_paired(args) -> dict:
+    """Paired rounds of the error controls in CONTROLS on banana's 50 geodesics (seed
+    `args.seed`, closed form, one thread): seconds per geodesic, their per-round ratios, and the
+    test metrics and evaluations of each control's end points."""
+    from _paired import loadavg, run_row
+
+    torch.set_num_threads(1)
+    data = banana_splits()
+    (x, y), (x_te, y_te) = data["train"], data["test"]
+    model = train_banana(x, y, args.seed)
+    view = ParameterView(model)
+    theta = view.flatten()
+    v = euclidean_velocities(model, x, y, 50, args.seed)
+    metric = banana_metric(model, x, y, "closed")
+    quality: dict[str, dict] = {}
+
+    def contender(name: str):
+        def solve():
+            ends, info = exp_map(
+                None, theta, v, metric=metric, solver=CONTROLS[name], return_info=True
+            )
+            if name not in quality:  # deterministic: the first solve's end points stand
+                probs = mean_probs(view, ends[info.ok], x_te)
+                quality[name] = {
+                    "nfev_mean": float(info.nfev.float().mean()),
+                    "nfev_max": int(info.nfev.max()),
+                    "failed": info.failed,
+                    **classification_metrics(probs, y_te.numpy()),
+                }
+            return ends
+
+        return solve
+
+    load_before = loadavg()
+    row = run_row(
+        "banana_error_control",
+        "banana seed 0, 50 geodesics batched, closed form, 1 thread",
+        {name: contender(name) for name in args.controls},
+        rounds=args.paired,
+        ratios=[(name, "defaults") for name in args.controls if name != "defaults"],
+        warmup=True,
+    )
+    out = row.to_dict()
+    for name, q in quality.items():
+        wall = out["contenders"][name]["wall_median_s"] / len(v)
+        cpu = out["contenders"][name]["cpu_median_s"] / len(v)
+        q.update(
+            seconds_per_geodesic=wall,
+            cpu_seconds_per_geodesic=cpu,
+            vs_reference_implementation=REFERENCE_SECONDS_PER_GEODESIC / wall,
+            solver=CONTROLS[name].as_meta(),
+        )
+        print(name, json.dumps(q), flush=True)
+    out["quality"] = quality
+    out["load_before_all"] = load_before
+    return out
 
 
 def summarise_sweep(rows: list[dict]) -> str:
@@ -261,8 +320,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tight", type=int, default=0, help="of those, solved at rtol=atol=1e-10 (slow)"
     )
-    parser.add_argument("--rtol", type=float, default=1e-6)
-    parser.add_argument("--atol", type=float, default=1e-3)
+    parser.add_argument("--rtol", type=float, default=None)
+    parser.add_argument("--atol", type=float, default=None)
+    parser.add_argument("--error-scale", choices=("velocity", "absolute"), default=None)
+    parser.add_argument("--error-norm", choices=("max", "rms"), default=None)
+    parser.add_argument(
+        "--paired", type=int, default=0, metavar="ROUNDS", help="paired rounds of --controls"
+    )
+    parser.add_argument("--controls", nargs="+", choices=list(CONTROLS), default=list(CONTROLS))
     parser.add_argument(
         "--tolerance-sweep",
         nargs="+",
@@ -272,7 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.tolerance_sweep:
+    if args.paired:
+        rows = run_paired(args)
+    elif args.tolerance_sweep:
         rows = run_tolerance_sweep(args)
         print(summarise_sweep(rows))
     else:

@@ -18,6 +18,7 @@ from torch import nn
 
 from rashomon.sets.flat import ParameterView, flat_loss, minimize_flat
 from rashomon.sets.geodesic import MLPMongeMetric, MongeMetric
+from rashomon.sets.riemannian import GeodesicSolver
 
 BANANA_CSV = Path(os.environ.get("RASHOMON_DATA", "/work/shared/data")) / "banana.csv"
 REFERENCE_SECONDS_PER_GEODESIC = 15.7  # reference implementation on this CPU (RIEMANNIAN.md)
@@ -153,6 +154,12 @@ def banana_metric(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rhs: str):
     if rhs == "closed":
         return MLPMongeMetric(model, x, y, PRIOR_PRECISION)
     return MongeMetric(flat_loss(ParameterView(model), x, y, PRIOR_PRECISION))
+
+
+def solver_from_args(args) -> GeodesicSolver:
+    """`GeodesicSolver` defaults with the settings given on the command line (None: default)."""
+    given = {k: getattr(args, k, None) for k in ("rtol", "atol", "error_scale", "error_norm")}
+    return GeodesicSolver().with_options(**{k: v for k, v in given.items() if v is not None})
 
 
 def solve_stats(info, k: int) -> dict:

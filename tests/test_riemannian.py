@@ -210,3 +210,83 @@ def test_cuda_matches_cpu(logistic):
     gpu = exp_map(loss_gpu, theta.cuda(), v.cuda())
     np.testing.assert_allclose(gpu.cpu().numpy(), cpu.numpy(), atol=1e-8)
     logistic["view"].module.to("cpu")
+
+
+def test_per_row_tolerance_equals_separate_solves():
+    rates = torch.tensor([0.5, 5.0, 50.0], dtype=DT)
+    atol = torch.tensor([1e-3, 1e-6, 1e-9], dtype=DT)
+
+    def f(y, rows):
+        return -rates[rows, None] * y
+
+    together = solve_batched(f, torch.ones(3, 2, dtype=DT), rtol=1e-6, atol=atol)
+    for k in range(3):
+
+        def alone(y, rows, k=k):
+            return -rates[k] * y
+
+        sol = solve_batched(alone, torch.ones(1, 2, dtype=DT), rtol=1e-6, atol=float(atol[k]))
+        assert int(sol.nfev) == int(together.nfev[k])
+        np.testing.assert_allclose(together.y[k].numpy(), sol.y[0].numpy(), rtol=1e-14)
+
+
+def test_max_norm_controls_the_largest_component():
+    # Only the first of four components moves: the max norm sees its error undiluted (the steps
+    # of the one-component problem), the RMS norm sees half of it (√4 = 2) and steps further.
+    def moving(y, rows):
+        out = torch.zeros_like(y)
+        out[:, 0] = -3.0 * y[:, 0]
+        return out
+
+    def one(y, rows):
+        return -3.0 * y
+
+    kw = {"rtol": 1e-9, "atol": 1e-9}
+    y0 = torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=DT)
+    by_max = solve_batched(moving, y0, error_norm="max", **kw)
+    single = solve_batched(one, y0[:, :1], **kw)
+    by_rms = solve_batched(moving, y0, error_norm="rms", **kw)
+    assert int(by_max.nfev) == int(single.nfev) and int(by_max.steps) == int(single.steps)
+    np.testing.assert_allclose(by_max.y[0, 0].item(), single.y[0, 0].item(), rtol=1e-14)
+    assert int(by_rms.steps) < int(by_max.steps)
+    with pytest.raises(ValueError, match="error_norm"):
+        solve_batched(one, y0, error_norm="l1")
+
+
+def test_velocity_error_scale_is_atol_times_rms_velocity(logistic):
+    from rashomon.sets.riemannian import GeodesicSolver
+
+    theta, loss = logistic["theta"], logistic["loss"]
+    v = torch.tensor([[1.2, -0.8, 0.5, -1.0, 0.3, 0.7], [0.1, 0.2, 0.0, 0.0, -0.1, 0.4]], dtype=DT)
+    solver = GeodesicSolver(rtol=1e-6, atol=1e-3, error_scale="velocity", error_norm="max")
+    rms = (v * v).mean(1, keepdim=True).sqrt()  # 0.8165..., 0.2160...
+    np.testing.assert_allclose(solver.absolute_tolerance(v).numpy(), 1e-3 * rms.numpy())
+    scaled, info = exp_map(loss, theta, v, solver=solver, return_info=True)
+    for k in range(2):
+        absolute, one = exp_map(
+            loss,
+            theta,
+            v[k],
+            solver=solver,
+            error_scale="absolute",
+            atol=float(1e-3 * rms[k]),
+            return_info=True,
+        )
+        assert int(one.nfev) == int(info.nfev[k])
+        np.testing.assert_allclose(scaled[k].numpy(), absolute.numpy(), rtol=1e-12)
+
+
+def test_solver_settings_are_checked(logistic):
+    from rashomon.errors import RashomonError
+    from rashomon.sets.riemannian import GeodesicSolver
+
+    with pytest.raises(RashomonError, match="error_norm"):
+        GeodesicSolver(error_norm="l1")
+    with pytest.raises(RashomonError, match="error_scale"):
+        GeodesicSolver(error_scale="relative")
+    with pytest.raises(RashomonError, match="positive"):
+        GeodesicSolver(atol=0.0)
+    with pytest.raises(RashomonError, match="unknown solver setting"):
+        exp_map(logistic["loss"], logistic["theta"], logistic["theta"], tolerance=1e-3)
+    # exp_map's older name for the geodesics per solve still works.
+    assert GeodesicSolver().with_options(batch_size=3).geodesic_batch == 3

@@ -11,7 +11,7 @@ from torch import nn
 from rashomon.ode import MAX_NFEV, NON_FINITE, SUCCESS, solve_batched
 from rashomon.sets.flat import ParameterView, flat_loss
 from rashomon.sets.geodesic import MLPMongeMetric
-from rashomon.sets.riemannian import ATOL, RTOL, exp_map
+from rashomon.sets.riemannian import ATOL, ERROR_NORM, ERROR_SCALE, RTOL, exp_map
 
 DT = torch.float64
 
@@ -36,7 +36,14 @@ def mlp():
 
 def test_resumed_geodesic_reaches_the_same_end_point(mlp):
     theta, v, metric = mlp["theta"], mlp["v"], mlp["metric"]
-    kw = {"rtol": 1e-8, "atol": 1e-9, "metric": metric, "return_info": True}
+    kw = {
+        "rtol": 1e-8,
+        "atol": 1e-9,
+        "error_scale": "absolute",
+        "error_norm": "rms",
+        "metric": metric,
+        "return_info": True,
+    }
     free, info = exp_map(None, theta, v, max_nfev=100_000, **kw)
     needed = int(info.nfev)
     assert info.ok.all() and needed > 200
@@ -79,7 +86,7 @@ def test_default_retry_keeps_what_no_retry_lost(mlp):
     # At the default tolerances, under a budget the first attempt runs past (as one of banana's
     # 50 geodesics ran past 20,000), the geodesic is kept instead of returned as a NaN row.
     theta, v, metric = mlp["theta"], mlp["v"], mlp["metric"]
-    assert (RTOL, ATOL) == (1e-5, 1e-6)
+    assert (RTOL, ATOL, ERROR_SCALE, ERROR_NORM) == (1e-6, 1e-3, "velocity", "max")
     free = exp_map(None, theta, v, metric=metric, max_nfev=10**6, return_info=True)
     cap = int(0.7 * int(free[1].nfev))
     lost, lost_info = exp_map(
@@ -89,8 +96,10 @@ def test_default_retry_keeps_what_no_retry_lost(mlp):
     kept, info = exp_map(None, theta, v, metric=metric, max_nfev=cap, return_info=True)
     assert info.status.tolist() == [SUCCESS] and info.retried == info.recovered == 1
     assert torch.isfinite(kept).all()
-    # The resumed solve follows the same geodesic to the solver's accuracy.
-    np.testing.assert_allclose(kept.numpy(), free[0].numpy(), rtol=1e-3, atol=1e-3)
+    # The resumed solve follows the same geodesic to the solver's accuracy (here the free solve
+    # itself is 15 % of its displacement off a tight one: the geodesic is sensitive).
+    moved = float((free[0] - theta).norm())
+    assert float((kept - free[0]).norm()) < 0.02 * moved
 
 
 def test_solver_resumes_from_a_given_time_and_caps_steps():

@@ -144,3 +144,86 @@ def test_fisher_refuses_multilabel(model, tiny_task):
     multilabel = dataclasses.replace(tiny_task, kind="multilabel")
     with pytest.raises(RashomonError, match="fisher"):
         rs.riemannian(model, multilabel, metric="fisher")
+
+
+def test_settings_reach_the_solver_and_the_metric(model, tiny_task):
+    from rashomon.sets.riemannian import GeodesicSolver
+
+    post = rs.riemannian(
+        model,
+        tiny_task,
+        prior=2.0,
+        metric="fisher",
+        rtol=1e-4,
+        atol=1e-5,
+        max_nfev=123,
+        error_norm="rms",
+        retries=0,
+        cg_tol=1e-5,
+        cg_max_iter=77,
+    )
+    assert post.solver == GeodesicSolver(
+        rtol=1e-4, atol=1e-5, max_nfev=123, error_norm="rms", retries=0
+    )
+    assert (post.metric.cg_tol, post.metric.cg_max_iter) == (1e-5, 77)
+    assert post.meta["rtol"] == 1e-4 and post.meta["error_scale"] == "velocity"
+    # A solver object, with a loose setting on top of it.
+    given = GeodesicSolver(atol=1e-2, error_scale="absolute")
+    post2 = rs.riemannian(model, tiny_task, prior=2.0, solver=given, max_nfev=50)
+    assert post2.solver == GeodesicSolver(atol=1e-2, error_scale="absolute", max_nfev=50)
+    with pytest.raises(RashomonError, match="unknown setting"):
+        rs.riemannian(model, tiny_task, prior=2.0, tolerance=1e-3)
+
+
+def test_kron_preconditioner_is_the_laplace_covariance(model, tiny_task):
+    from rashomon.sets.riemannian import _covariance_operator
+
+    post = rs.laplace(model, tiny_task, subset="last_layer", hessian="kron", prior=2.0)
+    precision = post.la.posterior_precision
+    dense = precision.to_matrix().double()
+    u = torch.randn(3, dense.shape[0], generator=torch.Generator().manual_seed(0))
+    got = _covariance_operator(post)(u)
+    # laplace-torch's own product P⁻¹u, and the dense inverse (float32 factors: ~1e-6 relative)
+    torch.testing.assert_close(got, precision.bmm(u[:, None], exponent=-1)[:, 0])
+    expected = torch.linalg.solve(dense, u.double().T).T.float()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("metric", ["monge", "fisher"])
+def test_linearized_subspace_geodesics_are_the_full_space_ones(model, tiny_task, metric):
+    import dataclasses
+
+    from rashomon.sets.riemannian import RiemannianPosterior
+
+    post = rs.riemannian(
+        model,
+        tiny_task,
+        subset="all",
+        linearized=True,
+        prior=50.0,
+        batch_size=16,
+        metric=metric,
+        rtol=1e-6,
+        atol=1e-6,
+        error_scale="absolute",
+    )
+    assert post.meta["right_hand_side"] == "subspace"
+    full = RiemannianPosterior(
+        post.laplace,
+        dataclasses.replace(post.problem, subspace=None, reduced_metric=None),
+        post.solver,
+        subset="all",
+        linearized=True,
+        meta=post.meta,
+    )
+    v = post.velocities(2, seed=0)
+    reduced, info = post.end_points(v, seed=0)
+    expected, full_info = full.end_points(v, seed=0)
+    assert info.ok.all() and full_info.ok.all()
+    moved = (expected - post.theta_star).norm(dim=1)
+    assert (moved > 0.1 * v.norm(dim=1)).all()  # geodesics that go somewhere
+    # The subspace solve integrates 2·(16·2 + 2) instead of 2·P coordinates: same end points.
+    error = (reduced - expected).norm(dim=1) / moved
+    assert float(error.max()) < 1e-3
+    mset = post.sample(2, seed=0)
+    assert mset.kind == "glm" and len(mset) == 2

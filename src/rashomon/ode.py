@@ -79,6 +79,30 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).mean(dim=1).sqrt()
 
 
+def _max_abs(x: torch.Tensor) -> torch.Tensor:
+    return x.abs().amax(dim=1)
+
+
+ERROR_NORMS = {"rms": _rms, "max": _max_abs}
+Tolerance = float | torch.Tensor  # scalar, per row [K, 1] or per component [K, D] / [D]
+
+
+def _row_tolerance(atol: Tolerance, k_rows: int, y0: torch.Tensor) -> Tolerance:
+    """`atol` as a float or a [K, 1] / [K, D] tensor that rows can be indexed from."""
+    if not torch.is_tensor(atol):
+        return float(atol)
+    a = atol.to(device=y0.device, dtype=y0.dtype)
+    if a.ndim == 1 and a.shape[0] == y0.shape[1]:
+        a = a[None]
+    elif a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[0] not in (1, k_rows) or a.shape[1] not in (1, y0.shape[1]):
+        raise ValueError(f"atol must be a scalar, [K], [D], [K, 1] or [K, D]; got {tuple(a.shape)}")
+    if not bool((a > 0).all()):
+        raise ValueError("atol must be positive")
+    return a.expand(k_rows, a.shape[1])
+
+
 def _initial_step(
     f: RightHandSide,
     y0: torch.Tensor,
@@ -86,15 +110,16 @@ def _initial_step(
     rows: torch.Tensor,
     span: float,
     rtol: float,
-    atol: float,
+    atol: Tolerance,
+    norm: Callable[[torch.Tensor], torch.Tensor] = _rms,
 ) -> torch.Tensor:
     """Per-row first step from the size of y and of its first two derivatives (one evaluation)."""
     scale = atol + y0.abs() * rtol
-    d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
+    d0, d1 = norm(y0 / scale), norm(f0 / scale)
     h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
     h0 = torch.nan_to_num(h0.clamp(max=span), nan=1e-6)
     f1 = f(y0 + h0[:, None] * f0, rows)
-    d2 = _rms((f1 - f0) / scale) / h0
+    d2 = norm((f1 - f0) / scale) / h0
     dmax = torch.maximum(d1, d2)
     h1 = torch.where(
         dmax <= 1e-15,
@@ -112,7 +137,7 @@ def solve_batched(
     t1: float = 1.0,
     *,
     rtol: float = 1e-5,
-    atol: float = 1e-6,
+    atol: Tolerance = 1e-6,
     max_nfev: int = 20_000,
     min_step: float = 1e-9,
     first_step: float | torch.Tensor | None = None,
@@ -120,6 +145,7 @@ def solve_batched(
     t0: torch.Tensor | None = None,
     max_step: float | torch.Tensor | None = None,
     pi_beta: float = 0.0,
+    error_norm: str = "rms",
 ) -> BatchSolution:
     """Integrate dy/dt = f(y) from t = 0 (or per-row times `t0` [K]) to t1 for every row of y0.
 
@@ -131,13 +157,20 @@ def solve_batched(
     so the solve may overrun by one step). `first_step` (scalar or [K]) replaces the automatic
     initial step; `max_step` (scalar or [K]) caps every step. `pi_beta` > 0 switches the step
     control of accepted steps to Hairer's stabilised PI controller (DOPRI5's β, 0.04 there).
+    `atol` is a scalar or a tensor per row ([K] or [K, 1]), per component ([D]) or both
+    ([K, D]): the error of component i of row k is measured against atol[k, i] + rtol·|y[k, i]|.
+    `error_norm` "rms" (scipy's, the default) or "max" combines a row's scaled errors.
     """
     if y0.ndim != 2:
         raise ValueError(f"y0 must be [K, D], got shape {tuple(y0.shape)}")
     if not t1 > 0:
         raise ValueError(f"t1 must be positive, got {t1}")
+    if error_norm not in ERROR_NORMS:
+        raise ValueError(f"error_norm must be one of {sorted(ERROR_NORMS)}, got {error_norm!r}")
+    norm = ERROR_NORMS[error_norm]
     start = time.perf_counter()
     k_rows, device = y0.shape[0], y0.device
+    atol = _row_tolerance(atol, k_rows, y0)
     y = y0.clone()
     if t0 is None:
         t = torch.zeros(k_rows, dtype=y0.dtype, device=device)
@@ -156,7 +189,7 @@ def solve_batched(
     fy = f(y, all_rows)
     nfev += 1
     if first_step is None:
-        h = _initial_step(f, y, fy, all_rows, t1, rtol, atol)
+        h = _initial_step(f, y, fy, all_rows, t1, rtol, atol, norm)
         nfev += 1
     else:
         h = torch.as_tensor(first_step, dtype=y0.dtype, device=device).expand(k_rows).clone()
@@ -184,8 +217,9 @@ def solve_batched(
         ks.append(f_new)
         nfev[active] += 6
         err = hcol * sum(e * k for e, k in zip(_E, ks, strict=False) if e != 0.0)
-        scale = atol + rtol * torch.maximum(ya.abs(), y_new.abs())
-        err_norm = _rms(err / scale)
+        atol_a = atol if isinstance(atol, float) else atol[active]
+        scale = atol_a + rtol * torch.maximum(ya.abs(), y_new.abs())
+        err_norm = norm(err / scale)
         finite = torch.isfinite(y_new).all(dim=1) & torch.isfinite(f_new).all(dim=1)
         err_norm = torch.where(finite & torch.isfinite(err_norm), err_norm, torch.inf)
         accept = err_norm < 1.0
