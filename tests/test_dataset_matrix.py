@@ -422,10 +422,25 @@ def test_rsna_chest_xrays_with_sex_age_and_view(rsna_folder, tmp):
     assert "classes: no_lung_opacity, lung_opacity" in task
     # sex, age_group and view come from the CSV: real attributes with the test patients' counts
     sex, age, view = (test[c].value_counts() for c in ("sex", "age_group", "view"))
-    assert f"sex\tF ({sex['F']}), M ({sex['M']})\tfrom labels.csv" in task
+    # a binary task's table adds the test positives per level and their share of all positives
+    pos = test[test.label == 1]
+
+    def positives(col: str, levels: tuple[str, ...]) -> str:
+        return ", ".join(
+            f"{g} {(pos[col] == g).sum()} ({100 * (pos[col] == g).sum() / len(pos):.0f} %)"
+            for g in levels
+        )
+
+    sexes = f"F ({sex['F']}), M ({sex['M']})"
+    assert f"sex\t{sexes}\t{positives('sex', ('F', 'M'))}\tfrom labels.csv" in task
     ages = ", ".join(f"{g} ({age[g]})" for g in ("0-39", "40-59", "60+"))
-    assert f"age_group\t{ages}\tfrom labels.csv" in task
-    assert f"view\tAP ({view['AP']}), PA ({view['PA']})\tfrom labels.csv" in task
+    age_pos = positives("age_group", ("0-39", "40-59", "60+"))
+    assert f"age_group\t{ages}\t{age_pos}\tfrom labels.csv" in task
+    views = f"AP ({view['AP']}), PA ({view['PA']})"
+    view_pos = positives("view", ("AP", "PA"))
+    assert f"view (acquisition)\t{views}\t{view_pos}\tfrom labels.csv" in task
+    # view is how the image was taken: an acquisition attribute, in its own table
+    assert task.index("Acquisition attributes") < task.index("view (acquisition)\t")
     for real in ("sex", "age_group", "view"):
         assert f"{real} (derived" not in task
     ps = per_sample(run)

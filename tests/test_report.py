@@ -288,7 +288,8 @@ def test_decide_and_robustness_tables_render_under_the_schemas_names(tmp_path):
         for s in lines
     )
     html = page.read_text()
-    assert "accuracy ↑" in html and "nll ↓" in html and "[+0.0020, +0.0200]" in html
+    assert "accuracy ↑" in html and "nll ↓" in html and "+0.010 [+0.002, +0.020]" in html
+    assert "−0.050 [−0.080, −0.010]" in html  # a selection.csv without power columns: no bar
     assert "binomial test, α = 0.05" in html and "no abstention" in html
     pngs = {p.stem for p in (tmp_path / "out").glob("*.png")}
     assert {"robustness_corruptions", "robustness_attacks", "patients", "selection"} <= pngs
@@ -932,7 +933,7 @@ def test_fairness_section_answers_on_a_real_attribute_in_chromium(tmp_path, data
     post = pd.read_csv(run / "decide" / "postprocess.csv")
     page = inspect_self_contained(run / "report" / "report.html", height=1200)
     text = {s["id"]: s for s in page.sections}["fairness"]["text"]
-    real, floor = text.index("Real patient attributes"), text.index("Noise floor")
+    real, floor = text.index("Real patient attributes"), text.index("Noise floor: the random attr")
     assert real < text.index("age_group, TPR gap") < text.index("sex, TPR gap") < floor
     assert floor < text.index("random, worst-group accuracy")
     row = sel.loc["tpr_gap:sex"]

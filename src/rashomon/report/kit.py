@@ -82,6 +82,7 @@ table.kv th, table.kv td { text-align:left; }
     radial-gradient(farthest-side at 100% 50%, #0002, #0000) right / 10px 100% no-repeat scroll; }
 .note { color:var(--muted); font-size:13.5px; background:var(--bg); border-radius:6px;
         padding:8px 12px; }
+.within { display:block; color:var(--muted); font-size:13.5px; margin:3px 0 0 12px; }
 .missing { color:var(--warn); }
 .box { border-radius:6px; padding:10px 14px; margin:8px 0 12px; font-size:14px; }
 .box.warning { background:#fff4e5; border:1px solid #f0c48a; border-left:5px solid var(--warn); }

@@ -67,6 +67,17 @@ class RunData:
     def table(self, key: str) -> pd.DataFrame | None:
         return self.tables.get(key)
 
+    def validate_table(self, file: str) -> pd.DataFrame | None:
+        """A CSV of the validate stage's folder (`rashomon.validate` writes them; they are not
+        among `rashomon.schema.TABLES`), or None when it is absent or empty."""
+        path = self.run_dir / "validate" / file
+        if not path.exists():
+            return None
+        try:
+            return pd.read_csv(path, low_memory=False)
+        except pd.errors.EmptyDataError:
+            return None
+
     def missing_note(self, key: str) -> str:
         t = S.TABLES[key]
         if t.stage not in self.stages:
@@ -120,14 +131,13 @@ class RunData:
 
     @property
     def attributes(self) -> dict[str, dict[str, Any]]:
-        """name -> {levels, derived, description} of the attributes per_sample.csv holds codes for
-        (from the checkpoint's task description; without one, its columns the schema does not
-        define)."""
+        """name -> {levels, derived, acquisition, description} of the attributes per_sample.csv
+        holds codes for (from the checkpoint's task description; without one, its columns the
+        schema does not define). `acquisition`: the attribute says how the image was taken
+        (`acquisition_names`)."""
         ps = self.table("per_sample")
-        attrs = dict(self.task_info.get("attributes") or {})
-        if ps is None:
-            return attrs
-        if not attrs:
+        attrs = {k: dict(v) for k, v in (self.task_info.get("attributes") or {}).items()}
+        if ps is not None and not attrs:
             for c in S.TABLES["per_sample"].unexpected(ps.columns):
                 if pd.api.types.is_integer_dtype(ps[c]):
                     levels = [str(v) for v in sorted(ps[c].unique())]
@@ -136,7 +146,27 @@ class RunData:
                         "derived": c in ("intensity", "random"),
                         "description": "",
                     }
-        return {k: v for k, v in attrs.items() if k in ps.columns}
+        if ps is not None:
+            attrs = {k: v for k, v in attrs.items() if k in ps.columns}
+        acquisition = self.acquisition_names(list(attrs))
+        for name, info in attrs.items():
+            info["acquisition"] = name in acquisition
+        return attrs
+
+    def acquisition_names(self, names: list[str]) -> list[str]:
+        """The acquisition attributes among `names`, as the evaluate stage resolved them: the
+        strata of evaluate/within_stratum.csv when it has rows, else config.yaml's
+        `evaluate.acquisition`, else by name (`rashomon.metrics.acquisition.is_acquisition`)."""
+        from rashomon.metrics.acquisition import is_acquisition
+
+        ws = self.table("within_stratum")
+        if ws is not None and len(ws):
+            strata = set(ws[S.STRATUM_ATTRIBUTE].astype(str))
+            return [n for n in names if n in strata]
+        declared = (self.config.get("evaluate") or {}).get("acquisition")
+        if declared is not None:
+            return [n for n in names if n in set(declared)]
+        return [n for n in names if is_acquisition(n)]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from rashomon import schema as S
+from rashomon.report.words import attr_label
 from rashomon.schema import find_in_set_column
 
 MAP_COLOR = "#d62728"
@@ -234,8 +235,7 @@ def group_bars(per_sample: pd.DataFrame, attributes: dict[str, dict]) -> Figure:
                 fontsize=8,
             )
         a.axhline(overall, color=MAP_COLOR, ls="--", lw=1, label="all patients")
-        tag = " (derived proxy)" if info.get("derived") else ""
-        a.set(title=f"{name}{tag}", xlabel=name)
+        a.set(title=attr_label(name, info), xlabel=name)
         if i == 0:
             a.set_ylabel("arbitrary patients (%)")
             a.legend(loc="upper right")

@@ -18,8 +18,9 @@ from rashomon.metrics.degenerate import (
     degeneracy,
     multilabel_degeneracy,
 )
-from rashomon.report.fairness import NULL_ATTRIBUTE
+from rashomon.report.fairness import SELECTION_VS_SET_FILE, truth_answer
 from rashomon.report.load import RunData
+from rashomon.report.words import ACQUISITION, NULL_ATTRIBUTE, PATIENT, attribute_kind
 
 # disagreement = 4·p̂·(1−p̂) ≥ 0.64  ⇔  at least 20 % of the set predicts the minority label.
 SPLIT_DISAGREEMENT = 0.64
@@ -77,7 +78,7 @@ def kept_models(data: RunData) -> tuple[int | None, int | None]:
 class GroupShare:
     attribute: str
     level: str
-    derived: bool  # a derived proxy or the random null control, not a patient attribute
+    kind: str  # words.PATIENT, ACQUISITION, NULL or PROXY: only PATIENT is a patient group
     share: float  # share of the group's test patients who are arbitrary
     count: int  # the group's test patients
 
@@ -97,7 +98,11 @@ def group_extremes(data: RunData) -> list[GroupShare]:
             label = levels[int(code)] if 0 <= int(code) < len(levels) else str(code)
             out.append(
                 GroupShare(
-                    name, label, bool(info.get("derived")), float(arbitrary[m].mean()), int(m.sum())
+                    name,
+                    label,
+                    attribute_kind(name, info),
+                    float(arbitrary[m].mean()),
+                    int(m.sum()),
                 )
             )
     return sorted(out, key=lambda g: -g.share)
@@ -111,13 +116,14 @@ def null_spread(groups: list[GroupShare], overall: float) -> float | None:
 
 
 def _group_sentence(data: RunData, overall: float, per_label: bool) -> list[str]:
-    """The patient group the summary names: the most arbitrary group of a real attribute, only
-    when it lies further from the overall share than the random control's groups do. Derived
-    proxies are never named here (the multiplicity section shows them)."""
+    """The patient group the summary names: the most arbitrary group of a real patient
+    attribute, only when it lies further from the overall share than the random control's
+    groups do. Derived proxies and acquisition attributes (how the image was taken: no patient
+    group) are never named here (the multiplicity section shows them)."""
     groups = group_extremes(data)
     if not groups or overall <= 0:
         return []
-    real = [g for g in groups if not g.derived]
+    real = [g for g in groups if g.kind == PATIENT]
     if not real:
         return [
             "No real patient attribute on this task: the summary names no patient group "
@@ -143,6 +149,104 @@ def _group_sentence(data: RunData, overall: float, per_label: bool) -> list[str]
         f"real group, {top.attribute} = {top.level}, has {pct(top.share)} against "
         f"{pct(overall)} overall."
     ]
+
+
+# An acquisition attribute's gaps the summary reads (per_model_test.csv's `gap[attr]`), each
+# with the per-group rate it is the range of (`rate[attr=level]`) and that rate in words.
+ACQUISITION_GAPS = {
+    "tpr_gap": ("tpr", "sensitivity", "TPR gap"),
+    "fpr_gap": ("fpr", "false-positive rate", "FPR gap"),
+    "demographic_parity_diff": ("selection_rate", "share of positive decisions", "DP gap"),
+    "accuracy_gap": ("accuracy", "accuracy", "accuracy gap"),
+}
+
+
+@dataclass(frozen=True)
+class AcquisitionGap:
+    attribute: str
+    gap_name: str  # a key of ACQUISITION_GAPS
+    gap: float  # the trained model's, on test
+    noise: float  # the random control's same gap
+    high: tuple[str, float]  # (level, rate) with the highest rate
+    low: tuple[str, float]
+
+
+def acquisition_gaps(data: RunData, attribute: str) -> list[AcquisitionGap]:
+    """The trained model's test gaps by an acquisition attribute that exceed the random
+    control's same gap (per_model_test.csv, the MAP row), largest first; [] without the
+    random control or the table."""
+    pm = data.table("per_model_test")
+    if pm is None or S.MODEL not in pm or data.labels:
+        return []
+    rows = pm[pm[S.MODEL] == -1]
+    if not len(rows):
+        return []
+    row = rows.iloc[0]
+    out = []
+    for gap_name, (rate, _, _) in ACQUISITION_GAPS.items():
+        mine, noise = f"{gap_name}[{attribute}]", f"{gap_name}[{NULL_ATTRIBUTE}]"
+        if mine not in row or noise not in row or pd.isna(row[mine]) or pd.isna(row[noise]):
+            continue
+        if not float(row[mine]) > float(row[noise]):
+            continue
+        prefix = f"{rate}[{attribute}="
+        rates = {
+            c[len(prefix) : -1]: float(row[c])
+            for c in row.index
+            if c.startswith(prefix) and c.endswith("]") and pd.notna(row[c])
+        }
+        if len(rates) < 2:
+            continue
+        high = max(rates.items(), key=lambda kv: kv[1])
+        low = min(rates.items(), key=lambda kv: kv[1])
+        out.append(
+            AcquisitionGap(attribute, gap_name, float(row[mine]), float(row[noise]), high, low)
+        )
+    return sorted(out, key=lambda g: -g.gap)
+
+
+def _positives_share(data: RunData, attribute: str) -> str:
+    """'AP images hold 78 % of the test positives (49 % of the test patients)': the level of
+    a binary task's attribute holding the most positives; '' otherwise."""
+    ps = data.table("per_sample")
+    if data.kind != "binary" or ps is None or attribute not in ps or S.TRUE_LABEL not in ps:
+        return ""
+    codes, y = ps[attribute].to_numpy(), ps[S.TRUE_LABEL].to_numpy() == 1
+    if not y.any():
+        return ""
+    top = max(np.unique(codes), key=lambda c: int((y & (codes == c)).sum()))
+    levels = list(data.attributes.get(attribute, {}).get("levels") or [])
+    name = levels[int(top)] if 0 <= int(top) < len(levels) else str(top)
+    pos, share = (y & (codes == top)).sum() / y.sum(), (codes == top).mean()
+    return (
+        f"; {attribute} {name} holds {pct(pos)} of the test positives and {pct(share)} of the "
+        "test patients"
+    )
+
+
+def acquisition_sentences(data: RunData) -> list[str]:
+    """Per real acquisition attribute, the trained model's largest test gap beyond the random
+    control's same gap, said as an acquisition finding apart from the patient groups."""
+    out = []
+    for name, info in data.attributes.items():
+        if attribute_kind(name, info) != ACQUISITION or NULL_ATTRIBUTE not in data.attributes:
+            continue
+        found = acquisition_gaps(data, name)
+        if not found:
+            out.append(
+                f"The trained model's gaps by {name} (how the image was taken) are within the "
+                "random control's: no acquisition gap stands out."
+            )
+            continue
+        g = found[0]
+        _, words, gap_words = ACQUISITION_GAPS[g.gap_name]
+        out.append(
+            f"The trained model's {words} differs most by {name} ({g.high[0]} {g.high[1]:.2f} vs "
+            f"{g.low[0]} {g.low[1]:.2f} on test; {gap_words} {g.gap:.2f} against the random "
+            f"control's {g.noise:.2f}): an acquisition gap, how the image was taken, not a "
+            f"patient group{_positives_share(data, name)}."
+        )
+    return out
 
 
 def map_degeneracy(data: RunData) -> Degeneracy | MultilabelDegeneracy | None:
@@ -218,6 +322,7 @@ def summary_sentences(data: RunData) -> list[str]:
         mean = "mean per-label " if per_label else ""
         out.append(f"The trained model's {mean}test accuracy is {pct(t['test_accuracy'], 1)}{auc}.")
     out += _group_sentence(data, a.share, bool(per_label))
+    out += acquisition_sentences(data)
     out += _validity_sentences(data)
     out += _extremes_sentence(data)
     out += _selection_sentence(data)
@@ -314,6 +419,17 @@ def validate_sentences(v: dict, set_models: int | None = None) -> list[str]:
     return out + ([growth] if growth else [])
 
 
+def truth_sentences(data: RunData) -> list[str]:
+    """The fairness hypothesis answered on the retrained truth (validate/selection_vs_set.csv,
+    `fairness.truth_answer`); [] without that table."""
+    side = data.validate_table(SELECTION_VS_SET_FILE)
+    if side is None or not len(side):
+        return []
+    retrained = (data.summaries.get("validate") or {}).get("retrained_in_set")
+    answer = truth_answer(data, side, int(retrained) if retrained else None)
+    return [answer.sentence] if answer is not None else []
+
+
 def _growth_sentence(v: dict, t: int, set_models: int | None) -> str | None:
     """How many retrained networks show as much arbitrariness as the whole set."""
     k = figure(v, "retrained_models_for_ambiguity")
@@ -347,7 +463,7 @@ def _validity_sentences(data: RunData) -> list[str]:
     architecture and kind of set."""
     v = data.summaries.get("validate")
     if v and v.get("retrained_in_set"):
-        return validate_sentences(v, kept_models(data)[0])
+        return validate_sentences(v, kept_models(data)[0]) + truth_sentences(data)
     from rashomon.report.study import validity_line
 
     d, t = data.config.get("data") or {}, data.config.get("train") or {}
@@ -357,13 +473,54 @@ def _validity_sentences(data: RunData) -> list[str]:
     return [line] if line else []
 
 
+VACUOUS_SHARE = 0.9  # exact extremes flagging this share of test patients bound nothing
+
+
+def extremes_vacuous(e: dict) -> str | None:
+    """Why the exact last-layer extremes (evaluate/summary.json: `extremes_ambiguity`,
+    `extremes_set`) bound nothing for this model, or None when they are an upper line. Vacuous
+    when they flag at least VACUOUS_SHARE of test patients, or when the training-gradient gap
+    is large: the trained head lies further above its training objective's minimum
+    (`train_gradient_gap`) than the bound's own slack around it (`train_bound` −
+    `train_objective_map`), so the bound admits every head up to their sum above the minimum,
+    heads around the objective's optimum that training never came near."""
+    share = figure(e, "extremes_ambiguity")
+    bound = e.get("extremes_set") or {}
+    gap, j_map = figure(bound, "train_gradient_gap"), figure(bound, "train_objective_map")
+    j_bound, j_min = figure(bound, "train_bound"), figure(bound, "train_objective_min")
+    far = None not in (gap, j_map, j_bound, j_min) and gap > j_bound - j_map
+    flags = share is not None and share >= VACUOUS_SHARE
+    if not (far or flags):
+        return None
+    said = f"it flags {pct(share)} of test patients" if share is not None else "it"
+    if not far:
+        return (
+            f"{said}: the validation and training bounds at this ε leave nearly every "
+            "patient's label free"
+        )
+    return (
+        f"{said} because the trained head is far from its training objective's optimum, "
+        f"{gap:.1f} above the objective's minimum ({j_min:.1f}) against the bound's slack of "
+        f"{j_bound - j_map:.1f}, so the bound admits heads up to {j_bound - j_min:.1f} above the "
+        "minimum, which training never came near"
+    )
+
+
 def _extremes_sentence(data: RunData) -> list[str]:
-    """The exact upper line of a head-only set, when evaluate computed it."""
+    """The exact upper line of a head-only set, when evaluate computed it; when it is vacuous
+    for this model (`extremes_vacuous`), why, instead of the line."""
     e = data.summaries.get("evaluate") or {}
     if "extremes_ambiguity" not in e:
         return []
     bound = e.get("extremes_set") or {}
     eps, eps_t = bound.get("epsilon", data.epsilon), bound.get("train_epsilon", data.epsilon)
+    why = extremes_vacuous(e)
+    if why is not None:
+        return [
+            f"The exact last-layer bound (validation loss within ε = {eps:g}, training "
+            f"objective within {eps_t:g} of the trained model's) is vacuous for this model: "
+            f"{why}."
+        ]
     return [
         f"Over every last layer whose validation loss is within ε = {eps:g} and whose training "
         f"objective is within {eps_t:g} of the trained model's, up to "

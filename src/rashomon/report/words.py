@@ -1,4 +1,5 @@
-"""How patient attributes and groups read on the page: level names, derived proxies marked."""
+"""How patient attributes and groups read on the page: level names, derived proxies and
+acquisition attributes marked, and which of the four kinds an attribute is."""
 
 from __future__ import annotations
 
@@ -6,11 +7,33 @@ from collections.abc import Sequence
 from typing import Any
 
 DERIVED_TAG = " (derived proxy)"
+ACQUISITION_TAG = " (acquisition)"
+NULL_ATTRIBUTE = "random"  # the seeded random split: the null control of every gap
+
+# The kinds of attribute, in the order the report shows them.
+PATIENT = "patient"  # real and not acquisition: who the patient is (sex, age group)
+ACQUISITION = "acquisition"  # real, but how the image was taken (view, scanner, site)
+NULL = "null"  # the random null control
+PROXY = "proxy"  # derived from the images (intensity): neither a patient's nor recorded
+KIND_ORDER = (PATIENT, ACQUISITION, NULL, PROXY)
+
+
+def attribute_kind(name: str, info: dict) -> str:
+    """Which kind of attribute `name` is: PATIENT, ACQUISITION, NULL or PROXY (`info` as
+    `RunData.attributes` gives it; an attribute without `derived` counts as derived)."""
+    if name == NULL_ATTRIBUTE:
+        return NULL
+    if info.get("derived", True):
+        return PROXY
+    return ACQUISITION if info.get("acquisition") else PATIENT
 
 
 def attr_label(name: str, info: dict) -> str:
-    """'intensity' -> 'intensity (derived proxy)' when the attribute is derived."""
-    return f"{name}{DERIVED_TAG}" if info.get("derived") else name
+    """'intensity' -> 'intensity (derived proxy)' when the attribute is derived; 'view' ->
+    'view (acquisition)' when it is a real acquisition attribute."""
+    if info.get("derived"):
+        return f"{name}{DERIVED_TAG}"
+    return f"{name}{ACQUISITION_TAG}" if info.get("acquisition") else name
 
 
 def group_label(group: Any, attributes: dict[str, dict]) -> str:

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
+from rashomon.metrics.acquisition import MARGINAL, POOLED
+from rashomon.report.fairness import undetectable
 from rashomon.report.summary import rule_label
 from rashomon.report.words import attr_label
 
@@ -53,22 +55,35 @@ def split_balance(
     return pd.DataFrame(rows)
 
 
-def attribute_table(attributes: dict[str, dict], per_sample: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per patient attribute: its name, its levels with their test patients, and its
+def attribute_table(
+    attributes: dict[str, dict], per_sample: pd.DataFrame | None, binary: bool = False
+) -> pd.DataFrame:
+    """One row per patient attribute: its name, its levels with their test patients, for a
+    binary task the test positives per level (their share of all test positives), and its
     description."""
     rows = []
+    y = None
+    if binary and per_sample is not None and S.TRUE_LABEL in per_sample:
+        y = per_sample[S.TRUE_LABEL].to_numpy() == 1
     for name, info in attributes.items():
         levels = list(info.get("levels") or [])
+        row = {"attribute": attr_label(name, info)}
         if per_sample is not None and name in per_sample:
             counts = per_sample[name].value_counts().to_dict()
-            levels = [f"{lv} ({counts.get(i, 0)})" for i, lv in enumerate(levels)]
-        rows.append(
-            {
-                "attribute": attr_label(name, info),
-                "levels (test patients)": ", ".join(levels),
-                "description": info.get("description", ""),
-            }
-        )
+            row["levels (test patients)"] = ", ".join(
+                f"{lv} ({counts.get(i, 0)})" for i, lv in enumerate(levels)
+            )
+            if y is not None and y.any():
+                codes = per_sample[name].to_numpy()
+                pos = [int((y & (codes == i)).sum()) for i in range(len(levels))]
+                row["test positives"] = ", ".join(
+                    f"{lv} {k} ({100 * k / y.sum():.0f} %)"
+                    for lv, k in zip(levels, pos, strict=True)
+                )
+        else:
+            row["levels (test patients)"] = ", ".join(levels)
+        row["description"] = info.get("description", "")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -226,31 +241,111 @@ def real_verdicts(sel: pd.DataFrame) -> pd.DataFrame:
     return sel[sel[S.VERDICT].astype(str).str.startswith("real")]
 
 
+def _signed(x: float) -> str:
+    return f"{x:+.3f}".replace("-", "−") if pd.notna(x) else "–"
+
+
+def _plain(x: float) -> str:
+    return f"{x:.3f}" if pd.notna(x) else "–"
+
+
+def _p_value(p: float) -> str:
+    if pd.isna(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
+POWER_COLUMN = "detectable gain (80 % power)"
+
+
 def selection_table(sel: pd.DataFrame) -> pd.DataFrame:
-    """The selection table with the interval in one column and the direction as an arrow."""
-    t = sel.copy()
-    t["95 % interval"] = [
-        f"[{lo:+.4f}, {hi:+.4f}]"
-        for lo, hi in zip(t[S.GAIN_CI_LOW], t[S.GAIN_CI_HIGH], strict=True)
-    ]
-    t = t.drop(columns=[S.GAIN_CI_LOW, S.GAIN_CI_HIGH])
-    t[S.DESIDERATUM] = [
-        f"{n}{' ↑' if bool(hib) else ' ↓'}"
-        for n, hib in zip(t[S.DESIDERATUM], t[S.HIGHER_IS_BETTER], strict=True)
-    ]
-    t = t.drop(columns=S.HIGHER_IS_BETTER)
-    first = [
-        S.DESIDERATUM,
-        S.MAP_TEST,
-        S.CHOSEN,
-        S.CHOSEN_VAL,
-        S.CHOSEN_TEST,
-        S.TEST_GAIN,
-        "95 % interval",
-        S.SPEARMAN_RHO,
-        S.VERDICT,
-    ]
-    return t[first + [c for c in t.columns if c not in first]]
+    """selection.csv as the page shows it, one row per desideratum: its direction, what the
+    chosen model and the trained one score on validation, the test gain with its 95 % interval,
+    the gain the test split detects at 80 % power, the Holm-adjusted p-value and the verdict —
+    with, where the gain is not real and the detectable gain exceeds it, what the test split
+    could not show (`fairness.undetectable`). Every column is in decide/selection.csv."""
+    rows = []
+    for _, r in sel.iterrows():
+        arrow = " ↑" if bool(r[S.HIGHER_IS_BETTER]) else " ↓"
+        verdict = str(r[S.VERDICT])
+        bar = undetectable(r)
+        if bar is not None:
+            verdict += f": the test split could not show a gain smaller than {bar:.3f}"
+        rows.append(
+            {
+                S.DESIDERATUM: f"{r[S.DESIDERATUM]}{arrow}",
+                "chosen on validation (trained model)": (
+                    f"{_plain(r[S.CHOSEN_VAL])} ({_plain(r[S.MAP_VAL])})"
+                    if S.MAP_VAL in r
+                    else _plain(r[S.CHOSEN_VAL])
+                ),
+                "test gain [95 % interval]": (
+                    f"{_signed(r[S.TEST_GAIN])} [{_signed(r[S.GAIN_CI_LOW])}, "
+                    f"{_signed(r[S.GAIN_CI_HIGH])}]"
+                ),
+                POWER_COLUMN: _plain(r.get(S.MIN_DETECTABLE_GAIN, float("nan"))),
+                "Holm p": _p_value(r.get(S.GAIN_P_HOLM, float("nan"))),
+                S.VERDICT: verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def selection_vs_set_table(side_by_side: pd.DataFrame) -> pd.DataFrame:
+    """validate/selection_vs_set.csv as the page shows it, one row per desideratum: for the
+    set and for the retrained truth, the test gain of the model chosen on validation [95 %
+    interval], the gain the test split detects at 80 % power, the verdict and the spread of
+    the desideratum's test values across the set (q95 − q05); whether the verdicts agree."""
+    rows = []
+    for _, r in side_by_side.iterrows():
+        arrow = " ↑" if bool(r[S.HIGHER_IS_BETTER]) else " ↓"
+        row = {S.DESIDERATUM: f"{r[S.DESIDERATUM]}{arrow}"}
+        for who, name in ((S.SET_SIDE, "set"), (S.TRUTH_SIDE, "retrained")):
+            side = {c: r.get(S.side_column(who, c), float("nan")) for c in S.SIDE_BY_SIDE}
+            selected = pd.notna(side[S.VERDICT])
+            gain = (
+                f"{_signed(side[S.TEST_GAIN])} [{_signed(side[S.GAIN_CI_LOW])}, "
+                f"{_signed(side[S.GAIN_CI_HIGH])}]"
+            )
+            row[f"{name}: test gain [95 %]"] = gain if selected else "not selected for"
+            row[f"{name}: detectable gain"] = _plain(side[S.MIN_DETECTABLE_GAIN])
+            row[f"{name}: verdict"] = str(side[S.VERDICT]) if selected else "–"
+            row[f"{name}: test spread"] = _plain(side[S.TEST_SPREAD])
+        row["verdicts agree"] = "yes" if bool(r.get(S.VERDICTS_AGREE, False)) else "no"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def within_stratum_table(table: pd.DataFrame, attributes: dict[str, dict]) -> pd.DataFrame:
+    """evaluate/within_stratum.csv as the page shows it: per attribute, acquisition attribute
+    and gap, the trained model's gap over all patients, within each stratum (with the patients
+    its rates count) and pooled, and the set's 5–95 % range of the pooled gap."""
+    rows = []
+    keys = [S.ATTRIBUTE, S.STRATUM_ATTRIBUTE, S.METRIC]
+    for (attribute, stratum, metric), g in table.groupby(keys, sort=False):
+        by = {str(r[S.STRATUM]): r for _, r in g.iterrows()}
+        if MARGINAL not in by or POOLED not in by:
+            continue
+        levels = [
+            f"{name} {_plain(r[S.MAP_GAP])} ({int(r[S.RATE_PATIENTS])})"
+            for name, r in by.items()
+            if name not in (MARGINAL, POOLED)
+        ]
+        pooled = by[POOLED]
+        rows.append(
+            {
+                "attribute": attr_label(str(attribute), attributes.get(str(attribute), {})),
+                "within": attr_label(str(stratum), attributes.get(str(stratum), {})),
+                "gap": str(metric),
+                "all patients": _plain(by[MARGINAL][S.MAP_GAP]),
+                "per stratum (patients its rates count)": ", ".join(levels),
+                "pooled": _plain(pooled[S.MAP_GAP]),
+                "pooled, set 5–95 %": (
+                    f"{_plain(pooled[S.SET_GAP_Q05])}–{_plain(pooled[S.SET_GAP_Q95])}"
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --- ensembles -------------------------------------------------------------------------------

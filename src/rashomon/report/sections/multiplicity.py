@@ -14,7 +14,7 @@ from rashomon.report.sections.frames import (
     patient_table,
     range_columns,
 )
-from rashomon.report.summary import arbitrariness, pct
+from rashomon.report.summary import arbitrariness, extremes_vacuous, pct
 from rashomon.report.words import group_label
 
 TOP_PATIENTS = 10
@@ -36,6 +36,16 @@ def extremes_paragraph(b: Builder) -> str:
         return ""
     bound = e.get("extremes_set") or {}
     sampled = arbitrariness(d).share
+    why = extremes_vacuous(e)
+    if why is not None:
+        return (
+            "<p><b>Exact last-layer bound: vacuous for this model.</b> Over every last layer "
+            f"whose validation loss is within ε = {bound.get('epsilon', d.epsilon):g} and whose "
+            f"training objective is within {bound.get('train_epsilon', d.epsilon):g} of the "
+            f"trained model's, {esc(why)}. It is no upper line here (the sampled set reaches "
+            f"{pct(sampled)}); each patient's extremes are in <code>evaluate/extremes.csv</code> "
+            f"({e.get('extremes_seconds', 0):g} s).</p>"
+        )
     return (
         "<p><b>Upper line (exact, last layer).</b> Over every last layer whose validation "
         f"loss is within ε = {bound.get('epsilon', d.epsilon):g} and whose training "

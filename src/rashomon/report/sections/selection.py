@@ -1,5 +1,6 @@
 """Choosing within the set: is there a fairer model (per patient attribute, against the random
-attribute's noise floor), and the best-in-set selection of every desideratum."""
+attribute's noise floor, each gap read within the acquisition strata), and the best-in-set
+selection of every desideratum."""
 
 from __future__ import annotations
 
@@ -7,18 +8,88 @@ import pandas as pd
 
 from rashomon import schema as S
 from rashomon.report import plots
-from rashomon.report.fairness import NULL_ATTRIBUTE, answers
+from rashomon.report.fairness import FairnessAnswer, answers
 from rashomon.report.kit import esc, note, table_html, warning_box
 from rashomon.report.sections.base import Builder, SectionSpec
-from rashomon.report.sections.frames import real_verdicts, selection_table, with_label_names
-from rashomon.report.summary import skip_notes
+from rashomon.report.sections.frames import (
+    real_verdicts,
+    selection_table,
+    with_label_names,
+    within_stratum_table,
+)
+from rashomon.report.strata import (
+    DESIDERATUM_METRIC,
+    EXPLAINED_SHARE,
+    strata_to_read,
+    stratum_gaps,
+    stratum_sentence,
+)
+from rashomon.report.summary import acquisition_sentences, skip_notes
+from rashomon.report.words import ACQUISITION, NULL, PATIENT, PROXY, attr_label
 
 SELECTION_PLOT_ROWS = 30  # multilabel: the plot shows the real gains and losses, at most these
 
+GROUP_HEADINGS = {
+    PATIENT: ("Real patient attributes", ""),
+    ACQUISITION: (
+        "Acquisition attributes",
+        "How the image was taken, not who the patient is: a gap here is a property of the "
+        "images (and of which patients get which kind of image), not of a patient group.",
+    ),
+    NULL: (
+        "Noise floor: the random attribute",
+        "The same selection on a seeded random split of the patients. A gain on a real "
+        "attribute that is not larger than this one is what selection finds by chance.",
+    ),
+}
+
+
+def _within_lines(b: Builder, a: FairnessAnswer, strata: list[str]) -> list[str]:
+    """The within-stratum sentences of one gap line (`strata.stratum_sentence`)."""
+    table, metric = b.data.table("within_stratum"), DESIDERATUM_METRIC.get(a.desideratum_prefix)
+    if table is None or metric is None:
+        return []
+    out = []
+    for s in strata:
+        g = stratum_gaps(table, a.attribute, s, metric)
+        if g is not None:
+            label = attr_label(s, b.data.attributes.get(s, {}))
+            out.append(stratum_sentence(g, label))
+    return out
+
+
+def _answer_items(b: Builder, found: list[FairnessAnswer], strata: list[str]) -> str:
+    items = []
+    for a in found:
+        within = _within_lines(b, a, strata) if a.kind == PATIENT else []
+        extra = "".join(f'<span class="within">{esc(t)}</span>' for t in within)
+        items.append(f"<li>{esc(a.sentence)}{extra}</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _within_details(b: Builder) -> str:
+    table = b.data.table("within_stratum")
+    if table is None or not len(table):
+        return ""
+    shown = within_stratum_table(table, b.data.attributes)
+    return (
+        "<details><summary>Every gap within every acquisition stratum "
+        "(evaluate/within_stratum.csv)</summary>"
+        + note(
+            "The trained model's gaps on test: over all patients, among the patients of each "
+            "stratum (in brackets, the patients each rate counts: positives for a TPR gap, "
+            "negatives for an FPR gap, everyone otherwise), and pooled, weighted by those "
+            "counts; the last column is the pooled gap's 5–95 % range across the set."
+        )
+        + table_html(shown, 3, max_rows=None)
+        + "</details>"
+    )
+
 
 def build_fairness(b: Builder) -> str:
-    """Is there a fairer model among the equally good ones? The answer per real attribute first,
-    the random attribute's as the noise floor, derived proxies last and smaller."""
+    """Is there a fairer model among the equally good ones? The answer per real patient
+    attribute first, each gap line read within the acquisition strata; then the acquisition
+    attributes, the random attribute's answers as the noise floor, derived proxies last."""
     d = b.data
     found = answers(d)
     if not found:
@@ -30,28 +101,35 @@ def build_fairness(b: Builder) -> str:
             "or <code>decide.select</code> left them out)."
         )
         return note(text)
-    real = [a for a in found if not a.derived]
-    null = [a for a in found if a.attribute == NULL_ATTRIBUTE]
-    proxies = [a for a in found if a.derived and a.attribute != NULL_ATTRIBUTE]
+    table = d.table("within_stratum")
+    strata = strata_to_read(table, d.attributes) if table is not None and len(table) else []
+    by_kind = {k: [a for a in found if a.kind == k] for k in (PATIENT, ACQUISITION, NULL, PROXY)}
     parts = []
-    if real:
-        parts.append("<h3>Real patient attributes</h3><ul>")
-        parts += [f"<li>{esc(a.sentence)}</li>" for a in real]
-        parts.append("</ul>")
-    else:
+    if not by_kind[PATIENT]:
         parts.append(
-            note("This task has no real patient attributes; only derived proxies are shown.")
+            note("This task has no real patient attributes; only the other kinds are shown.")
         )
-    if null:
-        parts.append(
-            "<h3>Noise floor: the random attribute</h3><p>The same selection on a seeded random "
-            "split of the patients. A gain on a real attribute that is not larger than this one "
-            "is what selection finds by chance.</p><ul>"
-        )
-        parts += [f"<li>{esc(a.sentence)}</li>" for a in null]
-        parts.append("</ul>")
+    for kind in (PATIENT, ACQUISITION, NULL):
+        if not by_kind[kind]:
+            continue
+        heading, intro = GROUP_HEADINGS[kind]
+        parts.append(f"<h3>{heading}</h3>" + (f"<p>{intro}</p>" if intro else ""))
+        if kind == ACQUISITION:
+            parts += [f"<p>{esc(t)}</p>" for t in acquisition_sentences(d)]
+        if kind == PATIENT and strata:
+            names = ", ".join(attr_label(s, d.attributes.get(s, {})) for s in strata)
+            parts.append(
+                note(
+                    f"Each gap is also read within {esc(names)}: the trained model's gap among "
+                    "the patients of one stratum at a time, and pooled over the strata. The "
+                    f"stratum explains the gap when the pooled gap is below {EXPLAINED_SHARE:g} "
+                    "of the gap over all patients and no larger than the random split's pooled "
+                    "gap within the same strata."
+                )
+            )
+        parts.append(_answer_items(b, by_kind[kind], strata))
     values, sel = d.table("selection_values"), d.table("selection")
-    first = (real or proxies or null)[0]
+    first = (by_kind[PATIENT] or by_kind[ACQUISITION] or by_kind[PROXY] or by_kind[NULL])[0]
     if values is not None and sel is not None and "accuracy" in set(values[S.DESIDERATUM]):
         rows = sel.set_index(S.DESIDERATUM)
         if first.desideratum in rows.index and "accuracy" in rows.index:
@@ -68,9 +146,10 @@ def build_fairness(b: Builder) -> str:
                     "choice among equally good models reach what post-processing buys?",
                 )  # fmt: skip
             )
-    if proxies:
+    parts.append(_within_details(b))
+    if by_kind[PROXY]:
         parts.append("<details><summary>Derived proxies (not patient attributes)</summary><ul>")
-        parts += [f"<li>{esc(a.sentence)}</li>" for a in proxies]
+        parts += [f"<li>{esc(a.sentence)}</li>" for a in by_kind[PROXY]]
         parts.append("</ul></details>")
     return "".join(parts)
 
@@ -119,7 +198,16 @@ def build_selection(b: Builder) -> str:
         )
     else:
         parts.append(note("No label's best-in-set model gains or loses beyond selection noise."))
-    parts.append(table_html(selection_table(sel), 4))
+    parts.append(
+        note(
+            "<i>Detectable gain (80 % power)</i>: the true gain this test split detects four "
+            "times in five, (z<sub>0.975</sub> + z<sub>0.8</sub>) × the bootstrap standard "
+            "error of the gain, at the unadjusted α; Holm's correction over the desiderata "
+            "raises the bar, so read it as a lower bound. Where no gain is real and this bar "
+            "exceeds the observed gain, a true gain below it would most likely have been missed."
+        )
+    )
+    parts.append(table_html(selection_table(sel), 3))
     par = d.table("pareto")
     if par is not None and len(par):
         parts.append(

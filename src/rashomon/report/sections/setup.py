@@ -12,7 +12,14 @@ from rashomon.report.kit import esc, kv_table, note, table_html
 from rashomon.report.load import RunData
 from rashomon.report.sections.base import Builder, SectionSpec
 from rashomon.report.sections.frames import attribute_table, split_balance, stage_rows
-from rashomon.report.words import class_weight_text
+from rashomon.report.words import (
+    ACQUISITION,
+    NULL,
+    PATIENT,
+    PROXY,
+    attribute_kind,
+    class_weight_text,
+)
 
 
 def build_task(b: Builder) -> str:
@@ -32,18 +39,7 @@ def build_task(b: Builder) -> str:
         parts.append("<h3>Splits and class balance</h3>" + table_html(balance))
     attrs = d.attributes or (info.get("attributes") or {})
     if attrs:
-        parts.append(
-            "<h3>Patient attributes</h3>"
-            + table_html(attribute_table(attrs, d.table("per_sample")))
-        )
-        if any(ai.get("derived") for ai in attrs.values()):
-            parts.append(
-                note(
-                    "Attributes marked <i>(derived proxy)</i> are computed from the images or "
-                    "drawn at random (a null control); they are not demographics. Gaps on the "
-                    "random attribute measure noise."
-                )
-            )
+        parts.append(attribute_groups(d, attrs))
     else:
         parts.append(
             note(
@@ -51,6 +47,37 @@ def build_task(b: Builder) -> str:
                 "<code>--attributes FILE.csv</code> to see group results."
             )
         )
+    return "".join(parts)
+
+
+ATTRIBUTE_GROUPS = (
+    ((PATIENT,), "Patient attributes", ""),
+    (
+        (ACQUISITION,),
+        "Acquisition attributes",
+        "How the image was taken, not who the patient is (<code>evaluate.acquisition</code>, "
+        "by default the attributes named view, scanner, site, device or intensity). Their "
+        "gaps are reported apart from the patient groups', and each patient attribute's gaps "
+        "are also read within their strata.",
+    ),
+    (
+        (NULL, PROXY),
+        "Derived attributes",
+        "Computed from the images or drawn at random (a null control); they are not "
+        "demographics. Gaps on the random attribute measure noise.",
+    ),
+)
+
+
+def attribute_groups(d: RunData, attrs: dict[str, dict]) -> str:
+    """The task's attributes in three tables: patient, acquisition, derived."""
+    ps = d.table("per_sample")
+    parts = []
+    for kinds, heading, text in ATTRIBUTE_GROUPS:
+        group = {n: i for n, i in attrs.items() if attribute_kind(n, i) in kinds}
+        if group:
+            table = attribute_table(group, ps, binary=d.kind == "binary")
+            parts.append(f"<h3>{heading}</h3>" + table_html(table) + (note(text) if text else ""))
     return "".join(parts)
 
 

@@ -1,6 +1,7 @@
 """How close is the set to retraining: `rashomon validate`'s size-matched figures on this task
-(validate/summary.json) and the ambiguity growth curves (validate/growth.csv), or the validity
-study's figure for this kind of set and a pointer to the command."""
+(validate/summary.json), the ambiguity growth curves (validate/growth.csv) and best-in-set
+selection on the set and on the retrained truth side by side (validate/selection_vs_set.csv),
+or the validity study's figure for this kind of set and a pointer to the command."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pandas as pd
 
 from rashomon import schema as S
 from rashomon.report import plots
+from rashomon.report.fairness import SELECTION_VS_SET_FILE, truth_answer
 from rashomon.report.kit import esc, note, table_html
 from rashomon.report.sections.base import Builder, SectionSpec
+from rashomon.report.sections.frames import selection_vs_set_table, with_label_names
 from rashomon.report.study import validity_line
 from rashomon.report.summary import (
     figure,
@@ -195,7 +198,35 @@ def build(b: Builder) -> str:
         + table_html(flag_rows(v, set_models), 2)
         + table_html(other_rows(v), 3)
         + _growth_figure(b, v, set_models)
+        + selection_on_truth(b, v)
     )
+
+
+def selection_on_truth(b: Builder, v: dict[str, Any]) -> str:
+    """Best-in-set selection on the set and on the retrained truth side by side
+    (validate/selection_vs_set.csv), and the fairness hypothesis answered on the truth."""
+    d = b.data
+    side = d.validate_table(SELECTION_VS_SET_FILE)
+    if side is None or not len(side):
+        return note(
+            f"<code>validate/{SELECTION_VS_SET_FILE}</code> is missing: re-run <code>rashomon "
+            f"validate {esc(str(d.run_dir))} --force</code> after <code>rashomon decide</code> "
+            "to select among the retrained networks as among the set's models."
+        )
+    retrained = v.get("retrained_in_set")
+    answer = truth_answer(d, side, int(retrained) if retrained else None)
+    parts = [
+        "<h3>Selection on the set and on the retrained truth</h3>",
+        "<p>The same best-in-set selection (chosen on validation, its gain over the trained "
+        "model on test, Holm-adjusted, against the random control) among the set's models and "
+        "among the retrained networks within ε, which are equally valid by construction. A gain "
+        "the truth shows and the set does not means the set understates the choice; the "
+        "reverse, that the set's gain is an artefact of how it was drawn.</p>",
+    ]
+    if answer is not None:
+        parts.append(f"<p><b>{esc(answer.sentence)}</b></p>")
+    parts.append(table_html(selection_vs_set_table(with_label_names(side, d.labels)), 3))
+    return "".join(parts)
 
 
 VALIDITY = SectionSpec("validity", "How close is the set to retraining?", build)
