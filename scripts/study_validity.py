@@ -140,6 +140,13 @@ def main() -> None:
     ap.add_argument("compare_dir", type=Path)
     ap.add_argument("--costs", type=Path, default=None)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--report-rows",
+        metavar="WHERE",
+        default=None,
+        help="also write report_rows.csv: the size-matched rows for the report's study table "
+        "(src/rashomon/report/study_recall.csv), WHERE naming the docs/results.md section",
+    )
     args = ap.parse_args()
     from rashomon.compare import frontier_table
     from rashomon.report import plots
@@ -164,8 +171,53 @@ def main() -> None:
     )
     (args.out / "frontier.png").write_bytes(png_bytes(plots.cost_validity_frontier(frontier)))
     growth_plot(pd.read_csv(args.compare_dir / "growth.csv"), study, compare, args.out)
+    if args.report_rows:
+        rows = report_rows(compare, args.report_rows)
+        rows.to_csv(args.out / "report_rows.csv", index=False)
     shown = study.drop(columns=[c for c in study if c.startswith("goal_") and c != "goal_met"])
     print(markdown(shown))
+
+
+def report_rows(compare: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The size-matched figures of every cell in the layout of the report's study table: one row
+    per kind of set (source, varied weights, scale; the first cell of a kind in the compare
+    table), keyed by the dataset as `rashomon.report.study.dataset_key` names a run's."""
+    import json
+
+    import yaml
+
+    from rashomon.report.study import STUDY_COLUMNS, dataset_key, set_kind
+
+    rows, seen = [], set()
+    truth = compare[compare["ground_truth"].astype(bool)].iloc[0]
+    for _, r in compare[~compare["ground_truth"].astype(bool)].iterrows():
+        run = Path(r["run_dir"])
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        summary = json.loads((run / "sample" / "summary.json").read_text())
+        kind = set_kind(summary)
+        if kind in seen:
+            continue
+        seen.add(kind)
+        train = config.get("train") or {}
+        rows.append(
+            {
+                "dataset": dataset_key(config.get("data") or {}),
+                "arch": train.get("arch", ""),
+                **dict(zip(("source", "subset", "scale"), kind, strict=True)),
+                "flag_recall_ratio": round(float(r["flag_recall_ratio"]), 3),
+                "flag_precision_ratio": round(float(r["flag_precision_ratio"]), 3),
+                "matched_models": int(r["matched_models"]),
+                "flag_recall_full": round(float(r["flag_recall_full"]), 3),
+                "flag_precision_full": round(float(r["flag_precision_full"]), 3),
+                "retrained": int(truth["models_in_set"]),
+                "epochs": train.get("epochs") or "",
+                "steps": train.get("steps") or "",
+                "dropout": train.get("dropout", ""),
+                "class_weights": train.get("class_weights", ""),
+                "where": f"{where}, cell {cell_name(r['run_dir'])}",
+            }
+        )
+    return pd.DataFrame(rows, columns=list(STUDY_COLUMNS))
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -97,3 +97,15 @@ def test_a_size_matched_row_is_preferred_to_the_full_size_ones(monkeypatch):
         "table); this run's MAP model was trained differently (1000 steps, not 20 epochs; "
         "dropout 0.1, not none), so the figure is only indicative."
     )
+
+
+def test_dataset_key_names_folder_tasks_by_folder_and_label_file():
+    """MedMNIST names stay as given; a folder task is its folder's name, with the label file's
+    stem when it is not labels.csv (HAM10000's binary and seven-class tasks are two tasks)."""
+    from rashomon.report.study import dataset_key
+
+    assert dataset_key({"dataset": "BreastMNIST"}) == "breastmnist"
+    assert dataset_key({"dataset": "/data/rsna-cxr/"}) == "rsna-cxr"
+    assert dataset_key({"dataset": "/data/rsna-cxr", "labels": "labels.csv"}) == "rsna-cxr"
+    key = dataset_key({"dataset": "../shared/data/ham10000", "labels": "labels-binary.csv"})
+    assert key == "ham10000:labels-binary"

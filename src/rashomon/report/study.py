@@ -22,10 +22,42 @@ from typing import Any
 import pandas as pd
 
 STUDY_FILE = Path(__file__).with_name("study_recall.csv")
+STUDY_COLUMNS = (
+    "dataset",
+    "arch",
+    "source",
+    "subset",
+    "scale",
+    "flag_recall_ratio",
+    "flag_precision_ratio",
+    "matched_models",
+    "flag_recall_full",
+    "flag_precision_full",
+    "retrained",
+    "epochs",
+    "steps",
+    "dropout",
+    "class_weights",
+    "where",
+)
+DEFAULT_LABELS = "labels.csv"
+
+
+def dataset_key(data: dict[str, Any]) -> str:
+    """How the study names a run's task, from its config's data section: a MedMNIST name as
+    given, a folder task by its folder's name, with the label file's stem when it is not the
+    default one (HAM10000's binary and seven-class tasks differ): 'ham10000:labels-binary'."""
+    dataset = str(data.get("dataset", "")).rstrip("/\\")
+    name = Path(dataset).name.lower() if ("/" in dataset or "\\" in dataset) else dataset.lower()
+    labels = data.get("labels")
+    if labels and Path(str(labels)).name != DEFAULT_LABELS:
+        name += f":{Path(str(labels)).stem}"
+    return name
 
 
 @lru_cache(maxsize=1)
 def study_table() -> pd.DataFrame:
+    """The study's rows (every column as text; empty where a figure was not measured)."""
     return pd.read_csv(STUDY_FILE, dtype=str, keep_default_na=False)
 
 
@@ -52,12 +84,19 @@ def training(train: dict[str, Any]) -> dict[str, str] | None:
         return None
     budget = f"{epochs:g} epochs" if epochs is not None else f"{steps:g} steps"
     dropout = _number(train.get("dropout"))
-    weighted = str(train.get("class_weights", False)).lower() == "true"
+    weights = str(train.get("class_weights", False)).lower()
     return {
         "budget": budget,
         "dropout": f"dropout {dropout:g}" if dropout else "no dropout",
-        "class weights": "class weights" if weighted else "no class weights",
+        "class weights": CLASS_WEIGHT_WORDS.get(weights, "no class weights"),
     }
+
+
+CLASS_WEIGHT_WORDS = {
+    "true": "class weights",
+    "auto": "class weights when imbalanced",
+    "false": "no class weights",
+}
 
 
 def differences(run: dict[str, str] | None, study: dict[str, str]) -> list[str]:
@@ -72,7 +111,8 @@ def differences(run: dict[str, str] | None, study: dict[str, str]) -> list[str]:
         if aspect == "dropout":
             theirs = "none" if theirs.startswith("no ") else theirs.removeprefix("dropout ")
         elif aspect == "class weights":
-            theirs = "none" if theirs.startswith("no ") else "weighted"
+            theirs = "none" if theirs.startswith("no ") else theirs.removeprefix("class weights ")
+            theirs = "weighted" if theirs == "class weights" else theirs
         out.append(f"{ours}, not {theirs}")
     return out
 

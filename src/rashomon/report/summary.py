@@ -464,12 +464,10 @@ def _validity_sentences(data: RunData) -> list[str]:
     v = data.summaries.get("validate")
     if v and v.get("retrained_in_set"):
         return validate_sentences(v, kept_models(data)[0]) + truth_sentences(data)
-    from rashomon.report.study import validity_line
+    from rashomon.report.study import dataset_key, validity_line
 
     d, t = data.config.get("data") or {}, data.config.get("train") or {}
-    line = validity_line(
-        str(d.get("dataset", "")), str(t.get("arch", "")), data.sample.summary or {}, t
-    )
+    line = validity_line(dataset_key(d), str(t.get("arch", "")), data.sample.summary or {}, t)
     return [line] if line else []
 
 

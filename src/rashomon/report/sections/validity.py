@@ -15,7 +15,7 @@ from rashomon.report.fairness import SELECTION_VS_SET_FILE, truth_answer
 from rashomon.report.kit import esc, note, table_html
 from rashomon.report.sections.base import Builder, SectionSpec
 from rashomon.report.sections.frames import selection_vs_set_table, with_label_names
-from rashomon.report.study import validity_line
+from rashomon.report.study import dataset_key, validity_line
 from rashomon.report.summary import (
     figure,
     kept_models,
@@ -179,7 +179,7 @@ def build(b: Builder) -> str:
     if not v:
         cfg_d, cfg_t = d.config.get("data") or {}, d.config.get("train") or {}
         line = validity_line(
-            str(cfg_d.get("dataset", "")),
+            dataset_key(cfg_d),
             str(cfg_t.get("arch", "")),
             d.sample.summary or {},
             cfg_t,
