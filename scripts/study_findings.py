@@ -18,9 +18,14 @@ those within ε of the MAP model's validation loss (the class-weighted loss it w
    5–95 % band, `rashomon.compare.ambiguity_growth`).
 3. Ensembles with abstention: disjoint ensembles of k models of the truth, majority vote,
    abstaining below a vote share τ (`rashomon.decide.ensemble.ensemble_curves`): coverage
-   against the disagreement left between ensembles.
+   against the disagreement left between ensembles; with `--cheap RUN_DIR` (a cell of the
+   validity sweep) the same curves for ensembles drawn from that cheap set's models within ε.
 4. Capacity (`--widths`): for each width, test accuracy of its seeds and the multiplicity of its
    own truth (ambiguity against its seed `first`, mean pairwise disagreement of its seeds).
+
+For a binary task the summary also holds each network's test balanced accuracy and AUROC (the
+MAP model's, and mean, sd, min and max over the networks within ε), the figures the imbalanced
+defaults are judged by.
 
 Writes CSV tables and PNG plots into `--out`, and prints the headline numbers.
 """
@@ -157,9 +162,45 @@ def truth_findings(task, nets, probs, cfg, out: Path) -> dict[str, Any]:
         "single_model_flip_share": float(growth["ambiguity"].iloc[0]),
         "noise": noise.to_dict(orient="records"),
     }
+    if task.kind == "binary":
+        summary.update(binary_scores(probs["test"], y_test, keep))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _plots(growth, curves, out, cfg.data.dataset)
     return summary
+
+
+def binary_scores(probs: np.ndarray, y: np.ndarray, keep: np.ndarray) -> dict[str, float]:
+    """Test balanced accuracy (at the 0.5 decision rule) and AUROC of every network [M, N, 2]:
+    the MAP model's (index 0), and mean, sd, min and max over the networks kept."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    values = {
+        "balanced_accuracy": np.array([balanced_accuracy_score(y, p.argmax(-1)) for p in probs]),
+        "auroc": np.array([roc_auc_score(y, p[:, 1]) for p in probs]),
+    }
+    out = {}
+    for name, v in values.items():
+        kept = v[keep]
+        out[f"test_{name}_map"] = float(v[0])
+        out[f"test_{name}_mean"] = float(kept.mean())
+        out[f"test_{name}_sd"] = float(kept.std(ddof=1))
+        out[f"test_{name}_min"] = float(kept.min())
+        out[f"test_{name}_max"] = float(kept.max())
+    return out
+
+
+def cheap_ensembles(run_dir: Path, y_test: np.ndarray, out: Path) -> pd.DataFrame:
+    """Finding 3 for a cheap set: the ensemble curves of its models within ε (the sample stage's
+    own filter at its ε), written beside the truth's."""
+    from rashomon.compare import load_set
+
+    cheap = load_set(run_dir)
+    curves = ensemble_curves(
+        cheap.probs, y_test, ks=(1, 3, 5, 7), taus=(0.5, 0.6, 0.8, 1.0), n_partitions=20
+    )
+    curves.insert(0, "set", cheap.name)
+    curves.to_csv(out / "finding3_ensembles_cheap.csv", index=False)
+    return curves
 
 
 def _plots(growth: pd.DataFrame, curves: pd.DataFrame, out: Path, name: str) -> None:
@@ -247,6 +288,7 @@ def main() -> None:
     ap.add_argument("--widths", type=float, nargs="*", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cheap", type=Path, default=None, metavar="RUN_DIR")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -258,6 +300,8 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     task, nets, probs, cfg = load_truth(args.sweep, seeds, overrides)
     summary = truth_findings(task, nets, probs, cfg, out)
+    if args.cheap:
+        cheap_ensembles(args.cheap, task.test.y.numpy(), out)
     print(json.dumps({k: v for k, v in summary.items() if k != "noise"}, indent=2))
     print(pd.DataFrame(summary["noise"]).to_string())
 
