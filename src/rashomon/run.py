@@ -3,10 +3,12 @@
 A run directory holds the resolved config, the environment (package versions, seeds) and one
 folder per finished stage. A stage writes into `<stage>.tmp-<pid>/`, which is renamed to
 `<stage>/` only when the stage succeeds; its completion record is written last. A record holds
-the hash of the config sections the stage reads, the fingerprint of the data files and the
-ids of the upstream stages' records it read, so a stage is current only when its config, its
-data and every stage it read are unchanged. Re-running skips current stages; an interrupted
-stage leaves only a temporary folder, removed on the next run, and earlier stages intact.
+the hash of the config sections the stage reads, the fingerprint of the data files it reads
+(without patient attributes for train and sample: `DataIdentity`), the ids of the upstream
+stages' records it read and the size and sha256 of every file it wrote, so a stage is current
+only when its config, its data, every stage it read and its own files are unchanged. Re-running
+skips current stages; `--force` redoes them from their inputs; an interrupted stage leaves only
+a temporary folder, removed on the next run, and earlier stages intact.
 
 `config.yaml` is written when a stage commits (the config the finished stages ran under), never
 by a command that fails before finishing one. One process at a time works in a run directory:
