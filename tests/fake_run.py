@@ -235,9 +235,9 @@ def write_fake_run(
     keep = in_set[EPSILON]
     idx = np.flatnonzero(keep)
 
-    from rashomon.run import data_fingerprint, make_record
+    from rashomon.run import data_identity, make_record
 
-    data = data_fingerprint(cfg, run_dir)
+    data = data_identity(cfg, run_dir)
 
     def write_record(stage: str) -> None:
         # Real records (config hash, data fingerprint, upstream ids): the fake run's stages are

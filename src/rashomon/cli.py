@@ -276,7 +276,7 @@ def _resolve(config: Path | None, overrides: Overrides, run_dir: Path | None = N
     return load_config(config, overrides)
 
 
-def _show_summary(results: dict[str, dict | None], run_dir: Path) -> None:
+def _show_summary(results: dict[str, dict | None], run_dir: Path, cfg: Any) -> None:
     table = Table(title=f"rashomon run: {run_dir}", show_lines=False)
     table.add_column("stage")
     table.add_column("result")
@@ -288,9 +288,27 @@ def _show_summary(results: dict[str, dict | None], run_dir: Path) -> None:
         text = ", ".join(f"{k}={v}" for k, v in list(shown.items())[:8])
         table.add_row(stage, text)
     console.print(table)
+    _show_headline(run_dir, cfg)
+
+
+def _show_headline(run_dir: Path, cfg: Any) -> None:
+    """report/summary.txt when the report stage is current for `cfg`; otherwise a line saying
+    the report is out of date and how to refresh it (its summary would describe other inputs)."""
+    from rashomon.run import stage_status
+
     headline = run_dir / "report" / "summary.txt"
-    if headline.exists():
+    if not headline.exists():
+        return
+    current, why = stage_status(run_dir, cfg, "report")
+    if current:
         console.print(headline.read_text().strip())
+        return
+    console.print(
+        f"[yellow]The report is out of date[/yellow] (it {why}), so its summary is not shown; "
+        f"`rashomon run --out {run_dir}` redoes the stages that need it and refreshes it.",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -325,7 +343,7 @@ def run(
     results = run_pipeline(
         run_dir, cfg, chosen, force=force, progress=not no_progress, console=console
     )
-    _show_summary(results, run_dir)
+    _show_summary(results, run_dir, cfg)
 
 
 def _stage_command(
@@ -344,7 +362,7 @@ def _stage_command(
         summary = run_stage(
             run_dir, cfg, name, force=force, progress=not no_progress, console=console
         )
-    _show_summary({name: summary}, run_dir)
+    _show_summary({name: summary}, run_dir, cfg)
 
 
 RunDirArg = Annotated[Path, typer.Argument(help="Run directory.")]

@@ -384,10 +384,14 @@ class RunConfig(Section):
             arch = Path(arch.split(":")[-1]).stem.replace(".", "-")
         return Path("runs") / (self.name or f"{data}-{arch}-seed{self.seed}")
 
-    def section_hash(self, *sections: str) -> str:
+    def section_hash(self, *sections: str, attributes: bool = True) -> str:
         """Hash of the named sections (plus seed and data), the identity of a stage's inputs;
-        operational fields such as the memory budget are left out."""
-        payload = {"seed": self.seed, "data": self.data.identity()}
+        operational fields such as the memory budget are left out, and so is the attribute CSV
+        for a stage that reads no patient attribute (`attributes=False`: train, sample)."""
+        data = self.data.identity()
+        if not attributes:
+            data["attributes_csv"] = None  # as a run without one: the same hash
+        payload = {"seed": self.seed, "data": data}
         payload.update({s: getattr(self, s).identity() for s in sections})
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

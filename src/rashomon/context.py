@@ -34,7 +34,7 @@ class StageConfig(Protocol):
     decide: Any
     validity: Any
 
-    def section_hash(self, *sections: str) -> str: ...
+    def section_hash(self, *sections: str, attributes: bool = True) -> str: ...
 
 
 @dataclass
@@ -47,8 +47,13 @@ class StageContext:
     console: Console = field(default_factory=Console)
     summary: dict[str, Any] = field(default_factory=dict)  # saved to summary.json, shown at end
     loader: Callable[[], Task] | None = None  # loads the run's Task
-    previous: dict[str, Any] | None = None  # this stage's record from its last finished run
-    data: str = ""  # fingerprint of the data files (rashomon.run.data_fingerprint)
+    # this stage's record from its last finished run, for what it may reuse of it; None under
+    # --force and when that run's files are not the ones it wrote
+    previous: dict[str, Any] | None = None
+    # fingerprint of the data files the stage reads (rashomon.run.DataIdentity: without the
+    # patient attributes for a stage that reads none)
+    data: str = ""
+    attributes: bool = True  # whether the stage reads patient attributes (its identity has them)
     _task: Task | None = None
 
     @property

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -32,36 +32,41 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def files_fingerprint(
-    paths: Iterable[str | Path], cache_file: Path | None = None, verify: bool = False
-) -> str:
-    """One hex digest over the content of `paths` (order-independent; a missing file counts as
-    'absent'). `cache_file` keeps {path: [size, mtime_ns, sha256]} between calls for files over
-    `SMALL_FILE` bytes; `verify` re-hashes those too (see the module docstring)."""
+def file_digests(
+    paths: Iterable[str | Path],
+    cache_file: Path | None = None,
+    verify: bool = False,
+    small_file: int = SMALL_FILE,
+) -> dict[str, str | None]:
+    """The sha256 of each file's content, by resolved path (None: the file is absent).
+    `cache_file` keeps {path: [size, mtime_ns, sha256]} between calls for files over
+    `small_file` bytes, which are not read again while their size and mtime are unchanged;
+    `verify` re-hashes those too (see the module docstring). The files a stage wrote are
+    checked with `small_file=0`: every one may come from the cache."""
     cache: dict[str, list] = {}
     if cache_file is not None and cache_file.exists():
         try:
             cache = json.loads(cache_file.read_text())
         except (OSError, ValueError):
             cache = {}
-    entries = []
+    out: dict[str, str | None] = {}
     changed = False
     for p in sorted({str(Path(p).resolve()) for p in paths}):
         try:
             st = os.stat(p)
         except OSError:
-            entries.append(f"{Path(p).name}:absent")
+            out[p] = None
             continue
         hit = cache.get(p)
-        fast = not verify and st.st_size > SMALL_FILE
+        fast = not verify and st.st_size > small_file
         if fast and hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             digest = hit[2]
         else:
             digest = file_sha256(Path(p))
-            if st.st_size > SMALL_FILE and hit != [st.st_size, st.st_mtime_ns, digest]:
+            if st.st_size > small_file and hit != [st.st_size, st.st_mtime_ns, digest]:
                 cache[p] = [st.st_size, st.st_mtime_ns, digest]
                 changed = True
-        entries.append(f"{Path(p).name}:{digest}")
+        out[p] = digest
     if cache_file is not None and changed:
         tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
         try:
@@ -69,6 +74,21 @@ def files_fingerprint(
             tmp.replace(cache_file)
         except OSError:
             pass  # the cache only saves time
+    return out
+
+
+def digests_fingerprint(digests: Mapping[str, str | None]) -> str:
+    """One hex digest over {path: sha256 or None (absent)}, order-independent."""
     # File names, not folders, enter the digest: the same files under another root are the same
     # data, while two images that swap content are not.
+    entries = [f"{Path(p).name}:{d if d is not None else 'absent'}" for p, d in digests.items()]
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+
+
+def files_fingerprint(
+    paths: Iterable[str | Path], cache_file: Path | None = None, verify: bool = False
+) -> str:
+    """One hex digest over the content of `paths` (order-independent; a missing file counts as
+    'absent'). `cache_file` keeps {path: [size, mtime_ns, sha256]} between calls for files over
+    `SMALL_FILE` bytes; `verify` re-hashes those too (see the module docstring)."""
+    return digests_fingerprint(file_digests(paths, cache_file, verify))

@@ -3,10 +3,12 @@
 A run directory holds the resolved config, the environment (package versions, seeds) and one
 folder per finished stage. A stage writes into `<stage>.tmp-<pid>/`, which is renamed to
 `<stage>/` only when the stage succeeds; its completion record is written last. A record holds
-the hash of the config sections the stage reads, the fingerprint of the data files and the
-ids of the upstream stages' records it read, so a stage is current only when its config, its
-data and every stage it read are unchanged. Re-running skips current stages; an interrupted
-stage leaves only a temporary folder, removed on the next run, and earlier stages intact.
+the hash of the config sections the stage reads, the fingerprint of the data files it reads
+(without patient attributes for train and sample: `DataIdentity`), the ids of the upstream
+stages' records it read and the size and sha256 of every file it wrote, so a stage is current
+only when its config, its data, every stage it read and its own files are unchanged. Re-running
+skips current stages; `--force` redoes them from their inputs; an interrupted stage leaves only
+a temporary folder, removed on the next run, and earlier stages intact.
 
 `config.yaml` is written when a stage commits (the config the finished stages ran under), never
 by a command that fails before finishing one. One process at a time works in a run directory:
@@ -48,15 +50,32 @@ __all__ = [
     "STAGE_ORDER",
     "Stage",
     "StageContext",
+    "DataIdentity",
     "adopt_stage",
     "data_fingerprint",
+    "data_identity",
     "prepare_run_dir",
     "run_lock",
     "run_pipeline",
     "run_stage",
+    "stage_files",
     "stage_is_current",
     "stage_status",
 ]
+
+
+def _always(cfg: RunConfig) -> bool:
+    return True
+
+
+def _never(cfg: RunConfig) -> bool:
+    return False
+
+
+def _sample_reads_attributes(cfg: RunConfig) -> bool:
+    """A set source that trains networks group-balanced (the retrain source's
+    `choices: {group_balanced: [sex]}`) reads a patient attribute; no other does."""
+    return "group_balanced" in json.dumps(cfg.sample.identity(), default=str)
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,20 @@ class Stage:
     sections: tuple[str, ...]  # config sections the stage reads (its input identity)
     after: tuple[str, ...]  # stages whose outputs it reads
     help: str
+    # Finished stages it reads when they are there (the report's validity section reads
+    # validate): not required, but a new run of one makes this stage out of date.
+    optional: tuple[str, ...] = ()
+    # Whether the stage reads patient attributes (attribute CSV, a label CSV's columns beyond
+    # path,label,split): when not, they are left out of its identity (`DataIdentity.task`).
+    reads_attributes: Callable[[RunConfig], bool] = _always
+
+    def data(self, identity: DataIdentity, cfg: RunConfig) -> str:
+        """The fingerprint of the data this stage reads."""
+        return identity.full if self.reads_attributes(cfg) else identity.task
+
+    def config_hash(self, cfg: RunConfig) -> str:
+        """The hash of the config sections this stage reads."""
+        return cfg.section_hash(*self.sections, attributes=self.reads_attributes(cfg))
 
 
 STAGES: dict[str, Stage] = {
@@ -77,6 +110,7 @@ STAGES: dict[str, Stage] = {
             ("train",),
             (),
             "train the MAP model",
+            reads_attributes=_never,
         ),
         Stage(
             "sample",
@@ -84,6 +118,7 @@ STAGES: dict[str, Stage] = {
             ("train", "sample"),
             ("train",),
             "build the model set and predict val/test",
+            reads_attributes=_sample_reads_attributes,
         ),
         Stage(
             "evaluate",
@@ -105,6 +140,7 @@ STAGES: dict[str, Stage] = {
             ("train", "sample", "evaluate", "decide"),
             ("train", "sample", "evaluate", "decide"),
             "the HTML report",
+            optional=("validate",),
         ),
         Stage(
             "validate",
@@ -157,24 +193,49 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def read_records(run_dir: Path) -> dict[str, dict]:
-    f = Path(run_dir) / RECORDS_FILE
-    return json.loads(f.read_text()) if f.exists() else {}
+    """The run's stage records; an unreadable stages.json is a one-line error with the fix."""
+    return S.stage_records(run_dir)
 
 
 # --------------------------------------------------------------------------- data identity
 
 
-def data_fingerprint(cfg: RunConfig, run_dir: Path | None = None) -> str:
-    """Fingerprint of the content of every data file the run's task reads."""
-    from rashomon.data.files import data_files
-    from rashomon.fingerprint import files_fingerprint
+@dataclass(frozen=True)
+class DataIdentity:
+    """Content fingerprints of the run's data files. `full`: every file the task reads, patient
+    attributes included. `task`: without them (the attribute CSV left out, a folder task's label
+    CSV by its path, label and split columns): what the stages that never read an attribute
+    (train, sample) depend on, so adding or editing attributes leaves them current."""
+
+    full: str
+    task: str
+
+
+def data_identity(cfg: RunConfig, run_dir: Path | None = None) -> DataIdentity:
+    """Both fingerprints of the run's data files (each file read once)."""
+    from rashomon.data.files import data_files, is_folder_dataset
+    from rashomon.fingerprint import digests_fingerprint, file_digests
 
     d = cfg.data
     files = data_files(
         d.dataset, root=d.root, size=d.size, labels=d.labels, attributes_csv=d.attributes_csv
     )
+    attributes = files[-1:] if d.attributes_csv is not None else []  # data_files lists it last
     cache = Path(run_dir) / HASH_CACHE_FILE if run_dir is not None else None
-    return files_fingerprint(files, cache)
+    digests = file_digests(files, cache)
+    left_out = {str(p.resolve()) for p in attributes}
+    task = {p: v for p, v in digests.items() if p not in left_out}
+    if is_folder_dataset(d.dataset):
+        from rashomon.data.folder import label_columns_digest, label_csv_path
+
+        csv = label_csv_path(d.dataset, d.labels).resolve()
+        task[str(csv)] = label_columns_digest(csv)
+    return DataIdentity(full=digests_fingerprint(digests), task=digests_fingerprint(task))
+
+
+def data_fingerprint(cfg: RunConfig, run_dir: Path | None = None) -> str:
+    """Fingerprint of the content of every data file the run's task reads."""
+    return data_identity(cfg, run_dir).full
 
 
 def task_loader(cfg: RunConfig) -> Callable[[], Task]:
@@ -276,38 +337,114 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume_only: bool = False) ->
 # --------------------------------------------------------------------------- status
 
 
+def stage_files(run_dir: Path, name: str) -> dict[str, dict[str, Any]]:
+    """Every file of a finished stage's folder: {path in the folder: {size, sha256}}, the list
+    its record keeps so that a missing, truncated or overwritten file is found."""
+    from rashomon.fingerprint import file_digests
+
+    folder = Path(run_dir) / name
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    digests = file_digests(paths, Path(run_dir) / HASH_CACHE_FILE, small_file=0)
+    return {
+        p.relative_to(folder).as_posix(): {
+            "size": p.stat().st_size,
+            "sha256": digests[str(p.resolve())],
+        }
+        for p in paths
+    }
+
+
+def _files_problem(run_dir: Path, name: str, rec: dict[str, Any]) -> str | None:
+    """Why a finished stage's files are not the ones it wrote (None when they are): a file its
+    record lists is missing, or its size or content changed. Content is read again only for a
+    file whose size or mtime changed since it was last hashed (`.file-hashes.json`). Records
+    written before stages listed their files are not checked."""
+    from rashomon.fingerprint import file_digests
+
+    listed = rec.get("files")
+    if not isinstance(listed, dict):
+        return None
+    folder = Path(run_dir) / name
+    for rel, meta in listed.items():
+        try:
+            size = (folder / rel).stat().st_size
+        except OSError:
+            return f"lost its file {name}/{rel}"
+        if size != meta.get("size"):
+            return f"has a file changed since it wrote it ({name}/{rel})"
+    digests = file_digests(
+        [folder / rel for rel in listed], Path(run_dir) / HASH_CACHE_FILE, small_file=0
+    )
+    for rel, meta in listed.items():
+        if digests.get(str((folder / rel).resolve())) != meta.get("sha256"):
+            return f"has a file changed since it wrote it ({name}/{rel})"
+    return None
+
+
+def _present(records: dict[str, dict], name: str) -> str | None:
+    """The record id of an optional input, None when that stage has not run."""
+    return records.get(name, {}).get("id")
+
+
 def stage_status(
-    run_dir: Path, cfg: RunConfig, name: str, data: str | None = None
+    run_dir: Path, cfg: RunConfig, name: str, data: DataIdentity | None = None
 ) -> tuple[bool, str]:
     """(current?, why not): a stage is current when it has run with this config section hash
-    and this data, its folder is there, and every stage it read is current and is the run it
-    read (not redone since)."""
+    and this data, its files are the ones it wrote, every stage it read is current and is the
+    run it read (not redone since), and the optional stages it reads are the runs it read."""
     records = read_records(run_dir)
-    data = data if data is not None else data_fingerprint(cfg, run_dir)
+    data = data if data is not None else data_identity(cfg, run_dir)
     return _status(run_dir, cfg, name, data, records)
 
 
 def _status(
-    run_dir: Path, cfg: RunConfig, name: str, data: str, records: dict[str, dict]
+    run_dir: Path,
+    cfg: RunConfig,
+    name: str,
+    data: DataIdentity,
+    records: dict[str, dict],
+    memo: dict[str, tuple[bool, str]] | None = None,
+) -> tuple[bool, str]:
+    memo = {} if memo is None else memo
+    if name not in memo:
+        memo[name] = _status_of(run_dir, cfg, name, data, records, memo)
+    return memo[name]
+
+
+def _status_of(
+    run_dir: Path,
+    cfg: RunConfig,
+    name: str,
+    data: DataIdentity,
+    records: dict[str, dict],
+    memo: dict[str, tuple[bool, str]],
 ) -> tuple[bool, str]:
     rec = records.get(name)
     stage = STAGES[name]
     if rec is None or not (run_dir / name).is_dir():
         return False, "has not run"
-    if rec.get("hash") != cfg.section_hash(*stage.sections):
+    if rec.get("hash") != stage.config_hash(cfg):
         return False, "ran with another config"
-    if rec.get("data") != data:
+    if rec.get("data") != stage.data(data, cfg):
         return False, "ran on other data (its data files changed)"
+    problem = _files_problem(run_dir, name, rec)
+    if problem is not None:
+        return False, problem
     for dep in stage.after:
-        ok, _ = _status(run_dir, cfg, dep, data, records)
+        ok, _ = _status(run_dir, cfg, dep, data, records, memo)
         if not ok:
             return False, f"read stage {dep!r}, which is out of date"
         if rec.get("inputs", {}).get(dep) != records[dep].get("id"):
             return False, f"read an earlier run of stage {dep!r} (redone since)"
+    for dep in stage.optional:
+        if rec.get("inputs", {}).get(dep) != _present(records, dep):
+            return False, f"read another run of stage {dep!r} than the one the run now holds"
     return True, "up to date"
 
 
-def stage_is_current(run_dir: Path, cfg: RunConfig, name: str, data: str | None = None) -> bool:
+def stage_is_current(
+    run_dir: Path, cfg: RunConfig, name: str, data: DataIdentity | None = None
+) -> bool:
     return stage_status(run_dir, cfg, name, data)[0]
 
 
@@ -321,24 +458,31 @@ def run_stage(
     force: bool = False,
     progress: bool = True,
     console: Console | None = None,
-    data: str | None = None,
+    data: DataIdentity | None = None,
 ) -> dict[str, Any] | None:
     """Run one stage unless it is current; returns its summary (None when skipped). Every
-    stage it reads must be current: a stale one is an error naming the stage to redo."""
+    stage it reads must be current: a stale one is an error naming the stage to redo. `force`
+    redoes the stage from its inputs, reusing nothing of its previous run."""
     console = console or Console()
-    data = data if data is not None else data_fingerprint(cfg, run_dir)
+    data = data if data is not None else data_identity(cfg, run_dir)
     records = read_records(run_dir)
-    if not force and _status(run_dir, cfg, name, data, records)[0]:
+    memo: dict[str, tuple[bool, str]] = {}
+    if not force and _status(run_dir, cfg, name, data, records, memo)[0]:
         console.print(f"[dim]✓ {name}: up to date, skipped (use --force to redo)[/dim]")
         return None
     stage = STAGES[name]
     for dep in stage.after:
-        ok, why = _status(run_dir, cfg, dep, data, records)
+        ok, why = _status(run_dir, cfg, dep, data, records, memo)
         if not ok:
             raise RashomonError(
                 f"stage {name!r} reads stage {dep!r}, which {why}; run `rashomon {dep} "
                 f"{run_dir}` first, or `rashomon run` to redo every stage that needs it"
             )
+    # What a stage may reuse of its previous run (the sample stage's set, when only ε changed):
+    # nothing under --force, nor from a run whose files are not the ones it wrote.
+    previous = records.get(name)
+    if force or (previous is not None and _files_problem(run_dir, name, previous) is not None):
+        previous = None
     tmp = run_dir / f"{name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -350,8 +494,9 @@ def run_stage(
         progress=progress,
         console=console,
         loader=task_loader(cfg),
-        previous=records.get(name),
-        data=data,
+        previous=previous,
+        data=stage.data(data, cfg),
+        attributes=stage.reads_attributes(cfg),
     )
     console.print(f"[bold]▶ {name}[/bold]: {stage.help}")
     start = time.perf_counter()
@@ -368,17 +513,29 @@ def run_stage(
 
 
 def make_record(
-    cfg: RunConfig, name: str, records: dict[str, dict], data: str, **extra: Any
+    cfg: RunConfig,
+    name: str,
+    records: dict[str, dict],
+    data: DataIdentity,
+    run_dir: Path | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A completion record: what the stage read (config hash, data, upstream record ids)."""
-    return {
-        "hash": cfg.section_hash(*STAGES[name].sections),
-        "data": data,
-        "inputs": {dep: records.get(dep, {}).get("id") for dep in STAGES[name].after},
+    """A completion record: what the stage read (config hash, data, upstream record ids) and,
+    given the run directory, the files it wrote (`stage_files`)."""
+    stage = STAGES[name]
+    inputs = {dep: records.get(dep, {}).get("id") for dep in stage.after}
+    inputs.update({dep: _present(records, dep) for dep in stage.optional})
+    record = {
+        "hash": stage.config_hash(cfg),
+        "data": stage.data(data, cfg),
+        "inputs": inputs,
         "id": uuid.uuid4().hex[:12],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **extra,
     }
+    if run_dir is not None:
+        record["files"] = stage_files(run_dir, name)
+    return record
 
 
 def _commit_stage(
@@ -387,7 +544,7 @@ def _commit_stage(
     name: str,
     tmp: Path,
     record: dict[str, Any],
-    data: str,
+    data: DataIdentity,
 ) -> None:
     """Rename a stage's finished temporary folder into place, write its completion record and
     the config it ran under."""
@@ -398,7 +555,7 @@ def _commit_stage(
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    records[name] = make_record(cfg, name, records, data, **record)
+    records[name] = make_record(cfg, name, records, data, run_dir, **record)
     write_text_atomic(run_dir / RECORDS_FILE, json.dumps(records, indent=2))
     write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
 
@@ -406,7 +563,7 @@ def _commit_stage(
 def adopt_stage(source: Path, run_dir: Path, cfg: RunConfig, name: str) -> None:
     """Copy a finished stage from another run directory whose inputs are the same (the MAP model
     shared by the cells of a sweep), so it is computed once; the record names where it came from."""
-    data = data_fingerprint(cfg, run_dir)
+    data = data_identity(cfg, run_dir)
     if not stage_is_current(source, cfg, name, data):
         raise RashomonError(
             f"{source} has no current {name!r} stage for this config; run it there first"
@@ -433,5 +590,5 @@ def run_pipeline(
     """Lock and prepare the run directory and run the stages in order."""
     with run_lock(run_dir):
         prepare_run_dir(run_dir, cfg)
-        data = data_fingerprint(cfg, run_dir)
+        data = data_identity(cfg, run_dir)
         return {s: run_stage(run_dir, cfg, s, force, progress, console, data) for s in stages}

@@ -681,7 +681,18 @@ def stage_records(run_dir: Path | str) -> dict[str, dict[str, Any]]:
     """The run's stage records (`RECORDS`: each finished stage's id, inputs and config hash);
     empty before any stage finished."""
     path = Path(run_dir) / RECORDS
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError):
+        records = None
+    if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+        raise RashomonError(
+            f"{path} is unreadable (not the JSON of the stage records); delete it and run "
+            f"`rashomon run --out {run_dir}`, which redoes every stage"
+        )
+    return records
 
 
 # --------------------------------------------------------------------------- in_set@ε columns

@@ -280,6 +280,24 @@ def folder_files(folder: str | Path, labels: str | Path | None = None) -> list[P
     return [Path(absolute(p)) for p in (*files, *(folder / p for p in frame["path"]))]
 
 
+def label_columns_digest(csv_path: Path) -> str:
+    """sha256 of a label CSV's path, label and split columns, row by row, as written: what
+    training reads of it. Its other columns are patient attributes, which only the stages from
+    evaluate on read, so editing one changes this digest only when a row's image, label or split
+    changes (`rashomon.run.DataIdentity`)."""
+    import hashlib
+
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise RashomonError(
+            f"label CSV {csv_path} is not a readable CSV ({exc}); save it as UTF-8 CSV with the "
+            f"header {HEADER}"
+        ) from exc
+    kept = frame[[c for c in REQUIRED if c in frame.columns]]
+    return hashlib.sha256(kept.to_csv(index=False).encode()).hexdigest()
+
+
 def load_folder(
     folder: str | Path,
     labels: str | Path | None = None,

@@ -63,6 +63,9 @@ class RunData:
     stages: set[str] = field(default_factory=set)  # stages whose folder exists
     task: Any = None  # the Task, when its data could be loaded (for patient images)
     task_error: str = ""  # why the task could not be loaded
+    # Optional stages whose figures are not those of the run's current stages: stage -> why
+    # (`validate_staleness`); their sections say so instead of showing the figures.
+    stale: dict[str, str] = field(default_factory=dict)
 
     def table(self, key: str) -> pd.DataFrame | None:
         return self.tables.get(key)
@@ -242,12 +245,45 @@ def load_run(run_dir: Path, task: Any = None, load_images: bool = True) -> RunDa
         s = _read_json(run_dir / stage / S.SUMMARY)
         if s:
             data.summaries[stage] = s
+    if "validate" in data.summaries:
+        why = validate_staleness(run_dir, data.sample, data.summaries["validate"])
+        if why is not None:
+            data.stale["validate"] = why
     data.checkpoint = _read_checkpoint_meta(run_dir / "train" / S.CHECKPOINT)
     if task is not None:
         data.task = task
     elif load_images:
         data.task, data.task_error = _load_task(data.config)
     return data
+
+
+def validate_staleness(
+    run_dir: Path, sample: S.SampleRecord, validate: dict[str, Any]
+) -> str | None:
+    """Why the validate stage's figures are not those of the run's current set (None when they
+    are): it filtered the retrained networks at another ε than the sample stage's, it read an
+    earlier run of the train or sample stage, or other data than the evaluate stage (the patient
+    attributes its truth tables split by)."""
+    import math
+
+    epsilon = validate.get("epsilon")
+    if epsilon is not None and not math.isclose(float(epsilon), float(sample.epsilon)):
+        return (
+            f"it ran at ε = {float(epsilon):g} while the set is now filtered at "
+            f"ε = {float(sample.epsilon):g}"
+        )
+    records = S.stage_records(run_dir)
+    rec = records.get("validate")
+    if rec is None:
+        return None  # a validate folder without a record: nothing to compare
+    inputs = rec.get("inputs") or {}
+    for dep in ("train", "sample"):
+        if inputs.get(dep) != (records.get(dep) or {}).get("id"):
+            return f"it read an earlier run of stage {dep!r}, redone since"
+    evaluated = (records.get("evaluate") or {}).get("data")
+    if evaluated is not None and rec.get("data") != evaluated:
+        return "it ran on other data (the data files or patient attributes changed since)"
+    return None
 
 
 def _load_task(config: dict[str, Any]) -> tuple[Any, str]:

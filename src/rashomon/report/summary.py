@@ -461,6 +461,11 @@ def _validity_sentences(data: RunData) -> list[str]:
     """How close this kind of set comes to retraining: measured on this task when `rashomon
     validate` ran (size-matched), else the validity study's figure for this dataset,
     architecture and kind of set."""
+    if "validate" in data.stale:
+        return [
+            f"The validate stage's figures are out of date ({data.stale['validate']}): re-run "
+            f"`rashomon validate {data.run_dir}`, then `rashomon report {data.run_dir}`."
+        ]
     v = data.summaries.get("validate")
     if v and v.get("retrained_in_set"):
         return validate_sentences(v, kept_models(data)[0]) + truth_sentences(data)

@@ -75,7 +75,7 @@ def build_key(ctx: Any) -> str:
     import json
 
     payload = {
-        "train": ctx.cfg.section_hash("train"),
+        "train": ctx.cfg.section_hash("train", attributes=ctx.attributes),
         "data": ctx.data,
         "sample": ctx.cfg.sample.set_identity(),
     }
@@ -86,7 +86,9 @@ def build_key(ctx: Any) -> str:
 
 def _reuse_previous_set(ctx: Any, key: str):
     """The previous run's set and predictions when they were built from the same inputs (the
-    command changed only ε): copied into the new stage folder instead of rebuilt."""
+    command changed only ε): copied into the new stage folder instead of rebuilt. Never under
+    --force, nor from a run whose files are not the ones it wrote: the run directory gives no
+    previous record then (`StageContext.previous`)."""
     import json
     import shutil
 

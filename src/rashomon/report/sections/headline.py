@@ -37,7 +37,8 @@ def cards(b: Builder) -> list[tuple[str, str]]:
         out.append((pct(t["test_accuracy"], 1), "test accuracy of the trained (MAP) model"))
     if a.split_share is not None:
         out.append((pct(a.split_share, 1), "of patients with ≥ 20 % of models dissenting"))
-    v = d.summaries.get("validate") or {}
+    # a validate stage of another set shows no card (the validity section says it is stale)
+    v = {} if "validate" in d.stale else d.summaries.get("validate") or {}
     ratio = figure(v, "flag_recall_ratio") if matched_figures(v) else None
     if ratio is not None:
         h = int(v["matched_models"])

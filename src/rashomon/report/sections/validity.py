@@ -173,8 +173,20 @@ INTRO = (
 )
 
 
+def stale_note(run_dir: Any, why: str) -> str:
+    """The section in place of figures that are not the current set's."""
+    run = esc(str(run_dir))
+    return (
+        f"<p><b>Out of date.</b> The validate stage's figures are not this set's: {esc(why)}. "
+        f"They are not shown; re-run <code>rashomon validate {run}</code>, then "
+        f"<code>rashomon report {run}</code>.</p>"
+    )
+
+
 def build(b: Builder) -> str:
     d = b.data
+    if "validate" in d.stale:
+        return stale_note(d.run_dir, d.stale["validate"])
     v = d.summaries.get("validate")
     if not v:
         cfg_d, cfg_t = d.config.get("data") or {}, d.config.get("train") or {}
