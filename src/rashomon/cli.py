@@ -316,7 +316,7 @@ def run(
 
     cfg = _resolve(config_file, overrides, out)
     run_dir = out or cfg.default_run_dir()
-    chosen = STAGE_ORDER
+    chosen: tuple[str, ...] = STAGE_ORDER
     if stages:
         chosen = tuple(s.strip() for s in stages.split(","))
         unknown = [s for s in chosen if s not in STAGES]

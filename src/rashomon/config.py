@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -272,7 +273,7 @@ class SampleSection(Section):
         for a source that aims at ε, the audit's ε as its target unless one is given."""
         return self._options
 
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any:
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any:
         # The resolved options follow from the fields: a copy with changes is validated anew.
         if not update:
             return super().model_copy(deep=deep)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -172,7 +173,8 @@ def load_medmnist(
         for s in SPLITS
     }
     check_class_balance({s: splits[s].y.numpy() for s in SPLITS}, kind, n_out, class_names)
-    check_split_overlap({s: splits[s].raw for s in SPLITS}, path.name, allow_overlap)
+    raws = {s: cast(np.ndarray, splits[s].raw) for s in SPLITS}  # split_from_arrays keeps raw
+    check_split_overlap(raws, path.name, allow_overlap)
     task = Task(
         name=name,
         kind=kind,
@@ -181,7 +183,9 @@ def load_medmnist(
         size=size,
         source=str(path),
         files=(absolute(path),),
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
     )
     add_derived_attributes(task, seed=seed)
     return task

@@ -148,7 +148,7 @@ def threshold_frame(
     map_test: Any,
     set_val: Any,
     set_test: Any,
-    set_ids: Sequence[int],
+    set_ids: Sequence[int] | np.ndarray,
     y_val: Any,
     y_test: Any,
     groups_val: Any,

@@ -20,6 +20,9 @@ class Classifier(nn.Module):
 
     head: nn.Linear
     spec: dict[str, Any]
+    # set by training (rashomon.models.train.train) and read back from checkpoints
+    train_config: dict[str, Any]
+    task_name: str
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

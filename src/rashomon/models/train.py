@@ -490,8 +490,8 @@ def fit(
         complete = len(losses) - window // 2
         if complete >= 1:
             best = int(np.argmin(smoothed_losses(losses, window)[:complete]))
-            for k in [k for k in states if k != best and k < complete]:
-                del states[k]
+            for stale in [k for k in states if k != best and k < complete]:
+                del states[stale]
         bar.update(1, val_loss=val_loss, val_acc=val_acc)
         while pending and saved is not None and step >= pending[0] * total:
             snapshot(pending.pop(0), epoch + 1)

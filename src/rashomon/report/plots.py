@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -42,7 +43,7 @@ STYLE = {
 def figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kw):
     import matplotlib
 
-    matplotlib.rcParams.update(STYLE)
+    matplotlib.rcParams.update(STYLE)  # type: ignore[arg-type]  # stub: literal keys only
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
@@ -399,15 +400,15 @@ def patient_ranges(
     tasks), and a caption (`rows["caption"]`)."""
     import matplotlib
 
-    matplotlib.rcParams.update(STYLE)
+    matplotlib.rcParams.update(STYLE)  # type: ignore[arg-type]  # stub: literal keys only
     n = len(rows)
     has_img = images is not None
     fig = Figure(figsize=(8.2, 0.56 * n + 0.9), layout="constrained")
     ratios = ([0.8] if has_img else []) + [7, 2.6]
     gs = fig.add_gridspec(n, len(ratios), width_ratios=ratios)
-    bar_axes = []
+    bar_axes: list[Axes] = []
     for i, (_, r) in enumerate(rows.iterrows()):
-        if has_img:
+        if images is not None:
             ia = fig.add_subplot(gs[i, 0])
             ia.imshow(images[i], cmap="gray", interpolation="nearest")
             ia.set_axis_off()

@@ -284,7 +284,9 @@ def degenerate_warning(data: RunData) -> str | None:
     if d is None or not d.degenerate:
         return None
     if isinstance(d, MultilabelDegeneracy):
-        cols = S.label_columns(data.table("per_sample").columns, S.MAP_LABEL)
+        per_sample = data.table("per_sample")
+        assert per_sample is not None  # map_degeneracy read it
+        cols = S.label_columns(per_sample.columns, S.MAP_LABEL)
         return d.sentence([data.labels[lab] for lab in cols], "test")
     return d.sentence(data.class_names, "test")
 
@@ -488,7 +490,13 @@ def extremes_vacuous(e: dict) -> str | None:
     bound = e.get("extremes_set") or {}
     gap, j_map = figure(bound, "train_gradient_gap"), figure(bound, "train_objective_map")
     j_bound, j_min = figure(bound, "train_bound"), figure(bound, "train_objective_min")
-    far = None not in (gap, j_map, j_bound, j_min) and gap > j_bound - j_map
+    far = (
+        gap is not None
+        and j_map is not None
+        and j_bound is not None
+        and j_min is not None
+        and gap > j_bound - j_map
+    )
     flags = share is not None and share >= VACUOUS_SHARE
     if not (far or flags):
         return None
@@ -498,6 +506,7 @@ def extremes_vacuous(e: dict) -> str | None:
             f"{said}: the validation and training bounds at this ε leave nearly every "
             "patient's label free"
         )
+    assert gap is not None and j_map is not None and j_bound is not None and j_min is not None
     return (
         f"{said} because the trained head is far from its training objective's optimum, "
         f"{gap:.1f} above the objective's minimum ({j_min:.1f}) against the bound's slack of "
@@ -717,7 +726,7 @@ def _multilabel_selection_sentence(
     return out
 
 
-def rule_label(rule: object, threshold: object) -> str:
+def rule_label(rule: object, threshold: float | None) -> str:
     """How an ensemble's abstention rule reads in a legend: 'agree ≥ 80 %', 'no abstention'."""
     r = str(rule).lower() if rule is not None else "share"
     t = float(threshold) if threshold is not None and pd.notna(threshold) else None

@@ -28,6 +28,7 @@ from torch import nn
 from rashomon.errors import RashomonError
 from rashomon.memory import format_bytes, memory_budget
 from rashomon.models.predict import model_features
+from rashomon.models.registry import Classifier
 from rashomon.sets.base import ModelSet, ordered_names, task_description
 from rashomon.sets.prior import GRID, parse_prior, prior_by_grid
 
@@ -94,7 +95,7 @@ class BernoulliLastLayerPosterior:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Classifier,
         ggn: torch.Tensor,
         prior_precision: float,
         *,
@@ -159,7 +160,7 @@ class BernoulliLastLayerPosterior:
 
 
 def bernoulli_laplace(
-    model: nn.Module,
+    model: Classifier,
     task: Any,
     hessian: str = "kron",
     prior: str | float = "marglik",
@@ -213,7 +214,7 @@ def bernoulli_laplace(
     elif prior == "grid":
         value = 1.0  # held until the grid search below picks the precision
     else:
-        value = prior
+        value = float(prior)  # parse_prior gave a number: neither method name
     meta = {
         "source": "laplace",
         "subset": "last_layer",

@@ -95,7 +95,8 @@ def flat_loss(
         star = theta_star.detach()
 
         def logits_at(theta: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-            f_star, jv = jvp(lambda p: view.forward(p, xb), (star,), (theta - star,))
+            # jvp's stub types the has_aux=True triple too; without aux it returns a pair
+            f_star, jv = jvp(lambda p: view.forward(p, xb), (star,), (theta - star,))  # type: ignore[misc]
             return f_star + jv
 
     def prior(theta: torch.Tensor) -> torch.Tensor:
@@ -104,14 +105,14 @@ def flat_loss(
 
     if per_geodesic_batches:
 
-        def loss(theta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        def loss_on_batch(theta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             xb, yb = x[index], y[index]
             return data_scale * _data_term(logits_at(theta, xb), yb, kind) + prior(theta)
 
-    else:
+        return loss_on_batch
 
-        def loss(theta: torch.Tensor) -> torch.Tensor:
-            return data_scale * _data_term(logits_at(theta, x), y, kind) + prior(theta)
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        return data_scale * _data_term(logits_at(theta, x), y, kind) + prior(theta)
 
     return loss
 

@@ -11,7 +11,7 @@ themselves live in `rashomon.sets.flat`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import torch
 from torch import nn
@@ -32,6 +32,32 @@ class GeodesicMetric(Protocol):
     ) -> torch.Tensor:
         """θ̈ [K, P] for θ, θ̇ [K, P]; `data` holds per-geodesic tensors [K, ...] for the loss."""
         ...
+
+
+class WarmGeodesicMetric(GeodesicMetric, Protocol):
+    """A metric with `warm_start = True`: it reuses each geodesic's last solve (`ids`, the rows'
+    geodesic indices) and forgets them on `reset()`."""
+
+    warm_start: bool
+
+    def acceleration(
+        self,
+        theta: torch.Tensor,
+        velocity: torch.Tensor,
+        data: Sequence[torch.Tensor] = (),
+        ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """θ̈ [K, P] as `GeodesicMetric.acceleration`, warm-started per geodesic id."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the warm starts (`exp_map` calls this before solving)."""
+        ...
+
+
+def is_warm(metric: GeodesicMetric) -> TypeGuard[WarmGeodesicMetric]:
+    """Whether `metric` reuses each geodesic's last solve (`warm_start = True`)."""
+    return bool(getattr(metric, "warm_start", False))
 
 
 class MongeMetric:

@@ -204,6 +204,7 @@ def perturbation_set(
                 raise RashomonError(f"a fixed Bernoulli mask needs 0 < rate < 1, got {rate}")
             info: dict[str, Any] = {"rate": rate}
         elif scale == "epsilon":
+            assert epsilon is not None  # refused above for scale epsilon
             rate, info = bernoulli_rate(
                 post,
                 task,
@@ -226,11 +227,13 @@ def perturbation_set(
             s, info = float(sigma), {"scale": float(sigma)}
             vectors = post.mean[None] + s * dev
         elif scale == "epsilon":
+            assert epsilon is not None  # refused above for scale epsilon
             s, info = epsilon_scale(
                 post, dev[:search_models], task, epsilon, target_share=target_share, **common
             )
             vectors = post.mean[None] + s * dev
         elif scale == "boundary":
+            assert epsilon is not None  # refused above for scale boundary
             t, info = boundary_scales(post, dev, task, epsilon, **common)
             vectors = post.mean[None] + t[:, None] * dev
         elif scale == "disagreement":
@@ -244,7 +247,7 @@ def perturbation_set(
             )
     else:
         raise RashomonError(f"unknown mask {mask!r}; use gaussian or bernoulli")
-    meta = {
+    meta: dict[str, Any] = {
         "mask": mask,
         "scale": scale,
         "scaling": info,

@@ -158,6 +158,7 @@ def run_sample_stage(ctx: Any) -> None:
             f"the MAP model was trained on {trained_on!r}, not {task.name!r}; re-run `train`"
         )
     context = build_context(ctx, meta.get("train_config", {}).get("class_weight"))
+    assert context.options is not None  # build_context sets the config's resolved options
     epsilon, on, class_weight = context.epsilon, context.on, context.class_weight
     key = build_key(ctx)
     reused = _reuse_previous_set(ctx, key)

@@ -34,7 +34,7 @@ KINDS = ("nn", "glm")
 
 def flat_parameters(model: torch.nn.Module, names: Sequence[str]) -> torch.Tensor:
     """The model's current values of `names` as one flat float32 vector (detached)."""
-    state = dict(model.named_parameters())
+    state: dict[str, torch.Tensor] = dict(model.named_parameters())
     state.update(dict(model.named_buffers()))
     return torch.cat([state[n].detach().reshape(-1).float() for n in names])
 
@@ -136,7 +136,9 @@ class SetWeights:
         if self.buffer_names:
             if buffer_samples is None or buffer_samples.shape[0] != samples.shape[0]:
                 raise RashomonError("buffer_samples must be [M, B] with the same M as samples")
-            self.buffer_samples = torch.as_tensor(buffer_samples).detach().float().cpu()
+            self.buffer_samples: torch.Tensor | None = (
+                torch.as_tensor(buffer_samples).detach().float().cpu()
+            )
         else:
             self.buffer_samples = None
         # θ* of every mode over `param_names`, [K, P]

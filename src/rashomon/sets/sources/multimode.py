@@ -33,6 +33,8 @@ def build(model: Any, task: Any, options: MultimodeOptions, context: BuildContex
     from rashomon.sets.base import ModelSet
     from rashomon.sets.multimode import models_per_mode, retrained_modes
 
+    # resolve_options gave a source that aims at ε the audit's ε (SourceOptions.with_epsilon)
+    assert options.target_epsilon is not None
     nets, seeds, tried = retrained_modes(
         model,
         task,
