@@ -86,6 +86,7 @@ class Flag:
     expand: Callable[[Any], dict[str, Any]] | None = None
 
     def overrides(self, value: Any) -> dict[str, Any]:
+        """The dotted config overrides this flag's `value` sets."""
         return self.expand(value) if self.expand else {self.key: value}
 
 
@@ -649,6 +650,7 @@ def compare(
 
 
 def main() -> None:
+    """The `rashomon` command (the typer app), with third-party deprecation noise filtered."""
     import warnings
 
     # laplace-torch's dependencies call torch.jit.script; the deprecation is theirs, not the user's.

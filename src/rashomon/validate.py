@@ -437,6 +437,7 @@ def truth_selection_line(side: pd.DataFrame, models: int, cheap: bool) -> str:
 
 
 def run_validate_stage(ctx: StageContext) -> None:
+    """The validate stage: K retrained seeds as the truth, compared with the run's set."""
     from rashomon.metrics.agreement import SetArrays, compare_with_truth
     from rashomon.models.predict import model_probs
     from rashomon.models.train import load_checkpoint

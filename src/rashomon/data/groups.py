@@ -79,6 +79,7 @@ class AttributePlan:
 
     @property
     def taken(self) -> bool:
+        """Whether the column becomes an attribute (it has levels)."""
         return bool(self.levels)
 
 

@@ -40,6 +40,7 @@ def dataset_names() -> list[str]:
 
 
 def task_kind(medmnist_task: str) -> TaskKind:
+    """The TaskKind of a MedMNIST task name (ordinal regression counts as multiclass)."""
     if medmnist_task.startswith("multi-label"):
         return "multilabel"
     if medmnist_task == "binary-class":
@@ -48,6 +49,7 @@ def task_kind(medmnist_task: str) -> TaskKind:
 
 
 def default_root() -> Path:
+    """Where MedMNIST files are read: $RASHOMON_DATA when set, else medmnist's default root."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env).expanduser()
@@ -57,6 +59,7 @@ def default_root() -> Path:
 
 
 def npz_filename(name: str, size: int) -> str:
+    """The MedMNIST file name of `name` at image size `size` (28 px has no size suffix)."""
     return f"{name}.npz" if size == 28 else f"{name}_{size}.npz"
 
 

@@ -90,6 +90,8 @@ def threshold_tables(ctx, task, attribute: str, load, keep, d) -> pd.DataFrame |
 
 
 def run_decide_stage(ctx: StageContext) -> None:
+    """The decide stage: selection, ensembles, baselines and LSI from sample's and evaluate's
+    outputs, written as decide's tables."""
     from rashomon.lsi import model_lsi
     from rashomon.models.train import load_checkpoint
 

@@ -58,6 +58,7 @@ class WrappedClassifier(Classifier):
         self.last_layer = last_layer
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations: the user's network up to its final nn.Linear."""
         return self.body(x)
 
     def unwrap(self) -> nn.Module:

@@ -29,6 +29,8 @@ NAMED_LABELS = 5  # multilabel sentences name this many labels, then count the r
 
 @dataclass(frozen=True)
 class Arbitrariness:
+    """How many test patients the set leaves arbitrary (at least one flip), and its split share."""
+
     share: float  # share of test patients with at least one flip across the Rashomon set
     count: int | None
     total: int | None
@@ -36,6 +38,7 @@ class Arbitrariness:
 
 
 def pct(x: float, digits: int = 0) -> str:
+    """`x` as a percentage with `digits` decimals, e.g. '12 %'."""
     return f"{100 * x:.{digits}f} %"
 
 
@@ -76,6 +79,8 @@ def kept_models(data: RunData) -> tuple[int | None, int | None]:
 
 @dataclass(frozen=True)
 class GroupShare:
+    """The share of arbitrary test patients in one level of an attribute."""
+
     attribute: str
     level: str
     kind: str  # words.PATIENT, ACQUISITION, NULL or PROXY: only PATIENT is a patient group
@@ -163,6 +168,8 @@ ACQUISITION_GAPS = {
 
 @dataclass(frozen=True)
 class AcquisitionGap:
+    """The trained model's test gap by an acquisition attribute, beside the random control's."""
+
     attribute: str
     gap_name: str  # a key of ACQUISITION_GAPS
     gap: float  # the trained model's, on test
@@ -540,6 +547,8 @@ def _extremes_sentence(data: RunData) -> list[str]:
 
 @dataclass(frozen=True)
 class LabelArbitrariness:
+    """How many test patients some model of the set flips one label for."""
+
     label: int
     name: str
     share: float  # share of test patients for whom some model of the set flips this label

@@ -115,6 +115,7 @@ class BernoulliLastLayerPosterior:
         self.set_prior(prior_precision)
 
     def set_prior(self, prior_precision: float) -> None:
+        """Set the prior precision and refactor the posterior precision (GGN + prior)."""
         if not prior_precision > 0:
             raise RashomonError(f"prior precision must be positive, got {prior_precision}")
         self.prior_precision = float(prior_precision)
@@ -125,12 +126,15 @@ class BernoulliLastLayerPosterior:
 
     @property
     def num_params(self) -> int:
+        """Number of head parameters the posterior covers."""
         return int(self.mean.numel())
 
     def covariance(self) -> torch.Tensor:
+        """The posterior covariance Σ [P, P]."""
         return torch.cholesky_inverse(self._chol).float()
 
     def sample_deviations(self, models: int, seed: int = 0) -> torch.Tensor:
+        """`models` deviations v ~ N(0, Σ) [models, P], drawn with `seed`."""
         if not isinstance(models, (int, np.integer)) or models <= 0:
             raise RashomonError(f"the number of models must be a positive integer, got {models!r}")
         gen = torch.Generator().manual_seed(int(seed))

@@ -20,6 +20,7 @@ from rashomon.sets.base import ModelSet, ordered_names, task_description
 
 
 def dropout_rate(model: nn.Module) -> float:
+    """The dropout rate before the model's head (0 without dropout)."""
     drop = getattr(model, "dropout", None)
     return float(drop.p) if isinstance(drop, nn.Dropout) else 0.0
 

@@ -192,6 +192,7 @@ class FisherMetric(_FisherSolve):
         data: Sequence[torch.Tensor] = (),
         ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """θ̈ [K, P] under the Fisher metric: one CG solve of G θ̈ = q per row."""
         logits = self.logits
 
         def taylor(t: torch.Tensor, u: torch.Tensor, *d: torch.Tensor):
@@ -359,6 +360,7 @@ class MLPFisherMetric(_FisherSolve):
         data: Sequence[torch.Tensor] = (),
         ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """θ̈ [K, P] under the closed-form MLP Fisher metric: one CG solve of G θ̈ = q per row."""
         z = self.x[data[0]] if self.per_geodesic_batches else self.x
         f, fd, fdd, cache = self._taylor(theta, velocity, z)
         p = torch.softmax(f, dim=-1)

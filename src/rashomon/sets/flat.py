@@ -34,13 +34,16 @@ class ParameterView:
 
     @property
     def size(self) -> int:
+        """Number of entries of the flat vector θ."""
         return sum(self.numels)
 
     def flatten(self) -> torch.Tensor:
+        """The module's current values of the varied parameters as one flat vector θ."""
         params = dict(self.module.named_parameters())
         return torch.cat([params[n].detach().reshape(-1) for n in self.names])
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """θ as the module's parameters by name (the fixed ones as they are)."""
         pieces = torch.split(theta, self.numels)
         out = dict(self.fixed)
         out.update(
@@ -49,6 +52,7 @@ class ParameterView:
         return out
 
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The module's output on `x` with the parameters `theta`."""
         return functional_call(self.module, self.unflatten(theta), (x,))
 
 

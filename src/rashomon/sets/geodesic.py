@@ -76,6 +76,8 @@ class MongeMetric:
     def acceleration(
         self, theta: torch.Tensor, velocity: torch.Tensor, data: Sequence[torch.Tensor] = ()
     ) -> torch.Tensor:
+        """θ̈ [K, P] of the Monge metric by autograd: a gradient and a Hessian-vector product per
+        row."""
         with torch.enable_grad():
             position = theta.detach().requires_grad_(True)
             losses = vmap(self.loss)(position, *data)
@@ -275,6 +277,7 @@ class MLPMongeMetric:
     def acceleration(
         self, theta: torch.Tensor, velocity: torch.Tensor, data: Sequence[torch.Tensor] = ()
     ) -> torch.Tensor:
+        """θ̈ [K, P] of the Monge metric in closed form for the MLP, in cache-sized row chunks."""
         # Rows in chunks whose per-row activations stay cache-sized: on banana's MLP 16–32 rows
         # per call cost 0.09 ms per row against 0.15 ms with all 200 rows in one call.
         width = max(max(o for o, _, _, _ in self.layers), self.x.shape[-1] if data else 0)
@@ -379,6 +382,7 @@ class LinearizedMLPMongeMetric(MLPMongeMetric):
     def gradient_and_curvature(
         self, theta: torch.Tensor, velocity: torch.Tensor, data: Sequence[torch.Tensor] = ()
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """∇L and the curvature term θ̇ᵀ∇²L θ̇ of the linearized network's loss, per row."""
         k = theta.shape[0]
         tangents = torch.cat([theta - self.theta_star, velocity])
         if self.per_geodesic_batches:

@@ -97,10 +97,12 @@ class LaplacePosterior:
 
     @property
     def num_params(self) -> int:
+        """Number of parameters the posterior covers."""
         return int(self.mean.numel())
 
     @property
     def prior_precision(self) -> float | list[float]:
+        """laplace-torch's prior precision: a scalar, or one per parameter."""
         p = self.la.prior_precision.detach().cpu().flatten()
         return float(p[0]) if p.numel() == 1 else p.tolist()
 

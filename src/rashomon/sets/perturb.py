@@ -103,6 +103,7 @@ class ChannelPerturbation:
     def to_set(
         self, vectors: torch.Tensor, kind: str = "nn", source: str = "perturb", **meta: Any
     ) -> ModelSet:
+        """Perturbation vectors [M, P] as a ModelSet on a copy of the network."""
         if kind != "nn":
             raise RashomonError("perturbed networks are sampled networks: use kind nn")
         base = copy.deepcopy(self.model).eval()

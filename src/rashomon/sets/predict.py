@@ -58,6 +58,7 @@ CPU_ACTIVATION_BYTES = 24 * 2**20
 
 
 def default_device(mset: SetWeights) -> torch.device:
+    """The device the set's base network is on."""
     return next(mset.base.parameters()).device
 
 
@@ -91,6 +92,7 @@ def _activation_bytes(
 
 
 def choose_strategy(mset: SetWeights, device: torch.device) -> str:
+    """The prediction strategy for `mset` on `device`: head, jacobian, vmap or loop."""
     if mset.head_only:
         return "head"
     if mset.kind == "glm":

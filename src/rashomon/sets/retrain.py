@@ -28,6 +28,7 @@ from rashomon.sets.base import ModelSet, task_description
 
 
 def default_cache_dir() -> Path:
+    """The retrain cache: $RASHOMON_CACHE/retrain, else ~/.cache/rashomon/retrain."""
     root = os.environ.get("RASHOMON_CACHE")
     return Path(root) / "retrain" if root else Path.home() / ".cache" / "rashomon" / "retrain"
 

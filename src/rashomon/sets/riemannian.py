@@ -107,6 +107,7 @@ class GeodesicSolver:
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
+        """The solver's setting names."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
     def with_options(self, **options) -> GeodesicSolver:
@@ -128,6 +129,7 @@ class GeodesicSolver:
         return self.atol * velocity.pow(2).mean(dim=1, keepdim=True).sqrt()
 
     def as_meta(self) -> dict:
+        """The error-control settings a set records in its meta."""
         keys = ("rtol", "atol", "error_scale", "error_norm", "max_nfev", "retries")
         return {k: getattr(self, k) for k in keys}
 
@@ -146,6 +148,7 @@ class GeodesicInfo:
 
     @property
     def failed(self) -> int:
+        """Number of geodesics that failed."""
         return int((~self.ok).sum())
 
     @property
@@ -419,6 +422,7 @@ class MetricOptions:
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
+        """The problem's field names."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
 
@@ -441,6 +445,7 @@ class GeodesicProblem:
 
     @property
     def device(self) -> torch.device:
+        """The device θ* is on."""
         return self.theta_star.device
 
     def minibatches(self, k: int, seed: int) -> list[torch.Tensor]:
@@ -484,34 +489,42 @@ class RiemannianPosterior:
     # What benchmarks and tests read off the posterior: the geodesics' loss, metric and start.
     @property
     def loss(self) -> FlatLoss:
+        """The flat loss the geodesics follow."""
         return self.problem.loss
 
     @property
     def metric(self) -> GeodesicMetric:
+        """The metric whose geodesics are solved."""
         return self.problem.metric
 
     @property
     def theta_star(self) -> torch.Tensor:
+        """θ*, the MAP weights over the varied parameters."""
         return self.problem.theta_star
 
     @property
     def n_train(self) -> int:
+        """Number of training samples in the loss."""
         return self.problem.n_train
 
     @property
     def batch_size(self) -> int | None:
+        """The mini-batch per geodesic (None: the whole training set)."""
         return self.problem.batch_size
 
     @property
     def device(self) -> torch.device:
+        """The device θ* is on."""
         return self.problem.device
 
     @property
     def param_names(self) -> list[str]:
+        """The varied parameters' names."""
         return self.laplace.param_names
 
     @property
     def kind(self) -> str:
+        """The set's kind: glm for a linearized set over more than the head, else nn."""
         # The network is linear in its head: linearizing the last layer changes nothing.
         return "glm" if self.linearized and self.subset != "last_layer" else "nn"
 

@@ -147,6 +147,8 @@ def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any, context: Bui
 
 
 def run_sample_stage(ctx: Any) -> None:
+    """The sample stage: the set built around the MAP model, its predictions and the Rashomon
+    filter."""
     from rashomon.models.train import load_checkpoint
 
     s = ctx.cfg.sample

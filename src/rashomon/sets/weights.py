@@ -158,6 +158,7 @@ class SetWeights:
 
     @property
     def num_modes(self) -> int:
+        """Number of modes (base networks) of the set."""
         return len(self.bases)
 
     @property
@@ -167,10 +168,12 @@ class SetWeights:
 
     @property
     def num_varied(self) -> int:
+        """Number of varied parameters P."""
         return int(self.samples.shape[1])
 
     @property
     def spec(self) -> dict[str, Any]:
+        """The base network's architecture spec."""
         return self.base.spec
 
     @property
@@ -181,6 +184,7 @@ class SetWeights:
 
     @property
     def multilabel(self) -> bool:
+        """Whether the set's task is multilabel."""
         return self.task.get("kind") == "multilabel"
 
     def deviations(self) -> torch.Tensor:
@@ -232,6 +236,7 @@ class SetWeights:
         return out
 
     def unflatten_buffers(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A per-model buffer vector as the base network's buffers by name."""
         bufs = dict(self.base.named_buffers())
         out, i = {}, 0
         for n in self.buffer_names:

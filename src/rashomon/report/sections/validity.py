@@ -174,6 +174,7 @@ INTRO = (
 
 
 def build(b: Builder) -> str:
+    """The validity section (HTML): the set against the retrained truth (`rashomon validate`)."""
     d = b.data
     v = d.summaries.get("validate")
     if not v:
