@@ -21,7 +21,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/mypy src/rashomon/metrics
+	$(BIN)/mypy src/rashomon
 	$(BIN)/lint-imports
 
 test: lint

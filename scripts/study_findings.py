@@ -130,6 +130,7 @@ def patient_bootstrap_ambiguity(flips: np.ndarray, seed: int = 0) -> tuple[float
 
 
 def truth_findings(task, nets, probs, cfg, out: Path) -> dict[str, Any]:
+    """Findings 1–3 from the truth's probabilities; writes their tables and plots into `out`."""
     y_val, y_test = task.val.y.numpy(), task.test.y.numpy()
     weight = nets[0].train_config.get("class_weight")
     keep = rashomon_mask(
@@ -282,6 +283,7 @@ def capacity(sweep: str, seeds: range, widths: list[float], out: Path) -> pd.Dat
 
 
 def main() -> None:
+    """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("sweep")
     ap.add_argument("--seeds", type=int, nargs=2, default=(0, 31), metavar=("FIRST", "STOP"))

@@ -31,6 +31,7 @@ SPREADS = ("accuracy", "auroc", "ece", "corruption_accuracy")
 
 
 def cell_name(run_dir: str) -> str:
+    """A sweep cell's label from its run directory (the part after 'set-')."""
     return Path(str(run_dir)).name.split("set-")[-1]
 
 
@@ -136,6 +137,7 @@ def growth_plot(growth: pd.DataFrame, study: pd.DataFrame, compare: pd.DataFrame
 
 
 def main() -> None:
+    """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("compare_dir", type=Path)
     ap.add_argument("--costs", type=Path, default=None)

@@ -24,6 +24,7 @@ from rashomon.sweep.spec import _cell_config, load_sweep
 
 
 def main() -> None:
+    """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("sweep")
     ap.add_argument("--seeds", type=int, nargs=2, default=(0, 30), metavar=("FIRST", "STOP"))

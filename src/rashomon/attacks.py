@@ -11,6 +11,7 @@ multilabel tasks), summed over samples so that each sample's gradient is its own
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +121,7 @@ def attack(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     multilabel: bool = False,
-    **options: float,
+    **options: Any,
 ) -> torch.Tensor:
     """Run attack `name` ("fgsm" or "pgd") batch by batch on `device`; returns the adversarial
     inputs on the CPU. PGD's random start of batch b is seeded with `seed + b`."""

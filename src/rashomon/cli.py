@@ -86,6 +86,7 @@ class Flag:
     expand: Callable[[Any], dict[str, Any]] | None = None
 
     def overrides(self, value: Any) -> dict[str, Any]:
+        """The dotted config overrides this flag's `value` sets."""
         return self.expand(value) if self.expand else {self.key: value}
 
 
@@ -334,7 +335,7 @@ def run(
 
     cfg = _resolve(config_file, overrides, out)
     run_dir = out or cfg.default_run_dir()
-    chosen = STAGE_ORDER
+    chosen: tuple[str, ...] = STAGE_ORDER
     if stages:
         chosen = tuple(s.strip() for s in stages.split(","))
         unknown = [s for s in chosen if s not in STAGES]
@@ -667,6 +668,7 @@ def compare(
 
 
 def main() -> None:
+    """The `rashomon` command (the typer app), with third-party deprecation noise filtered."""
     import warnings
 
     # laplace-torch's dependencies call torch.jit.script; the deprecation is theirs, not the user's.

@@ -32,5 +32,6 @@ def start_ray(
     if address:
         ray.init(address=address, **kwargs)
         return True
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES, **kwargs)
+    # ray.init annotates whole counts; the user's (possibly fractional) count is passed on as given
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=OBJECT_STORE_BYTES, **kwargs)  # type: ignore[arg-type]
     return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -27,6 +28,8 @@ from rashomon.errors import RashomonError
 
 
 class Section(BaseModel):
+    """A config section: unknown keys are errors; `identity` is what a stage hash reads."""
+
     model_config = ConfigDict(extra="forbid")
     # Fields that bound how a stage runs (working memory) but never what it computes: left out
     # of the stage hash, so changing them does not redo a finished stage.
@@ -38,6 +41,9 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
+    """The `data` section: the task to load (a MedMNIST name or a folder of images) and its
+    attribute CSV."""
+
     dataset: str = "pneumoniamnist"  # a MedMNIST name, or a folder of images with a label CSV
     root: str | None = None  # default: $RASHOMON_DATA, else the medmnist default root
     size: int = 28
@@ -53,6 +59,7 @@ class DataConfig(Section):
     operational: ClassVar[frozenset[str]] = frozenset({"root", "allow_overlap"})
 
     def identity(self) -> dict[str, Any]:
+        """The section as a stage hash reads it: a folder dataset and its CSVs by name, not path."""
         out = super().identity()
         folder = Path(self.dataset).expanduser()
         out["dataset"] = "folder" if folder.is_dir() else self.dataset.lower()
@@ -108,6 +115,7 @@ class TrainSection(Section):
     snapshots: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
 
     def identity(self) -> dict[str, Any]:
+        """The section as a stage hash reads it, the given weights by content, not path."""
         # The weights' content, not their path, is what the train stage reads.
         out = super().identity()
         if self.weights:
@@ -166,6 +174,7 @@ class TrainSection(Section):
         }
 
     def arch_options(self) -> dict[str, Any]:
+        """The architecture options that were set (width, activation, dropout, last layer)."""
         opts = {
             "width": self.width,
             "activation": self.activation,
@@ -194,6 +203,8 @@ LEGACY_FLAT_OPTIONS = ("subset", "hessian", "prior", "kind", "temperature", "lin
 
 
 class SampleSection(Section):
+    """The `sample` section: the set's source and its options, M, and the Rashomon filter's ε."""
+
     source: str = "laplace"  # any registered source: rashomon.sets.available_sources()
     models: int = 1000  # models the source builds (M), before the Rashomon filter
     # The source's own options, declared and defaulted by its options model (`-o KEY=VALUE`)
@@ -272,13 +283,16 @@ class SampleSection(Section):
         for a source that aims at ε, the audit's ε as its target unless one is given."""
         return self._options
 
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any:
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any:
+        """A copy; one with `update` is validated anew, so the resolved options follow the
+        fields."""
         # The resolved options follow from the fields: a copy with changes is validated anew.
         if not update:
             return super().model_copy(deep=deep)
         return type(self).model_validate({**self.model_dump(), **update})
 
     def identity(self) -> dict[str, Any]:
+        """The section as a stage hash reads it, with the source's resolved options."""
         # The resolved options, so `-o hessian=kron` and the default kron are the same stage.
         out = super().identity()
         out["options"] = self.resolved_options.model_dump(mode="json")
@@ -291,6 +305,9 @@ class SampleSection(Section):
 
 
 class EvaluateSection(Section):
+    """The `evaluate` section: metric groups, attributes, corruptions and attacks, bootstrap,
+    extremes."""
+
     metrics: list[str] = Field(
         default_factory=lambda: [
             "multiplicity",
@@ -324,6 +341,8 @@ class EvaluateSection(Section):
 
 
 class DecideSection(Section):
+    """The `decide` section: ensembles, selection, the constrained and threshold baselines, LSI."""
+
     ensemble_sizes: list[int] = Field(default_factory=lambda: [1, 3, 5, 10, 20])
     agreement: list[float] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     alpha: float = 0.05
@@ -358,6 +377,8 @@ class ValiditySection(Section):
 
 
 class RunConfig(Section):
+    """A run's whole configuration: name, seed, device and one section per stage."""
+
     name: str | None = None
     seed: StrictInt = Field(0, ge=0)
     device: str = "cpu"  # cpu, cuda or cuda:<index>; checked against this machine
@@ -478,4 +499,5 @@ def load_config(
 
 
 def dump_config(cfg: RunConfig) -> str:
+    """The config as YAML text, fields in their declared order."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -34,11 +34,16 @@ class StageConfig(Protocol):
     decide: Any
     validity: Any
 
-    def section_hash(self, *sections: str, attributes: bool = True) -> str: ...
+    def section_hash(self, *sections: str, attributes: bool = True) -> str:
+        """The digest of the named config sections (a stage's input identity; `attributes`
+        False leaves the patient attributes out)."""
 
 
 @dataclass
 class StageContext:
+    """What a stage gets from the run: the config, the run directory, its output folder, the task
+    and the previous stages' records."""
+
     cfg: StageConfig  # a rashomon.config.RunConfig
     run_dir: Path
     out: Path  # temporary folder; renamed to run_dir/<stage> when the stage succeeds
@@ -58,6 +63,7 @@ class StageContext:
 
     @property
     def device(self) -> str:
+        """The device the config names (cpu, cuda or cuda:<index>)."""
         return self.cfg.device
 
     def task(self) -> Task:

@@ -25,6 +25,7 @@ SMALL_FILE = 1 << 20  # bytes: hashed on every call, never taken from the cache
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 hex digest of a file's content, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(CHUNK):

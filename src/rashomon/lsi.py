@@ -26,7 +26,7 @@ summed loss plus ``prior_precision / 2 * ||theta||^2`` (bias included), as in la
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ from scipy import stats
 
 from rashomon.errors import RashomonError
 from rashomon.models.predict import model_features
+from rashomon.models.registry import Classifier
 
 KINDS = ("binary", "multiclass", "multilabel")
 
@@ -478,7 +479,7 @@ def objective_gradient_norm(
 
 @torch.no_grad()
 def model_lsi(
-    model: torch.nn.Module,
+    model: Classifier,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -508,8 +509,10 @@ def model_lsi(
         )
     feats = model_features(model, x, device).cpu().double()
     w = model.head.weight.detach().cpu().double()
-    b = None if model.head.bias is None else model.head.bias.detach().cpu().double()
-    grad = dict(prior_precision=prior_precision, kind=kind)
+    b: torch.Tensor | None = (
+        None if model.head.bias is None else model.head.bias.detach().cpu().double()
+    )
+    grad: dict[str, Any] = dict(prior_precision=prior_precision, kind=kind)
     before = objective_gradient_norm(feats, y, w, b, **grad)
     after = before
     if converge and precision is None:
@@ -527,16 +530,19 @@ def model_lsi(
         w = torch.from_numpy(wn)
         b = None if bn is None else torch.from_numpy(bn)
         after = objective_gradient_norm(feats, y, w, b, **grad)
-    out = laplace_sample_information(
-        feats,
-        y,
-        w,
-        b,
-        prior_precision=prior_precision,
-        precision=precision,
-        kind=kind,
-        device=device,
-        return_parts=True,
+    out = cast(  # return_parts=True: the table
+        pd.DataFrame,
+        laplace_sample_information(
+            feats,
+            y,
+            w,
+            b,
+            prior_precision=prior_precision,
+            precision=precision,
+            kind=kind,
+            device=device,
+            return_parts=True,
+        ),
     )
     out.attrs = {"gradient_norm_trained": before, "gradient_norm_used": after}
     if return_parts:

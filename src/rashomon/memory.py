@@ -71,6 +71,7 @@ def memory_budget(max_memory: str | int | float | None, device: str | torch.devi
 
 
 def format_bytes(n: float) -> str:
+    """`n` bytes in words with decimal units, e.g. '1.5 GB'."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"

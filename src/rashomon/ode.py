@@ -69,9 +69,11 @@ class BatchSolution:
 
     @property
     def ok(self) -> torch.Tensor:
+        """Rows that ended in success [K]."""
         return self.status == SUCCESS
 
     def status_counts(self) -> dict[str, int]:
+        """How many rows ended with each status, by name."""
         return {name: int((self.status == code).sum()) for code, name in STATUS_NAMES.items()}
 
 

@@ -80,6 +80,9 @@ def _sample_reads_attributes(cfg: RunConfig) -> bool:
 
 @dataclass(frozen=True)
 class Stage:
+    """One stage: its function, the config sections it reads, the stages whose outputs it reads, its
+    help."""
+
     name: str
     run: Callable[[StageContext], None]  # the stage function
     sections: tuple[str, ...]  # config sections the stage reads (its input identity)
@@ -445,6 +448,7 @@ def _status_of(
 def stage_is_current(
     run_dir: Path, cfg: RunConfig, name: str, data: DataIdentity | None = None
 ) -> bool:
+    """Whether stage `name` of the run is done with the current config and data."""
     return stage_status(run_dir, cfg, name, data)[0]
 
 

@@ -315,6 +315,7 @@ class Table:
     pattern: str = ""
 
     def path(self, run_dir: Path | str) -> Path:
+        """The table's file in `run_dir`."""
         return Path(run_dir) / self.stage / self.file
 
     def unexpected(self, columns: Iterable[str], allowed: Iterable[str] = ()) -> list[str]:
@@ -324,6 +325,7 @@ class Table:
         return [c for c in columns if c not in known and not (pat and pat.match(str(c)))]
 
     def missing(self, columns: Iterable[str]) -> list[str]:
+        """The table's columns absent from `columns`."""
         present = set(columns)
         return [c for c in self.columns if c not in present]
 
@@ -674,6 +676,7 @@ del _t
 
 
 def table_path(run_dir: Path | str, key: str) -> Path:
+    """The file of table `key` in `run_dir`."""
     return TABLES[key].path(run_dir)
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,9 @@ from rashomon import schema as S
 from rashomon.context import StageContext
 from rashomon.errors import RashomonError
 from rashomon.metrics.agreement import MATCHED_ROUNDS
+
+if TYPE_CHECKING:
+    from rashomon.decide import CorruptedInputs
 
 SPLIT_HALF_ROUNDS = MATCHED_ROUNDS  # the ceiling's rounds are the matched comparison's
 SPREAD_FILE = "spread.csv"
@@ -169,7 +172,7 @@ def truth_tables(
     baseline_test: dict[str, float] | None = None,
     threshold_test: dict[str, float] | None = None,
     robustness: pd.DataFrame | None = None,
-    corrupted: dict[str, np.ndarray] | None = None,
+    corrupted: CorruptedInputs | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The evaluate and decide stages' per-model tables and selection for the retrained
     networks within ε (`val_probs`/`test_probs` [T, N, C], `ids` [T] their indices among the
@@ -434,6 +437,7 @@ def truth_selection_line(side: pd.DataFrame, models: int, cheap: bool) -> str:
 
 
 def run_validate_stage(ctx: StageContext) -> None:
+    """The validate stage: K retrained seeds as the truth, compared with the run's set."""
     from rashomon.metrics.agreement import SetArrays, compare_with_truth
     from rashomon.models.predict import model_probs
     from rashomon.models.train import load_checkpoint

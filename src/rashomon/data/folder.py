@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -225,13 +226,16 @@ def _read_image(path: Path, size: int, channels: int | None) -> np.ndarray:
     """One image resized to size × size: [H, W] for channels 1, [H, W, 3] for 3; for None, [H, W]
     when its mode is grey, else [H, W, 3]."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as opened:
+            img: Image.Image = opened
             if img.mode in ("I", "F") or img.mode.startswith("I;16"):
                 # PIL's convert("L") clips wide values at 255; validate them as for npz images
                 arr = image_values_to_uint8(np.asarray(img), f"the pixels of {path}")
                 img = Image.fromarray(arr)
-            target = {1: "L", 3: "RGB"}.get(channels) or ("L" if img.mode in GREY_MODES else "RGB")
-            out = img.convert(target).resize((size, size), Image.BILINEAR)
+            target = {1: "L", 3: "RGB"}.get(channels or 0) or (
+                "L" if img.mode in GREY_MODES else "RGB"
+            )
+            out = img.convert(target).resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(out, dtype=np.uint8)
     except (OSError, ValueError) as exc:
         raise RashomonError(f"cannot read image {path} ({exc}); fix or remove its CSV row") from exc
@@ -334,7 +338,7 @@ def load_folder(
         splits[s] = split_from_arrays(images[rows], y[rows], kind, n_out, what=f"{csv_path} {s}")
     check_class_balance({s: splits[s].y.numpy() for s in SPLITS}, kind, n_out, class_names)
     names = {s: frame.loc[frame["split"] == s, "path"].astype(str).tolist() for s in SPLITS}
-    raws = {s: splits[s].raw for s in SPLITS}
+    raws = {s: cast(np.ndarray, splits[s].raw) for s in SPLITS}  # split_from_arrays keeps raw
     check_split_overlap(raws, csv_path.name, allow_overlap, names)
     files = [csv_path] + ([classes_path] if classes_path else []) + paths
     task = Task(
@@ -345,7 +349,9 @@ def load_folder(
         size=int(size),
         source=str(csv_path),
         files=tuple(absolute(p) for p in files),
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
     )
     add_derived_attributes(task, seed=seed)
     if extra or reserved:

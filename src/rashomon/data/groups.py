@@ -79,6 +79,7 @@ class AttributePlan:
 
     @property
     def taken(self) -> bool:
+        """Whether the column becomes an attribute (it has levels)."""
         return bool(self.levels)
 
 
@@ -206,7 +207,7 @@ def add_attributes_from_frame(
             f"{what} has no attribute that can be measured: {'; '.join(p.note for p in plans)}"
         )
     for plan in plans:
-        if not plan.taken:
+        if not plan.taken or plan.codes is None:  # a taken plan has its codes
             continue
         for s in SPLITS:
             rows = frame[frame["split"] == s].sort_values("index")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ def dataset_names() -> list[str]:
 
 
 def task_kind(medmnist_task: str) -> TaskKind:
+    """The TaskKind of a MedMNIST task name (ordinal regression counts as multiclass)."""
     if medmnist_task.startswith("multi-label"):
         return "multilabel"
     if medmnist_task == "binary-class":
@@ -47,6 +49,7 @@ def task_kind(medmnist_task: str) -> TaskKind:
 
 
 def default_root() -> Path:
+    """Where MedMNIST files are read: $RASHOMON_DATA when set, else medmnist's default root."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env).expanduser()
@@ -56,6 +59,7 @@ def default_root() -> Path:
 
 
 def npz_filename(name: str, size: int) -> str:
+    """The MedMNIST file name of `name` at image size `size` (28 px has no size suffix)."""
     return f"{name}.npz" if size == 28 else f"{name}_{size}.npz"
 
 
@@ -172,7 +176,8 @@ def load_medmnist(
         for s in SPLITS
     }
     check_class_balance({s: splits[s].y.numpy() for s in SPLITS}, kind, n_out, class_names)
-    check_split_overlap({s: splits[s].raw for s in SPLITS}, path.name, allow_overlap)
+    raws = {s: cast(np.ndarray, splits[s].raw) for s in SPLITS}  # split_from_arrays keeps raw
+    check_split_overlap(raws, path.name, allow_overlap)
     task = Task(
         name=name,
         kind=kind,
@@ -181,7 +186,9 @@ def load_medmnist(
         size=size,
         source=str(path),
         files=(absolute(path),),
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
     )
     add_derived_attributes(task, seed=seed)
     return task

@@ -31,6 +31,7 @@ class GroupAttribute:
 
     @property
     def label(self) -> str:
+        """The attribute's name as shown, marked "(derived)" when it was computed, not given."""
         return f"{self.name} (derived)" if self.derived else self.name
 
 
@@ -51,6 +52,8 @@ class Split:
 
 @dataclass
 class Task:
+    """A classification task: its train / val / test splits, kind, class names and attributes."""
+
     name: str
     kind: TaskKind
     num_classes: int  # classes for binary/multiclass, labels for multilabel
@@ -68,10 +71,12 @@ class Task:
 
     @property
     def in_channels(self) -> int:
+        """Image channels (1 grey, 3 colour)."""
         return int(self.train.x.shape[1])
 
     @property
     def image_size(self) -> int:
+        """Image side in pixels."""
         return int(self.train.x.shape[-1])
 
     @property
@@ -80,6 +85,7 @@ class Task:
         return self.num_classes
 
     def split(self, name: str) -> Split:
+        """The split called `name` (train, val or test)."""
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}: use train, val or test")
         return getattr(self, name)
@@ -105,6 +111,7 @@ class Task:
         return cache[key]
 
     def describe(self) -> dict:
+        """The task as saved with checkpoints and sets: name, kind, classes, size and attributes."""
         return {
             "name": self.name,
             "kind": self.kind,

@@ -299,7 +299,7 @@ def read_csv(path: Path, what: str, needs: str) -> pd.DataFrame:
         ) from exc
     empty = frame.isna().all(axis=1).to_numpy()
     if empty.any():
-        lines = [line_number(frame, i) for i in np.flatnonzero(empty)]
+        lines = [line_number(frame, int(i)) for i in np.flatnonzero(empty)]
         shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
         warnings.warn(
             f"{path.name}: {len(lines)} empty row(s) skipped (line {shown}); delete them to "

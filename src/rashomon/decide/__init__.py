@@ -8,7 +8,7 @@ the file ``rashomon.schema.TABLES[key]`` names (``<key>.csv``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,14 @@ __all__ = [
     "smallest_k",
     "spearman",
 ]
+
+
+class CorruptedInputs(TypedDict, total=False):
+    """`decide_all`'s inputs for selection on corrupted images (its `corrupted_*` keywords)."""
+
+    corrupted_val: np.ndarray
+    corrupted_test: np.ndarray
+    corrupted_models: np.ndarray
 
 
 def decide_all(
@@ -173,6 +181,8 @@ def decide_all(
     mv = single_model_values(mvp, vy, vg, computed)
     mt = single_model_values(mtp, ty, tg, computed)
     if val_values is not None:
+        if test_values is None:
+            raise RashomonError("val_values needs test_values, the same columns on test; give both")
         vv = pd.concat([vv, val_values.reset_index(drop=True)], axis=1)
         tv = pd.concat([tv, test_values.reset_index(drop=True)], axis=1)
         mv.update(map_val or {})

@@ -34,18 +34,22 @@ class Desideratum:
 # One model's value of the per-model metrics of `rashomon.metrics`, so selection ranks models by
 # exactly the numbers the evaluate stage reports.
 def accuracy(probs: np.ndarray, y: np.ndarray, groups: Mapping[str, np.ndarray] | None = None):
+    """Accuracy of one model's probabilities [N, C] on labels `y` (`groups` unused)."""
     return float(rm.accuracy(probs[None], y)[0])
 
 
 def balanced_accuracy(probs, y, groups=None) -> float:
+    """Balanced accuracy of one model's probabilities [N, C] (`groups` unused)."""
     return float(rm.balanced_accuracy(probs[None], y)[0])
 
 
 def nll(probs, y, groups=None) -> float:
+    """Negative log-likelihood of one model's probabilities [N, C] (`groups` unused)."""
     return float(rm.nll(probs[None], y)[0])
 
 
 def brier(probs, y, groups=None) -> float:
+    """Brier score of one model's probabilities [N, C] (`groups` unused)."""
     return float(rm.brier(probs[None], y)[0])
 
 
@@ -86,6 +90,8 @@ def dp_gap(attribute: str, positive: int = 1) -> Metric:
 
 
 def worst_group_accuracy(attribute: str) -> Metric:
+    """A metric: the lowest accuracy over the levels of `attribute`."""
+
     def metric(probs, y, groups) -> float:
         g = np.asarray(groups[attribute])
         pred = probs.argmax(-1)

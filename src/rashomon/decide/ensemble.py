@@ -49,6 +49,7 @@ COMBINES = ("vote", "mean")
 
 
 def check_ensemble_size(k: int, n_models: int) -> None:
+    """Refuse an ensemble size outside 1 … `n_models` with a one-line RashomonError."""
     if k < 1:
         raise RashomonError(f"ensemble size k={k} must be at least 1")
     if k > n_models:

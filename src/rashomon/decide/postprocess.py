@@ -41,13 +41,16 @@ class ScoreColumn(ClassifierMixin, BaseEstimator):
         return True
 
     def fit(self, X: Any, y: Any) -> ScoreColumn:  # fairlearn's API; nothing to learn
+        """Nothing to learn (fairlearn's estimator API): returns itself."""
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities [N, 2] of the two classes from the score column `X`."""
         p = np.asarray(X, dtype=np.float64).reshape(-1)
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X: Any) -> np.ndarray:
+        """Hard predictions [N]: 1 where the score is at least 0.5."""
         return (np.asarray(X).reshape(-1) >= 0.5).astype(np.int64)
 
 
@@ -63,18 +66,22 @@ class ThresholdBaseline:
 
     @staticmethod
     def one_hot(pred: np.ndarray) -> np.ndarray:
+        """Hard predictions [N] as one-hot probabilities [N, 2]."""
         return np.eye(2, dtype=np.float32)[pred.astype(np.int64)]
 
     @property
     def val_probs(self) -> np.ndarray:
+        """The validation predictions as one-hot probabilities [N, 2]."""
         return self.one_hot(self.val_pred)
 
     @property
     def test_probs(self) -> np.ndarray:
+        """The test predictions as one-hot probabilities [N, 2]."""
         return self.one_hot(self.test_pred)
 
 
 def check_constraint(constraint: str, objective: str) -> None:
+    """Refuse a ThresholdOptimizer constraint or objective that it does not offer."""
     if constraint not in CONSTRAINTS:
         raise RashomonError(
             f"ThresholdOptimizer constraint {constraint!r} is not offered; use one of "
@@ -148,7 +155,7 @@ def threshold_frame(
     map_test: Any,
     set_val: Any,
     set_test: Any,
-    set_ids: Sequence[int],
+    set_ids: Sequence[int] | np.ndarray,
     y_val: Any,
     y_test: Any,
     groups_val: Any,

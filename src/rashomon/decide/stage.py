@@ -3,12 +3,14 @@ ensembles with abstention and Laplace Sample Information, as tables for the repo
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
 from rashomon import schema as S
 from rashomon.context import StageContext
-from rashomon.decide import decide_all
+from rashomon.decide import CorruptedInputs, decide_all
 from rashomon.decide.constrained import train_constrained_baseline
 from rashomon.decide.desiderata import Desideratum, default_desiderata, single_model_values
 from rashomon.decide.postprocess import threshold_frame
@@ -49,7 +51,7 @@ def chosen_desiderata(task, select: list[str] | None) -> list[Desideratum] | Non
     return [x for x in every if x.name in select]
 
 
-def corrupted_inputs(ctx: StageContext) -> dict[str, np.ndarray]:
+def corrupted_inputs(ctx: StageContext) -> CorruptedInputs:
     """Per-patient correctness on corrupted validation and test images, when evaluate kept it."""
     ev = ctx.path("evaluate")
     files = [ev / S.corrupted_correct_file(s) for s in ("val", "test")]
@@ -88,6 +90,8 @@ def threshold_tables(ctx, task, attribute: str, load, keep, d) -> pd.DataFrame |
 
 
 def run_decide_stage(ctx: StageContext) -> None:
+    """The decide stage: selection, ensembles, baselines and LSI from sample's and evaluate's
+    outputs, written as decide's tables."""
     from rashomon.lsi import model_lsi
     from rashomon.models.train import load_checkpoint
 
@@ -119,21 +123,26 @@ def run_decide_stage(ctx: StageContext) -> None:
             progress=ctx.progress,
         )
         probs = model_probs(baseline, task.test.x, task.kind == "multilabel", ctx.device).numpy()
-        des = default_desiderata(sorted(groups["test"]), probs.shape[1])
-        baseline_test = single_model_values(probs, task.test.y.numpy(), groups["test"], des)
+        baseline_des = default_desiderata(sorted(groups["test"]), probs.shape[1])
+        baseline_test = single_model_values(
+            probs, task.test.y.numpy(), groups["test"], baseline_des
+        )
         ctx.summary["constrained_baseline"] = f"{d.constrained_method} on {attribute}"
 
     lsi = train_preds = map_train_preds = None
     if d.lsi and (s / S.probs_file("train")).exists():
         prior = len(task.train) * t.weight_decay  # mean loss + weight decay wd ⇔ prior N·wd
-        parts = model_lsi(
-            model,
-            task.train.x,
-            task.train.y,
-            kind=task.kind,
-            prior_precision=prior,
-            device=ctx.device,
-            return_parts=True,
+        parts = cast(  # return_parts=True: the table
+            pd.DataFrame,
+            model_lsi(
+                model,
+                task.train.x,
+                task.train.y,
+                kind=task.kind,
+                prior_precision=prior,
+                device=ctx.device,
+                return_parts=True,
+            ),
         )
         lsi = parts["lsi"].to_numpy()
         # The closed form holds at the head's optimum; record how far the trained head was.

@@ -38,6 +38,8 @@ def rashomon_indices(keep: np.ndarray, epsilon: float) -> np.ndarray:
 
 
 def chosen_attributes(task: Task, requested: list[str] | None) -> list[str]:
+    """The attributes to evaluate: `requested`, or every attribute of the task; unknown names are an
+    error."""
     names = list(task.attributes) if requested is None else list(requested)
     unknown = [a for a in names if a not in task.attributes]
     if unknown:
@@ -141,6 +143,8 @@ def null_control_notes(
 
 
 def run_evaluate_stage(ctx: StageContext) -> None:
+    """The evaluate stage: multiplicity, desiderata, calibration, fairness and robustness of the
+    set, written as evaluate's tables."""
     cfg, e = ctx.cfg, ctx.cfg.evaluate
     unknown = [m for m in e.metrics if m not in KNOWN_METRICS]
     if unknown:

@@ -43,16 +43,20 @@ def nll(probs: Any, y: Any, class_weight: Any = None) -> np.ndarray:
 
 
 def brier(probs: Any, y: Any) -> np.ndarray:
+    """Brier score per model [M] of probabilities [M, N, C] against labels `y`."""
     p, yy = _checked(probs, y)
     return _brier(p, yy)
 
 
 def ece(probs: Any, y: Any, n_bins: int = N_BINS, adaptive: bool = False) -> np.ndarray:
+    """Expected calibration error per model [M]: top-class confidence in `n_bins` bins, of equal
+    width or (`adaptive`) equal mass."""
     p, yy = _checked(probs, y)
     return _ece(p, yy, n_bins, adaptive)
 
 
 def adaptive_ece(probs: Any, y: Any, n_bins: int = N_BINS) -> np.ndarray:
+    """Expected calibration error per model [M] with equal-mass bins."""
     return ece(probs, y, n_bins=n_bins, adaptive=True)
 
 

@@ -47,6 +47,7 @@ class Degeneracy:
 
     @property
     def degenerate(self) -> bool:
+        """Whether the model is near-constant or near chance."""
         return self.near_constant or self.near_chance
 
     def describe(self, class_names: Sequence[str] = (), split: str = "test") -> str:
@@ -125,6 +126,7 @@ class MultilabelDegeneracy:
 
     @property
     def degenerate(self) -> bool:
+        """Whether the model is near-constant or near chance."""
         return self.near_constant or self.near_chance
 
     def describe(self, label_names: Sequence[str] = (), split: str = "test") -> str:

@@ -91,6 +91,8 @@ def _worst(a: np.ndarray) -> np.ndarray:
 
 
 def gaps_from_group_metrics(per_group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-model gaps between groups (parity, TPR / FPR, equalized odds, AUROC, accuracy, ECE) and
+    worst-group values, from per-group metrics."""
     gaps: dict[str, np.ndarray] = {}
     if "selection_rate" in per_group:
         gaps["demographic_parity_diff"] = _spread(per_group["selection_rate"])

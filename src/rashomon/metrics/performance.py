@@ -41,11 +41,14 @@ def decisions(p: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def accuracy(probs: Any, y: Any, threshold: float = 0.5) -> np.ndarray:
+    """Accuracy per model [M] of probabilities [M, N, C] (binary: decided at `threshold`)."""
     p, yy = _checked(probs, y)
     return _accuracy(decisions(p, v.check_threshold(threshold)), yy)
 
 
 def balanced_accuracy(probs: Any, y: Any, threshold: float = 0.5) -> np.ndarray:
+    """Balanced accuracy per model [M] of probabilities [M, N, C] (binary: decided at
+    `threshold`)."""
     p, yy = _checked(probs, y)
     return _balanced_accuracy(decisions(p, v.check_threshold(threshold)), yy)
 

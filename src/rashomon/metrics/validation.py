@@ -224,6 +224,7 @@ def check_groups(groups: Any, n: int, name: str = "groups") -> np.ndarray:
 
 
 def check_threshold(threshold: float) -> float:
+    """`threshold` as a float in [0, 1]; anything else is a RashomonError."""
     t = float(threshold)
     if not 0.0 <= t <= 1.0:
         raise RashomonError(THRESHOLD_RANGE.format(t=threshold))
@@ -231,16 +232,19 @@ def check_threshold(threshold: float) -> float:
 
 
 def check_kind(kind: str) -> str:
+    """`kind` when it is binary, multiclass or multilabel; anything else is a RashomonError."""
     if kind not in ("binary", "multiclass", "multilabel"):
         raise RashomonError(UNKNOWN_KIND.format(kind=kind))
     return kind
 
 
 def require_models(m: int, need: int, what: str) -> None:
+    """Refuse fewer than `need` models for `what`."""
     if m < need:
         raise RashomonError(FEW_MODELS.format(what=what, need=need, got=m))
 
 
 def require_same_samples(a: int, b: int, what: str) -> None:
+    """Refuse two arrays whose sample counts `a` and `b` differ."""
     if a != b:
         raise RashomonError(SAMPLE_MISMATCH.format(what=what, a=a, b=b))

@@ -58,6 +58,7 @@ class WrappedClassifier(Classifier):
         self.last_layer = last_layer
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations: the user's network up to its final nn.Linear."""
         return self.body(x)
 
     def unwrap(self) -> nn.Module:
@@ -238,7 +239,7 @@ def _check_split(
         )
 
 
-def template_of(model: nn.Module) -> nn.Module | None:
+def template_of(model: Classifier) -> Classifier | None:
     """What a checkpoint must carry to rebuild `model`: its structure when it came as an object
     (no builder), else nothing."""
     spec = getattr(model, "spec", {})
@@ -247,7 +248,7 @@ def template_of(model: nn.Module) -> nn.Module | None:
     return None
 
 
-def rebuild(spec: dict[str, Any], template: nn.Module | None = None) -> Classifier:
+def rebuild(spec: dict[str, Any], template: Classifier | None = None) -> Classifier:
     """A wrapped network from its spec: the builder called again, or a copy of `template`."""
     if spec.get("builder"):
         builder = import_builder(spec["builder"])
@@ -282,7 +283,7 @@ def rebuild(spec: dict[str, Any], template: nn.Module | None = None) -> Classifi
     return out
 
 
-def model_from_spec(spec: dict[str, Any], template: nn.Module | None = None) -> Classifier:
+def model_from_spec(spec: dict[str, Any], template: Classifier | None = None) -> Classifier:
     """Any saved model's network: a registry architecture or a user's wrapped one."""
     from rashomon.models.registry import build_from_spec
 

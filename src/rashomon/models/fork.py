@@ -152,6 +152,7 @@ def as_state_payloads(states: Sequence[TrainingState]) -> list[dict[str, Any]]:
 
 
 def states_from_payloads(payloads: Sequence[dict[str, Any]]) -> list[TrainingState]:
+    """The training states of saved payloads (`TrainingState.to_payload`)."""
     return [TrainingState.from_payload(dict(p)) for p in payloads]
 
 

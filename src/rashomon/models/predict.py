@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from rashomon.models.registry import Classifier
+
 SINGLE_MODEL_BATCH = 512  # images per forward when evaluating one network
 
 
@@ -33,7 +35,7 @@ def model_probs(
 
 @torch.no_grad()
 def model_features(
-    model: torch.nn.Module,
+    model: Classifier,
     x: torch.Tensor,
     device: str | torch.device = "cpu",
     batch: int = SINGLE_MODEL_BATCH,

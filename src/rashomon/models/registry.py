@@ -20,11 +20,16 @@ class Classifier(nn.Module):
 
     head: nn.Linear
     spec: dict[str, Any]
+    # set by training (rashomon.models.train.train) and read back from checkpoints
+    train_config: dict[str, Any]
+    task_name: str
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations [N, D], the head's input (each architecture defines them)."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [N, C]: the head applied to the features."""
         return self.head(self.features(x))
 
 
@@ -66,10 +71,13 @@ class ConvNet(Classifier):
         self.head = nn.Linear(hidden, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations: the conv body's output, after dropout."""
         return self.dropout(self.body(x))
 
 
 class MLP(Classifier):
+    """A multilayer perceptron on flattened images: hidden linear layers, dropout and the head."""
+
     def __init__(
         self,
         in_channels: int,
@@ -90,6 +98,7 @@ class MLP(Classifier):
         self.head = nn.Linear(width, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations: the hidden layers' output, after dropout."""
         return self.dropout(self.body(x))
 
 
@@ -111,6 +120,7 @@ class ResNet18(Classifier):
         self.head = nn.Linear(512, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations: the pooled ResNet features, after dropout."""
         return self.dropout(self.body(x))
 
 
@@ -141,6 +151,7 @@ ARCHITECTURES: dict[str, Callable[..., Classifier]] = {
 
 
 def architecture_names() -> list[str]:
+    """The registry's architecture names, sorted."""
     return sorted(ARCHITECTURES)
 
 
@@ -168,10 +179,12 @@ def build_model(
 
 
 def build_from_spec(spec: dict[str, Any]) -> Classifier:
+    """A freshly initialised registry network of the architecture a saved spec describes."""
     return build_model(
         spec["arch"], spec["in_channels"], spec["num_classes"], spec["size"], **spec["options"]
     )
 
 
 def count_parameters(model: nn.Module) -> int:
+    """The number of parameters of `model`."""
     return sum(p.numel() for p in model.parameters())

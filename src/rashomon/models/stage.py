@@ -86,6 +86,8 @@ def keep_states(ctx: StageContext, states: list) -> None:
 
 
 def run_train_stage(ctx: StageContext) -> None:
+    """The train stage: the MAP model trained (or the user's network taken as given), saved with its
+    history."""
     task = ctx.task()
     t = ctx.cfg.train
     history: list[dict] = []

@@ -95,6 +95,7 @@ class Budget:
 
     @property
     def total_steps(self) -> int:
+        """Optimizer steps of the whole budget."""
         return self.epochs * self.steps_per_epoch
 
 
@@ -121,10 +122,12 @@ class TrainingState:
     candidates: dict[int, dict[str, torch.Tensor]]
 
     def to_payload(self) -> dict[str, Any]:
+        """The state as a plain dict, for torch.save."""
         return asdict(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> TrainingState:
+        """The state that `to_payload` saved."""
         return cls(**payload)
 
 
@@ -170,6 +173,7 @@ def default_window(epochs: int) -> int:
 
 
 def default_patience(epochs: int) -> int:
+    """Early-stopping patience for a budget of `epochs`: a share of it, at least MIN_PATIENCE."""
     return max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * epochs))
 
 
@@ -201,6 +205,7 @@ def should_stop(val_losses: Sequence[float], window: int, patience: int) -> bool
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's global and torch's random streams."""
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code draws from the global state
     torch.manual_seed(seed)
@@ -214,6 +219,7 @@ def loss_function(kind: str, class_weight: torch.Tensor | None = None) -> nn.Mod
 
 
 def per_sample_loss(loss_fn: nn.Module, logits: torch.Tensor, y: torch.Tensor, kind: str):
+    """The loss of each sample [N] (multilabel: the mean over labels)."""
     if kind == "multilabel":
         return loss_fn(logits, y.float()).mean(dim=1)
     return loss_fn(logits, y)
@@ -490,8 +496,8 @@ def fit(
         complete = len(losses) - window // 2
         if complete >= 1:
             best = int(np.argmin(smoothed_losses(losses, window)[:complete]))
-            for k in [k for k in states if k != best and k < complete]:
-                del states[k]
+            for stale in [k for k in states if k != best and k < complete]:
+                del states[stale]
         bar.update(1, val_loss=val_loss, val_acc=val_acc)
         while pending and saved is not None and step >= pending[0] * total:
             snapshot(pending.pop(0), epoch + 1)

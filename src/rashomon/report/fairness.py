@@ -25,6 +25,8 @@ WORDS = {
 
 @dataclass(frozen=True)
 class FairnessAnswer:
+    """The report's answer for one attribute: its sentence and verdict on one desideratum."""
+
     attribute: str
     derived: bool
     kind: str  # words.PATIENT, ACQUISITION, NULL or PROXY

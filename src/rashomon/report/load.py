@@ -54,6 +54,9 @@ def derive_columns(key: str, df: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class RunData:
+    """A run directory as the report reads it: config, sample record, tables, summaries and
+    checkpoint metadata."""
+
     run_dir: Path
     config: dict[str, Any]
     sample: S.SampleRecord
@@ -68,6 +71,7 @@ class RunData:
     stale: dict[str, str] = field(default_factory=dict)
 
     def table(self, key: str) -> pd.DataFrame | None:
+        """The table `key` (of `rashomon.schema.TABLES`), or None when the run lacks it."""
         return self.tables.get(key)
 
     def validate_table(self, file: str) -> pd.DataFrame | None:
@@ -82,6 +86,7 @@ class RunData:
             return None
 
     def missing_note(self, key: str) -> str:
+        """Why table `key` is absent (HTML): its stage has not run, or its file is missing."""
         t = S.TABLES[key]
         if t.stage not in self.stages:
             cmd = f"rashomon {t.stage} RUN_DIR"
@@ -91,14 +96,17 @@ class RunData:
     # --- the sample stage's record ----------------------------------------------------------
     @property
     def epsilon(self) -> float:
+        """The audit's ε."""
         return self.sample.epsilon
 
     @property
     def on(self) -> str:
+        """What the Rashomon filter compares models on (the sample record's `on`)."""
         return self.sample.on
 
     @property
     def task_info(self) -> dict[str, Any]:
+        """The checkpoint's task description ({} when it has none)."""
         return self.checkpoint.get("task", {}) or {}
 
     @property
@@ -125,6 +133,7 @@ class RunData:
 
     @property
     def class_names(self) -> list[str]:
+        """Class names from the checkpoint, else 'class 0', 'class 1', … from per_sample.csv."""
         names = list(self.task_info.get("class_names") or [])
         if not names:
             ps = self.table("per_sample")

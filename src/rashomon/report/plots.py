@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -40,20 +41,23 @@ STYLE = {
 
 
 def figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kw):
+    """A figure in the report's style and its [nrows, ncols] grid of axes."""
     import matplotlib
 
-    matplotlib.rcParams.update(STYLE)
+    matplotlib.rcParams.update(STYLE)  # type: ignore[arg-type]  # stub: literal keys only
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
 def save_png(fig: Figure, path: Path) -> Path:
+    """Write `fig` as a PNG at `path`; returns the path."""
     fig.savefig(path, format="png", facecolor="white")
     return path
 
 
 def training_curve(history: pd.DataFrame) -> Figure:
+    """Loss per epoch (train and validation) beside validation accuracy."""
     fig, ax = figure(6.4, 3.0, 1, 2)
     ep = history[S.EPOCH]
     a = ax[0, 0]
@@ -85,6 +89,7 @@ def training_curve(history: pd.DataFrame) -> Figure:
 
 
 def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
+    """Models kept in the Rashomon set against ε, the audit's ε marked."""
     fig, ax = figure(4.2, 3.0)
     a = ax[0, 0]
     for on, df in survival.groupby(S.ON) if S.ON in survival else [("", survival)]:
@@ -131,6 +136,7 @@ def set_survival(survival: pd.DataFrame, epsilon: float | None) -> Figure:
 
 
 def set_distance(per_model: pd.DataFrame, epsilon: float | None) -> Figure:
+    """Each model's distance from θ* against its validation loss, the set at `epsilon` marked."""
     fig, ax = figure(4.6, 3.0)
     a = ax[0, 0]
     dist = S.DISTANCE_REL
@@ -155,6 +161,7 @@ def set_distance(per_model: pd.DataFrame, epsilon: float | None) -> Figure:
 
 
 def multiplicity_hist(per_sample: pd.DataFrame) -> Figure:
+    """Histograms of per-patient disagreement and Rashomon capacity over the test patients."""
     fig, ax = figure(6.6, 2.9, 1, 2)
     a = ax[0, 0]
     d = per_sample[S.DISAGREEMENT].to_numpy(float)
@@ -182,6 +189,7 @@ def multiplicity_hist(per_sample: pd.DataFrame) -> Figure:
 
 
 def convergence(conv: pd.DataFrame) -> Figure:
+    """Ambiguity and mean capacity against the number of models audited."""
     fig, ax = figure(6.6, 2.9, 1, 2)
     a = ax[0, 0]
     a.plot(conv[S.MODELS], 100 * conv[S.AMBIGUITY], marker="o", color=SET_COLOR)
@@ -208,6 +216,7 @@ def convergence(conv: pd.DataFrame) -> Figure:
 
 
 def group_bars(per_sample: pd.DataFrame, attributes: dict[str, dict]) -> Figure:
+    """Arbitrary test patients (%) per level of each attribute."""
     names = list(attributes)
     fig, ax = figure(3.0 * len(names) + 0.6, 3.0, 1, len(names), sharey=True)
     arbitrary = per_sample[S.AMBIGUOUS].to_numpy(bool)
@@ -244,6 +253,7 @@ def group_bars(per_sample: pd.DataFrame, attributes: dict[str, dict]) -> Figure:
 
 
 def desiderata_strips(per_model: pd.DataFrame, metrics: Sequence[str]) -> Figure:
+    """One strip per desideratum: each model of the set on test, the MAP model marked."""
     n = len(metrics)
     ncols = min(4, n)
     nrows = int(np.ceil(n / ncols))
@@ -285,6 +295,8 @@ def desiderata_strips(per_model: pd.DataFrame, metrics: Sequence[str]) -> Figure
 
 
 def selection_gains(selection: pd.DataFrame, name_col: str) -> Figure:
+    """Each desideratum's best-in-set model against the MAP model on test: the gain and its
+    interval."""
     df = selection.iloc[::-1]
     fig, ax = figure(6.4, 0.42 * len(df) + 1.3)
     a = ax[0, 0]
@@ -351,6 +363,7 @@ def ensemble_curves(ens: pd.DataFrame) -> Figure:
 
 
 def lsi_scatter(lsi: pd.DataFrame) -> Figure:
+    """Laplace Sample Information against disagreement on the training samples."""
     fig, ax = figure(4.6, 3.1)
     a = ax[0, 0]
     x = lsi[S.LSI].to_numpy(float)
@@ -372,6 +385,7 @@ def lsi_scatter(lsi: pd.DataFrame) -> Figure:
 
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 8) -> Figure:
+    """Images in a grid of `ncols` columns, each with its title."""
     n = len(images)
     nrows = int(np.ceil(n / ncols))
     fig, ax = figure(1.15 * ncols, 1.55 * nrows, nrows, ncols)
@@ -399,15 +413,15 @@ def patient_ranges(
     tasks), and a caption (`rows["caption"]`)."""
     import matplotlib
 
-    matplotlib.rcParams.update(STYLE)
+    matplotlib.rcParams.update(STYLE)  # type: ignore[arg-type]  # stub: literal keys only
     n = len(rows)
     has_img = images is not None
     fig = Figure(figsize=(8.2, 0.56 * n + 0.9), layout="constrained")
     ratios = ([0.8] if has_img else []) + [7, 2.6]
     gs = fig.add_gridspec(n, len(ratios), width_ratios=ratios)
-    bar_axes = []
+    bar_axes: list[Axes] = []
     for i, (_, r) in enumerate(rows.iterrows()):
-        if has_img:
+        if images is not None:
             ia = fig.add_subplot(gs[i, 0])
             ia.imshow(images[i], cmap="gray", interpolation="nearest")
             ia.set_axis_off()
@@ -438,6 +452,8 @@ def patient_ranges(
 
 
 def robustness_corruptions(rob: pd.DataFrame, metric: str) -> Figure:
+    """`metric` against corruption severity, one panel per corruption: the set's band and the MAP
+    model."""
     corrs = list(dict.fromkeys(rob[S.CORRUPTION]))
     ncols = min(4, len(corrs))
     nrows = int(np.ceil(len(corrs) / ncols))
@@ -457,6 +473,8 @@ def robustness_corruptions(rob: pd.DataFrame, metric: str) -> Figure:
 
 
 def robustness_attacks(rob: pd.DataFrame, metric: str) -> Figure:
+    """`metric` against the attack budget ε, one panel per attack: the set's band and the MAP
+    model."""
     attacks = list(dict.fromkeys(rob[S.CORRUPTION]))
     fig, ax = figure(3.2 * len(attacks) + 0.4, 2.8, 1, len(attacks), sharey=True)
     for i, c in enumerate(attacks):

@@ -49,6 +49,7 @@ class ReportBuilder:
         return figure_html(path.read_bytes(), caption, alt)
 
     def missing(self, key: str, what: str) -> str:
+        """A note (HTML) that the section has no `what` and why (table `key` is missing)."""
         return f'<p class="note missing">No {what}: {self.data.missing_note(key)}</p>'
 
 
@@ -96,6 +97,7 @@ def build_section(b: ReportBuilder, spec: SectionSpec) -> tuple[Section, Section
 
 
 def render_page(data: RunData, sections: list[Section]) -> str:
+    """The report page (HTML): its header and `sections`."""
     info = data.task_info
     name = info.get("name") or (data.config.get("data") or {}).get("dataset", "run")
     arch = (data.checkpoint.get("spec") or {}).get("arch") or (data.config.get("train") or {}).get(

@@ -6,6 +6,7 @@ from rashomon.context import StageContext
 
 
 def run_report_stage(ctx: StageContext) -> None:
+    """The report stage: report.html from the run directory's tables."""
     from rashomon.report.load import REQUIRED_STAGES
     from rashomon.report.run_page import write_report
 

@@ -46,6 +46,8 @@ EXPLAINED, PARTLY, NOT_EXPLAINED, UNDEFINED = "explained", "partly", "not explai
 
 @dataclass(frozen=True)
 class StratumLevel:
+    """One gap of one attribute among the patients of one stratum level."""
+
     level: str
     gap: float  # the MAP model's gap among this level's patients (NaN: undefined)
     rate_patients: int  # the patients its rates count
@@ -67,6 +69,7 @@ class StratumGaps:
 
     @property
     def verdict(self) -> str:
+        """Whether the strata explain the gap (EXPLAINED, PARTLY, NOT_EXPLAINED or UNDEFINED)."""
         return explains(self.marginal, self.pooled, self.noise_pooled)
 
 

@@ -144,7 +144,7 @@ def measured_recall(
     run = training(train or {})
     found = []
     for _, row in rows.iterrows():
-        study = training(row.to_dict())
+        study = training(row.to_dict()) or {}  # a row that records no training: nothing to compare
         found.append((study, differences(run, study), row))
     fewest = min(len(d) for _, d, _ in found)
     study, diffs, row = [f for f in found if len(f[1]) == fewest][-1]

@@ -29,6 +29,8 @@ NAMED_LABELS = 5  # multilabel sentences name this many labels, then count the r
 
 @dataclass(frozen=True)
 class Arbitrariness:
+    """How many test patients the set leaves arbitrary (at least one flip), and its split share."""
+
     share: float  # share of test patients with at least one flip across the Rashomon set
     count: int | None
     total: int | None
@@ -36,6 +38,7 @@ class Arbitrariness:
 
 
 def pct(x: float, digits: int = 0) -> str:
+    """`x` as a percentage with `digits` decimals, e.g. '12 %'."""
     return f"{100 * x:.{digits}f} %"
 
 
@@ -76,6 +79,8 @@ def kept_models(data: RunData) -> tuple[int | None, int | None]:
 
 @dataclass(frozen=True)
 class GroupShare:
+    """The share of arbitrary test patients in one level of an attribute."""
+
     attribute: str
     level: str
     kind: str  # words.PATIENT, ACQUISITION, NULL or PROXY: only PATIENT is a patient group
@@ -163,6 +168,8 @@ ACQUISITION_GAPS = {
 
 @dataclass(frozen=True)
 class AcquisitionGap:
+    """The trained model's test gap by an acquisition attribute, beside the random control's."""
+
     attribute: str
     gap_name: str  # a key of ACQUISITION_GAPS
     gap: float  # the trained model's, on test
@@ -284,7 +291,9 @@ def degenerate_warning(data: RunData) -> str | None:
     if d is None or not d.degenerate:
         return None
     if isinstance(d, MultilabelDegeneracy):
-        cols = S.label_columns(data.table("per_sample").columns, S.MAP_LABEL)
+        per_sample = data.table("per_sample")
+        assert per_sample is not None  # map_degeneracy read it
+        cols = S.label_columns(per_sample.columns, S.MAP_LABEL)
         return d.sentence([data.labels[lab] for lab in cols], "test")
     return d.sentence(data.class_names, "test")
 
@@ -491,7 +500,13 @@ def extremes_vacuous(e: dict) -> str | None:
     bound = e.get("extremes_set") or {}
     gap, j_map = figure(bound, "train_gradient_gap"), figure(bound, "train_objective_map")
     j_bound, j_min = figure(bound, "train_bound"), figure(bound, "train_objective_min")
-    far = None not in (gap, j_map, j_bound, j_min) and gap > j_bound - j_map
+    far = (
+        gap is not None
+        and j_map is not None
+        and j_bound is not None
+        and j_min is not None
+        and gap > j_bound - j_map
+    )
     flags = share is not None and share >= VACUOUS_SHARE
     if not (far or flags):
         return None
@@ -501,6 +516,7 @@ def extremes_vacuous(e: dict) -> str | None:
             f"{said}: the validation and training bounds at this ε leave nearly every "
             "patient's label free"
         )
+    assert gap is not None and j_map is not None and j_bound is not None and j_min is not None
     return (
         f"{said} because the trained head is far from its training objective's optimum, "
         f"{gap:.1f} above the objective's minimum ({j_min:.1f}) against the bound's slack of "
@@ -534,6 +550,8 @@ def _extremes_sentence(data: RunData) -> list[str]:
 
 @dataclass(frozen=True)
 class LabelArbitrariness:
+    """How many test patients some model of the set flips one label for."""
+
     label: int
     name: str
     share: float  # share of test patients for whom some model of the set flips this label
@@ -720,7 +738,7 @@ def _multilabel_selection_sentence(
     return out
 
 
-def rule_label(rule: object, threshold: object) -> str:
+def rule_label(rule: object, threshold: float | None) -> str:
     """How an ensemble's abstention rule reads in a legend: 'agree ≥ 80 %', 'no abstention'."""
     r = str(rule).lower() if rule is not None else "share"
     t = float(threshold) if threshold is not None and pd.notna(threshold) else None

@@ -69,7 +69,7 @@ class ModelSet(SetWeights):
     @classmethod
     def from_models(
         cls,
-        models: Sequence[torch.nn.Module],
+        models: Sequence[Classifier],
         *,
         base: Classifier | None = None,
         source: str = "retrain",
@@ -178,7 +178,7 @@ class ModelSet(SetWeights):
         with torch.no_grad():
             for n, v in self.unflatten(self.samples[m]).items():
                 net.get_parameter(n).copy_(v)
-            if self.buffer_names:
+            if self.buffer_names and self.buffer_samples is not None:
                 for n, v in self.unflatten_buffers(self.buffer_samples[m]).items():
                     net.get_buffer(n).copy_(v)
         return net.eval()
@@ -242,7 +242,7 @@ class ModelSet(SetWeights):
                     f"{spec}; rebuild the set from this model"
                 )
         if task is not None:
-            d = (
+            d: dict[str, Any] = (
                 task
                 if isinstance(task, dict)
                 else {"name": task.name, "kind": task.kind, "num_classes": task.num_classes}

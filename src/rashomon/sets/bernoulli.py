@@ -28,6 +28,7 @@ from torch import nn
 from rashomon.errors import RashomonError
 from rashomon.memory import format_bytes, memory_budget
 from rashomon.models.predict import model_features
+from rashomon.models.registry import Classifier
 from rashomon.sets.base import ModelSet, ordered_names, task_description
 from rashomon.sets.prior import GRID, parse_prior, prior_by_grid
 
@@ -94,7 +95,7 @@ class BernoulliLastLayerPosterior:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Classifier,
         ggn: torch.Tensor,
         prior_precision: float,
         *,
@@ -114,6 +115,7 @@ class BernoulliLastLayerPosterior:
         self.set_prior(prior_precision)
 
     def set_prior(self, prior_precision: float) -> None:
+        """Set the prior precision and refactor the posterior precision (GGN + prior)."""
         if not prior_precision > 0:
             raise RashomonError(f"prior precision must be positive, got {prior_precision}")
         self.prior_precision = float(prior_precision)
@@ -124,12 +126,15 @@ class BernoulliLastLayerPosterior:
 
     @property
     def num_params(self) -> int:
+        """Number of head parameters the posterior covers."""
         return int(self.mean.numel())
 
     def covariance(self) -> torch.Tensor:
+        """The posterior covariance Σ [P, P]."""
         return torch.cholesky_inverse(self._chol).float()
 
     def sample_deviations(self, models: int, seed: int = 0) -> torch.Tensor:
+        """`models` deviations v ~ N(0, Σ) [models, P], drawn with `seed`."""
         if not isinstance(models, (int, np.integer)) or models <= 0:
             raise RashomonError(f"the number of models must be a positive integer, got {models!r}")
         gen = torch.Generator().manual_seed(int(seed))
@@ -159,7 +164,7 @@ class BernoulliLastLayerPosterior:
 
 
 def bernoulli_laplace(
-    model: nn.Module,
+    model: Classifier,
     task: Any,
     hessian: str = "kron",
     prior: str | float = "marglik",
@@ -213,7 +218,7 @@ def bernoulli_laplace(
     elif prior == "grid":
         value = 1.0  # held until the grid search below picks the precision
     else:
-        value = prior
+        value = float(prior)  # parse_prior gave a number: neither method name
     meta = {
         "source": "laplace",
         "subset": "last_layer",

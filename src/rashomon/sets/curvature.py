@@ -27,6 +27,7 @@ class PerSampleGGN(CurvlinopsGGN):
         x: torch.Tensor | MutableMapping[str, torch.Tensor | Any],
         enable_backprop: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample Jacobians of the logits and the logits, for laplace-torch's GGN."""
         if not isinstance(x, torch.Tensor):
             return super().jacobians(x, enable_backprop)
         model = self.model

@@ -15,15 +15,17 @@ from torch import nn
 
 from rashomon.data.task import Task
 from rashomon.errors import RashomonError
+from rashomon.models.registry import Classifier
 from rashomon.sets.base import ModelSet, ordered_names, task_description
 
 
 def dropout_rate(model: nn.Module) -> float:
+    """The dropout rate before the model's head (0 without dropout)."""
     drop = getattr(model, "dropout", None)
     return float(drop.p) if isinstance(drop, nn.Dropout) else 0.0
 
 
-def dropout(model: nn.Module, models: int, seed: int = 0, task: Task | None = None) -> ModelSet:
+def dropout(model: Classifier, models: int, seed: int = 0, task: Task | None = None) -> ModelSet:
     """A ModelSet of `models` MC-dropout models of `model`, mask m drawn from `seed`."""
     if not isinstance(models, int) or models <= 0:
         raise RashomonError(f"the number of models must be a positive integer, got {models!r}")

@@ -192,13 +192,15 @@ class FisherMetric(_FisherSolve):
         data: Sequence[torch.Tensor] = (),
         ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """θ̈ [K, P] under the Fisher metric: one CG solve of G θ̈ = q per row."""
         logits = self.logits
 
         def taylor(t: torch.Tensor, u: torch.Tensor, *d: torch.Tensor):
             def first(s: torch.Tensor):
                 return jvp(lambda w: logits(w, *d), (s,), (u,))
 
-            (f, fd), (_, fdd) = jvp(first, (t,), (u,))
+            # jvp's stub types the has_aux=True triple too; without aux it returns a pair
+            (f, fd), (_, fdd) = jvp(first, (t,), (u,))  # type: ignore[misc]
             return f, fd, fdd
 
         def pull(t: torch.Tensor, w: torch.Tensor, *d: torch.Tensor) -> torch.Tensor:
@@ -283,6 +285,7 @@ class MLPFisherMetric(_FisherSolve):
     def _taylor(self, theta: torch.Tensor, velocity: torch.Tensor, z: torch.Tensor):
         """f, ḟ, f̈ [K, N, C] and the cache (inputs, weights, slopes) for the products."""
         zd = zdd = None
+        slopes: list[torch.Tensor]
         inputs, weights, slopes = [], [], []
         for (w, b), (vw, vb), (_, _, _, act) in zip(
             self._split(theta), self._split(velocity), self.layers, strict=True
@@ -357,6 +360,7 @@ class MLPFisherMetric(_FisherSolve):
         data: Sequence[torch.Tensor] = (),
         ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """θ̈ [K, P] under the closed-form MLP Fisher metric: one CG solve of G θ̈ = q per row."""
         z = self.x[data[0]] if self.per_geodesic_batches else self.x
         f, fd, fdd, cache = self._taylor(theta, velocity, z)
         p = torch.softmax(f, dim=-1)

@@ -34,13 +34,16 @@ class ParameterView:
 
     @property
     def size(self) -> int:
+        """Number of entries of the flat vector θ."""
         return sum(self.numels)
 
     def flatten(self) -> torch.Tensor:
+        """The module's current values of the varied parameters as one flat vector θ."""
         params = dict(self.module.named_parameters())
         return torch.cat([params[n].detach().reshape(-1) for n in self.names])
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """θ as the module's parameters by name (the fixed ones as they are)."""
         pieces = torch.split(theta, self.numels)
         out = dict(self.fixed)
         out.update(
@@ -49,6 +52,7 @@ class ParameterView:
         return out
 
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The module's output on `x` with the parameters `theta`."""
         return functional_call(self.module, self.unflatten(theta), (x,))
 
 
@@ -95,7 +99,8 @@ def flat_loss(
         star = theta_star.detach()
 
         def logits_at(theta: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-            f_star, jv = jvp(lambda p: view.forward(p, xb), (star,), (theta - star,))
+            # jvp's stub types the has_aux=True triple too; without aux it returns a pair
+            f_star, jv = jvp(lambda p: view.forward(p, xb), (star,), (theta - star,))  # type: ignore[misc]
             return f_star + jv
 
     def prior(theta: torch.Tensor) -> torch.Tensor:
@@ -104,14 +109,14 @@ def flat_loss(
 
     if per_geodesic_batches:
 
-        def loss(theta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        def loss_on_batch(theta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             xb, yb = x[index], y[index]
             return data_scale * _data_term(logits_at(theta, xb), yb, kind) + prior(theta)
 
-    else:
+        return loss_on_batch
 
-        def loss(theta: torch.Tensor) -> torch.Tensor:
-            return data_scale * _data_term(logits_at(theta, x), y, kind) + prior(theta)
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        return data_scale * _data_term(logits_at(theta, x), y, kind) + prior(theta)
 
     return loss
 

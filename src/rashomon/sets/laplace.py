@@ -19,7 +19,7 @@ import copy
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from rashomon.errors import RashomonError
 from rashomon.memory import format_bytes, memory_budget
 from rashomon.models.external import as_classifier
+from rashomon.models.registry import Classifier
 from rashomon.sets.base import KINDS, ModelSet, ordered_names, task_description
 from rashomon.sets.curvature import PerSampleGGN
 from rashomon.sets.prior import GRID, parse_prior, prior_by_grid
@@ -73,7 +74,7 @@ class LaplacePosterior:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Classifier,
         la: Any,
         param_names: list[str],
         *,
@@ -96,10 +97,12 @@ class LaplacePosterior:
 
     @property
     def num_params(self) -> int:
+        """Number of parameters the posterior covers."""
         return int(self.mean.numel())
 
     @property
     def prior_precision(self) -> float | list[float]:
+        """laplace-torch's prior precision: a scalar, or one per parameter."""
         p = self.la.prior_precision.detach().cpu().flatten()
         return float(p[0]) if p.numel() == 1 else p.tolist()
 
@@ -302,7 +305,7 @@ def laplace(
     all_names = [n for n, _ in model.named_parameters()]
     start = time.perf_counter()
     columns = None
-    common = dict(temperature=float(temperature))
+    common: dict[str, Any] = dict(temperature=float(temperature))
     n_classes = int(task.num_classes)
 
     if subset == "last_layer":
@@ -322,7 +325,7 @@ def laplace(
         if subset == "all":
             names = all_names
         else:
-            if not subnetwork:
+            if not subnetwork or isinstance(subnetwork, int):  # a count took the else branch
                 raise RashomonError("subnetwork=[] names no module; pass module names or a count")
             names = _subnetwork_modules(model, list(subnetwork))
             for n, p in model.named_parameters():
@@ -347,8 +350,9 @@ def laplace(
         n_all = sum(p.numel() for p in model.parameters())
         fit_batch = _fit_batch_size(n_all, n_classes, batch_size, max_memory, dev)
         loader = _loader(task.train.x, task.train.y, fit_batch)
+        count = cast(int | None, subnetwork)  # `_is_count(subnetwork)` chose this branch
         names, columns, la = _largest_variance_subnetwork(
-            model, loader, hessian, int(subnetwork or 1000), common, max_memory, dev
+            model, loader, hessian, int(count or 1000), common, max_memory, dev
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -389,7 +393,7 @@ def laplace(
             max_memory=max_memory,
         )
     else:
-        post.set_prior(prior)
+        post.set_prior(float(prior))  # parse_prior gave a number: neither method name
     post.meta.update(
         source="laplace",
         subset=subset,
@@ -398,7 +402,7 @@ def laplace(
         prior_precision=post.prior_precision,
         temperature=float(temperature),
         num_params=post.num_params,
-        fit_batch_size=int(loader.batch_size),
+        fit_batch_size=int(cast(int, loader.batch_size)),  # _loader sets a batch size
         fit_seconds=round(fit_seconds, 3),
         prior_seconds=round(time.perf_counter() - start, 3),
         grid_nll={f"{k:.3g}": v for k, v in grid_nll.items()},

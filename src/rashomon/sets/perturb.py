@@ -103,6 +103,7 @@ class ChannelPerturbation:
     def to_set(
         self, vectors: torch.Tensor, kind: str = "nn", source: str = "perturb", **meta: Any
     ) -> ModelSet:
+        """Perturbation vectors [M, P] as a ModelSet on a copy of the network."""
         if kind != "nn":
             raise RashomonError("perturbed networks are sampled networks: use kind nn")
         base = copy.deepcopy(self.model).eval()
@@ -204,6 +205,7 @@ def perturbation_set(
                 raise RashomonError(f"a fixed Bernoulli mask needs 0 < rate < 1, got {rate}")
             info: dict[str, Any] = {"rate": rate}
         elif scale == "epsilon":
+            assert epsilon is not None  # refused above for scale epsilon
             rate, info = bernoulli_rate(
                 post,
                 task,
@@ -226,11 +228,13 @@ def perturbation_set(
             s, info = float(sigma), {"scale": float(sigma)}
             vectors = post.mean[None] + s * dev
         elif scale == "epsilon":
+            assert epsilon is not None  # refused above for scale epsilon
             s, info = epsilon_scale(
                 post, dev[:search_models], task, epsilon, target_share=target_share, **common
             )
             vectors = post.mean[None] + s * dev
         elif scale == "boundary":
+            assert epsilon is not None  # refused above for scale boundary
             t, info = boundary_scales(post, dev, task, epsilon, **common)
             vectors = post.mean[None] + t[:, None] * dev
         elif scale == "disagreement":
@@ -244,7 +248,7 @@ def perturbation_set(
             )
     else:
         raise RashomonError(f"unknown mask {mask!r}; use gaussian or bernoulli")
-    meta = {
+    meta: dict[str, Any] = {
         "mask": mask,
         "scale": scale,
         "scaling": info,

@@ -38,6 +38,7 @@ the arrays are small (1000 models × 624 images × 2 classes = 5 MB), so halving
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import torch
 from torch.func import functional_call, jacrev, jvp, vmap
@@ -57,6 +58,7 @@ CPU_ACTIVATION_BYTES = 24 * 2**20
 
 
 def default_device(mset: SetWeights) -> torch.device:
+    """The device the set's base network is on."""
     return next(mset.base.parameters()).device
 
 
@@ -90,6 +92,7 @@ def _activation_bytes(
 
 
 def choose_strategy(mset: SetWeights, device: torch.device) -> str:
+    """The prediction strategy for `mset` on `device`: head, jacobian, vmap or loop."""
     if mset.head_only:
         return "head"
     if mset.kind == "glm":
@@ -283,7 +286,7 @@ def _model_state(
     """Model m's varied parameters (and per-model buffers) by name, in `layout`: views of the
     samples for the identity layout, copies otherwise."""
     state = mset.unflatten(mset.samples[m].to(dev))
-    if mset.buffer_names:
+    if mset.buffer_names and mset.buffer_samples is not None:
         state.update(mset.unflatten_buffers(mset.buffer_samples[m].to(dev)))
     return {n: layout(v) for n, v in state.items()}
 
@@ -320,6 +323,7 @@ def _predict_loop(mset, x, dev, budget, act) -> torch.Tensor:
             if out is None:
                 out = torch.empty(M, N, logits.shape[-1])
             out[m, xs] = logits.float().cpu()
+    assert out is not None  # x is not empty (predict_logits) and a set has a model
     return out
 
 
@@ -342,6 +346,7 @@ def _predict_vmap(mset, x, dev, budget, act) -> torch.Tensor:
             if out is None:
                 out = torch.empty(M, N, logits.shape[-1])
             out[ms, xs] = logits.float().cpu()
+    assert out is not None  # x is not empty (predict_logits) and a set has a model
     return out
 
 
@@ -437,7 +442,8 @@ def per_sample_jacobian(base: torch.nn.Module, names: list[str], x: torch.Tensor
                         gb = g
                     else:
                         if mod_name not in patch_cache:
-                            patch_cache[mod_name] = _patches(mod, a)
+                            # _hooked_modules keeps Linear and plain Conv2d modules only
+                            patch_cache[mod_name] = _patches(cast(torch.nn.Conv2d, mod), a)
                         patches = patch_cache[mod_name]
                         g = g.reshape(g.shape[0], g.shape[1], -1)
                         gw = torch.einsum("nol,nkl->nok", g, patches)

@@ -80,6 +80,6 @@ def prior_by_grid(
             continue
         probs = mset.predict(task.val.x, device=device, max_memory=max_memory).mean(0)
         out[float(value)] = mean_prediction_nll(probs, task.val.y, multilabel)
-    best = min(out, key=out.get)
+    best = min(out, key=out.__getitem__)
     post.set_prior(best)
     return best, out

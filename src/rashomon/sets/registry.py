@@ -126,7 +126,8 @@ class BuildContext:
 class Posterior(Protocol):
     """What a builder may return instead of a set: an object that draws one."""
 
-    def sample(self, models: int, seed: int = 0) -> ModelSet: ...
+    def sample(self, models: int, seed: int = 0) -> ModelSet:
+        """A ModelSet of `models` models drawn with `seed`."""
 
 
 class Builder(Protocol):
@@ -134,17 +135,21 @@ class Builder(Protocol):
 
     def __call__(
         self, model: nn.Module, task: Task, options: Any, context: BuildContext
-    ) -> ModelSet | Posterior: ...
+    ) -> ModelSet | Posterior:
+        """The set (or a posterior that draws one) of the source around `model` on `task`."""
 
 
 @dataclass(frozen=True)
 class SetSource:
+    """A registered set source: its name, builder, options model and description."""
+
     name: str
     builder: Builder
     options_model: type[SourceOptions]
     description: str = ""
 
     def option_fields(self) -> list[str]:
+        """The names of the source's options."""
         return list(self.options_model.model_fields)
 
 

@@ -17,18 +17,18 @@ import inspect
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from rashomon.data.task import Task
 from rashomon.errors import RashomonError
+from rashomon.models.registry import Classifier
 from rashomon.sets.base import ModelSet, task_description
 
 
 def default_cache_dir() -> Path:
+    """The retrain cache: $RASHOMON_CACHE/retrain, else ~/.cache/rashomon/retrain."""
     root = os.environ.get("RASHOMON_CACHE")
     return Path(root) / "retrain" if root else Path.home() / ".cache" / "rashomon" / "retrain"
 
@@ -95,12 +95,12 @@ def trained_networks(
     arch: str = "cnn-small",
     epochs: int | None = 20,
     *,
-    choices: dict[str, Sequence[Any]] | None = None,
+    choices: Mapping[str, Sequence[Any]] | None = None,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = False,
     **train_kwargs: Any,
-) -> tuple[list[nn.Module], dict[str, Any]]:
+) -> tuple[list[Classifier], dict[str, Any]]:
     """One network per seed, trained like the MAP model (`rashomon.models.train.train`) or
     loaded from the checkpoint cache (`<cache>/<config hash>/seed_<s>[_<choice>].pt`), so no
     configuration is ever trained twice. Network k takes `choices` value k mod len."""
@@ -144,7 +144,7 @@ def trained_networks(
             cost += took
             save_checkpoint(model, path, task, variant=variant, train_seconds=round(took, 2))
         nets.append(model.cpu().eval())
-    meta = {
+    meta: dict[str, Any] = {
         "seeds": [int(s) for s in seeds],
         "epochs": epochs,
         "choices": choices,
@@ -165,8 +165,8 @@ def retrain(
     epochs: int | None = 20,
     *,
     seed: int = 0,
-    base: nn.Module | None = None,
-    choices: dict[str, Sequence[Any]] | None = None,
+    base: Classifier | None = None,
+    choices: Mapping[str, Sequence[Any]] | None = None,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = False,

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -44,6 +45,7 @@ from rashomon.sets.geodesic import (
     LinearizedMLPMongeMetric,
     MLPMongeMetric,
     MongeMetric,
+    is_warm,
 )
 from rashomon.sets.subspace import (
     LinearizedSubspace,
@@ -105,6 +107,7 @@ class GeodesicSolver:
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
+        """The solver's setting names."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
     def with_options(self, **options) -> GeodesicSolver:
@@ -126,6 +129,7 @@ class GeodesicSolver:
         return self.atol * velocity.pow(2).mean(dim=1, keepdim=True).sqrt()
 
     def as_meta(self) -> dict:
+        """The error-control settings a set records in its meta."""
         keys = ("rtol", "atol", "error_scale", "error_norm", "max_nfev", "retries")
         return {k: getattr(self, k) for k in keys}
 
@@ -144,6 +148,7 @@ class GeodesicInfo:
 
     @property
     def failed(self) -> int:
+        """Number of geodesics that failed."""
         return int((~self.ok).sum())
 
     @property
@@ -252,7 +257,7 @@ def _integrate(
     status = torch.full((k_rows,), SUCCESS, dtype=torch.int64, device=theta.device)
     nfev = torch.zeros(k_rows, dtype=torch.int64, device=theta.device)
     steps, tries = torch.zeros_like(nfev), torch.zeros_like(nfev)
-    if getattr(metric, "warm_start", False):
+    if is_warm(metric):
         metric.reset()
     clock = _Budget(max_seconds)
     solve_rows = torch.nonzero(v.norm(dim=1) >= MIN_VELOCITY_NORM).flatten()
@@ -305,7 +310,6 @@ class _Chunk:
         self.y0 = torch.cat([theta[None].expand(len(v), self.p), v], dim=1)
         atol = solver.absolute_tolerance(v)
         self.atol = atol
-        self.warm = bool(getattr(metric, "warm_start", False))
         self.tries = torch.zeros(len(v), dtype=torch.int64, device=v.device)
 
     def _rhs(self, subset: torch.Tensor):
@@ -316,10 +320,11 @@ class _Chunk:
         def rhs(state: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
             position, speed = state[:, :p], state[:, p:]
             d = [x[active] for x in data]
-            if self.warm:  # a metric that reuses each geodesic's last solve needs its identity
-                accel = self.metric.acceleration(position, speed, d, ids=ids[active])
+            metric = self.metric
+            if is_warm(metric):  # a metric reusing each geodesic's last solve needs its identity
+                accel = metric.acceleration(position, speed, d, ids=ids[active])
             else:
-                accel = self.metric.acceleration(position, speed, d)
+                accel = metric.acceleration(position, speed, d)
             return torch.cat([speed, accel], dim=1)
 
         return rhs
@@ -417,6 +422,7 @@ class MetricOptions:
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
+        """The problem's field names."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
 
@@ -439,6 +445,7 @@ class GeodesicProblem:
 
     @property
     def device(self) -> torch.device:
+        """The device θ* is on."""
         return self.theta_star.device
 
     def minibatches(self, k: int, seed: int) -> list[torch.Tensor]:
@@ -482,34 +489,42 @@ class RiemannianPosterior:
     # What benchmarks and tests read off the posterior: the geodesics' loss, metric and start.
     @property
     def loss(self) -> FlatLoss:
+        """The flat loss the geodesics follow."""
         return self.problem.loss
 
     @property
     def metric(self) -> GeodesicMetric:
+        """The metric whose geodesics are solved."""
         return self.problem.metric
 
     @property
     def theta_star(self) -> torch.Tensor:
+        """θ*, the MAP weights over the varied parameters."""
         return self.problem.theta_star
 
     @property
     def n_train(self) -> int:
+        """Number of training samples in the loss."""
         return self.problem.n_train
 
     @property
     def batch_size(self) -> int | None:
+        """The mini-batch per geodesic (None: the whole training set)."""
         return self.problem.batch_size
 
     @property
     def device(self) -> torch.device:
+        """The device θ* is on."""
         return self.problem.device
 
     @property
     def param_names(self) -> list[str]:
+        """The varied parameters' names."""
         return self.laplace.param_names
 
     @property
     def kind(self) -> str:
+        """The set's kind: glm for a linearized set over more than the head, else nn."""
         # The network is linear in its head: linearizing the last layer changes nothing.
         return "glm" if self.linearized and self.subset != "last_layer" else "nn"
 
@@ -524,7 +539,9 @@ class RiemannianPosterior:
         v = velocities.to(self.device, torch.float32)
         data = self.problem.minibatches(len(v), seed)
         if self.problem.subspace is not None:
-            return _subspace_end_points(self.problem, v, data[0], self.solver, max_seconds)
+            return _subspace_end_points(
+                self.problem, self.problem.subspace, v, data[0], self.solver, max_seconds
+            )
         points, info = exp_map(
             None,
             self.theta_star,
@@ -552,6 +569,7 @@ class RiemannianPosterior:
 
 def _subspace_end_points(
     problem: GeodesicProblem,
+    subspace: LinearizedSubspace,
     v: torch.Tensor,
     index: torch.Tensor,
     solver: GeodesicSolver,
@@ -569,7 +587,7 @@ def _subspace_end_points(
         rows = slice(start, start + group)
         began = time.perf_counter()
         with _cpu_solve(v.device, solver.cpu_threads):
-            reduced = problem.subspace.reduce(index[rows], v[rows])
+            reduced = subspace.reduce(index[rows], v[rows])
         built = time.perf_counter() - began
         budget.used += built
         z, info = exp_map(
@@ -595,7 +613,8 @@ def _subspace_end_points(
         torch.cat([i.steps for i in infos]),
         sum(i.seconds for i in infos),
         counts,
-        torch.cat([i.retries for i in infos]),
+        # no retries recorded: none taken (as GeodesicInfo.retried reads it)
+        torch.cat([torch.zeros_like(i.nfev) if i.retries is None else i.retries for i in infos]),
     )
     return points, info
 
@@ -961,7 +980,7 @@ def _monge_metric(parts: _LossParts, loss: FlatLoss, closed_form: bool) -> Geode
     """g = I + ∇L∇Lᵀ: closed form for MLPs (exact or linearized), autograd otherwise."""
     if not closed_form:
         return MongeMetric(loss)
-    kw = {
+    kw: dict[str, Any] = {
         "data_scale": parts.scale,
         "prior_mean": parts.mu,
         "per_geodesic_batches": parts.per_geodesic,
@@ -1041,7 +1060,7 @@ def _fisher_metric(
     """The Fisher metric over `parts.view`'s parameters: closed form for an MLP (the last layer
     on cached features included; not for the linearized network), torch.func products otherwise
     (linearized: the logits of f(x; θ*) + J(x)(θ − θ*), whose f̈ vanishes)."""
-    kw = {
+    kw: dict[str, Any] = {
         "data_scale": parts.scale,
         "preconditioner": _covariance_operator(post) if precondition else None,
         "cg_tol": options.cg_tol,
@@ -1056,19 +1075,20 @@ def _fisher_metric(
     def net(theta: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         if theta_star is None:
             return view.forward(theta, xb)
-        f_star, jv = torch.func.jvp(
+        # jvp's stub types the has_aux=True triple too; without aux it returns a pair
+        f_star, jv = torch.func.jvp(  # type: ignore[misc]
             lambda q: view.forward(q, xb), (theta_star,), (theta - theta_star,)
         )
         return f_star + jv
 
     if parts.per_geodesic:
 
-        def logits(theta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        def logits_on_batch(theta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             return net(theta, x[index])
 
-    else:
+        return FisherMetric(logits_on_batch, parts.tau, **kw)
 
-        def logits(theta: torch.Tensor) -> torch.Tensor:
-            return net(theta, x)
+    def logits(theta: torch.Tensor) -> torch.Tensor:
+        return net(theta, x)
 
     return FisherMetric(logits, parts.tau, **kw)

@@ -80,6 +80,7 @@ class PathEvaluator:
         return logits.argmax(-1).numpy()
 
     def scores(self, t: torch.Tensor, on: str) -> np.ndarray:
+        """Each model's validation scores `on` (loss or accuracy) at scales `t`."""
         logits = self._logits(t.float())
         probs = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, -1)
         return model_scores(probs.numpy(), self.y_val, self.class_weight)[on]

@@ -149,6 +149,8 @@ def _build_and_predict(ctx: Any, model: torch.nn.Module, task: Any, context: Bui
 
 
 def run_sample_stage(ctx: Any) -> None:
+    """The sample stage: the set built around the MAP model, its predictions and the Rashomon
+    filter."""
     from rashomon.models.train import load_checkpoint
 
     s = ctx.cfg.sample
@@ -160,6 +162,7 @@ def run_sample_stage(ctx: Any) -> None:
             f"the MAP model was trained on {trained_on!r}, not {task.name!r}; re-run `train`"
         )
     context = build_context(ctx, meta.get("train_config", {}).get("class_weight"))
+    assert context.options is not None  # build_context sets the config's resolved options
     epsilon, on, class_weight = context.epsilon, context.on, context.class_weight
     key = build_key(ctx)
     reused = _reuse_previous_set(ctx, key)

@@ -62,6 +62,7 @@ class LinearModelMongeMetric:
     def acceleration(
         self, z: torch.Tensor, zdot: torch.Tensor, data: Sequence[torch.Tensor] = ()
     ) -> torch.Tensor:
+        """z̈ of the reduced Monge metric for the linear model in the subspace."""
         design, center, _, onehot = data
         p, fd = _linear_model_terms(z, zdot, data)
         pfd = (p * fd).sum(-1)
@@ -83,6 +84,7 @@ class LinearModelFisherMetric:
     def acceleration(
         self, z: torch.Tensor, zdot: torch.Tensor, data: Sequence[torch.Tensor] = ()
     ) -> torch.Tensor:
+        """z̈ of the reduced Fisher metric for the linear model in the subspace."""
         design = data[0]
         p, fd = _linear_model_terms(z, zdot, data)
         k, b, c = p.shape

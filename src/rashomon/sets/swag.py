@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from rashomon.errors import RashomonError
+from rashomon.models.registry import Classifier
 from rashomon.sets.base import ModelSet
 
 SUBSETS = ("last_layer", "all")
@@ -52,7 +53,7 @@ def snapshots(
 
 
 def swag(
-    model: nn.Module,
+    model: Classifier,
     task: Any,
     models: int,
     *,

@@ -34,7 +34,7 @@ KINDS = ("nn", "glm")
 
 def flat_parameters(model: torch.nn.Module, names: Sequence[str]) -> torch.Tensor:
     """The model's current values of `names` as one flat float32 vector (detached)."""
-    state = dict(model.named_parameters())
+    state: dict[str, torch.Tensor] = dict(model.named_parameters())
     state.update(dict(model.named_buffers()))
     return torch.cat([state[n].detach().reshape(-1).float() for n in names])
 
@@ -136,7 +136,9 @@ class SetWeights:
         if self.buffer_names:
             if buffer_samples is None or buffer_samples.shape[0] != samples.shape[0]:
                 raise RashomonError("buffer_samples must be [M, B] with the same M as samples")
-            self.buffer_samples = torch.as_tensor(buffer_samples).detach().float().cpu()
+            self.buffer_samples: torch.Tensor | None = (
+                torch.as_tensor(buffer_samples).detach().float().cpu()
+            )
         else:
             self.buffer_samples = None
         # θ* of every mode over `param_names`, [K, P]
@@ -156,6 +158,7 @@ class SetWeights:
 
     @property
     def num_modes(self) -> int:
+        """Number of modes (base networks) of the set."""
         return len(self.bases)
 
     @property
@@ -165,10 +168,12 @@ class SetWeights:
 
     @property
     def num_varied(self) -> int:
+        """Number of varied parameters P."""
         return int(self.samples.shape[1])
 
     @property
     def spec(self) -> dict[str, Any]:
+        """The base network's architecture spec."""
         return self.base.spec
 
     @property
@@ -179,6 +184,7 @@ class SetWeights:
 
     @property
     def multilabel(self) -> bool:
+        """Whether the set's task is multilabel."""
         return self.task.get("kind") == "multilabel"
 
     def deviations(self) -> torch.Tensor:
@@ -230,6 +236,7 @@ class SetWeights:
         return out
 
     def unflatten_buffers(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A per-model buffer vector as the base network's buffers by name."""
         bufs = dict(self.base.named_buffers())
         out, i = {}, 0
         for n in self.buffer_names:

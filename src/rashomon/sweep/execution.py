@@ -196,7 +196,7 @@ def run_sweep(
         status[cell.name] = row
         if cell.error:
             row.update(status="failed", error=cell.error)
-        elif not force and cell_is_finished(run_dir, cell.cfg, stages):
+        elif not force and cell.cfg is not None and cell_is_finished(run_dir, cell.cfg, stages):
             row["status"] = "skipped"
         else:
             todo.append(cell)
@@ -337,7 +337,7 @@ def _train_shared_maps(todo, cells, status, out, force, progress, console, launc
     for key, source in sources.items():
         source_dir = out / CELLS_DIR / source.name
         for member in groups[key]:
-            if status[member.name]["status"] == "failed":
+            if status[member.name]["status"] == "failed" or member.cfg is None:  # no config: failed
                 continue
             run_dir = out / CELLS_DIR / member.name
             try:

@@ -48,6 +48,8 @@ STATUS_ONLY = ("status", "error", "seconds", "peak_rss_mb", "run_dir")
 
 
 class Resources(BaseModel):
+    """What one sweep cell asks of Ray: CPUs and GPUs."""
+
     model_config = ConfigDict(extra="forbid")
     num_cpus: float = 1.0
     num_gpus: float = 0.0

@@ -9,6 +9,7 @@ from rashomon.report.sections.frames import desiderata_metrics, spread_pivot
 
 
 def build(b: Builder) -> str:
+    """The desiderata section (HTML): each model's test values beside the MAP model's."""
     d = b.data
     parts = [
         "<p>Each dot is one model of the Rashomon set, evaluated on the test set; the red "

@@ -19,6 +19,7 @@ ENSEMBLE_TABLES = (
 
 
 def build_ensembles(b: Builder) -> str:
+    """The ensembles section (HTML): ensemble curves over k and the abstention rules."""
     d = b.data
     ens = d.table("ensembles")
     if ens is None:
@@ -57,6 +58,7 @@ def build_ensembles(b: Builder) -> str:
 
 
 def build_lsi(b: Builder) -> str:
+    """The LSI section (HTML): Laplace Sample Information against multiplicity."""
     d = b.data
     lsi = d.table("lsi")
     if lsi is None or S.DISAGREEMENT not in lsi:

@@ -370,6 +370,8 @@ def ensemble_percentages(ens: pd.DataFrame, column: str) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class RobustnessCurves:
+    """robustness.csv's curves for one metric: corruptions by severity, attacks by budget."""
+
     metric: str  # accuracy when robustness.csv has it
     corruptions: pd.DataFrame  # severity 0 = the clean images, on every corruption's curve
     attacks: pd.DataFrame  # the attack budget ε as the severity

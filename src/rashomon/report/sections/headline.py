@@ -49,6 +49,7 @@ def cards(b: Builder) -> list[tuple[str, str]]:
 
 
 def build(b: Builder) -> str:
+    """The headline section (HTML): the run's main findings in sentences and cards."""
     d = b.data
     sentences = summary_sentences(d)
     card_html = "".join(

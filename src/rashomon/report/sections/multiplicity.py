@@ -59,6 +59,7 @@ def extremes_paragraph(b: Builder) -> str:
 
 
 def build_multiplicity(b: Builder) -> str:
+    """The multiplicity section (HTML): disagreement across the set and its upper line."""
     d = b.data
     parts = []
     upper = extremes_paragraph(b)
@@ -115,6 +116,7 @@ def build_multiplicity(b: Builder) -> str:
 
 
 def build_patients(b: Builder) -> str:
+    """The patients section (HTML): the test patients whose prediction the set leaves arbitrary."""
     d = b.data
     ps = d.table("per_sample")
     if ps is None:

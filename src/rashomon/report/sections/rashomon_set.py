@@ -33,6 +33,8 @@ def set_facts(d: RunData) -> list[tuple[str, Any]]:
 
 
 def build(b: Builder) -> str:
+    """The Rashomon set section (HTML): the filter on validation, the models kept as ε grows, their
+    distances."""
     d = b.data
     pairs = set_facts(d)
     parts = [

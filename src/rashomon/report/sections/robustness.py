@@ -9,6 +9,7 @@ from rashomon.report.sections.frames import robustness_curves
 
 
 def build(b: Builder) -> str:
+    """The robustness section (HTML): the set under corruptions and attacks."""
     rob = b.data.table("robustness")
     if rob is None:
         return (

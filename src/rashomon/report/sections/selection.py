@@ -155,6 +155,7 @@ def build_fairness(b: Builder) -> str:
 
 
 def build_selection(b: Builder) -> str:
+    """The selection section (HTML): best-in-set models per desideratum, confirmed on test."""
     d = b.data
     sel = d.table("selection")
     skipped = skip_notes(d, "selection")

@@ -23,6 +23,7 @@ from rashomon.report.words import (
 
 
 def build_task(b: Builder) -> str:
+    """The task section (HTML): dataset, classes, splits and attributes."""
     d = b.data
     info = d.task_info
     names = d.class_names
@@ -108,6 +109,7 @@ def map_facts(d: RunData) -> list[tuple[str, Any]]:
 
 
 def build_map(b: Builder) -> str:
+    """The MAP model section (HTML): its facts and training curve."""
     d = b.data
     body = kv_table(map_facts(d))
     hist = d.table("history")
@@ -127,6 +129,7 @@ def build_map(b: Builder) -> str:
 
 
 def build_run(b: Builder) -> str:
+    """The run section (HTML): the stages' records and the report's figure files."""
     rec_path = b.data.run_dir / S.RECORDS
     rows = None
     if rec_path.exists():

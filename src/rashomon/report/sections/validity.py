@@ -184,6 +184,7 @@ def stale_note(run_dir: Any, why: str) -> str:
 
 
 def build(b: Builder) -> str:
+    """The validity section (HTML): the set against the retrained truth (`rashomon validate`)."""
     d = b.data
     if "validate" in d.stale:
         return stale_note(d.run_dir, d.stale["validate"])

@@ -13,6 +13,7 @@ class DropoutOptions(SourceOptions):
     summary_keys: ClassVar[tuple[str, ...]] = ("dropout",)
 
     def narrower_set_advice(self) -> str:
+        """What to change when too few models are within ε."""
         return "a lower dropout rate (--dropout, retrained)"
 
 

@@ -31,6 +31,9 @@ FORK_SUMMARY = (
 
 
 class ForkOptions(LaplaceOptions):
+    """Options of the fork source: where forks branch, how many, their perturbation, and the set
+    around each."""
+
     spawn: float = Field(0.5, ge=0, le=1)  # share of the MAP model's budget forks branch at
     forks: int | None = Field(None, gt=0)  # K; default: --models (10 with a Laplace set each)
     perturb: float = Field(0.0, ge=0)  # relative Gaussian weight perturbation at the spawn
@@ -43,9 +46,11 @@ class ForkOptions(LaplaceOptions):
     summary_keys: ClassVar[tuple[str, ...]] = FORK_SUMMARY
 
     def aims_at_epsilon(self) -> bool:
+        """True when the Laplace sets around the forks are scaled to ε."""
         return self.around == "laplace" and super().aims_at_epsilon()
 
     def narrower_set_advice(self) -> str:
+        """What to change when too few models are within ε."""
         return "a later spawn (-o spawn=0.9), whose forks stay closer to the trained model"
 
 

@@ -36,6 +36,8 @@ def checked_prior(value: Any) -> str | float:
 
 
 class LaplaceOptions(SourceOptions):
+    """Options of the laplace source: subset, Hessian, prior, temperature and the set's scale."""
+
     subset: Literal["last_layer", "all", "subnetwork"] = "last_layer"
     hessian: Literal["diag", "kron", "full", "lowrank"] = "kron"
     prior: str | float = "marglik"  # marglik | grid | a positive precision
@@ -61,9 +63,11 @@ class LaplaceOptions(SourceOptions):
         return checked_prior(value)
 
     def aims_at_epsilon(self) -> bool:
+        """True when the set is scaled to ε (scale epsilon or boundary)."""
         return self.scale in ("epsilon", "boundary")
 
     def narrower_set_advice(self) -> str:
+        """What to change when too few models are within ε."""
         return NARROWER_POSTERIOR
 
 

@@ -18,12 +18,16 @@ from rashomon.sets.sources.laplace import LaplaceOptions, laplace_set
 
 
 class MultimodeOptions(LaplaceOptions):
+    """Options of the multimode source: K modes from retrained seeds within ε, a Laplace set
+    each."""
+
     modes: int = Field(3, ge=2, le=20)  # K, the MAP model included
     max_seeds: int | None = Field(None, gt=0)  # retrained seeds tried (default 3·(K − 1))
     cache_dir: str | None = None  # the retrain cache (default $RASHOMON_CACHE/retrain)
     summary_keys: ClassVar[tuple[str, ...]] = ()  # the modes' Laplace meta is per part
 
     def aims_at_epsilon(self) -> bool:
+        """True: the modes are the retrained seeds within ε."""
         return True  # the modes are the retrained seeds within ε
 
 
@@ -33,6 +37,8 @@ def build(model: Any, task: Any, options: MultimodeOptions, context: BuildContex
     from rashomon.sets.base import ModelSet
     from rashomon.sets.multimode import models_per_mode, retrained_modes
 
+    # resolve_options gave a source that aims at ε the audit's ε (SourceOptions.with_epsilon)
+    assert options.target_epsilon is not None
     nets, seeds, tried = retrained_modes(
         model,
         task,

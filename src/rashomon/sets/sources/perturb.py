@@ -11,6 +11,8 @@ from rashomon.sets.registry import BuildContext, SourceOptions, register_source
 
 
 class PerturbOptions(SourceOptions):
+    """Options of the perturb source: the mask (Gaussian or Bernoulli) and how its scale is set."""
+
     mask: Literal["gaussian", "bernoulli"] = "gaussian"  # 1 + s·z, or channel dropout
     # epsilon: `target_share` of the models within ε; boundary: each mask direction to the ε
     # level set; disagreement: pairwise disagreement on validation = the model's error rate;
@@ -25,9 +27,11 @@ class PerturbOptions(SourceOptions):
     summary_keys: ClassVar[tuple[str, ...]] = ("mask", "scale", "scaling", "channels")
 
     def aims_at_epsilon(self) -> bool:
+        """True when the scale is set on ε (scale epsilon or boundary)."""
         return self.scale in ("epsilon", "boundary")
 
     def narrower_set_advice(self) -> str:
+        """What to change when too few models are within ε."""
         return "a smaller fixed scale (-o scale=fixed -o sigma=...) or -o target_share nearer 1"
 
 

@@ -8,12 +8,15 @@ from rashomon.sets.registry import BuildContext, SourceOptions, register_source
 
 
 class RetrainOptions(SourceOptions):
+    """Options of the retrain source: development choices varied across seeds, the cache."""
+
     # development choices varied across models, e.g. {"augment": [false, true]}
     choices: dict[str, list[Any]] = {}
     cache_dir: str | None = None  # default $RASHOMON_CACHE/retrain or ~/.cache/rashomon/retrain
     summary_keys: ClassVar[tuple[str, ...]] = ("seeds", "train_seconds", "trained_seconds")
 
     def narrower_set_advice(self) -> str:
+        """What to change when too few models are within ε."""
         return "a longer training (train.steps or --epochs), whose seeds agree more"
 
 

@@ -11,6 +11,8 @@ from rashomon.sets.sources.laplace import LAPLACE_SUMMARY, NARROWER_POSTERIOR, c
 
 
 class RiemannianOptions(SourceOptions):
+    """Options of the riemannian source: the Laplace fit, the metric and its geodesic solver."""
+
     subset: Literal["last_layer", "all"] = "last_layer"
     hessian: Literal["diag", "kron", "full"] = "kron"
     prior: str | float = "marglik"  # the Laplace prior: marglik | grid | a positive precision
@@ -27,6 +29,7 @@ class RiemannianOptions(SourceOptions):
         return checked_prior(value)
 
     def narrower_set_advice(self) -> str:
+        """What to change when too few models are within ε."""
         return NARROWER_POSTERIOR
 
 

@@ -12,6 +12,8 @@ from rashomon.sets.registry import BuildContext, SourceOptions, register_source
 
 
 class SwagOptions(SourceOptions):
+    """Options of the swag source: subset, SGD rate, epochs, rank, momentum, batch size."""
+
     subset: Literal["last_layer", "all"] = "last_layer"
     lr: float | None = Field(None, gt=0)  # default: the MAP model's learning rate
     epochs: int = Field(30, ge=2)  # SGD epochs after the MAP, one snapshot each
