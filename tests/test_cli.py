@@ -164,7 +164,7 @@ def test_unwritable_out_dir(tiny_root, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory should be")
     proc = rashomon("run", *TRAIN_ARGS, "--out", str(blocker / "r"), root=tiny_root)
-    assert_one_line_error(proc, r"cannot write to .*choose another --out")
+    assert_one_line_error(proc, r"cannot write to .*choose another run directory")
 
 
 def test_existing_run_dir_with_other_config(tiny_root, tmp_path):
@@ -173,7 +173,7 @@ def test_existing_run_dir_with_other_config(tiny_root, tmp_path):
     before = (out / "config.yaml").read_text()
     proc = rashomon("run", *TRAIN_ARGS, "--seed", "9", "--out", str(out), root=tiny_root)
     assert_one_line_error(
-        proc, r"holds a run of another dataset or seed \(breastmnist, seed 0\); use a new --out"
+        proc, r"holds a run of another seed \(0; this command: 9\); give a new run directory"
     )
     assert (out / "config.yaml").read_text() == before
     assert (out / "train" / "model.pt").exists()
