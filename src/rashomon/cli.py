@@ -301,7 +301,8 @@ def _resolve(config: Path | None, overrides: Overrides, run_dir: Path | None = N
         check_corruptions(cfg)
     # `--labels labels.csv` on a run made without it names the same file: keep the run's
     # spelling, so its stages stay current.
-    if old.data.labels != cfg.data.labels and old.data.label_file() == cfg.data.label_file():
+    same_file = cfg.data.label_file() is not None and old.data.label_file() == cfg.data.label_file()
+    if old.data.labels != cfg.data.labels and same_file:
         data = cfg.data.model_copy(update={"labels": old.data.labels})
         cfg = cfg.model_copy(update={"data": data})
     return cfg
