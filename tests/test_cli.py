@@ -164,7 +164,7 @@ def test_unwritable_out_dir(tiny_root, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a directory should be")
     proc = rashomon("run", *TRAIN_ARGS, "--out", str(blocker / "r"), root=tiny_root)
-    assert_one_line_error(proc, r"cannot write to .*choose another --out")
+    assert_one_line_error(proc, r"cannot write to .*choose another run directory")
 
 
 def test_existing_run_dir_with_other_config(tiny_root, tmp_path):
@@ -173,16 +173,83 @@ def test_existing_run_dir_with_other_config(tiny_root, tmp_path):
     before = (out / "config.yaml").read_text()
     proc = rashomon("run", *TRAIN_ARGS, "--seed", "9", "--out", str(out), root=tiny_root)
     assert_one_line_error(
-        proc, r"holds a run of another dataset or seed \(breastmnist, seed 0\); use a new --out"
+        proc, r"holds a run of another seed \(0; this command: 9\); give a new run directory"
     )
     assert (out / "config.yaml").read_text() == before
     assert (out / "train" / "model.pt").exists()
 
 
-def test_stage_needs_earlier_stage(tiny_root, tmp_path):
+def test_stage_commands_refuse_a_folder_that_is_not_a_run(tiny_root, tmp_path):
+    """`report /nonexistent` and `train DATA_FOLDER` once created run files there; a run whose
+    config.yaml is gone once advised `rashomon train RUN`, a default training replacing the
+    finished model."""
+    missing = tmp_path / "nonexistent"
+    proc = rashomon("report", str(missing), root=tiny_root)
+    assert_one_line_error(proc, r"is not a run directory \(it does not exist\); start the run")
+    assert not missing.exists()
+    proc = rashomon("sample", str(missing), "--no-progress", root=tiny_root)
+    assert_one_line_error(proc, r"not a run directory.*rashomon run --out")
+    assert not missing.exists()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "labels.csv").write_text("path,label,split\n")
+    proc = rashomon("train", str(data), "--dataset", "breastmnist", root=tiny_root)
+    assert_one_line_error(proc, r"is not a run directory \(no config.yaml; it holds 'labels.csv'")
+    assert sorted(p.name for p in data.iterdir()) == ["labels.csv"]
+    finished = tmp_path / "finished"
+    (finished / "train").mkdir(parents=True)
+    (finished / "stages.json").write_text("{}")
+    for cmd in ("train", "sample", "report"):
+        proc = rashomon(cmd, str(finished), root=tiny_root)
+        assert_one_line_error(proc, r"holds finished stages but no config.yaml; restore it")
+        assert "rashomon train" not in proc.stderr
+    assert sorted(p.name for p in finished.iterdir()) == ["stages.json", "train"]
+
+
+def test_refused_runs_leave_nothing_behind(tiny_root, tmp_path):
+    out = tmp_path / "runs" / "r"
+    for flags, pattern in (
+        (("--size", "30"), r"size 30 is not a MedMNIST size"),
+        (("--labels", "x.csv"), r"labels='x.csv' applies to folder tasks"),
+    ):
+        proc = rashomon("run", *TRAIN_ARGS, *flags, "--out", str(out), root=tiny_root)
+        assert_one_line_error(proc, pattern)
+        assert not (tmp_path / "runs").exists()
+    proc = rashomon("run", *TRAIN_ARGS[:-3], "--stages", "", "--out", str(out), root=tiny_root)
+    assert_one_line_error(proc, r"--stages '' names none; choose from train, sample, evaluate")
+    proc = rashomon("run", *TRAIN_ARGS, "-o", "prior=[1,2", "--out", str(out), root=tiny_root)
+    assert_one_line_error(proc, r"--option 'prior=\[1,2': the value is not valid YAML \(expected")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tiny_root, tmp_path, monkeypatch):
+    """ENOSPC once surfaced as a bare 'OSError: [Errno 28]', exit 1, no path."""
+    import errno
+
+    import pytest
+    import torch
+    from typer.testing import CliRunner
+
+    from rashomon.cli import app
+    from rashomon.errors import RashomonError
+    from rashomon.torchio import save_atomic
+
+    def full(payload, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    target = tmp_path / "model.pt"
+    with pytest.raises(RashomonError, match=rf"writing {target} failed: no space left.*free space"):
+        save_atomic({}, target)
+    assert list(tmp_path.iterdir()) == []  # no half-written temporary file
+    monkeypatch.setenv("RASHOMON_DATA", str(tiny_root))
     out = tmp_path / "run"
-    proc = rashomon("sample", str(out), "--no-progress", root=tiny_root)
-    assert_one_line_error(proc, r"reads stage 'train', which has not run.*rashomon train")
+    result = CliRunner().invoke(app, ["run", *TRAIN_ARGS, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Errno" not in result.output
+    assert (
+        f"writing {out / 'train'}" in result.output and "finished stages are kept" in result.output
+    )
 
 
 def test_interrupted_stage_keeps_earlier_and_resumes(tiny_root, tmp_path):

@@ -23,7 +23,11 @@ from tests.test_cli import assert_one_line_error, rashomon
         ({"seed": -3}, r"'seed': Input should be greater than or equal to 0"),
         ({"sample.hessian": "diagg"}, r"source 'laplace': option 'hessian'"),
         ({"sample.source": "dropout", "sample.hessian": "kron"}, r"source 'dropout': no option"),
-        ({"validity.models": 1}, r"'validity.models': Input should be greater than or equal"),
+        ({"validity.models": 2}, r"'validity.models': .*at least 4 .*use --retrain 4 or more"),
+        ({"sample.models": 1}, r"'sample.models': a Rashomon set needs at least 2 .*--models 2"),
+        ({"sample.max_memory": "lots"}, r"'sample.max_memory': cannot read memory size 'lots'"),
+        ({"sample.max_memory": "-4GB"}, r"'sample.max_memory': cannot read memory size '-4GB'"),
+        ({"evaluate.attacks": ["fgsm", "cw"]}, r"'evaluate.attacks': unknown attack.*fgsm, pgd"),
     ],
 )
 def test_bad_values_are_refused_when_the_config_loads(overrides, pattern):
@@ -92,3 +96,40 @@ def test_flat_laplace_fields_of_old_configs_load_into_the_options(tmp_path):
     assert "subset" not in cfg.sample.model_dump()  # saved configs hold the options only
     with pytest.raises(RashomonError, match=r"sample.hessian = 'diag' and sample.options.hessian"):
         load_config(None, {"sample.hessian": "diag", "sample.options.hessian": "kron"})
+
+
+def test_set_sizes_and_memory_budgets_that_load():
+    """The smallest sizes that can work pass; a budget reads as the memory module reads it."""
+    cfg = load_config(None, {"validity.models": 4, "sample.models": 2, "sample.max_memory": "2GiB"})
+    assert (cfg.validity.models, cfg.sample.models, cfg.sample.max_memory) == (4, 2, "2GiB")
+
+
+def test_unknown_corruption_is_refused_before_anything_is_saved(tiny_root, tmp_path):
+    """With robustness off, `--corruptions nosuch` once exited 0 and saved the typo."""
+    from rashomon.config import check_corruptions
+
+    with pytest.raises(RashomonError, match=r"unknown corruption\(s\) \['nosuch'\].*pixelate"):
+        check_corruptions(load_config(None, {"evaluate.corruptions": ["pixelate", "nosuch"]}))
+    check_corruptions(load_config(None, {"evaluate.corruptions": ["pixelate"]}))
+    # `rashomon evaluate RUN --corruptions nosuch` on a run with robustness off
+    from rashomon.config import dump_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = dump_config(
+        load_config(None, {"data.dataset": "breastmnist", "evaluate.metrics": ["multiplicity"]})
+    )
+    (run / "config.yaml").write_text(saved)
+    proc = rashomon("evaluate", str(run), "--corruptions", "nosuch", root=tiny_root)
+    assert_one_line_error(proc, r"'evaluate.corruptions': unknown corruption\(s\) \['nosuch'\]")
+    assert (run / "config.yaml").read_text() == saved
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
+    # a config file's list is checked too, and a refused new run leaves no folder behind
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("evaluate: {metrics: [multiplicity], corruptions: [nosuch]}\n")
+    fresh = tmp_path / "fresh"
+    proc = rashomon(
+        "run", str(cfg), "--dataset", "breastmnist", "--out", str(fresh), root=tiny_root
+    )
+    assert_one_line_error(proc, r"'evaluate.corruptions': unknown corruption\(s\) \['nosuch'\]")
+    assert not fresh.exists()

@@ -494,3 +494,117 @@ def test_ham10000_example_config(monkeypatch):
         opts = cfg.data.loader_options()
         files = rdata.data_files(cfg.data.dataset, labels=opts["labels"])
         assert files[1] == HAM / "classes-binary.txt"
+
+
+# --- a folder run from the command line -----------------------------------------------------
+
+
+def _cli_in(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "250", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rashomon.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+BIG_IMAGE = "img/train_0.bmp"  # over fingerprint.SMALL_FILE: its digest is cached by size+mtime
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A folder task `hs` (one training image a 1 MB BMP) and a run of its train stage, made
+    from the folder's parent with the relative path `hs` and no --labels."""
+    base = tmp_path_factory.mktemp("folder-run")
+    frame, images = write_folder(base / "hs", colour=True)
+    big = np.kron(images["img/train_0.png"], np.ones((19, 19, 1), np.uint8))  # 608 x 608 RGB
+    Image.fromarray(big).save(base / "hs" / BIG_IMAGE)
+    frame.loc[0, "path"] = BIG_IMAGE
+    frame.to_csv(base / "hs" / "labels.csv", index=False)
+    assert (base / "hs" / BIG_IMAGE).stat().st_size > (1 << 20)
+    args = ("--arch", "mlp", "--epochs", "1", "--stages", "train", "--no-progress")
+    proc = _cli_in(base, "run", "--dataset", "hs", *args, "--out", "run")
+    assert proc.returncode == 0, proc.stderr
+    return base / "hs", base / "run"
+
+
+def test_a_relative_folder_is_saved_absolute(folder_run, tmp_path):
+    """`dataset: hs` was saved as typed: from another folder `rashomon train RUN` then said
+    "unknown dataset 'hs'"."""
+    folder, run = folder_run
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert (saved["dataset"], saved["dataset_as_given"]) == (str(folder), "hs")
+    proc = _cli_in(tmp_path, "train", str(run), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "up to date" in proc.stdout
+    # the identity is the folder's, as before: hashes of runs made with absolute paths hold
+    from rashomon.config import load_config
+
+    cfg = load_config(run / "config.yaml")
+    assert cfg.data.identity() == load_config(None, {"data.dataset": str(folder)}).data.identity()
+
+
+def test_the_default_label_file_given_by_name_is_the_same_run(folder_run, tmp_path):
+    """`--labels labels.csv` on a run made without it was refused as "a run of another dataset
+    or seed", naming the same dataset and seed."""
+    folder, run = folder_run
+    for labels in ("labels.csv", str(folder / "labels.csv")):
+        proc = _cli_in(tmp_path, "train", str(run), "--labels", labels, "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+        assert "up to date" in proc.stdout
+    (folder / "labels-other.csv").write_text((folder / "labels.csv").read_text())
+    proc = _cli_in(tmp_path, "train", str(run), "--labels", "labels-other.csv")
+    assert proc.returncode == 2
+    assert "holds a run of another label file" in proc.stderr and "labels-other.csv" in proc.stderr
+
+
+def test_verify_data_sees_a_same_size_edit_with_its_mtime_restored(folder_run, tmp_path):
+    folder, run = folder_run
+    image = folder / BIG_IMAGE
+    before = image.stat()
+    data = bytearray(image.read_bytes())
+    data[-100] ^= 0xFF  # one pixel byte
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert image.stat().st_size == before.st_size
+    proc = _cli_in(tmp_path, "train", str(run), "--no-progress")
+    assert proc.returncode == 0 and "up to date" in proc.stdout  # the size+mtime fast path
+    record = (run / "stages.json").read_text()
+    proc = _cli_in(tmp_path, "train", str(run), "--verify-data", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "up to date" not in proc.stdout and (run / "stages.json").read_text() != record
+    proc = _cli_in(tmp_path, "train", str(run), "--verify-data", "--no-progress")
+    assert "up to date" in proc.stdout  # re-hashed once, current again
+
+
+def test_report_loads_the_task_with_every_data_option(tmp_path):
+    """write_report(run, out) without a task ignored data.labels and data.channels: the report
+    showed another label file's test patients."""
+    from rashomon.report.load import load_run
+    from tests.fake_run import write_fake_run
+
+    frame, _ = write_folder(tmp_path / "skin")
+    flipped = frame.assign(label=1 - frame.label)
+    flipped.to_csv(tmp_path / "skin" / "labels-flipped.csv", index=False)
+    task = rs.load_task(str(tmp_path / "skin"), labels="labels-flipped.csv", channels=1)
+    run = write_fake_run(
+        tmp_path / "run",
+        task,
+        models=20,
+        dataset=str(tmp_path / "skin"),
+        stages=("train", "sample", "evaluate"),
+        robustness=False,
+    )
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"].update(labels="labels-flipped.csv", channels=1)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    loaded = load_run(run).task
+    assert loaded is not None and loaded.in_channels == 1
+    assert loaded.test.y.tolist() == (1 - frame.label[frame.split == "test"]).tolist()

@@ -140,6 +140,14 @@ def test_a_second_process_on_one_run_directory_is_refused(tiny_root, tmp_path):
         held.flush()
         proc = rashomon("run", *BASE, "--stages", "train", "--out", str(out), root=tiny_root)
         assert_one_line_error(proc, r"is in use by process 4242 \(rashomon run\); wait")
+        # A refused contender once truncated the holder's record: a third saw no pid. And a
+        # stage command has no --out to advise.
+        (out / "config.yaml").write_text("data: {dataset: breastmnist}\n")
+        proc = rashomon("report", str(out), root=tiny_root)
+        assert_one_line_error(proc, r"is in use by process 4242 \(rashomon run\); wait")
+        assert "--out" not in proc.stderr
+        assert (out / ".lock").read_text() == "process 4242 (rashomon run)"
+        (out / "config.yaml").unlink()
     assert not (out / "train").exists()
     # the lock is gone with its holder
     proc = rashomon("run", *BASE, "--stages", "train", "--out", str(out), root=tiny_root)

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rashomon.errors import RashomonError
+from rashomon.errors import RashomonError, write_error
 
 app = typer.Typer(
     help="Audit predictive multiplicity and desiderata (fairness, robustness, calibration) "
@@ -57,6 +57,11 @@ def guarded(fn):
         except Exception as exc:  # unexpected: still one line by default
             if _state["debug"]:
                 raise
+            # a full disk or a permission error on a write that no writer named: the user's fix
+            known = write_error(exc) if isinstance(exc, OSError) else None
+            if known is not None:
+                err_console.print(f"[red]error:[/red] {known}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
             err_console.print(
                 f"[red]error:[/red] {type(exc).__name__}: {exc} (re-run with --debug for the "
                 "traceback)",
@@ -114,7 +119,11 @@ def source_option_values(items: list[str]) -> dict[str, Any]:
         try:
             out[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise RashomonError(f"--option {item!r}: the value is not valid YAML ({exc})") from exc
+            problem = " ".join(str(getattr(exc, "problem", None) or type(exc).__name__).split())
+            raise RashomonError(
+                f"--option {item!r}: the value is not valid YAML ({problem}); quote it, e.g. "
+                f"-o '{key.strip()}=\"...\"'"
+            ) from exc
     return out
 
 
@@ -261,6 +270,14 @@ DataRoot = Annotated[
 ]
 Force = Annotated[bool, typer.Option("--force", help="Redo stages even if up to date.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
+VerifyData = Annotated[
+    bool,
+    typer.Option(
+        "--verify-data",
+        help="Re-hash every data file, not only those up to 1 MiB: sees an edit to a large file "
+        "that kept its size and mtime (cp -p, rsync -t), at the cost of reading all the data.",
+    ),
+]
 Overrides = dict[str, Any]  # replaced by the flags of `with_flags`
 
 
@@ -270,11 +287,26 @@ def _csv(value: str) -> list[str]:
 
 
 def _resolve(config: Path | None, overrides: Overrides, run_dir: Path | None = None):
-    from rashomon.config import load_config
+    """The command's config: `config`, else the run's config.yaml, else the defaults, with the
+    flags' `overrides`; a new corruption list is checked here, before anything is saved."""
+    from rashomon.config import check_corruptions, load_config
 
-    if config is None and run_dir is not None and (run_dir / "config.yaml").exists():
-        config = run_dir / "config.yaml"
-    return load_config(config, overrides)
+    saved = run_dir / "config.yaml" if run_dir is not None else None
+    if saved is None or not saved.exists():
+        cfg = load_config(config, overrides)
+        check_corruptions(cfg)
+        return cfg
+    cfg = load_config(config or saved, overrides)
+    old = load_config(saved)
+    if cfg.evaluate.corruptions != old.evaluate.corruptions:
+        check_corruptions(cfg)
+    # `--labels labels.csv` on a run made without it names the same file: keep the run's
+    # spelling, so its stages stay current.
+    same_file = cfg.data.label_file() is not None and old.data.label_file() == cfg.data.label_file()
+    if old.data.labels != cfg.data.labels and same_file:
+        data = cfg.data.model_copy(update={"labels": old.data.labels})
+        cfg = cfg.model_copy(update={"data": data})
+    return cfg
 
 
 def _show_summary(results: dict[str, dict | None], run_dir: Path, cfg: Any) -> None:
@@ -326,23 +358,32 @@ def run(
     ] = None,
     force: Force = False,
     no_progress: NoProgress = False,
+    verify_data: VerifyData = False,
 ) -> None:
     """Run every stage: train, sample, evaluate, decide, report (finished stages are skipped).
 
     Stages whose inputs are unchanged are skipped, so an interrupted run resumes where it
     stopped; --force redoes them."""
-    from rashomon.run import STAGE_ORDER, STAGES, run_pipeline
+    from rashomon.run import STAGE_ORDER, STAGES, check_run_dir, run_pipeline
 
+    chosen: tuple[str, ...] = STAGE_ORDER
+    if stages is not None:
+        chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
+        unknown = [s for s in chosen if s not in STAGES]
+        if unknown or not chosen:
+            given = f"unknown stage(s) {unknown}" if unknown else f"--stages {stages!r} names none"
+            raise RashomonError(f"{given}; choose from {', '.join(STAGES)} (comma-separated)")
     cfg = _resolve(config_file, overrides, out)
     run_dir = out or cfg.default_run_dir()
-    chosen: tuple[str, ...] = STAGE_ORDER
-    if stages:
-        chosen = tuple(s.strip() for s in stages.split(","))
-        unknown = [s for s in chosen if s not in STAGES]
-        if unknown:
-            raise RashomonError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    check_run_dir(run_dir, new_run=True, config_given=config_file is not None)
     results = run_pipeline(
-        run_dir, cfg, chosen, force=force, progress=not no_progress, console=console
+        run_dir,
+        cfg,
+        chosen,
+        force=force,
+        progress=not no_progress,
+        console=console,
+        verify_data=verify_data,
     )
     _show_summary(results, run_dir, cfg)
 
@@ -354,14 +395,18 @@ def _stage_command(
     overrides: Overrides,
     force: bool,
     no_progress: bool,
+    verify_data: bool = False,
 ) -> None:
-    from rashomon.run import prepare_run_dir, run_lock, run_stage
+    from rashomon.run import check_run_dir, data_identity, prepare_run_dir, run_lock, run_stage
 
+    # Only train starts a run; nothing is written in a folder that is not one.
+    check_run_dir(run_dir, new_run=name == "train", config_given=config is not None)
     cfg = _resolve(config, overrides, run_dir)
     with run_lock(run_dir):
         prepare_run_dir(run_dir, cfg)
+        data = data_identity(cfg, run_dir, verify=verify_data)
         summary = run_stage(
-            run_dir, cfg, name, force=force, progress=not no_progress, console=console
+            run_dir, cfg, name, force=force, progress=not no_progress, console=console, data=data
         )
     _show_summary({name: summary}, run_dir, cfg)
 
@@ -378,9 +423,10 @@ def train(
     overrides: Overrides = None,  # type: ignore[assignment]
     force: Force = False,
     no_progress: NoProgress = False,
+    verify_data: VerifyData = False,
 ) -> None:
     """Train the MAP model into RUN_DIR/train (checkpoint, history, val/test scores)."""
-    _stage_command("train", run_dir, config, overrides, force, no_progress)
+    _stage_command("train", run_dir, config, overrides, force, no_progress, verify_data)
 
 
 @app.command()
@@ -392,9 +438,10 @@ def sample(
     overrides: Overrides = None,  # type: ignore[assignment]
     force: Force = False,
     no_progress: NoProgress = False,
+    verify_data: VerifyData = False,
 ) -> None:
     """Build the model set from the trained model and store val/test predictions."""
-    _stage_command("sample", run_dir, config, overrides, force, no_progress)
+    _stage_command("sample", run_dir, config, overrides, force, no_progress, verify_data)
 
 
 @app.command()
@@ -417,11 +464,12 @@ def evaluate(
     overrides: Overrides = None,  # type: ignore[assignment]
     force: Force = False,
     no_progress: NoProgress = False,
+    verify_data: VerifyData = False,
 ) -> None:
     """Multiplicity, performance, calibration, fairness and robustness across the set."""
     lists = {"metrics": metrics, "groups": groups, "corruptions": corruptions, "attacks": attacks}
     overrides.update({f"evaluate.{k}": _csv(v) for k, v in lists.items() if v is not None})
-    _stage_command("evaluate", run_dir, config, overrides, force, no_progress)
+    _stage_command("evaluate", run_dir, config, overrides, force, no_progress, verify_data)
 
 
 @app.command()
@@ -441,12 +489,13 @@ def decide(
     ] = None,
     force: Force = False,
     no_progress: NoProgress = False,
+    verify_data: VerifyData = False,
 ) -> None:
     """Best-in-set selection (chosen on validation, confirmed on test), the constrained and
     post-processing baselines, ensembles with abstention and Laplace Sample Information."""
     if select:
         overrides["decide.select"] = [name for item in select for name in item.split(",") if name]
-    _stage_command("decide", run_dir, config, overrides, force, no_progress)
+    _stage_command("decide", run_dir, config, overrides, force, no_progress, verify_data)
 
 
 @app.command()
@@ -455,9 +504,10 @@ def report(
     run_dir: RunDirArg,
     force: Force = False,
     no_progress: NoProgress = False,
+    verify_data: VerifyData = False,
 ) -> None:
     """Write RUN_DIR/report/report.html (self-contained) with its PNGs and tables."""
-    _stage_command("report", run_dir, None, {}, force, no_progress)
+    _stage_command("report", run_dir, None, {}, force, no_progress, verify_data)
 
 
 @app.command()
@@ -477,6 +527,7 @@ def validate(
     overrides: Overrides = None,  # type: ignore[assignment]
     force: Force = False,
     no_progress: NoProgress = False,
+    verify_data: VerifyData = False,
 ) -> None:
     """Retrain K networks like the MAP model (cached, resumable) and measure how much of their
     multiplicity the run's set finds at the same number of models: flag recall and precision of
@@ -485,7 +536,7 @@ def validate(
     then shows a validity section."""
     given = {"validity.models": retrain, "validity.workers": workers, "validity.address": address}
     overrides.update({k: v for k, v in given.items() if v is not None})
-    _stage_command("validate", run_dir, None, overrides, force, no_progress)
+    _stage_command("validate", run_dir, None, overrides, force, no_progress, verify_data)
 
 
 @app.command()

@@ -44,7 +44,10 @@ class DataConfig(Section):
     """The `data` section: the task to load (a MedMNIST name or a folder of images) and its
     attribute CSV."""
 
-    dataset: str = "pneumoniamnist"  # a MedMNIST name, or a folder of images with a label CSV
+    # A MedMNIST name, or a folder of images with a label CSV: a folder is stored as an absolute
+    # path, so the run's commands find it from any working directory.
+    dataset: str = "pneumoniamnist"
+    dataset_as_given: str | None = None  # the folder as the user typed it (for display)
     root: str | None = None  # default: $RASHOMON_DATA, else the medmnist default root
     size: int = 28
     attributes_csv: str | None = None
@@ -56,7 +59,35 @@ class DataConfig(Section):
     allow_overlap: bool = False
     # Where the files are found is not what they are: stages check the files' content
     # fingerprint instead (rashomon.run.data_fingerprint). allow_overlap only lets them load.
-    operational: ClassVar[frozenset[str]] = frozenset({"root", "allow_overlap"})
+    operational: ClassVar[frozenset[str]] = frozenset({"root", "allow_overlap", "dataset_as_given"})
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> DataConfig:
+        # Relative paths name files from where the command runs: stored absolute, a later
+        # command from another folder reads the same files (a bare label name stays a name in
+        # the folder).
+        from rashomon.data.task import absolute
+
+        if Path(self.dataset).expanduser().is_dir():
+            resolved = absolute(self.dataset)
+            if resolved != self.dataset:
+                self.dataset_as_given = self.dataset_as_given or self.dataset
+                self.dataset = resolved
+        if self.labels and len(Path(self.labels).parts) > 1:
+            self.labels = absolute(self.labels)
+        if self.attributes_csv:
+            self.attributes_csv = absolute(self.attributes_csv)
+        return self
+
+    def label_file(self) -> str | None:
+        """The label CSV a folder task reads, as an absolute path (None for MedMNIST): the same
+        file however `labels` names it (unset, a bare name or a path)."""
+        if not Path(self.dataset).expanduser().is_dir():
+            return None
+        from rashomon.data.folder import label_csv_path
+        from rashomon.data.task import absolute
+
+        return absolute(label_csv_path(self.dataset, self.labels))
 
     def identity(self) -> dict[str, Any]:
         """The section as a stage hash reads it: a folder dataset and its CSVs by name, not path."""
@@ -240,9 +271,26 @@ class SampleSection(Section):
 
     @field_validator("models")
     @classmethod
-    def _positive(cls, v: int) -> int:
-        if v <= 0:
-            raise ValueError("the number of models must be positive")
+    def _enough_models(cls, v: int) -> int:
+        from rashomon.sets.rashomon import MIN_SET_MODELS
+
+        if v < MIN_SET_MODELS:
+            raise ValueError(
+                f"a Rashomon set needs at least {MIN_SET_MODELS} models, got {v}; use --models "
+                f"{MIN_SET_MODELS} or more (default 1000)"
+            )
+        return v
+
+    @field_validator("max_memory")
+    @classmethod
+    def _memory_size(cls, v: str | None) -> str | None:
+        if v is not None:
+            from rashomon.memory import parse_bytes
+
+            try:
+                parse_bytes(v)
+            except RashomonError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @field_validator("epsilon")
@@ -339,6 +387,16 @@ class EvaluateSection(Section):
     # "auto" computes them for small problems (evaluate.EXTREMES_AUTO_WORK, EXTREMES_AUTO_HEAD).
     extremes: Literal["auto", "on", "off"] = "auto"
 
+    @field_validator("attacks")
+    @classmethod
+    def _known_attacks(cls, v: list[str]) -> list[str]:
+        from rashomon.attacks import ATTACKS
+
+        unknown = [a for a in v if a not in ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown attack(s) {unknown}; choose from {', '.join(ATTACKS)}")
+        return v
+
 
 class DecideSection(Section):
     """The `decide` section: ensembles, selection, the constrained and threshold baselines, LSI."""
@@ -369,11 +427,23 @@ class DecideSection(Section):
 class ValiditySection(Section):
     """`rashomon validate`: K networks retrained like the MAP model, the set's ground truth."""
 
-    models: int = Field(30, ge=2)  # retrained seeds (seed + 1 … seed + models)
+    models: int = 30  # retrained seeds (seed + 1 … seed + models)
     workers: int = Field(1, ge=1)  # local Ray workers training seeds in parallel
     address: str | None = None  # a Ray cluster ('auto' or host:port)
     cache_dir: str | None = None  # the retrain cache (default $RASHOMON_CACHE/retrain)
     operational: ClassVar[frozenset[str]] = frozenset({"workers", "address", "cache_dir"})
+
+    @field_validator("models")
+    @classmethod
+    def _enough_for_halves(cls, v: int) -> int:
+        from rashomon.validate import MIN_TRUTH_MODELS
+
+        if v < MIN_TRUTH_MODELS:
+            raise ValueError(
+                f"the split-half ceiling needs at least {MIN_TRUTH_MODELS} retrained networks "
+                f"within ε, got {v}; use --retrain {MIN_TRUTH_MODELS} or more (default 30)"
+            )
+        return v
 
 
 class RunConfig(Section):
@@ -416,6 +486,26 @@ class RunConfig(Section):
         payload.update({s: getattr(self, s).identity() for s in sections})
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def check_corruptions(cfg: RunConfig) -> None:
+    """Refuse corruption names the dataset's MedMNIST-C table lacks, even with robustness off
+    (a typo is refused, not saved). Not a validator: reading the table imports medmnistc (tens
+    of seconds), so commands call it when the list is new (`rashomon evaluate --corruptions`)."""
+    if not cfg.evaluate.corruptions:
+        return
+    from rashomon.data.corruptions import corruption_names
+
+    try:
+        known = corruption_names(cfg.data.dataset)
+    except RashomonError:  # medmnistc cannot be imported: the robustness stage says how to fix
+        return
+    unknown = [c for c in cfg.evaluate.corruptions if c not in known]
+    if unknown:
+        raise RashomonError(
+            f"config field 'evaluate.corruptions': unknown corruption(s) {unknown} for "
+            f"{Path(cfg.data.dataset).name}; choose from {', '.join(known)}, or none"
+        )
 
 
 def check_device(device: str) -> None:

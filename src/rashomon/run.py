@@ -38,7 +38,7 @@ from rashomon.config import RunConfig, dump_config, load_config
 from rashomon.context import StageContext
 from rashomon.data.task import Task
 from rashomon.decide.stage import run_decide_stage
-from rashomon.errors import RashomonError
+from rashomon.errors import RashomonError, write_error
 from rashomon.evaluate.stage import run_evaluate_stage
 from rashomon.models.stage import run_train_stage
 from rashomon.report.stage import run_report_stage
@@ -52,6 +52,7 @@ __all__ = [
     "StageContext",
     "DataIdentity",
     "adopt_stage",
+    "check_run_dir",
     "data_fingerprint",
     "data_identity",
     "prepare_run_dir",
@@ -191,8 +192,12 @@ def package_versions() -> dict[str, str]:
 
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise (write_error(exc, path) or exc) from exc
 
 
 def read_records(run_dir: Path) -> dict[str, dict]:
@@ -214,8 +219,11 @@ class DataIdentity:
     task: str
 
 
-def data_identity(cfg: RunConfig, run_dir: Path | None = None) -> DataIdentity:
-    """Both fingerprints of the run's data files (each file read once)."""
+def data_identity(
+    cfg: RunConfig, run_dir: Path | None = None, verify: bool = False
+) -> DataIdentity:
+    """Both fingerprints of the run's data files (each file read once); `verify` re-hashes the
+    large files too instead of trusting their cached digest (`--verify-data`)."""
     from rashomon.data.files import data_files, is_folder_dataset
     from rashomon.fingerprint import digests_fingerprint, file_digests
 
@@ -225,7 +233,7 @@ def data_identity(cfg: RunConfig, run_dir: Path | None = None) -> DataIdentity:
     )
     attributes = files[-1:] if d.attributes_csv is not None else []  # data_files lists it last
     cache = Path(run_dir) / HASH_CACHE_FILE if run_dir is not None else None
-    digests = file_digests(files, cache)
+    digests = file_digests(files, cache, verify)
     left_out = {str(p.resolve()) for p in attributes}
     task = {p: v for p, v in digests.items() if p not in left_out}
     if is_folder_dataset(d.dataset):
@@ -236,9 +244,10 @@ def data_identity(cfg: RunConfig, run_dir: Path | None = None) -> DataIdentity:
     return DataIdentity(full=digests_fingerprint(digests), task=digests_fingerprint(task))
 
 
-def data_fingerprint(cfg: RunConfig, run_dir: Path | None = None) -> str:
-    """Fingerprint of the content of every data file the run's task reads."""
-    return data_identity(cfg, run_dir).full
+def data_fingerprint(cfg: RunConfig, run_dir: Path | None = None, verify: bool = False) -> str:
+    """Fingerprint of the content of every data file the run's task reads (`verify`: as in
+    `data_identity`)."""
+    return data_identity(cfg, run_dir, verify).full
 
 
 def task_loader(cfg: RunConfig) -> Callable[[], Task]:
@@ -261,16 +270,32 @@ def ensure_writable(run_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise RashomonError(
-            f"cannot write to {run_dir} ({exc.strerror}); choose another --out directory"
+            f"cannot write to {run_dir} ({exc.strerror}); choose another run directory (--out "
+            "of rashomon run)"
         ) from exc
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None: it exists)."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
 
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run directory for this process; a second process gets a one-line error naming
-    the holder. The lock is the kernel's (flock): it goes away with the process, even on kill -9."""
+    the holder. The lock is the kernel's (flock): it goes away with the process, even on kill -9.
+
+    A command that creates the run directory and fails before any stage finished removes the
+    folders it created, so a refused command leaves nothing behind."""
+    created = _first_missing(Path(run_dir).absolute())
     ensure_writable(run_dir)
     f = open(run_dir / LOCK_FILE, "a+")
+    held = False
     try:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -278,52 +303,102 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             f.seek(0)
             holder = f.read().strip() or "another process"
             raise RashomonError(
-                f"{run_dir} is in use by {holder}; wait for it to finish or use another --out"
+                f"{run_dir} is in use by {holder}; wait for it to finish, or work in another "
+                "run directory"
             ) from None
+        held = True
         f.seek(0)
         f.truncate()
         f.write(f"process {os.getpid()} ({' '.join(Path(a).name for a in sys.argv[:2])})")
         f.flush()
         yield
+    except BaseException:
+        if held and created is not None and not (run_dir / RECORDS_FILE).exists():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     finally:
-        with contextlib.suppress(OSError):
-            f.seek(0)
-            f.truncate()
+        # Only the holder clears the record: a refused contender leaves the holder's in place.
+        if held:
+            with contextlib.suppress(OSError):
+                f.seek(0)
+                f.truncate()
         f.close()
 
 
 # --------------------------------------------------------------------------- preparing
 
+# Files a command writes in a run directory before its first stage finishes: a folder holding
+# only these (or nothing) is a new run, not someone else's folder.
+RUN_SCAFFOLD = frozenset({LOCK_FILE, ENV_FILE, HASH_CACHE_FILE})
 
-def _same_experiment(old: RunConfig, new: RunConfig) -> bool:
-    """Same dataset (name, or the same folder wherever it is given from), size and seed: where
-    the data files live (data.root) and their content are checked by the fingerprint instead."""
+
+def check_run_dir(run_dir: Path, new_run: bool, config_given: bool = False) -> None:
+    """Refuse, before writing anything, a directory a command must not work in: a folder that
+    is not a run (a data folder); a run whose config.yaml is gone (its stages would be redone
+    under the defaults) unless a config is given; a missing or empty one unless `new_run`
+    (`rashomon run` and `train` start runs, the later stages need one)."""
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG_FILE).exists():
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RashomonError(f"{run_dir} is a file, not a run directory; give a run directory")
+    entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if (run_dir / RECORDS_FILE).exists() or any((run_dir / s).is_dir() for s in STAGES):
+        if config_given:
+            return
+        raise RashomonError(
+            f"{run_dir} holds finished stages but no {CONFIG_FILE}; restore it (the config those "
+            "stages ran under) or give that config with --config, so no stage is redone under "
+            "the defaults"
+        )
+    foreign = [n for n in entries if n not in RUN_SCAFFOLD and ".tmp-" not in n]
+    if foreign:
+        raise RashomonError(
+            f"{run_dir} is not a run directory (no {CONFIG_FILE}; it holds {foreign[0]!r}"
+            f"{' and more' if len(foreign) > 1 else ''}); give a new or empty folder for a run"
+        )
+    if not new_run:
+        state = "does not exist" if not run_dir.exists() else f"has no {CONFIG_FILE}"
+        raise RashomonError(
+            f"{run_dir} is not a run directory (it {state}); start the run first with "
+            f"`rashomon run --out {run_dir}` or `rashomon train {run_dir}`"
+        )
+
+
+def _other_experiment(old: RunConfig, new: RunConfig) -> str | None:
+    """What makes `new` another experiment than `old` (None: the same): the dataset (a name, or
+    the same folder wherever it is given from), its label file (however it is named), the image
+    size or the seed. Where the data files live (data.root) and their content are checked by the
+    fingerprint instead."""
     a, b = old.data, new.data
 
     def where(dataset: str) -> str:
         p = Path(dataset).expanduser()
         return str(p.resolve()) if p.is_dir() else dataset.lower()
 
-    return (
-        where(a.dataset) == where(b.dataset)
-        and a.size == b.size
-        and old.seed == new.seed
-        and a.labels == b.labels
-    )
+    if where(a.dataset) != where(b.dataset):
+        return f"another dataset ({a.dataset}; this command: {b.dataset})"
+    if a.label_file() != b.label_file():
+        return f"another label file ({a.label_file()}; this command: {b.label_file()})"
+    if a.size != b.size:
+        return f"another image size ({a.size}; this command: {b.size})"
+    if old.seed != new.seed:
+        return f"another seed ({old.seed}; this command: {new.seed})"
+    return None
 
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume_only: bool = False) -> None:
     """Create the run directory and save the environment; refuse a directory holding a run of
-    another dataset or seed (its stages belong to another experiment). Other sections may
-    change: stages depending on them re-run."""
+    another dataset, label file, size or seed (its stages belong to another experiment). Other
+    sections may change: stages depending on them re-run."""
     ensure_writable(run_dir)
     cfg_file = run_dir / CONFIG_FILE
     if cfg_file.exists():
-        old = load_config(cfg_file)
-        if not _same_experiment(old, cfg):
+        other = _other_experiment(load_config(cfg_file), cfg)
+        if other is not None:
             raise RashomonError(
-                f"{run_dir} holds a run of another dataset or seed ({old.data.dataset}, seed "
-                f"{old.seed}); use a new --out directory or delete that one"
+                f"{run_dir} holds a run of {other}; give a new run directory (rashomon run "
+                "--out) or delete that one"
             )
     for stale in run_dir.glob("*.tmp-*"):  # left by an interrupted stage
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
@@ -506,6 +581,9 @@ def run_stage(
     start = time.perf_counter()
     try:
         stage.run(ctx)
+    except OSError as exc:  # a full disk: name where the stage was writing
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise (write_error(exc, exc.filename or tmp) or exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -590,9 +668,11 @@ def run_pipeline(
     force: bool = False,
     progress: bool = True,
     console: Console | None = None,
+    verify_data: bool = False,
 ) -> dict[str, dict[str, Any] | None]:
-    """Lock and prepare the run directory and run the stages in order."""
+    """Lock and prepare the run directory and run the stages in order; `verify_data` re-hashes
+    every data file (`data_fingerprint`)."""
     with run_lock(run_dir):
         prepare_run_dir(run_dir, cfg)
-        data = data_identity(cfg, run_dir)
+        data = data_identity(cfg, run_dir, verify=verify_data)
         return {s: run_stage(run_dir, cfg, s, force, progress, console, data) for s in stages}

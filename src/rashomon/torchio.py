@@ -7,15 +7,20 @@ from typing import Any
 
 import torch
 
-from rashomon.errors import RashomonError
+from rashomon.errors import RashomonError, write_error
 
 
 def save_atomic(payload: Any, path: str | Path) -> None:
-    """Write to a temporary name, then rename, so a crash never leaves half a file."""
+    """Write to a temporary name, then rename, so a crash never leaves half a file. A full
+    disk or a permission error is a one-line RashomonError naming `path`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise (write_error(exc, path) or exc) from exc
 
 
 def load_payload(path: str | Path, what: str, make_it: str) -> Any:

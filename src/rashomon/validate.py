@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from rashomon.decide import CorruptedInputs
 
 SPLIT_HALF_ROUNDS = MATCHED_ROUNDS  # the ceiling's rounds are the matched comparison's
+MIN_TRUTH_MODELS = 4  # the split-half ceiling compares two halves of at least two models
 SPREAD_FILE = "spread.csv"
 SELECTION_VS_SET_FILE = "selection_vs_set.csv"
 # The evaluate and decide tables written for the retrained truth, under their own file names
@@ -90,10 +91,10 @@ def split_half_ceiling(
     )
 
     m = probs.shape[0]
-    if m < 4:
+    if m < MIN_TRUTH_MODELS:
         raise RashomonError(
-            f"the split-half ceiling needs at least 4 models within ε, the retrained set has {m}; "
-            "retrain more seeds or use a larger epsilon"
+            f"the split-half ceiling needs at least {MIN_TRUTH_MODELS} models within ε, the "
+            f"retrained set has {m}; retrain more seeds or use a larger epsilon"
         )
     rows = []
     for a, b in truth_halves(m, rounds, seed):

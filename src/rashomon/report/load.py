@@ -303,13 +303,19 @@ def _load_task(config: dict[str, Any]) -> tuple[Any, str]:
     try:
         from rashomon.api import load_task
 
+        # Every data option of the config (rashomon.config.DataConfig.loader_options): the
+        # label file and channels pick which patients and images the run's stages saw.
         task = load_task(
             d["dataset"],
             root=d.get("root"),
             size=int(d.get("size", 28)),
             seed=int(config.get("seed", 0)),
             attributes_csv=d.get("attributes_csv"),
+            labels=d.get("labels"),
+            channels=d.get("channels"),
+            allow_overlap=bool(d.get("allow_overlap", False)),
         )
     except Exception as exc:  # images are optional: say why they are absent
-        return None, f"the images of {d['dataset']!r} could not be loaded ({exc})"
+        shown = d.get("dataset_as_given") or d["dataset"]
+        return None, f"the images of {shown!r} could not be loaded ({exc})"
     return task, ""
