@@ -146,9 +146,10 @@ def load_set(run_dir: Path, epsilon: float | None = None, name: str | None = Non
 
 def build_cost(run_dir: Path) -> dict[str, float]:
     """Seconds of the sample stage and every timing / memory number of sample/summary.json;
-    `train_seconds` from the train stage (what every set shares)."""
+    `map_train_seconds` from the train stage (the MAP model's training, which every set
+    shares; not `train_seconds`, the sample stage's own training of forks or seeds)."""
     cost: dict[str, float] = {}
-    for stage, prefix in (("sample", ""), ("train", "train_")):
+    for stage, prefix in (("sample", ""), ("train", "map_train_")):
         f = Path(run_dir) / stage / S.SUMMARY
         if not f.exists():
             continue
