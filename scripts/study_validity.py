@@ -35,12 +35,57 @@ def cell_name(run_dir: str) -> str:
     return Path(str(run_dir)).name.split("set-")[-1]
 
 
+def training_unit_costs(compare: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's cost in the unit every cell shares, measured in the same run: the seconds the
+    sweep took to train its MAP model (train/summary.json). A set that trains networks costs
+    the share of a training each one takes (a fork at spawn s: 1 − s; a retrained seed or a
+    multimode mode: 1) plus its sample stage's seconds beyond training; any other set its sample
+    stage's seconds. The truth is its retrained networks. Seconds measured on a loaded machine
+    inflate alike, so the shares of the truth's cost hold where the seconds do not."""
+    import json
+
+    rows = []
+    for _, r in compare.iterrows():
+        run = Path(r["run_dir"])
+        unit = json.loads((run / "train" / "summary.json").read_text())["seconds"]
+        sample = json.loads((run / "sample" / "summary.json").read_text())
+        options = sample.get("options") or {}
+        beyond = float(sample["seconds"]) - float(sample.get("train_seconds") or 0.0)
+        source = sample.get("source")
+        if source == "retrain":
+            trainings = float(sample.get("models", r["models"]))
+            beyond = 0.0  # the truth's networks, read from the cache here
+        elif source == "fork":
+            forks = float(options.get("forks") or len(sample.get("seeds") or []) or r["models"])
+            spawn = float(options.get("spawn", 0.5))
+            # spawn 1 fine-tunes the trained weights for a `finetune` share of the budget
+            share = float(options.get("finetune", 0.1)) if spawn >= 1 else 1.0 - spawn
+            trainings = forks * share
+        elif source == "multimode":
+            tried = sample.get("seeds_tried") or (sample.get("meta") or {}).get("seeds_tried")
+            trainings = float(tried if isinstance(tried, int | float) else options["modes"] - 1)
+        else:
+            trainings = 0.0
+        rows.append(
+            {
+                "cell": cell_name(r["run_dir"]),
+                "trainings": trainings,
+                "seconds": trainings * unit + beyond,
+                "unit_seconds": unit,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def study_table(compare: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per cell with the goal's figures; the truth's row last."""
+    """One row per cell with the goal's figures; the truth's row last. Costs: `costs` (timed
+    alone, benchmarks/bench_study_costs.py) when given, else `training_unit_costs`."""
     from rashomon.compare import frontier_table
 
     table = compare.copy()
     table["cell"] = [cell_name(r) for r in table["run_dir"]]
+    if costs is None:
+        costs = training_unit_costs(compare)
     if costs is not None:
         seconds = dict(
             zip(costs["cell"].map(lambda c: c.split("set-")[-1]), costs["seconds"], strict=False)
@@ -64,10 +109,17 @@ def study_table(compare: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFra
     rows = []
     for _, r in table.iterrows():
         f = frontier.loc[r["set"]]
+        # at matched size (h of the set's models against halves of the truth) where compare
+        # wrote it: a full-size range grows with the number of models it spans
+        prefix = (
+            "spread_matched_ratio:"
+            if any(c.startswith("spread_matched_ratio:") for c in table)
+            else "spread_ratio:"
+        )
         spread = {
-            s: r.get(f"spread_ratio:{s}", np.nan)
+            s: r.get(f"{prefix}{s}", np.nan)
             for s in (*SPREADS, *real_gaps)
-            if f"spread_ratio:{s}" in table
+            if f"{prefix}{s}" in table
         }
         amb_rel = r["ambiguity_matched"] / truth["ambiguity"] - 1 if truth["ambiguity"] else np.nan
         row = {

@@ -532,3 +532,25 @@ def test_cost_validity_frontier_by_hand():
     assert f["share_of_truth_seconds"].tolist() == [0.01, 0.1, 0.05, 1.0]
     # "dominated" costs more than "cheap" and is worse on both ratios
     assert f.set_index("set")["on_frontier"].iloc[:3].tolist() == [True, True, False]
+
+
+def test_matched_spread_does_not_grow_with_the_set_size():
+    """A set of 400 models whose desiderata come from the same distribution as the ground
+    truth's 24 spans a wider range at full size (max − min over more draws), but at matched size
+    (h = 12 against halves of the truth) its spread ratio is about 1; a set that varies half as
+    much gets about 0.5."""
+    from rashomon.metrics.agreement import desideratum_spread, matched_spread
+
+    from scipy.stats import norm
+
+    def table(sd: float, models: int) -> pd.DataFrame:
+        # evenly spaced normal quantiles: the distribution without the luck of one draw
+        values = 0.8 + sd * norm.ppf((np.arange(models) + 0.5) / models)
+        return pd.DataFrame({"model": np.arange(models), "accuracy": values})
+
+    truth, same, narrow = table(0.02, 24), table(0.02, 400), table(0.01, 400)
+    full = desideratum_spread(same)["accuracy"] / desideratum_spread(truth)["accuracy"]
+    assert full > 1.3
+    assert matched_spread(same, truth, rounds=400)["accuracy"] == pytest.approx(1.0, abs=0.15)
+    assert matched_spread(narrow, truth, rounds=400)["accuracy"] == pytest.approx(0.5, abs=0.1)
+    assert matched_spread(same, truth.iloc[:3]) == {}  # a truth of 3 has no halves of 2

@@ -378,6 +378,41 @@ def desideratum_spread(per_model: pd.DataFrame | None) -> dict[str, float]:
     return {c: float(numeric[c].max() - numeric[c].min()) for c in numeric.columns}
 
 
+def _desiderata(per_model: pd.DataFrame | None) -> pd.DataFrame:
+    """The numeric desiderata of a set's models, one row each (MAP row and ids dropped)."""
+    if per_model is None or per_model.empty:
+        return pd.DataFrame()
+    rows = per_model[per_model[S.MODEL] >= 0]
+    return rows.drop(columns=[c for c in NOT_DESIDERATA if c in rows]).select_dtypes("number")
+
+
+def matched_spread(
+    per_model: pd.DataFrame | None,
+    truth_per_model: pd.DataFrame | None,
+    rounds: int = MATCHED_ROUNDS,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Spread (max − min) of each desideratum at matched size, as a ratio: the mean spread of h
+    models drawn from the set (without replacement when it has h, else with) over the mean
+    spread of a random half of h of the ground truth's T models (h = ⌊T/2⌋), over `rounds`
+    seeded rounds. Like flags, a range grows with the number of models it spans, so a set of
+    500 against 30 retrained networks looks wider than it is at full size."""
+    cheap, truth = _desiderata(per_model), _desiderata(truth_per_model)
+    h = len(truth) // 2
+    if h < 2 or len(cheap) == 0:
+        return {}
+    rng = np.random.default_rng([seed, 1])
+    halves = [a for a, _ in truth_halves(len(truth), rounds, seed)]
+    draws = [rng.choice(len(cheap), h, replace=len(cheap) < h) for _ in range(rounds)]
+    out = {}
+    for metric in cheap.columns.intersection(truth.columns):
+        a, b = cheap[metric].to_numpy(np.float64), truth[metric].to_numpy(np.float64)
+        own = np.nanmean([np.ptp(a[d]) for d in draws])
+        ref = np.nanmean([np.ptp(b[d]) for d in halves])
+        out[metric] = float(own / ref) if ref > 0 else math.nan
+    return out
+
+
 @dataclass
 class Comparison:
     """What `compare_with_truth` finds: the compare table (one row per set, then the ground
@@ -477,6 +512,10 @@ def compare_with_truth(
             row[f"spread:{metric}"] = value
             ref = truth_spread.get(metric)
             row[f"spread_ratio:{metric}"] = value / ref if ref else math.nan
+        matched_spreads = matched_spread(s.per_model_test, truth.per_model_test, rounds, seed)
+        for metric, value in matched_spreads.items():
+            value = 1.0 if is_truth and math.isfinite(value) else value  # its halves: the ceiling
+            row[f"spread_matched_ratio:{metric}"] = value
         row["run_dir"] = s.run_dir
         rows.append(row)
         per_patient[f"disagreement:{s.name}"] = m["disagreement"]
