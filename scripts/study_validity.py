@@ -249,7 +249,8 @@ def report_rows(compare: pd.DataFrame, where: str) -> pd.DataFrame:
         config = yaml.safe_load((run / "config.yaml").read_text())
         summary = json.loads((run / "sample" / "summary.json").read_text())
         kind = set_kind(summary)
-        if kind in seen:
+        # a fork's kind does not say where it spawned: no row a run could be matched to
+        if kind in seen or kind[0] == "fork":
             continue
         seen.add(kind)
         train = config.get("train") or {}

@@ -65,7 +65,11 @@ def set_kind(sample_summary: dict[str, Any]) -> tuple[str, str, str]:
     """(source, varied weights, scale) of a sample stage's record."""
     options = sample_summary.get("options") or {}
     source = str(sample_summary.get("source", ""))
-    subset = "" if source in ("dropout", "retrain", "swag", "multimode") else "last_layer"
+    if source in ("dropout", "retrain", "perturb") or (
+        source == "fork" and options.get("around", "none") == "none"
+    ):
+        return source, "", str(options.get("scale", "posterior") or "posterior")
+    subset = "" if source in ("swag", "multimode") else "last_layer"
     subset = str(options.get("subset", subset) or subset)
     return source, subset, str(options.get("scale", "posterior") or "posterior")
 
