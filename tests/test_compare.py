@@ -539,9 +539,9 @@ def test_matched_spread_does_not_grow_with_the_set_size():
     truth's 24 spans a wider range at full size (max − min over more draws), but at matched size
     (h = 12 against halves of the truth) its spread ratio is about 1; a set that varies half as
     much gets about 0.5."""
-    from rashomon.metrics.agreement import desideratum_spread, matched_spread
-
     from scipy.stats import norm
+
+    from rashomon.metrics.agreement import desideratum_spread, matched_spread
 
     def table(sd: float, models: int) -> pd.DataFrame:
         # evenly spaced normal quantiles: the distribution without the luck of one draw

@@ -41,14 +41,15 @@ FAST = {
 
 
 def run_cli(tmp: Path, name: str, root: Path, *flags: str, **sections: dict) -> Path:
-    """`rashomon run CONFIG --out tmp/name ...` with FAST updated by `sections`; returns the run
-    directory after checking the exit code and that every stage ran."""
+    """`rashomon run CONFIG --out tmp/runs/name ...` with FAST updated by `sections`; returns the
+    run directory after checking the exit code and that every stage ran. (Apart from the data:
+    a folder that holds images and is not a run is refused as `--out`.)"""
     import yaml
 
     config = {k: {**v, **sections.get(k, {})} for k, v in FAST.items()}
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = tmp / name
+    out = tmp / "runs" / name
     result = CliRunner().invoke(
         app,
         ["run", str(path), *flags, "--out", str(out), "--no-progress"],

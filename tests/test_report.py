@@ -350,7 +350,8 @@ def test_report_files_and_numbers(report, fake_run):
     assert html_escape(headline) in html
     # The study's validity figure is the older round's full-size one, named as such; it says how
     # its MAP model was trained and how this run's differs (the fake run trains 20 epochs
-    # without dropout; the study's had dropout 0.1).
+    # without dropout and with the default class_weights: auto; the study's had dropout 0.1 and
+    # no class weights).
     study = [s for s in (out / "summary.txt").read_text().splitlines() if "validity study" in s]
     assert study == [
         "In an older round of the validity study on pneumoniamnist (cnn-small, MAP model trained "
@@ -358,9 +359,9 @@ def test_report_files_and_numbers(report, fake_run):
         "the patients that 30 retrained networks flag, with precision 95% (docs/results.md, "
         "Validity study on PneumoniaMNIST): full-size figures, which grow with the set's size "
         "whatever its quality, not size-matched ones (not yet measured for this kind of set); "
-        "this run's MAP model was trained differently (no dropout, not 0.1), so the figure is "
-        "only indicative; those sets flagged fewer patients than retraining: read the share "
-        "above as a lower bound."
+        "this run's MAP model was trained differently (no dropout, not 0.1; class weights when "
+        "imbalanced, not none), so the figure is only indicative; those sets flagged fewer "
+        "patients than retraining: read the share above as a lower bound."
     ]
     validity = html[html.index('<section id="validity"') :]
     assert html_escape(study[0]) in validity[: validity.index("</section>")]
@@ -708,8 +709,10 @@ def _validate_run(tmp_path: Path, validate: dict) -> Path:
         | {S.VPR_LOW: [0.1, 0.6, 0.7, 0.8], S.VPR_HIGH: [0.2, 0.7, 0.8, 0.9]}
     )
     run = _minimal_run(tmp_path / "run", ps)
+    # validate filtered its networks at the set's ε: figures of another ε are shown as stale
+    epsilon = S.sample_record(run).epsilon
     (run / "validate").mkdir()
-    (run / "validate" / "summary.json").write_text(json.dumps(validate))
+    (run / "validate" / "summary.json").write_text(json.dumps({**validate, "epsilon": epsilon}))
     return run
 
 
