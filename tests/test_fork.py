@@ -162,3 +162,23 @@ def test_fork_source_through_the_run_directory(tiny_root, tmp_path):
     seeds = build_model_set("retrain", model, task, {"cache_dir": str(tmp_path / "c2")}, ctx)
     assert forks.meta["reused"] == 0 and seeds.meta["reused"] == 2  # the same networks
     assert torch.equal(forks.samples, seeds.samples) and seeds.meta["seeds"] == [1, 2]
+
+
+def test_forks_that_all_keep_the_map_checkpoint_are_refused(
+    trained, tiny_task, tmp_path, monkeypatch
+):
+    """A MAP training that stopped early (patience) before the spawn share leaves the forks
+    nothing to train: each keeps the checkpoint already chosen, and the 'set' is K copies of
+    the MAP model (seen on RSNA at spawn 0.5 and 0.9). That is refused with the fix, not
+    audited as a set with no multiplicity."""
+    import copy
+
+    import rashomon.sets.fork as sets_fork
+
+    model, saved = trained
+    monkeypatch.setattr(sets_fork, "fork", lambda task, net, *a, **k: copy.deepcopy(net))
+    recipe = {"arch": "cnn", "epochs": None, "fit_options": {}}
+    with pytest.raises(RashomonError, match=r"all 3 forks .* ended on the trained model's own"):
+        sets_fork.fork_networks(
+            model, tiny_task, saved, 3, spawn=0.9, train=recipe, cache_dir=tmp_path
+        )

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rashomon.data.task import Task
 from rashomon.errors import RashomonError
 from rashomon.models.fork import fork, initial_state, nearest_state, states_from_payloads
@@ -144,7 +146,17 @@ def fork_networks(
             cost += took
             save_checkpoint(net, path, task, train_seconds=round(took, 2))
         nets.append(net.cpu().eval())
+    same = sum(_same_weights(net, model) for net in nets)
+    if same == len(nets):
+        kept = ", ".join(f"{st.fraction:g}" for st in states) or "none"
+        raise RashomonError(
+            f"all {len(nets)} forks from share {state.fraction:.2f} of the budget ended on the "
+            "trained model's own weights: its training had stopped (early stopping) by then, so "
+            "each fork kept the checkpoint it had already chosen; fork earlier (-o spawn=S with S "
+            f"below where training stopped; states kept at {kept}) or use -o spawn=0"
+        )
     meta = {
+        "forks_equal_to_map": same,
         "seeds": seeds,
         "spawn": state.fraction,
         "spawn_step": state.step,
@@ -159,6 +171,15 @@ def fork_networks(
         "trained_seconds": round(cost, 2),  # training the forks took, cached or not
     }
     return nets, meta
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two networks hold the same parameter values (a fork that kept the MAP model's
+    checkpoint)."""
+    pa, pb = a.state_dict(), b.state_dict()
+    return pa.keys() == pb.keys() and all(
+        torch.equal(pa[k].cpu(), pb[k].cpu()) for k in pa if pa[k].is_floating_point()
+    )
 
 
 def fork_set(
