@@ -3,12 +3,29 @@ says whether that figure is size-matched or a full-size one of the older study."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+import pytest
 
 from rashomon.report import study
 from rashomon.report.study import measured_recall, set_kind, study_table, validity_line
 
 LL = {"source": "laplace", "options": {"subset": "last_layer"}}
+REAL_STUDY = study.STUDY_FILE
+# The older rounds' full-size rows, as they stood before the December study added size-matched
+# ones: the matching and wording rules are tested on this fixed table.
+OLDER_ROUNDS = Path(__file__).with_name("data") / "study_recall_older.csv"
+
+
+@pytest.fixture(autouse=True)
+def older_study(monkeypatch: pytest.MonkeyPatch):
+    """study_table() reads OLDER_ROUNDS in every test of this module unless a test says not."""
+    real = study.study_table
+    monkeypatch.setattr(study, "STUDY_FILE", OLDER_ROUNDS)
+    real.cache_clear()
+    yield
+    real.cache_clear()  # a test may have replaced study_table itself: clear the real cache
 
 
 def test_a_run_finds_its_own_kind_of_set_and_no_other():
@@ -109,3 +126,25 @@ def test_dataset_key_names_folder_tasks_by_folder_and_label_file():
     assert dataset_key({"dataset": "/data/rsna-cxr", "labels": "labels.csv"}) == "rsna-cxr"
     key = dataset_key({"dataset": "../shared/data/ham10000", "labels": "labels-binary.csv"})
     assert key == "ham10000:labels-binary"
+
+
+def test_the_december_study_rows_are_size_matched_and_quoted(monkeypatch):
+    """The shipped table holds the December study's size-matched rows: a default rsna-cxr run
+    (last-layer marglik set, class_weights auto, dropout 0.1, 1000 steps) gets the ratios of its
+    own row, read from the file, in the size-matched wording."""
+    monkeypatch.setattr(study, "STUDY_FILE", REAL_STUDY)
+    study.study_table.cache_clear()
+    table = study_table()
+    row = table[
+        (table["dataset"] == "rsna-cxr")
+        & (table["source"] == "laplace")
+        & (table["subset"] == "last_layer")
+        & (table["scale"] == "posterior")
+    ].iloc[-1]
+    train = {"steps": 1000, "dropout": 0.1, "class_weights": "auto"}
+    found = measured_recall("rsna-cxr", "cnn-small", LL, train)
+    assert found["size_matched"] and found["differences"] == []
+    assert found["flag_recall_ratio"] == float(row["flag_recall_ratio"])
+    line = validity_line("rsna-cxr", "cnn-small", LL, train)
+    assert f"reached {float(row['flag_recall_ratio']):.2f} of the retrained ceiling's" in line
+    assert "class weights when imbalanced" in line and "differently" not in line
