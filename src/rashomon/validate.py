@@ -279,23 +279,14 @@ def _truth_robustness(ctx: Any, task: Any, model: Any, kept: Any, ids: np.ndarra
     audited on corruptions (no evaluate/robustness.csv: nothing to set the truth beside, and
     the corruptions' own import and generation cost minutes on a CPU)."""
     from rashomon.evaluate.robustness import robustness_tables
+    from rashomon.evaluate.stage import corruption_options
 
     e = ctx.cfg.evaluate
     cheap = S.TABLES["robustness"].path(ctx.run_dir)
     if "robustness" not in e.metrics or e.corruptions == [] or not cheap.exists():
         ctx.summary["retrained_robustness"] = "skipped: the run's set has no robustness.csv"
         return None, {}
-    common = dict(
-        corruptions=e.corruptions,
-        severities=e.severities,
-        attacks=[],
-        seed=ctx.cfg.seed,
-        cache_dir=ctx.run_dir / "cache" / "corruptions",
-        device=ctx.device,
-        max_images=e.robustness_images,
-        max_memory=ctx.cfg.sample.max_memory,
-        progress=ctx.progress,
-    )
+    common = corruption_options(ctx)
     table = robustness_tables(kept, model, task, **common)
     correct = {"test": table.attrs.pop("patient_correct", None)}
     table.attrs.pop("patient_index", None)

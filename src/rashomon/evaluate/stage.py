@@ -293,6 +293,24 @@ def extremes_table(ctx: StageContext, task: Task, epsilon: float) -> pd.DataFram
     return table
 
 
+def corruption_options(ctx: StageContext) -> dict[str, Any]:
+    """The run's seeded corruptions as `robustness_tables` takes them (no attacks): the same
+    images, severities and cache for the set's audit on test and validation and for the
+    retrained truth's (rashomon.validate)."""
+    e = ctx.cfg.evaluate
+    return dict(
+        corruptions=e.corruptions,
+        severities=e.severities,
+        attacks=[],
+        seed=ctx.cfg.seed,
+        cache_dir=ctx.run_dir / "cache" / "corruptions",
+        device=ctx.device,
+        max_images=e.robustness_images,
+        max_memory=ctx.cfg.sample.max_memory,
+        progress=ctx.progress,
+    )
+
+
 def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
     """Corruptions and attacks for the MAP model and the set's models (cached corrupted images
     live in the run directory, outside the stage folder, so --force does not redraw them)."""
@@ -313,16 +331,8 @@ def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
         mset,
         model,
         ctx.task(),
-        corruptions=e.corruptions,
-        severities=e.severities,
-        attacks=e.attacks,
+        **{**corruption_options(ctx), "attacks": e.attacks},
         attack_epsilons=e.attack_epsilons,
-        seed=ctx.cfg.seed,
-        cache_dir=ctx.run_dir / "cache" / "corruptions",
-        device=ctx.device,
-        max_images=e.robustness_images,
-        max_memory=ctx.cfg.sample.max_memory,
-        progress=ctx.progress,
         whitebox_models=e.whitebox_models,
         attack_max_images=e.attack_images,
     )
@@ -335,21 +345,7 @@ def robustness_table(ctx: StageContext, idx: np.ndarray) -> pd.DataFrame:
     if e.robustness_selection and correct["test"] is not None:
         # The same seeded corruptions of the validation split, so that decide can choose the
         # most robust model without looking at test: per-patient correctness, MAP first.
-        val = robustness_tables(
-            mset,
-            model,
-            ctx.task(),
-            corruptions=e.corruptions,
-            severities=e.severities,
-            attacks=[],
-            seed=ctx.cfg.seed,
-            cache_dir=ctx.run_dir / "cache" / "corruptions",
-            device=ctx.device,
-            max_images=e.robustness_images,
-            split="val",
-            max_memory=ctx.cfg.sample.max_memory,
-            progress=ctx.progress,
-        )
+        val = robustness_tables(mset, model, ctx.task(), **corruption_options(ctx), split="val")
         correct["val"] = val.attrs["patient_correct"]
         for split, matrix in correct.items():
             np.save(ctx.out / S.corrupted_correct_file(split), matrix)
