@@ -11,7 +11,8 @@ the verdict; then the MAP model's gaps within acquisition strata.
         --attributes sex age_group --out runs/study/hypothesis-rsna
 
 Each RUN_DIR is a run with its decide stage (`rashomon decide RUN_DIR`); the first is read as
-the truth when its sample source is `retrain`. Writes hypothesis.csv and prints Markdown.
+the truth when its sample source is `retrain`. Writes hypothesis.csv, hypothesis.png and prints
+Markdown.
 """
 
 from __future__ import annotations
@@ -42,6 +43,59 @@ def fairness_rows(run_dir: Path, attributes: list[str]) -> pd.DataFrame:
     return rows
 
 
+def hypothesis_figure(table: pd.DataFrame, path: Path) -> None:
+    """Two panels, one row per fairness desideratum and one colour per set: the test gain of the
+    model chosen on validation over the MAP model with its 95 % interval (a filled marker where
+    the verdict is a real gain, Holm-adjusted), and the q05–q95 range of the desideratum across
+    the set on test with the MAP model's value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    desiderata = list(dict.fromkeys(table["desideratum"]))
+    sets = list(dict.fromkeys(table["set"]))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    height = 0.8 / max(len(sets), 1)
+    fig, (gain_ax, spread_ax) = plt.subplots(
+        1, 2, figsize=(11, 0.45 * len(desiderata) * max(len(sets), 2) / 2 + 1.5), sharey=True
+    )
+    for j, name in enumerate(sets):
+        rows = table[table["set"] == name].set_index("desideratum")
+        for i, d in enumerate(desiderata):
+            if d not in rows.index:
+                continue
+            r = rows.loc[d]
+            y = i + (j - (len(sets) - 1) / 2) * height
+            real = r["verdict"] == "real gain"
+            gain_ax.errorbar(
+                r["test_gain"],
+                y,
+                xerr=[[r["test_gain"] - r["gain_ci_low"]], [r["gain_ci_high"] - r["test_gain"]]],
+                fmt="o",
+                color=colours[j % len(colours)],
+                mfc=colours[j % len(colours)] if real else "white",
+                label=name if i == 0 else None,
+                capsize=2,
+            )
+            spread_ax.plot(
+                [r["set_test_q05"], r["set_test_q95"]],
+                [y, y],
+                color=colours[j % len(colours)],
+                lw=3,
+            )
+            spread_ax.plot(r["map_test"], y, "|", color="black", ms=9)
+    gain_ax.axvline(0, color="grey", lw=0.8)
+    gain_ax.set_yticks(range(len(desiderata)), desiderata)
+    gain_ax.invert_yaxis()
+    gain_ax.set_xlabel("test gain of the chosen model (95 % CI; filled: real)")
+    spread_ax.set_xlabel("on test across the set, q05–q95 (|: MAP)")
+    gain_ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -52,6 +106,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table = pd.concat([fairness_rows(r, args.attributes) for r in args.runs], ignore_index=True)
     table.to_csv(args.out / "hypothesis.csv", index=False)
+    hypothesis_figure(table, args.out / "hypothesis.png")
     print(
         "| desideratum | set | models | MAP test | set on test q05–q95 "
         "| chosen: test gain [95 % CI] | Holm p | detectable gain | verdict |"
