@@ -151,9 +151,10 @@ def fork_networks(
         kept = ", ".join(f"{st.fraction:g}" for st in states) or "none"
         raise RashomonError(
             f"all {len(nets)} forks from share {state.fraction:.2f} of the budget ended on the "
-            "trained model's own weights: its training had stopped (early stopping) by then, so "
-            "each fork kept the checkpoint it had already chosen; fork earlier (-o spawn=S with S "
-            f"below where training stopped; states kept at {kept}) or use -o spawn=0"
+            "trained model's own weights: its checkpoint was chosen before that point (by "
+            "validation loss, or training had stopped early) and no fork improved on it, so each "
+            "kept it; fork earlier (-o spawn=S with S before the chosen checkpoint; states kept "
+            f"at {kept}), use more forks, or use -o spawn=0"
         )
     meta = {
         "forks_equal_to_map": same,
