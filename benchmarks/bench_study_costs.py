@@ -93,6 +93,8 @@ def cell_cost(run_dir: Path, networks: int) -> dict[str, object]:
 
 
 def main() -> None:
+    from rashomon.errors import RashomonError
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("sweep_dir", type=Path)
     ap.add_argument("--networks", type=int, default=2, help="networks trained per training cell")
@@ -104,8 +106,6 @@ def main() -> None:
     if args.cells:
         cells = [c for c in cells if c.name in args.cells or c.name.split("set-")[-1] in args.cells]
     rows = []
-    from rashomon.errors import RashomonError
-
     for cell in cells:
         try:
             row = cell_cost(cell, args.networks)

@@ -61,6 +61,7 @@ def hypothesis_figure(table: pd.DataFrame, path: Path) -> None:
         1, 2, figsize=(11, 0.45 * len(desiderata) * max(len(sets), 2) / 2 + 1.5), sharey=True
     )
     for j, name in enumerate(sets):
+        colour = colours[j % len(colours)]
         rows = table[table["set"] == name].set_index("desideratum")
         for i, d in enumerate(desiderata):
             if d not in rows.index:
@@ -73,15 +74,15 @@ def hypothesis_figure(table: pd.DataFrame, path: Path) -> None:
                 y,
                 xerr=[[r["test_gain"] - r["gain_ci_low"]], [r["gain_ci_high"] - r["test_gain"]]],
                 fmt="o",
-                color=colours[j % len(colours)],
-                mfc=colours[j % len(colours)] if real else "white",
+                color=colour,
+                mfc=colour if real else "white",
                 label=name if i == 0 else None,
                 capsize=2,
             )
             spread_ax.plot(
                 [r["set_test_q05"], r["set_test_q95"]],
                 [y, y],
-                color=colours[j % len(colours)],
+                color=colour,
                 lw=3,
             )
             spread_ax.plot(r["map_test"], y, "|", color="black", ms=9)
